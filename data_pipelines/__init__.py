@@ -1,0 +1,1 @@
+"""Data path: video files -> DMVR-format TFRecords -> tf.data audio-visual batches."""

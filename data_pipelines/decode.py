@@ -1,0 +1,120 @@
+"""Video decoding with PyAV (FFmpeg's libraries, installed from PyPI).
+
+Every failure is turned into `BadMediaError` with a short reason, which the
+prepare step writes to its report; nothing here prints or exits.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import av
+import numpy as np
+
+
+class BadMediaError(Exception):
+  """A file that cannot give a training clip; str() is the reason for the report."""
+
+
+@dataclasses.dataclass
+class DecodedVideo:
+  frames: np.ndarray      # [T, H, W, 3] uint8 sampled at `fps`
+  fps: float
+  waveform: np.ndarray    # [S] float32 mono at `sample_rate`
+  sample_rate: int
+
+  @property
+  def duration_s(self) -> float:
+    return min(len(self.frames) / self.fps, len(self.waveform) / self.sample_rate)
+
+
+def _resized_shape(width: int, height: int, short_side: int) -> tuple[int, int]:
+  """Keep the aspect ratio, scaling the shorter side to `short_side` (even sizes)."""
+  scale = short_side / min(width, height)
+  w = max(2, int(round(width * scale / 2)) * 2)
+  h = max(2, int(round(height * scale / 2)) * 2)
+  return w, h
+
+
+def _decode_frames(container, stream, fps: float, short_side: int) -> np.ndarray:
+  """Frames at times t0 + k/fps, each the last source frame shown at or before it."""
+  w, h = _resized_shape(stream.codec_context.width, stream.codec_context.height, short_side)
+  out = []
+  t0 = prev = prev_image = None
+
+  def prev_as_array():
+    nonlocal prev_image
+    if prev_image is None:  # convert lazily: most source frames are never emitted
+      prev_image = prev.to_ndarray(width=w, height=h, format="rgb24")
+    return prev_image
+
+  for frame in container.decode(stream):
+    if frame.time is None:
+      continue
+    if t0 is None:
+      t0 = frame.time
+    while prev is not None and t0 + len(out) / fps < frame.time - 1e-6:
+      out.append(prev_as_array())
+    prev, prev_image = frame, None
+  if prev is not None:  # the last frame lasts one source frame period
+    period = 1.0 / float(stream.average_rate or fps)
+    while t0 + len(out) / fps < prev.time + period - 1e-6:
+      out.append(prev_as_array())
+  return np.stack(out) if out else np.zeros((0, h, w, 3), np.uint8)
+
+
+def _decode_audio(container, stream, sample_rate: int) -> np.ndarray:
+  resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+  chunks = []
+  for frame in container.decode(stream):
+    for resampled in resampler.resample(frame):
+      chunks.append(resampled.to_ndarray().reshape(-1))
+  for resampled in resampler.resample(None):
+    chunks.append(resampled.to_ndarray().reshape(-1))
+  return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+
+
+def decode_video(path: str, *, fps: float, sample_rate: int, short_side: int,
+                 min_seconds: float) -> DecodedVideo:
+  """Decodes `path` to frames at `fps` (shorter side `short_side`) and mono audio."""
+  try:
+    with av.open(path) as container:
+      if not container.streams.video:
+        raise BadMediaError("no video stream")
+      if not container.streams.audio:
+        raise BadMediaError("no audio track")
+      frames = _decode_frames(container, container.streams.video[0], fps, short_side)
+    with av.open(path) as container:
+      waveform = _decode_audio(container, container.streams.audio[0], sample_rate)
+  except BadMediaError:
+    raise
+  except (av.error.FFmpegError, ValueError, OSError, UnicodeDecodeError) as e:
+    raise BadMediaError(f"cannot decode: {type(e).__name__}: {e}") from e
+  if len(frames) == 0:
+    raise BadMediaError("no decodable video frames")
+  if len(waveform) == 0:
+    raise BadMediaError("no decodable audio samples")
+  video = DecodedVideo(frames, fps, waveform, sample_rate)
+  if video.duration_s + 1e-6 < min_seconds:
+    raise BadMediaError(f"too short: {video.duration_s:.2f}s of audio+video, need {min_seconds:.2f}s")
+  if not np.all(np.isfinite(waveform)):
+    raise BadMediaError("audio holds NaN or Inf samples")
+  return video
+
+
+def split_into_clips(video: DecodedVideo, clip_seconds: float, min_seconds: float):
+  """Yields (start_s, end_s, frames, waveform) pieces of at most `clip_seconds`.
+
+  A trailing piece shorter than `min_seconds` is dropped: it cannot hold one window.
+  Piece boundaries fall on the frame grid so that frames and audio stay aligned.
+  """
+  frames_per_clip = max(1, int(math.floor(clip_seconds * video.fps)))
+  n_frames = int(math.floor(video.duration_s * video.fps + 1e-6))
+  for first in range(0, n_frames, frames_per_clip):
+    last = min(first + frames_per_clip, n_frames)
+    start_s, end_s = first / video.fps, last / video.fps
+    if end_s - start_s + 1e-6 < min_seconds:
+      break
+    s0 = int(round(start_s * video.sample_rate))
+    s1 = int(round(end_s * video.sample_rate))
+    yield start_s, end_s, video.frames[first:last], video.waveform[s0:s1]

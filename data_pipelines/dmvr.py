@@ -1,0 +1,102 @@
+"""The stored-clip format: tf.train.SequenceExample in DeepMind DMVR's layout.
+
+DMVR readers look for JPEG frames under the feature list `image/encoded` (one
+bytes feature per frame) and the waveform under `WAVEFORM/feature/floats` (one
+float feature holding the whole clip). Labels, filename and timestamps live in
+the context. Keys not in DMVR (fps, sample rate, boxes) are optional on read, so
+shards that other tools wrote load with defaults from the config.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+FRAMES = "image/encoded"
+WAVEFORM = "WAVEFORM/feature/floats"
+FILENAME = "video/filename"
+START_US = "clip/start/timestamp"
+END_US = "clip/end/timestamp"
+LABEL_INDEX = "clip/label/index"
+LABEL_TEXT = "clip/label/text"
+FPS = "image/frame_rate"
+SAMPLE_RATE = "WAVEFORM/sample_rate"
+BOX_KEYS = ("clip/box/ymin", "clip/box/xmin", "clip/box/ymax", "clip/box/xmax")
+BOX_TIME_US = "clip/box/timestamp"
+
+
+@dataclasses.dataclass
+class Clip:
+  """One decoded clip, ready to serialise."""
+  filename: str
+  start_s: float
+  end_s: float
+  fps: float
+  sample_rate: int
+  jpeg_frames: Sequence[bytes]
+  waveform: np.ndarray  # [samples] float32 mono
+  label_index: Sequence[int] = ()
+  label_text: Sequence[str] = ()
+  boxes: np.ndarray | None = None  # [K, 4] ymin, xmin, ymax, xmax in 0..1
+  box_times_s: Sequence[float] = ()
+
+
+def to_sequence_example(clip: Clip) -> tf.train.SequenceExample:
+  ex = tf.train.SequenceExample()
+  ctx = ex.context.feature
+  ctx[FILENAME].bytes_list.value.append(clip.filename.encode())
+  ctx[START_US].int64_list.value.append(int(round(clip.start_s * 1e6)))
+  ctx[END_US].int64_list.value.append(int(round(clip.end_s * 1e6)))
+  ctx[FPS].float_list.value.append(clip.fps)
+  ctx[SAMPLE_RATE].int64_list.value.append(clip.sample_rate)
+  ctx[LABEL_INDEX].int64_list.value.extend(clip.label_index)
+  ctx[LABEL_TEXT].bytes_list.value.extend(t.encode() for t in clip.label_text)
+  if clip.boxes is not None and len(clip.boxes):
+    for i, key in enumerate(BOX_KEYS):
+      ctx[key].float_list.value.extend(np.asarray(clip.boxes)[:, i].tolist())
+    ctx[BOX_TIME_US].int64_list.value.extend(int(round(t * 1e6)) for t in clip.box_times_s)
+  frames = ex.feature_lists.feature_list[FRAMES]
+  for jpeg in clip.jpeg_frames:
+    frames.feature.add().bytes_list.value.append(jpeg)
+  ex.feature_lists.feature_list[WAVEFORM].feature.add().float_list.value.extend(
+      np.asarray(clip.waveform, np.float32).tolist())
+  return ex
+
+
+def parse(serialized: tf.Tensor, *, default_fps: float, default_sample_rate: int) -> dict:
+  """Serialized SequenceExample -> dict of tensors (tf-graph friendly)."""
+  context_spec = {
+      FILENAME: tf.io.FixedLenFeature([], tf.string, default_value=""),
+      START_US: tf.io.FixedLenFeature([], tf.int64, default_value=0),
+      FPS: tf.io.FixedLenFeature([], tf.float32, default_value=default_fps),
+      SAMPLE_RATE: tf.io.FixedLenFeature([], tf.int64, default_value=default_sample_rate),
+      LABEL_INDEX: tf.io.VarLenFeature(tf.int64),
+      BOX_TIME_US: tf.io.VarLenFeature(tf.int64),
+      **{k: tf.io.VarLenFeature(tf.float32) for k in BOX_KEYS},
+  }
+  seq_spec = {
+      FRAMES: tf.io.FixedLenSequenceFeature([], tf.string),
+      WAVEFORM: tf.io.VarLenFeature(tf.float32),
+  }
+  ctx, seq = tf.io.parse_single_sequence_example(
+      serialized, context_features=context_spec, sequence_features=seq_spec)
+  filename = ctx[FILENAME]
+  waveform = tf.reshape(tf.sparse.to_dense(seq[WAVEFORM]), [-1])
+  frames = seq[FRAMES]
+  # Shards from other tools may lack a filename; the first frame's bytes still
+  # identify the video, which the negative-pair labels need.
+  video_key = tf.where(tf.strings.length(filename) > 0, filename, frames[0])
+  boxes = tf.stack([tf.sparse.to_dense(ctx[k]) for k in BOX_KEYS], axis=-1)
+  return {
+      "jpeg_frames": frames,
+      "waveform": waveform,
+      "fps": ctx[FPS],
+      "sample_rate": tf.cast(ctx[SAMPLE_RATE], tf.int32),
+      "video_id": tf.cast(tf.strings.to_hash_bucket_fast(video_key, 2**31 - 1), tf.int32),
+      "clip_start_us": ctx[START_US],
+      "label_index": tf.cast(tf.sparse.to_dense(ctx[LABEL_INDEX]), tf.int32),
+      "boxes": boxes,
+      "box_times_us": tf.sparse.to_dense(ctx[BOX_TIME_US]),
+  }

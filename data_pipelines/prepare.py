@@ -1,0 +1,265 @@
+"""Prepare: a folder or CSV list of videos -> sharded DMVR-format TFRecords.
+
+  python -m data_pipelines.prepare --input DIR_OR_CSV --output DIR \\
+      [--labels CSV] [--boxes CSV] [--fps 25] [--sample_rate 48000] \\
+      [--frame_size 256] [--workers N]
+
+Each shard is one unit of work, written to a temporary name and renamed when
+complete, with a sidecar JSON of its counts and skipped files. A re-run skips
+shards whose sidecar exists, so an interrupted job finishes where it stopped.
+Bad files never abort the job: they are listed with a reason in `skipped.csv`.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import concurrent.futures
+import csv
+import dataclasses
+import json
+import math
+import multiprocessing
+import os
+import sys
+from typing import Sequence
+
+import numpy as np
+
+VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".ogv", ".mov", ".m4v", ".mpg",
+                    ".mpeg", ".flv", ".3gp", ".wmv", ".ts")
+MANIFEST = "manifest.json"
+REPORT = "skipped.csv"
+SHARD_PREFIX = "clips"
+
+
+@dataclasses.dataclass(frozen=True)
+class PrepareSettings:
+  fps: float = 25.0
+  sample_rate: int = 48000
+  frame_size: int = 256
+  min_seconds: float = 1.0
+  clip_seconds: float = 10.0
+  jpeg_quality: int = 90
+
+
+def list_inputs(input_path: str) -> tuple[str, list[str]]:
+  """-> (root, relative paths). A CSV's first column holds paths relative to it."""
+  if os.path.isdir(input_path):
+    root = input_path
+    found = []
+    for dirpath, _, names in os.walk(root):
+      for n in names:
+        if not n.startswith(".") and not n.endswith((".csv", ".json")):
+          found.append(os.path.relpath(os.path.join(dirpath, n), root))
+    return root, sorted(found)
+  if input_path.endswith(".csv") and os.path.isfile(input_path):
+    root = os.path.dirname(os.path.abspath(input_path))
+    with open(input_path, newline="") as f:
+      rows = [r for r in csv.reader(f) if r and not r[0].startswith("#")]
+    if rows and rows[0][0].strip().lower() in ("file", "path", "video_path", "filename"):
+      rows = rows[1:]
+    return root, sorted(r[0].strip() for r in rows)
+  raise SystemExit(f"--input {input_path!r}: not a directory or an existing .csv file")
+
+
+def read_labels(path: str | None) -> dict[str, list[str]]:
+  """CSV `file,label` where label may hold several labels separated by ';'."""
+  if not path:
+    return {}
+  out: dict[str, list[str]] = {}
+  with open(path, newline="") as f:
+    for lineno, row in enumerate(csv.reader(f), 1):
+      if not row or row[0].startswith("#") or (lineno == 1 and row[0].strip() == "file"):
+        continue
+      if len(row) < 2:
+        raise SystemExit(f"{path}:{lineno}: expected 'file,label', got {row!r}")
+      labels = [l.strip() for l in row[1].split(";") if l.strip()]
+      out.setdefault(row[0].strip(), []).extend(labels)
+  return out
+
+
+def read_boxes(path: str | None) -> dict[str, list[tuple[float, float, float, float, float]]]:
+  """CSV `file,ymin,xmin,ymax,xmax[,time]`, coordinates normalised to 0..1."""
+  if not path:
+    return {}
+  out: dict[str, list] = {}
+  with open(path, newline="") as f:
+    for lineno, row in enumerate(csv.reader(f), 1):
+      if not row or row[0].startswith("#") or (lineno == 1 and row[0].strip() == "file"):
+        continue
+      try:
+        coords = [float(v) for v in row[1:5]]
+        t = float(row[5]) if len(row) > 5 and row[5].strip() else -1.0
+      except (ValueError, IndexError):
+        raise SystemExit(f"{path}:{lineno}: expected 'file,ymin,xmin,ymax,xmax[,time]', got {row!r}")
+      if len(coords) != 4 or not all(0.0 <= c <= 1.0 for c in coords):
+        raise SystemExit(f"{path}:{lineno}: box coordinates must be 4 numbers in 0..1, got {row[1:5]}")
+      if coords[0] > coords[2] or coords[1] > coords[3]:
+        raise SystemExit(f"{path}:{lineno}: box has ymin>ymax or xmin>xmax: {coords}")
+      out.setdefault(row[0].strip(), []).append((*coords, t))
+  return out
+
+
+def _encode_jpegs(frames: np.ndarray, quality: int) -> list[bytes]:
+  import tensorflow as tf  # imported in the worker: TF must not be forked
+  return [tf.io.encode_jpeg(f, quality=quality).numpy() for f in frames]
+
+
+def _clips_for_file(root: str, rel: str, settings: PrepareSettings, label_map: dict,
+                    labels: list[str], boxes: list) -> list:
+  from data_pipelines import decode, dmvr
+  video = decode.decode_video(os.path.join(root, rel), fps=settings.fps,
+                              sample_rate=settings.sample_rate,
+                              short_side=settings.frame_size,
+                              min_seconds=settings.min_seconds)
+  clips = []
+  for start_s, end_s, frames, waveform in decode.split_into_clips(
+      video, settings.clip_seconds, settings.min_seconds):
+    in_clip = [b for b in boxes if b[4] < 0 or start_s <= b[4] < end_s]
+    clips.append(dmvr.Clip(
+        filename=rel, start_s=start_s, end_s=end_s, fps=settings.fps,
+        sample_rate=settings.sample_rate,
+        jpeg_frames=_encode_jpegs(frames, settings.jpeg_quality), waveform=waveform,
+        label_index=[label_map[l] for l in labels], label_text=labels,
+        boxes=np.array([b[:4] for b in in_clip], np.float32).reshape(-1, 4),
+        box_times_s=[(b[4] - start_s) if b[4] >= 0 else -1.0 for b in in_clip]))
+  return clips
+
+
+def _shard_paths(output: str, index: int, num_shards: int) -> tuple[str, str]:
+  base = os.path.join(output, f"{SHARD_PREFIX}-{index:05d}-of-{num_shards:05d}.tfrecord")
+  return base, base + ".done.json"
+
+
+def write_shard(job: dict) -> dict:
+  """Decodes the files of one shard and writes it atomically; returns its summary."""
+  import tensorflow as tf
+  from data_pipelines import decode, dmvr
+  path, done_path = _shard_paths(job["output"], job["index"], job["num_shards"])
+  settings = PrepareSettings(**job["settings"])
+  summary = {"shard": os.path.basename(path), "files": job["files"], "clips": 0,
+             "clip_files": 0, "skipped": []}
+  tmp = path + ".tmp"
+  with tf.io.TFRecordWriter(tmp) as writer:
+    for rel in job["files"]:
+      try:
+        clips = _clips_for_file(job["root"], rel, settings, job["label_map"],
+                                job["labels"].get(rel, []), job["boxes"].get(rel, []))
+      except decode.BadMediaError as e:
+        summary["skipped"].append({"file": rel, "reason": str(e)})
+        continue
+      except Exception as e:  # a decoder bug on one file must not cost the others
+        summary["skipped"].append({"file": rel, "reason": f"unexpected {type(e).__name__}: {e}"})
+        continue
+      for clip in clips:
+        writer.write(dmvr.to_sequence_example(clip).SerializeToString())
+      summary["clips"] += len(clips)
+      summary["clip_files"] += 1
+  os.replace(tmp, path)
+  with open(done_path, "w") as f:
+    json.dump(summary, f)
+  return summary
+
+
+def _progress(total: int):
+  try:
+    from tqdm import tqdm
+    return tqdm(total=total, unit="file", desc="prepare", file=sys.stderr)
+  except ImportError:  # tqdm is a dependency; this only guards odd installs
+    return None
+
+
+def prepare(input_path: str, output: str, *, labels_csv: str | None = None,
+            boxes_csv: str | None = None, settings: PrepareSettings = PrepareSettings(),
+            workers: int | None = None, files_per_shard: int = 32,
+            num_shards: int | None = None, quiet: bool = False) -> dict:
+  """Runs the whole prepare job; returns the manifest dict (also written to disk)."""
+  root, files = list_inputs(input_path)
+  if not files:
+    raise SystemExit(f"--input {input_path!r}: no files found")
+  labels, boxes = read_labels(labels_csv), read_boxes(boxes_csv)
+  label_names = sorted({l for ls in labels.values() for l in ls})
+  label_map = {name: i for i, name in enumerate(label_names)}
+  os.makedirs(output, exist_ok=True)
+  num_shards = num_shards or max(1, math.ceil(len(files) / files_per_shard))
+  # Interleaved assignment spreads long and short files evenly over shards.
+  jobs = [dict(index=i, num_shards=num_shards, output=output, root=root,
+               files=files[i::num_shards], settings=dataclasses.asdict(settings),
+               label_map=label_map, labels=labels, boxes=boxes)
+          for i in range(num_shards)]
+  summaries, todo = [], []
+  for job in jobs:
+    path, done_path = _shard_paths(output, job["index"], num_shards)
+    if os.path.exists(done_path) and os.path.exists(path):
+      with open(done_path) as f:
+        summaries.append(json.load(f))
+    else:
+      todo.append(job)
+  bar = None if quiet else _progress(sum(len(j["files"]) for j in todo))
+  workers = workers or os.cpu_count() or 1
+  if todo:
+    ctx = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(min(workers, len(todo)), mp_context=ctx) as pool:
+      for summary in pool.map(write_shard, todo):
+        summaries.append(summary)
+        if bar is not None:
+          bar.update(len(summary["files"]))
+  if bar is not None:
+    bar.close()
+  summaries.sort(key=lambda s: s["shard"])
+  skipped = [s for sm in summaries for s in sm["skipped"]]
+  with open(os.path.join(output, REPORT), "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["file", "reason"])
+    for s in skipped:
+      w.writerow([s["file"], s["reason"]])
+  manifest = {
+      "format": "dmvr-sequence-example",
+      "settings": dataclasses.asdict(settings),
+      "labels": label_names,
+      "num_files": len(files),
+      "num_clip_files": sum(s["clip_files"] for s in summaries),
+      "num_clips": sum(s["clips"] for s in summaries),
+      "num_skipped": len(skipped),
+      "shards": {s["shard"]: s["clips"] for s in summaries},
+  }
+  with open(os.path.join(output, MANIFEST), "w") as f:
+    json.dump(manifest, f, indent=1)
+  reasons = collections.Counter(s["reason"].split(":")[0] for s in skipped)
+  if not quiet:
+    detail = ", ".join(f"{r}: {n}" for r, n in sorted(reasons.items()))
+    print(f"prepared {manifest['num_clips']} clips from {manifest['num_clip_files']} of "
+          f"{len(files)} files into {num_shards} shards in {output}; skipped "
+          f"{len(skipped)}" + (f" ({detail}), see {os.path.join(output, REPORT)}" if skipped else ""))
+  return manifest
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("--input", required=True, help="folder of videos, or a CSV whose first column lists them")
+  p.add_argument("--output", required=True, help="folder for the TFRecord shards")
+  p.add_argument("--labels", help="CSV file,label (several labels separated by ';')")
+  p.add_argument("--boxes", help="CSV file,ymin,xmin,ymax,xmax[,time] normalised to 0..1")
+  p.add_argument("--fps", type=float, default=PrepareSettings.fps)
+  p.add_argument("--sample_rate", type=int, default=PrepareSettings.sample_rate)
+  p.add_argument("--frame_size", type=int, default=PrepareSettings.frame_size,
+                 help="shorter side of the stored frames, in pixels")
+  p.add_argument("--clip_seconds", type=float, default=PrepareSettings.clip_seconds,
+                 help="longer videos are cut into clips of this length")
+  p.add_argument("--min_seconds", type=float, default=PrepareSettings.min_seconds)
+  p.add_argument("--workers", type=int, default=None, help="default: all cores")
+  p.add_argument("--files_per_shard", type=int, default=32)
+  return p.parse_args(argv)
+
+
+def run(argv: Sequence[str] | None = None) -> None:
+  args = parse_args(argv)
+  settings = PrepareSettings(fps=args.fps, sample_rate=args.sample_rate,
+                             frame_size=args.frame_size, clip_seconds=args.clip_seconds,
+                             min_seconds=args.min_seconds)
+  prepare(args.input, args.output, labels_csv=args.labels, boxes_csv=args.boxes,
+          settings=settings, workers=args.workers, files_per_shard=args.files_per_shard)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,409 @@
+"""tf.data readers: DMVR-format shards -> batches that meet the batch contract.
+
+Training batches hold frame/audio pairs: a frame at time t with the 1 s of audio
+centred on it (label 1), or with 1 s of audio from another video (label 0). Every
+random draw is stateless, keyed by (seed, global example index), and the record
+order of epoch e depends only on (seed, e). So a reader is a pure function of its
+seed and start position: restoring at step k only re-reads serialized records of
+the current epoch, never decodes them.
+
+Audio windows start on the frame grid: the positive window for frame k starts at
+frame k - floor(fps/2), so it is centred on frame k to within half a frame, and a
+negative window starts on the grid too, so the start phase never tells positives
+from negatives. `negatives_on_grid=False` draws negative starts anywhere, the
+shortcut the "Objects that Sound" paper warns of, for ablations.
+"""
+from __future__ import annotations
+
+import dataclasses
+import glob
+import json
+import math
+import os
+from typing import Iterator, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from data_pipelines import dmvr
+from data_pipelines import spectrogram as spectrogram_lib
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+@dataclasses.dataclass(frozen=True)
+class ReaderSpec:
+  """What the reader needs from `config.data`, as a plain frozen record."""
+  spectrogram: spectrogram_lib.SpectrogramSpec
+  fps: float = 25.0                 # for shards that do not store their frame rate
+  resize: int = 256                 # shorter side before cropping
+  crop: int = 224
+  negative_fraction: float = 0.5
+  negatives: str = "stream"         # "stream" or "in_batch"
+  negatives_on_grid: bool = True
+  shuffle_buffer: int = 1024
+  flip: bool = True
+  colour_jitter: float = 0.3        # 0 disables
+  gain_db: float = 3.0              # random gain range (+/-) in dB; 0 disables
+  num_classes: int = 0              # 0: from the manifest
+
+  def __post_init__(self):
+    if self.negatives not in ("stream", "in_batch"):
+      raise ValueError(f"config.data.negatives must be 'stream' or 'in_batch', got {self.negatives!r}")
+    if not 0.0 <= self.negative_fraction < 1.0:
+      raise ValueError(f"config.data.negative_fraction must be in [0, 1), got {self.negative_fraction}")
+
+
+def reader_spec_from_config(data) -> ReaderSpec:
+  s = data.spectrogram
+  return ReaderSpec(
+      spectrogram=spectrogram_lib.SpectrogramSpec(
+          sample_rate=data.sample_rate, win_length=s.win_length, hop_length=s.hop_length,
+          n_fft=s.n_fft, log_offset=s.log_offset, seconds=s.seconds),
+      fps=data.fps, resize=data.resize, crop=data.crop,
+      negative_fraction=data.negative_fraction, negatives=data.negatives,
+      negatives_on_grid=data.negatives_on_grid, shuffle_buffer=data.shuffle_buffer,
+      flip=data.flip, colour_jitter=data.colour_jitter, gain_db=data.gain_db,
+      num_classes=data.num_classes)
+
+
+# ----------------------------------------------------------------------------
+# Files
+# ----------------------------------------------------------------------------
+def resolve_files(data_dir: str, split: str) -> list[str]:
+  """`split` is a folder under `data_dir` (as `prepare` writes) or a glob pattern."""
+  pattern = split if any(c in split for c in "*?[") else os.path.join(data_dir, split, "*.tfrecord*")
+  files = sorted(f for f in glob.glob(pattern) if not f.endswith((".json", ".tmp")))
+  if not files:
+    raise FileNotFoundError(f"no TFRecord shards match {pattern!r} (config.data.dir={data_dir!r}, "
+                            f"split={split!r})")
+  return files
+
+
+def load_manifest(files: Sequence[str]) -> dict | None:
+  path = os.path.join(os.path.dirname(files[0]), "manifest.json")
+  if not os.path.exists(path):
+    return None
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, json.JSONDecodeError) as e:
+    raise ValueError(f"{path}: unreadable manifest: {e}") from e
+
+
+def host_files(files: Sequence[str], process_index: int, process_count: int) -> list[str]:
+  if len(files) < process_count:
+    raise ValueError(f"{len(files)} shards cannot be split over {process_count} hosts; "
+                     "prepare with more shards (--files_per_shard)")
+  return list(files[process_index::process_count])
+
+
+def count_records(files: Sequence[str]) -> int:
+  """Records in `files`: from the manifest when there is one, else by reading."""
+  manifest = load_manifest(files)
+  if manifest and all(os.path.basename(f) in manifest["shards"] for f in files):
+    return sum(manifest["shards"][os.path.basename(f)] for f in files)
+  return int(tf.data.TFRecordDataset(list(files)).reduce(np.int64(0), lambda n, _: n + 1))
+
+
+# ----------------------------------------------------------------------------
+# Per-clip ops (each usable alone or inside tf.data)
+# ----------------------------------------------------------------------------
+def window_frame_range(num_frames, num_samples, fps, spec: spectrogram_lib.SpectrogramSpec):
+  """Frames k whose grid-aligned audio window [k - floor(fps/2), +1 s) fits the clip."""
+  half = tf.floor(fps / 2.0)
+  duration = tf.cast(num_samples, tf.float32) / spec.sample_rate
+  last_start = tf.floor((duration - spec.seconds) * fps + 1e-3)  # in frames
+  lo = tf.cast(half, tf.int32)
+  hi = tf.minimum(num_frames - 1, tf.cast(last_start + half, tf.int32))
+  return lo, hi
+
+
+def grid_start_sample(k, fps, spec):
+  """First sample of the audio window for frame k (on the frame grid)."""
+  start_s = (tf.cast(k, tf.float32) - tf.floor(fps / 2.0)) / fps
+  return tf.cast(tf.round(start_s * spec.sample_rate), tf.int32)
+
+
+def random_gain(waveform, seed, gain_db):
+  db = tf.random.stateless_uniform([], seed, -gain_db, gain_db)
+  return waveform * tf.pow(10.0, db / 20.0)
+
+
+def preprocess_frame(jpeg, seed, *, spec: ReaderSpec, train: bool):
+  """JPEG bytes -> [crop, crop, 3] float32 normalised with ImageNet statistics."""
+  image = tf.io.decode_jpeg(jpeg, channels=3)
+  shape = tf.shape(image)[:2]
+  short = tf.minimum(shape[0], shape[1])
+  scale = spec.resize / tf.cast(short, tf.float32)
+  new = tf.cast(tf.round(tf.cast(shape, tf.float32) * scale), tf.int32)
+  image = tf.cond(tf.reduce_all(new == shape), lambda: tf.cast(image, tf.float32),
+                  lambda: tf.image.resize(image, new, antialias=True))
+  seeds = tf.random.experimental.stateless_split(seed, 5)
+  if train:
+    image = tf.image.stateless_random_crop(image, [spec.crop, spec.crop, 3], seeds[0])
+    if spec.flip:
+      image = tf.image.stateless_random_flip_left_right(image, seeds[1])
+    image = image / 255.0
+    if spec.colour_jitter > 0:
+      j = spec.colour_jitter
+      image = tf.image.stateless_random_brightness(image, j * 0.5, seeds[2])
+      image = tf.image.stateless_random_contrast(image, 1 - j, 1 + j, seeds[3])
+      image = tf.image.stateless_random_saturation(image, 1 - j, 1 + j, seeds[4])
+      image = tf.clip_by_value(image, 0.0, 1.0)
+  else:
+    top = (new[0] - spec.crop) // 2
+    left = (new[1] - spec.crop) // 2
+    image = image[top:top + spec.crop, left:left + spec.crop] / 255.0
+  image = tf.ensure_shape(image, [spec.crop, spec.crop, 3])
+  return (image - IMAGENET_MEAN) / IMAGENET_STD
+
+
+def clip_windows(clip: dict, index, seed, *, spec: ReaderSpec, train: bool) -> dict:
+  """Chooses the frame and the audio windows of one parsed clip.
+
+  Returns the chosen JPEG, the positive window (centred on that frame) and a
+  negative candidate window (used when this clip is another clip's negative).
+  """
+  aspec = spec.spectrogram
+  tf.debugging.assert_equal(
+      clip["sample_rate"], aspec.sample_rate,
+      message=f"a clip's stored sample rate differs from config.data.sample_rate="
+              f"{aspec.sample_rate}; prepare the data at that rate")
+  seeds = tf.random.experimental.stateless_split(tf.stack([seed, index]), 6)
+  n_frames = tf.shape(clip["jpeg_frames"])[0]
+  n_samples = tf.shape(clip["waveform"])[0]
+  fps = clip["fps"]
+  lo, hi = window_frame_range(n_frames, n_samples, fps, aspec)
+  tf.debugging.assert_less_equal(lo, hi, message=f"a clip is shorter than the {aspec.seconds}s audio window")
+  if train:
+    k = tf.random.stateless_uniform([], seeds[0], lo, hi + 1, dtype=tf.int32)
+  else:
+    # The frame the first box refers to, else the middle frame.
+    box_t = tf.cast(tf.concat([clip["box_times_us"], [-1]], 0)[0], tf.float32) / 1e6
+    k = tf.where(box_t >= 0, tf.cast(tf.round(box_t * fps), tf.int32), n_frames // 2)
+  frame_k = tf.clip_by_value(k, 0, n_frames - 1)
+  pos_start = grid_start_sample(tf.clip_by_value(k, lo, hi), fps, aspec)
+  if spec.negatives_on_grid or not train:
+    j = tf.random.stateless_uniform([], seeds[1], lo, hi + 1, dtype=tf.int32) if train else (lo + hi) // 2
+    neg_start = grid_start_sample(j, fps, aspec)
+  else:
+    neg_start = tf.random.stateless_uniform([], seeds[1], 0, n_samples - aspec.num_samples + 1,
+                                            dtype=tf.int32)
+  window = lambda s: clip["waveform"][s:s + aspec.num_samples]
+  pos, neg = window(pos_start), window(neg_start)
+  if train and spec.gain_db > 0:
+    pos, neg = random_gain(pos, seeds[2], spec.gain_db), random_gain(neg, seeds[3], spec.gain_db)
+  return {
+      "index": index,
+      "jpeg": clip["jpeg_frames"][frame_k],
+      "frame_seed": seeds[4],
+      "pos_audio": tf.ensure_shape(pos, [aspec.num_samples]),
+      "pos_start": tf.cast(pos_start, tf.float32) / aspec.sample_rate,
+      "neg_audio": tf.ensure_shape(neg, [aspec.num_samples]),
+      "neg_start": tf.cast(neg_start, tf.float32) / aspec.sample_rate,
+      "video_id": clip["video_id"],
+      "fps": fps,
+      "label_index": clip["label_index"],
+      "boxes": clip["boxes"],
+  }
+
+
+def is_negative(index, negative_fraction: float):
+  """Spreads negatives evenly over the stream: exactly round(n*f) in any n in a row, +-1."""
+  i = tf.cast(index, tf.float64)
+  return tf.floor((i + 1) * negative_fraction) - tf.floor(i * negative_fraction) >= 1
+
+
+def pair(anchor: dict, other: dict, *, spec: ReaderSpec, train: bool) -> dict:
+  """Frame of `anchor` with its own audio, or with `other`'s negative window."""
+  neg = is_negative(anchor["index"], spec.negative_fraction)
+  audio = tf.where(neg, other["neg_audio"], anchor["pos_audio"])
+  same_video = tf.equal(anchor["video_id"], other["video_id"])
+  return {
+      "frames": preprocess_frame(anchor["jpeg"], anchor["frame_seed"], spec=spec, train=train),
+      "spectrogram": spectrogram_lib.log_spectrogram(audio, spec.spectrogram)[..., None],
+      "label": tf.cast(tf.logical_or(tf.logical_not(neg), same_video), tf.int32),
+      "video_id": anchor["video_id"],
+      "audio_video_id": tf.where(neg, other["video_id"], anchor["video_id"]),
+      "audio_start": tf.where(neg, other["neg_start"], anchor["pos_start"]),
+      "fps": anchor["fps"],
+  }
+
+
+def pair_in_batch(batch: dict, *, spec: ReaderSpec) -> dict:
+  """Negatives take the negative window of the next example in the same batch."""
+  neg = is_negative(batch["index"], spec.negative_fraction)
+  src = tf.roll(tf.range(tf.shape(neg)[0]), -1, 0)
+  take = lambda k: tf.gather(batch[k], src)
+  audio = tf.where(neg[:, None], take("neg_audio"), batch["pos_audio"])
+  same_video = tf.equal(batch["video_id"], take("video_id"))
+  return {
+      "frames": batch["frames"],
+      "spectrogram": spectrogram_lib.log_spectrogram(audio, spec.spectrogram)[..., None],
+      "label": tf.cast(tf.logical_or(tf.logical_not(neg), same_video), tf.int32),
+      "video_id": batch["video_id"],
+      "audio_video_id": tf.where(neg, take("video_id"), batch["video_id"]),
+      "audio_start": tf.where(neg, take("neg_start"), batch["pos_start"]),
+      "fps": batch["fps"],
+  }
+
+
+# ----------------------------------------------------------------------------
+# Datasets
+# ----------------------------------------------------------------------------
+def _parse_fn(spec: ReaderSpec):
+  return lambda s: dmvr.parse(s, default_fps=spec.fps,
+                              default_sample_rate=spec.spectrogram.sample_rate)
+
+
+def indexed_records(files: Sequence[str], *, seed: int, epoch_size: int, start: int,
+                    shuffle_buffer: int) -> tf.data.Dataset:
+  """Endless (global index, serialized record) stream, starting at index `start`.
+
+  Epoch e visits the files in an order drawn from (seed, e) and shuffles records
+  in a buffer seeded by (seed, e); skipping to `start` touches only raw records.
+  """
+  files_t = tf.constant(list(files))
+  n = len(files)
+  first_epoch, offset = divmod(start, epoch_size)
+
+  def epoch(e):
+    order = tf.argsort(tf.random.stateless_uniform([n], tf.stack([tf.constant(seed, tf.int64), e])))
+    records = tf.data.Dataset.from_tensor_slices(tf.gather(files_t, order)).interleave(
+        tf.data.TFRecordDataset, cycle_length=min(n, 8), block_length=1,
+        num_parallel_calls=AUTOTUNE, deterministic=True)
+    records = records.shuffle(shuffle_buffer, seed=seed * 1_000_003 + e,
+                              reshuffle_each_iteration=False)
+    records = records.enumerate().map(lambda j, r: (e * epoch_size + j, r))
+    return records.skip(tf.where(e == first_epoch, tf.constant(offset, tf.int64), 0))
+
+  return tf.data.Dataset.range(first_epoch, 2**62).flat_map(epoch)
+
+
+def train_dataset(files: Sequence[str], *, spec: ReaderSpec, batch_size: int, seed: int,
+                  start_example: int = 0, epoch_size: int | None = None) -> tf.data.Dataset:
+  """Endless, deterministic training batches, starting after `start_example` examples."""
+  epoch_size = epoch_size or count_records(files)
+  if epoch_size == 0:
+    raise ValueError(f"no records in {list(files)[:3]}...")
+  parse = _parse_fn(spec)
+
+  def clips(stream_seed):
+    ds = indexed_records(files, seed=stream_seed, epoch_size=epoch_size, start=start_example,
+                         shuffle_buffer=spec.shuffle_buffer)
+    return ds.map(lambda i, r: clip_windows(parse(r), i, stream_seed, spec=spec, train=True),
+                  num_parallel_calls=AUTOTUNE)
+
+  anchors = clips(seed)
+  if spec.negatives == "stream":
+    others = clips(seed + 1)
+    ds = tf.data.Dataset.zip(anchors, others).map(
+        lambda a, o: pair(a, o, spec=spec, train=True), num_parallel_calls=AUTOTUNE)
+    ds = ds.batch(batch_size, drop_remainder=True)
+  else:
+    def decode(a):
+      a = dict(a)
+      a["frames"] = preprocess_frame(a.pop("jpeg"), a["frame_seed"], spec=spec, train=True)
+      return a
+    ds = anchors.map(decode, num_parallel_calls=AUTOTUNE).batch(batch_size, drop_remainder=True)
+    ds = ds.map(lambda b: pair_in_batch(b, spec=spec), num_parallel_calls=AUTOTUNE)
+  options = tf.data.Options()
+  options.deterministic = True
+  return ds.with_options(options).prefetch(AUTOTUNE)
+
+
+def eval_dataset(files: Sequence[str], *, spec: ReaderSpec, batch_size: int,
+                 num_classes: int) -> tf.data.Dataset:
+  """Every clip once, in file order, with a negative spectrogram from the next clip."""
+  parse = _parse_fn(spec)
+  records = tf.data.Dataset.from_tensor_slices(list(files)).interleave(
+      tf.data.TFRecordDataset, cycle_length=1)
+  clips = records.enumerate().map(
+      lambda i, r: clip_windows(parse(r), i, 0, spec=spec, train=False),
+      num_parallel_calls=AUTOTUNE)
+  nexts = clips.skip(1).concatenate(clips.take(1))
+
+  def example(a, o):
+    log_spec = lambda w: spectrogram_lib.log_spectrogram(w, spec.spectrogram)[..., None]
+    boxes = a["boxes"]
+    has_box = tf.shape(boxes)[0] > 0
+    return {
+        "frames": preprocess_frame(a["jpeg"], a["frame_seed"], spec=spec, train=False),
+        "spectrogram": log_spec(a["pos_audio"]),
+        "neg_spectrogram": log_spec(o["neg_audio"]),
+        "neg_label": tf.cast(tf.equal(a["video_id"], o["video_id"]), tf.int32),
+        "labels": tf.reduce_max(tf.one_hot(a["label_index"], max(num_classes, 1),
+                                           dtype=tf.int32), axis=0)
+                  if num_classes else tf.zeros([1], tf.int32),
+        "box": tf.where(has_box, tf.concat([boxes, tf.zeros([1, 4])], 0)[0], -tf.ones([4])),
+        "video_id": a["video_id"],
+        "audio_start": a["pos_start"],
+        "fps": a["fps"],
+    }
+
+  ds = tf.data.Dataset.zip(clips, nexts).map(example, num_parallel_calls=AUTOTUNE)
+  return ds.batch(batch_size).prefetch(AUTOTUNE)
+
+
+def pad_batch(batch: dict, batch_size: int) -> dict:
+  """Pads a short final batch to `batch_size`, adding `mask` (1 = real example)."""
+  n = len(next(iter(batch.values())))
+  out = {k: np.concatenate([v, np.zeros((batch_size - n, *v.shape[1:]), v.dtype)])
+         for k, v in batch.items()}
+  out["mask"] = (np.arange(batch_size) < n).astype(np.float32)
+  return out
+
+
+# ----------------------------------------------------------------------------
+# The object the trainer holds
+# ----------------------------------------------------------------------------
+class Reader:
+  """Training and evaluation batches for one host, from a data config.
+
+  `process_index`/`process_count` pick this host's shards; `batch_size` is the
+  per-host batch. The training position is the number of examples consumed.
+  """
+
+  def __init__(self, files: Sequence[str], *, spec: ReaderSpec, batch_size: int, seed: int,
+               process_index: int = 0, process_count: int = 1):
+    self.all_files = list(files)
+    self.files = host_files(files, process_index, process_count)
+    self.process_count = process_count
+    self.spec, self.batch_size, self.seed = spec, batch_size, seed
+    manifest = load_manifest(files)
+    self.label_names = list(manifest["labels"]) if manifest else []
+    self.num_classes = spec.num_classes or len(self.label_names)
+    self._epoch_size = None
+
+  @property
+  def epoch_size(self) -> int:
+    if self._epoch_size is None:
+      self._epoch_size = count_records(self.files)
+    return self._epoch_size
+
+  def train_iterator(self, start_step: int = 0) -> Iterator[dict]:
+    ds = train_dataset(self.files, spec=self.spec, batch_size=self.batch_size, seed=self.seed,
+                       start_example=start_step * self.batch_size, epoch_size=self.epoch_size)
+    return ds.as_numpy_iterator()
+
+  def num_eval_batches(self) -> int:
+    """The same on every host: hosts with fewer clips pad with masked batches."""
+    counts = [count_records(host_files(self.all_files, i, self.process_count))
+              for i in range(self.process_count)]
+    return max(1, math.ceil(max(counts) / self.batch_size))
+
+  def eval_iterator(self) -> Iterator[dict]:
+    ds = eval_dataset(self.files, spec=self.spec, batch_size=self.batch_size,
+                      num_classes=self.num_classes)
+    n = 0
+    last = None
+    for batch in ds.as_numpy_iterator():
+      last = pad_batch(batch, self.batch_size)
+      n += 1
+      yield last
+    empty = {k: np.zeros_like(v) for k, v in last.items()} if last else None
+    for _ in range(self.num_eval_batches() - n):
+      yield empty

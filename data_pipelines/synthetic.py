@@ -1,0 +1,291 @@
+"""The embedded default dataset: procedurally generated audio-visual scenes.
+
+Each clip shows one *sounding* object, sometimes among silent objects of other
+classes, on a noisy background, with the sounding object's sound plus background
+noise. Twelve classes pair a shape (with a loosely tied hue) with a timbre; size,
+colour, pitch, loudness and position vary per clip so that no single cue (a hue,
+a pitch) identifies a class. Clips are written as real H.264/AAC mp4 files with a
+labels CSV and a boxes CSV, so they take the same prepare + reader path as a
+user's videos. Everything is a pure function of (split seed, clip index).
+"""
+from __future__ import annotations
+
+import colorsys
+import concurrent.futures
+import csv
+import dataclasses
+import multiprocessing
+import os
+
+import numpy as np
+
+CLASSES = ("circle", "square", "triangle", "star", "cross", "ring",
+           "diamond", "hexagon", "ellipse", "crescent", "tee", "arrow")
+NUM_CLASSES = len(CLASSES)
+GEN_SAMPLE_RATE = 48000
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitSpec:
+  name: str
+  num_clips: int
+  seed: int
+  # Probabilities of 0, 1, 2, 3 silent objects beside the sounding one.
+  silent_probs: tuple[float, float, float, float] = (0.6, 0.1, 0.1, 0.2)
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoSpec:
+  size: int = 112
+  fps: int = 25
+  seconds: float = 2.0
+  sample_rate: int = GEN_SAMPLE_RATE
+
+
+DEFAULT_SPLITS = (
+    SplitSpec("train", 1200, seed=1),
+    SplitSpec("validation", 200, seed=2),
+    SplitSpec("test", 300, seed=3),
+    # One sounding object among 3 or 4: the localisation benchmark.
+    SplitSpec("test_crowded", 150, seed=4, silent_probs=(0.0, 0.0, 0.5, 0.5)),
+)
+
+
+# ----------------------------------------------------------------------------
+# Pictures
+# ----------------------------------------------------------------------------
+def _polygon_mask(u, v, vertices):
+  """Even-odd rule point-in-polygon on coordinate grids u (x) and v (y)."""
+  inside = np.zeros(u.shape, bool)
+  n = len(vertices)
+  for i in range(n):
+    x1, y1 = vertices[i]
+    x2, y2 = vertices[(i + 1) % n]
+    crosses = (y1 > v) != (y2 > v)
+    x_at = (x2 - x1) * (v - y1) / np.where(y2 - y1 == 0, 1e-9, y2 - y1) + x1
+    inside ^= crosses & (u < x_at)
+  return inside
+
+
+def _regular(n, r=1.0, phase=0.0):
+  a = phase + 2 * np.pi * np.arange(n) / n
+  return list(zip(r * np.cos(a), r * np.sin(a)))
+
+
+def shape_mask(cls: int, size: int, angle: float) -> np.ndarray:
+  """[size, size] bool mask of class `cls`, rotated by `angle`, filling the patch."""
+  c = (np.arange(size) + 0.5) / size * 2 - 1  # -1..1
+  y, x = np.meshgrid(c, c, indexing="ij")
+  u = np.cos(angle) * x + np.sin(angle) * y
+  v = -np.sin(angle) * x + np.cos(angle) * y
+  d = np.hypot(u, v)
+  name = CLASSES[cls]
+  if name == "circle":
+    return d < 0.95
+  if name == "square":
+    return np.maximum(abs(u), abs(v)) < 0.7
+  if name == "triangle":
+    return _polygon_mask(u, v, _regular(3, 0.98, -np.pi / 2))
+  if name == "star":
+    outer, inner = _regular(5, 0.98, -np.pi / 2), _regular(5, 0.42, -np.pi / 2 + np.pi / 5)
+    return _polygon_mask(u, v, [p for pair in zip(outer, inner) for p in pair])
+  if name == "cross":
+    return ((abs(u) < 0.28) & (abs(v) < 0.95)) | ((abs(v) < 0.28) & (abs(u) < 0.95))
+  if name == "ring":
+    return (d < 0.95) & (d > 0.55)
+  if name == "diamond":
+    return abs(u) / 0.65 + abs(v) / 0.98 < 1
+  if name == "hexagon":
+    return _polygon_mask(u, v, _regular(6, 0.95))
+  if name == "ellipse":
+    return (u / 0.95) ** 2 + (v / 0.45) ** 2 < 1
+  if name == "crescent":
+    return (d < 0.95) & (np.hypot(u - 0.45, v) > 0.7)
+  if name == "tee":
+    return ((abs(u) < 0.9) & (v > -0.9) & (v < -0.5)) | ((abs(u) < 0.22) & (v > -0.9) & (v < 0.9))
+  if name == "arrow":
+    head = _polygon_mask(u, v, [(0.95, 0.0), (0.15, -0.75), (0.15, 0.75)])
+    return head | ((u > -0.95) & (u < 0.2) & (abs(v) < 0.25))
+  raise ValueError(f"unknown class {cls}")
+
+
+def _object_colour(cls: int, rng: np.random.Generator) -> np.ndarray:
+  hue = (cls / NUM_CLASSES + rng.uniform(-0.07, 0.07)) % 1.0
+  return np.array(colorsys.hsv_to_rgb(hue, rng.uniform(0.45, 1.0), rng.uniform(0.55, 1.0)))
+
+
+def _background(size: int, rng: np.random.Generator) -> np.ndarray:
+  base = rng.uniform(0.05, 0.45, 3)
+  tilt = rng.uniform(-0.15, 0.15, 3)
+  ramp = np.linspace(-1, 1, size)[:, None, None] * tilt
+  img = base + ramp + rng.normal(0, 0.04, (size, size, 3))
+  return np.broadcast_to(img, (size, size, 3)).copy()
+
+
+def _place(objects, size, diameter, rng, tries=60):
+  """Random top-left corner that keeps the new object clear of the others."""
+  for _ in range(tries):
+    y, x = rng.integers(2, size - diameter - 2, 2)
+    if all(abs(y - o["y"]) > (diameter + o["d"]) / 2 + 2 or
+           abs(x - o["x"]) > (diameter + o["d"]) / 2 + 2 for o in objects):
+      return int(y), int(x)
+  return None
+
+
+# ----------------------------------------------------------------------------
+# Sounds
+# ----------------------------------------------------------------------------
+def _harmonic(f0, t, amps, rng):
+  phase = rng.uniform(0, 2 * np.pi, len(amps))
+  return sum(a * np.sin(2 * np.pi * f0 * (k + 1) * t + phase[k]) for k, a in enumerate(amps))
+
+
+def _bandnoise(n, lo, hi, sr, rng):
+  spec = np.fft.rfft(rng.standard_normal(n))
+  f = np.fft.rfftfreq(n, 1 / sr)
+  spec[(f < lo) | (f > hi)] = 0
+  out = np.fft.irfft(spec, n)
+  return out / (np.std(out) + 1e-9)
+
+
+def class_sound(cls: int, n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
+  """A unit-RMS waveform of `n` samples with the class's timbre and a random pitch."""
+  t = np.arange(n) / sr
+  name = CLASSES[cls]
+  f0 = rng.uniform(220, 660)  # shared range: pitch alone does not give the class
+  if name == "circle":      # flute: nearly pure with slow vibrato
+    x = _harmonic(f0 * (1 + 0.01 * np.sin(2 * np.pi * 5 * t)), t, [1, 0.2], rng)
+  elif name == "square":    # clarinet: odd harmonics
+    x = _harmonic(f0, t, [1, 0, 1 / 3, 0, 1 / 5, 0, 1 / 7], rng)
+  elif name == "triangle":  # brass: all harmonics, 1/k
+    x = _harmonic(f0, t, [1 / k for k in range(1, 10)], rng)
+  elif name == "star":      # hiss: high band noise
+    lo = rng.uniform(1800, 2400)
+    x = _bandnoise(n, lo, lo + 1200, sr, rng)
+  elif name == "cross":     # clicks: decaying impulses at 6-14 Hz
+    rate = rng.uniform(6, 14)
+    period = int(sr / rate)
+    env = np.exp(-np.arange(period) / (0.004 * sr))
+    x = np.tile(env, n // period + 1)[:n] * _bandnoise(n, 500, 3500, sr, rng)
+  elif name == "ring":      # upward chirps, restarting every 0.25-0.5 s
+    period = rng.uniform(0.25, 0.5)
+    frac = (t % period) / period
+    x = np.sin(2 * np.pi * np.cumsum(f0 * (1 + 2 * frac)) / sr)
+  elif name == "diamond":   # downward chirps
+    period = rng.uniform(0.25, 0.5)
+    frac = (t % period) / period
+    x = np.sin(2 * np.pi * np.cumsum(f0 * (3 - 2 * frac)) / sr)
+  elif name == "hexagon":   # tremolo tone
+    x = _harmonic(f0, t, [1, 0.4], rng) * (0.55 + 0.45 * np.sin(2 * np.pi * rng.uniform(6, 12) * t))
+  elif name == "ellipse":   # bell: inharmonic partials, struck repeatedly
+    period = int(sr * rng.uniform(0.35, 0.6))
+    env = np.tile(np.exp(-np.arange(period) / (0.12 * sr)), n // period + 1)[:n]
+    x = env * sum(a * np.sin(2 * np.pi * f0 * r * t) for r, a in [(1, 1), (2.76, 0.6), (5.4, 0.4)])
+  elif name == "crescent":  # rumble: low band noise
+    x = _bandnoise(n, 40, rng.uniform(200, 320), sr, rng)
+  elif name == "tee":       # siren: two tones alternating
+    period = rng.uniform(0.2, 0.35)
+    f = np.where((t % (2 * period)) < period, f0, f0 * 1.5)
+    x = np.sin(2 * np.pi * np.cumsum(f) / sr)
+  elif name == "arrow":     # buzz: narrow pulse train, rich in harmonics
+    fb = rng.uniform(90, 160)
+    x = _harmonic(fb, t, [1.0] * 20, rng)
+  else:
+    raise ValueError(f"unknown class {cls}")
+  return x / (np.sqrt(np.mean(x ** 2)) + 1e-9)
+
+
+# ----------------------------------------------------------------------------
+# Scenes
+# ----------------------------------------------------------------------------
+def make_scene(split: SplitSpec, index: int, video: VideoSpec):
+  """-> (frames [T,S,S,3] uint8, waveform [N] float32, class, box (ymin,xmin,ymax,xmax))."""
+  rng = np.random.default_rng([split.seed, index])
+  size = video.size
+  sounding = int(rng.integers(NUM_CLASSES))
+  n_silent = int(rng.choice(4, p=split.silent_probs))
+  silent = rng.choice([c for c in range(NUM_CLASSES) if c != sounding], n_silent, replace=False)
+  objects = []
+  for cls in [sounding, *silent.tolist()]:
+    d = int(rng.integers(int(size * 0.22), int(size * 0.4)))
+    pos = _place(objects, size, d, rng)
+    if pos is None:
+      if cls == sounding:
+        raise RuntimeError("cannot place the sounding object")
+      continue
+    objects.append(dict(cls=cls, d=d, y=pos[0], x=pos[1],
+                        mask=shape_mask(cls, d, rng.uniform(-0.35, 0.35)),
+                        colour=_object_colour(cls, rng),
+                        drift=rng.uniform(-4, 4, 2)))
+  background = _background(size, rng)
+  n_frames = int(video.seconds * video.fps)
+  frames = np.empty((n_frames, size, size, 3), np.uint8)
+  for f in range(n_frames):
+    img = background.copy()
+    shift = (f / max(1, n_frames - 1) - 0.5)
+    for o in objects:
+      y = int(np.clip(round(o["y"] + shift * o["drift"][0]), 0, size - o["d"]))
+      x = int(np.clip(round(o["x"] + shift * o["drift"][1]), 0, size - o["d"]))
+      patch = img[y:y + o["d"], x:x + o["d"]]
+      patch[o["mask"]] = o["colour"]
+    frames[f] = np.clip(img * 255, 0, 255).astype(np.uint8)
+  s = objects[0]  # the sounding object, boxed at mid-clip (drift offset 0)
+  box = (s["y"] / size, s["x"] / size, (s["y"] + s["d"]) / size, (s["x"] + s["d"]) / size)
+  n = int(video.seconds * video.sample_rate)
+  sound = class_sound(sounding, n, video.sample_rate, rng) * 10 ** (rng.uniform(-24, -12) / 20)
+  noise = _bandnoise(n, 30, 8000, video.sample_rate, rng) * 10 ** (rng.uniform(-48, -34) / 20)
+  return frames, (sound + noise).astype(np.float32), sounding, box
+
+
+def write_mp4(path: str, frames: np.ndarray, waveform: np.ndarray, video: VideoSpec) -> None:
+  import av
+  tmp = path + ".tmp.mp4"
+  with av.open(tmp, "w") as container:
+    vs = container.add_stream("libx264", rate=video.fps)
+    vs.width, vs.height, vs.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+    vs.options = {"preset": "veryfast", "crf": "20"}
+    aus = container.add_stream("aac", rate=video.sample_rate)
+    aus.layout = "mono"
+    for f in frames:
+      container.mux(vs.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+    container.mux(vs.encode())
+    af = av.AudioFrame.from_ndarray(waveform[None, :], format="fltp", layout="mono")
+    af.sample_rate = video.sample_rate
+    container.mux(aus.encode(af))
+    container.mux(aus.encode(None))
+  os.replace(tmp, path)
+
+
+def _write_range(args) -> list[tuple[str, str, tuple]]:
+  split, start, stop, out_dir, video = args
+  rows = []
+  for i in range(start, stop):
+    name = f"{split.name}_{i:05d}.mp4"
+    frames, waveform, cls, box = make_scene(split, i, video)
+    path = os.path.join(out_dir, name)
+    if not os.path.exists(path):
+      write_mp4(path, frames, waveform, video)
+    rows.append((name, CLASSES[cls], box))
+  return rows
+
+
+def generate_split(split: SplitSpec, out_dir: str, video: VideoSpec = VideoSpec(),
+                   workers: int | None = None) -> None:
+  """Writes `split`'s mp4 files plus labels.csv and boxes.csv into `out_dir`."""
+  os.makedirs(out_dir, exist_ok=True)
+  workers = workers or os.cpu_count() or 1
+  step = max(1, split.num_clips // (4 * workers))
+  chunks = [(split, s, min(s + step, split.num_clips), out_dir, video)
+            for s in range(0, split.num_clips, step)]
+  with concurrent.futures.ProcessPoolExecutor(
+      workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    rows = [r for chunk in pool.map(_write_range, chunks) for r in chunk]
+  mid = video.seconds / 2
+  with open(os.path.join(out_dir, "labels.csv"), "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["file", "label"])
+    w.writerows((name, label) for name, label, _ in rows)
+  with open(os.path.join(out_dir, "boxes.csv"), "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["file", "ymin", "xmin", "ymax", "xmax", "time"])
+    w.writerows((name, *(f"{c:.4f}" for c in box), f"{mid:.3f}") for name, _, box in rows)
