@@ -1,0 +1,35 @@
+"""From a config to per-host readers and global, mesh-sharded batches."""
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from data_pipelines import default_dataset
+from data_pipelines import reader as reader_lib
+
+# Host-only fields: strings or bookkeeping the models never see.
+HOST_ONLY = ("video_id", "audio_video_id", "audio_start", "fps")
+
+
+def data_dir(data_config) -> str:
+  """config.data.dir, or the embedded default dataset (built on first use)."""
+  if data_config.dir:
+    return data_config.dir
+  return default_dataset.ensure(sample_rate=data_config.sample_rate,
+                                frame_size=data_config.resize, fps=data_config.fps)
+
+
+def make_reader(data_config, split: str, *, global_batch: int, seed: int) -> reader_lib.Reader:
+  if global_batch % jax.process_count():
+    raise ValueError(f"batch size {global_batch} is not divisible by {jax.process_count()} hosts")
+  files = reader_lib.resolve_files(data_dir(data_config), split)
+  return reader_lib.Reader(files, spec=reader_lib.reader_spec_from_config(data_config),
+                           batch_size=global_batch // jax.process_count(), seed=seed,
+                           process_index=jax.process_index(),
+                           process_count=jax.process_count())
+
+
+def to_global(local_batch: dict, sharding) -> dict:
+  """Host-local numpy batch -> global jax.Arrays sharded along the batch axis."""
+  return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
+          for k, v in local_batch.items() if k not in HOST_ONLY}

@@ -1,0 +1,53 @@
+"""AVOL-Net (Arandjelovic & Zisserman, "Objects that Sound", ECCV 2018).
+
+The 14x14 grid of visual embeddings is dotted with the audio embedding; a 1x1
+conv (a scalar affine map) calibrates the scores, a sigmoid makes a localisation
+map, and max-pooling over the map gives the correspondence score (multiple
+instance learning: the clip corresponds if some location makes the sound).
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from avjax.models import vgg
+
+
+class AVOLNet(nn.Module):
+  vision_widths: Sequence[int] = (64, 128, 256, 512)
+  audio_widths: Sequence[int] = (64, 128, 256, 512)
+  embed_dim: int = 128
+  calibration: str = "default"   # "default" or "distance": positive slope, see ave.py
+  calibration_scale: float = 10.0
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, frames, spectrogram, train: bool = False):
+    v = vgg.VGGSubnet(self.vision_widths, dtype=self.dtype, name="vision")(frames, train)
+    a = vgg.VGGSubnet(self.audio_widths, dtype=self.dtype, name="audio")(spectrogram, train)
+    x = nn.relu(nn.Conv(self.embed_dim, (1, 1), dtype=self.dtype, name="vision_conv1")(v))
+    v_grid = vgg.l2_normalize(nn.Conv(self.embed_dim, (1, 1), dtype=self.dtype,
+                                      name="vision_conv2")(x))       # [B, h, w, D]
+    a_emb = vgg.EmbeddingHead(self.embed_dim, self.embed_dim, dtype=self.dtype,
+                              name="audio_head")(vgg.global_max_pool(a))  # [B, D]
+    scores = jnp.einsum("bhwd,bd->bhw", v_grid, a_emb)
+    if self.calibration == "distance":
+      scale, bias = self.calibration_scale, -self.calibration_scale * 0.5
+      w = self.param("calibration_scale", lambda k: jnp.array(scale, jnp.float32))
+      b = self.param("calibration_bias", lambda k: jnp.array(bias, jnp.float32))
+    elif self.calibration == "default":
+      w = self.param("calibration_scale", nn.initializers.normal(1.0), ())
+      b = self.param("calibration_bias", nn.initializers.zeros, ())
+    else:
+      raise ValueError(f"config.model.calibration: unknown {self.calibration!r}")
+    logit_map = w * scores + b
+    return {
+        "logits": jnp.max(logit_map, axis=(1, 2)),  # sigmoid is monotone: max before it
+        "heatmap": nn.sigmoid(logit_map),
+        "frame_embedding_map": v_grid,
+        "frame_embedding": vgg.l2_normalize(jnp.max(v_grid, axis=(1, 2))),
+        "audio_embedding": a_emb,
+        "frame_feature_map": v,
+    }

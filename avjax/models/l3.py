@@ -1,0 +1,31 @@
+"""L3-Net (Arandjelovic & Zisserman, "Look, Listen and Learn", ICCV 2017).
+
+Both subnetworks are max-pooled to a vector, concatenated, and two FC layers
+decide whether the frame and the sound correspond.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from avjax.models import vgg
+
+
+class L3Net(nn.Module):
+  vision_widths: Sequence[int] = (64, 128, 256, 512)
+  audio_widths: Sequence[int] = (64, 128, 256, 512)
+  fusion_hidden: int = 128
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, frames, spectrogram, train: bool = False):
+    v = vgg.VGGSubnet(self.vision_widths, dtype=self.dtype, name="vision")(frames, train)
+    a = vgg.VGGSubnet(self.audio_widths, dtype=self.dtype, name="audio")(spectrogram, train)
+    v_vec, a_vec = vgg.global_max_pool(v), vgg.global_max_pool(a)
+    x = jnp.concatenate([v_vec, a_vec], axis=-1)
+    x = nn.relu(nn.Dense(self.fusion_hidden, dtype=self.dtype, name="fusion_fc1")(x))
+    logits = nn.Dense(2, dtype=self.dtype, name="fusion_fc2")(x).astype(jnp.float32)
+    return {"logits": logits, "frame_features": v_vec.astype(jnp.float32),
+            "audio_features": a_vec.astype(jnp.float32), "frame_feature_map": v}

@@ -1,0 +1,66 @@
+"""The VGG-style audio and vision subnetworks of L3-Net and "Objects that Sound".
+
+Four blocks of [conv3x3-BN-ReLU, conv3x3-BN-ReLU, maxpool2], the first conv with
+stride 2 and the last block without pooling: a 224x224 frame becomes 14x14x512,
+a 257x199 log-spectrogram 16x12x512.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+
+class ConvBNReLU(nn.Module):
+  features: int
+  strides: int = 1
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    x = nn.Conv(self.features, (3, 3), strides=self.strides, padding="SAME", use_bias=False,
+                dtype=self.dtype, kernel_init=nn.initializers.kaiming_normal())(x)
+    # Statistics over the whole (global) batch: under jit on a mesh the mean is
+    # taken over the sharded batch axis, so every device sees the same numbers.
+    x = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype)(x)
+    return nn.relu(x)
+
+
+class VGGSubnet(nn.Module):
+  """[B, H, W, C] -> [B, H', W', widths[-1]] feature map."""
+  widths: Sequence[int] = (64, 128, 256, 512)
+  first_stride: int = 2
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    x = x.astype(self.dtype)
+    for i, width in enumerate(self.widths):
+      x = ConvBNReLU(width, strides=self.first_stride if i == 0 else 1, dtype=self.dtype,
+                     name=f"block{i}_conv0")(x, train)
+      x = ConvBNReLU(width, dtype=self.dtype, name=f"block{i}_conv1")(x, train)
+      if i < len(self.widths) - 1:
+        x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="SAME")
+    return x
+
+
+def global_max_pool(x):
+  return jnp.max(x, axis=(1, 2))
+
+
+def l2_normalize(x, axis=-1, eps=1e-12):
+  x = x.astype(jnp.float32)
+  return x / jnp.sqrt(jnp.sum(x * x, axis=axis, keepdims=True) + eps)
+
+
+class EmbeddingHead(nn.Module):
+  """max-pooled features -> FC-ReLU-FC -> L2-normalised embedding (AVE/AVOL)."""
+  hidden: int = 128
+  dim: int = 128
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, pooled):
+    x = nn.relu(nn.Dense(self.hidden, dtype=self.dtype, name="fc1")(pooled))
+    return l2_normalize(nn.Dense(self.dim, dtype=self.dtype, name="fc2")(x))

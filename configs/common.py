@@ -1,0 +1,81 @@
+"""Shared config pieces. Experiments are `get_config(arg)` in sibling files."""
+from __future__ import annotations
+
+import ml_collections
+
+PAPER_WIDTHS = (64, 128, 256, 512)
+TINY_WIDTHS = (16, 32, 64, 128)
+
+
+def parse_arg(arg: str | None) -> ml_collections.ConfigDict:
+  """"tiny" or "runlocal" -> CPU-sized run; "key=value,..." pairs set other flags."""
+  out = ml_collections.ConfigDict({"tiny": False})
+  for part in filter(None, (arg or "").split(",")):
+    if part in ("tiny", "runlocal"):
+      out.tiny = True
+    elif "=" in part:
+      k, v = part.split("=", 1)
+      out[k] = v
+    else:
+      raise ValueError(f"config arg: unknown part {part!r} (expected 'tiny' or key=value)")
+  return out
+
+
+def data_config(tiny: bool) -> ml_collections.ConfigDict:
+  d = ml_collections.ConfigDict()
+  d.dir = ""                 # folder of prepared splits; "" = the embedded default dataset
+  d.train_split = "train"    # a folder under dir, or a glob of TFRecord shards
+  d.eval_split = "validation"
+  d.fps = 25.0               # used for shards that do not store it
+  d.sample_rate = 48000
+  d.spectrogram = ml_collections.ConfigDict(dict(
+      win_length=480, hop_length=240, n_fft=512, log_offset=1e-5, seconds=1.0))
+  d.resize = 256
+  d.crop = 224
+  d.negative_fraction = 0.5
+  d.negatives = "stream"         # or "in_batch"
+  d.negatives_on_grid = True     # False: the offset shortcut, for ablations
+  d.shuffle_buffer = 2048
+  d.flip = True
+  d.colour_jitter = 0.3
+  d.gain_db = 3.0
+  d.num_classes = 0              # 0: from the dataset manifest
+  if tiny:
+    # 16 kHz with a 10 ms window keeps the paper's 199 frames at half the bins.
+    d.sample_rate = 16000
+    d.spectrogram.update(win_length=160, hop_length=80, n_fft=256)
+    d.resize, d.crop = 72, 64
+    d.shuffle_buffer = 512
+  return d
+
+
+def base_config(model: dict, losses: dict, arg: str | None) -> ml_collections.ConfigDict:
+  a = parse_arg(arg)
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.model = ml_collections.ConfigDict(dict(
+      vision_widths=PAPER_WIDTHS, audio_widths=PAPER_WIDTHS, dtype="float32", **model))
+  c.data = data_config(a.tiny)
+  # {loss name: weight}; names from avjax.losses.LOSSES. Zero weight = unused.
+  c.losses = ml_collections.ConfigDict(losses)
+  c.loss_kwargs = ml_collections.ConfigDict({"infonce": {"temperature": 0.1}})
+  c.optimizer = ml_collections.ConfigDict(dict(
+      name="adam", lr=1e-4, weight_decay=1e-5, b1=0.9, b2=0.999, grad_clip_norm=0.0))
+  c.schedule = ml_collections.ConfigDict(dict(name="constant", warmup_steps=0))
+  c.batch_size = 256          # global, over all devices and hosts
+  c.total_steps = 200_000
+  c.log_every = 100
+  c.checkpoint = ml_collections.ConfigDict(dict(every=2000, keep=3, async_save=True))
+  c.evals = ml_collections.ConfigDict()
+  c.evals.avc = ml_collections.ConfigDict(dict(every=5000, split="", batch_size=256))
+  c.progress_bar = True
+  if a.tiny:
+    c.model.vision_widths = TINY_WIDTHS
+    c.model.audio_widths = TINY_WIDTHS
+    c.batch_size = 64
+    c.total_steps = 1000
+    c.log_every = 50
+    c.checkpoint.every = 250
+    c.evals.avc.every = 250
+    c.evals.avc.batch_size = 100
+  return c

@@ -1,0 +1,56 @@
+"""Shared fixtures: a small embedded-style dataset, built once per test session."""
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+  sys.path.insert(0, ROOT)
+
+import pytest  # noqa: E402
+
+from data_pipelines import prepare, synthetic  # noqa: E402
+
+SAMPLE_RATE = 16000
+FRAME_SIZE = 40
+TRAIN = synthetic.SplitSpec("train", 24, seed=11)
+VAL = synthetic.SplitSpec("validation", 10, seed=12)
+
+
+@pytest.fixture(scope="session")
+def videos_dir(tmp_path_factory):
+  out = tmp_path_factory.mktemp("videos")
+  for split in (TRAIN, VAL):
+    synthetic.generate_split(split, str(out / split.name), workers=2)
+  return out
+
+
+@pytest.fixture(scope="session")
+def data_dir(videos_dir, tmp_path_factory):
+  """Prepared splits (train, validation) at 16 kHz with 40 px frames."""
+  out = tmp_path_factory.mktemp("prepared")
+  for split in (TRAIN, VAL):
+    src = videos_dir / split.name
+    prepare.prepare(str(src), str(out / split.name), labels_csv=str(src / "labels.csv"),
+                    boxes_csv=str(src / "boxes.csv"),
+                    settings=prepare.PrepareSettings(sample_rate=SAMPLE_RATE,
+                                                     frame_size=FRAME_SIZE),
+                    files_per_shard=6, workers=2, quiet=True)
+  return out
+
+
+def tiny_config(name: str, data_dir, **overrides):
+  """The config's tiny variant, shrunk further so a test step takes milliseconds."""
+  import importlib
+  config = importlib.import_module(f"configs.{name}").get_config("tiny")
+  config.data.dir = str(data_dir)
+  config.data.resize, config.data.crop = FRAME_SIZE, 32
+  config.model.vision_widths = (4, 8, 8, 8)
+  config.model.audio_widths = (4, 8, 8, 8)
+  config.batch_size = 8
+  config.evals.avc.batch_size = 8
+  config.progress_bar = False
+  config.update(overrides)
+  return config

@@ -1,0 +1,168 @@
+"""prepare on a folder that mixes good and broken files."""
+import csv
+import json
+import os
+import shutil
+
+import av
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from data_pipelines import dmvr, prepare, synthetic
+
+VIDEO = synthetic.VideoSpec(size=48, seconds=1.6)
+
+
+def _write_audio_only(path):
+  with av.open(path, "w") as c:
+    s = c.add_stream("aac", rate=48000)
+    s.layout = "mono"
+    f = av.AudioFrame.from_ndarray(np.zeros((1, 48000 * 2), np.float32), format="fltp",
+                                   layout="mono")
+    f.sample_rate = 48000
+    c.mux(s.encode(f))
+    c.mux(s.encode(None))
+
+
+def _write_video_only(path):
+  with av.open(path, "w") as c:
+    s = c.add_stream("libx264", rate=25)
+    s.width = s.height = 48
+    s.pix_fmt = "yuv420p"
+    for _ in range(50):
+      c.mux(s.encode(av.VideoFrame.from_ndarray(np.zeros((48, 48, 3), np.uint8), format="rgb24")))
+    c.mux(s.encode())
+
+
+@pytest.fixture(scope="module")
+def mixed_folder(tmp_path_factory):
+  root = tmp_path_factory.mktemp("mixed")
+  split = synthetic.SplitSpec("good", 5, seed=5)
+  good = []
+  for i in range(split.num_clips):
+    frames, wav, _, _ = synthetic.make_scene(split, i, VIDEO)
+    name = f"good_{i}" + (".mp4", ".mkv", ".webm", ".avi", ".mp4")[i]
+    if name.endswith(".webm"):  # webm needs VP9/Opus: write through the same helper via mp4
+      name = name.replace(".webm", ".mp4")
+    synthetic.write_mp4(str(root / name), frames, wav, VIDEO)
+    good.append(name)
+  # A long one, cut into several clips by --clip_seconds.
+  long_video = synthetic.VideoSpec(size=48, seconds=3.0)
+  frames, wav, _, _ = synthetic.make_scene(split, 99, long_video)
+  synthetic.write_mp4(str(root / "long.mp4"), frames, wav, long_video)
+  good.append("long.mp4")
+  with open(root / "good_0.mp4", "rb") as f:
+    data = f.read()
+  broken = {
+      "empty.mp4": "",
+      "truncated.mp4": "",
+      "not_media.mp4": "",
+      "garbage.mkv": "",
+      "audio_only.mp4": "no video stream",
+      "video_only.mp4": "no audio track",
+      "short.mp4": "too short",
+  }
+  (root / "empty.mp4").write_bytes(b"")
+  (root / "truncated.mp4").write_bytes(data[: len(data) // 3])
+  (root / "not_media.mp4").write_text("this is a text file, not a video\n" * 20)
+  (root / "garbage.mkv").write_bytes(np.random.default_rng(0).bytes(5000))
+  _write_audio_only(str(root / "audio_only.mp4"))
+  _write_video_only(str(root / "video_only.mp4"))
+  short = synthetic.VideoSpec(size=48, seconds=0.6)
+  frames, wav, _, _ = synthetic.make_scene(split, 7, short)
+  synthetic.write_mp4(str(root / "short.mp4"), frames, wav, short)
+  with open(root / "labels.csv", "w") as f:
+    f.write("file,label\n" + "".join(f"{g},cat;dog\n" if i == 0 else f"{g},bird\n"
+                                     for i, g in enumerate(good)))
+  with open(root / "boxes.csv", "w") as f:
+    f.write("file,ymin,xmin,ymax,xmax,time\ngood_1.mkv,0.1,0.2,0.5,0.6,0.8\n")
+  return root, good, broken
+
+
+def _run(root, out, **kw):
+  return prepare.prepare(str(root), str(out), labels_csv=str(root / "labels.csv"),
+                         boxes_csv=str(root / "boxes.csv"),
+                         settings=prepare.PrepareSettings(sample_rate=16000, frame_size=32,
+                                                          clip_seconds=kw.pop("clip_seconds", 10.0)),
+                         files_per_shard=4, workers=2, quiet=True, **kw)
+
+
+def _records(out):
+  files = sorted(str(p) for p in out.glob("*.tfrecord"))
+  return [tf.train.SequenceExample.FromString(r.numpy()) for r in tf.data.TFRecordDataset(files)]
+
+
+def test_good_clips_kept_and_broken_reported(mixed_folder, tmp_path):
+  root, good, broken = mixed_folder
+  manifest = _run(root, tmp_path / "out")
+  assert manifest["num_clip_files"] == len(good)
+  assert manifest["num_skipped"] == len(broken)
+  with open(tmp_path / "out" / prepare.REPORT) as f:
+    report = {r["file"]: r["reason"] for r in csv.DictReader(f)}
+  assert set(report) == set(broken)
+  for name, must_mention in broken.items():
+    assert report[name], name
+    assert must_mention in report[name], (name, report[name])
+  names = sorted({r.context.feature[dmvr.FILENAME].bytes_list.value[0].decode()
+                  for r in _records(tmp_path / "out")})
+  assert names == sorted(good)
+  with open(tmp_path / "out" / prepare.MANIFEST) as f:
+    on_disk = json.load(f)
+  assert on_disk["labels"] == ["bird", "cat", "dog"]
+  assert sum(on_disk["shards"].values()) == on_disk["num_clips"] == len(_records(tmp_path / "out"))
+
+
+def test_record_layout_is_dmvr(mixed_folder, tmp_path):
+  root, good, _ = mixed_folder
+  _run(root, tmp_path / "out")
+  by_name = {r.context.feature[dmvr.FILENAME].bytes_list.value[0].decode(): r
+             for r in _records(tmp_path / "out")}
+  r = by_name["good_0.mp4"]
+  frames = r.feature_lists.feature_list[dmvr.FRAMES].feature
+  assert len(frames) == 40  # 1.6 s at 25 fps
+  image = tf.io.decode_jpeg(frames[0].bytes_list.value[0]).numpy()
+  assert image.shape == (32, 32, 3)
+  wav = np.array(r.feature_lists.feature_list[dmvr.WAVEFORM].feature[0].float_list.value)
+  assert abs(len(wav) - 1.6 * 16000) < 0.05 * 16000
+  assert np.sqrt(np.mean(wav ** 2)) > 1e-3  # the audio is not silent
+  assert list(r.context.feature[dmvr.LABEL_TEXT].bytes_list.value) == [b"cat", b"dog"]
+  assert list(r.context.feature[dmvr.LABEL_INDEX].int64_list.value) == [1, 2]
+  boxed = by_name["good_1.mkv"].context.feature
+  assert list(boxed["clip/box/ymin"].float_list.value) == pytest.approx([0.1])
+  assert list(boxed[dmvr.BOX_TIME_US].int64_list.value) == [800000]
+
+
+def test_long_video_is_cut_into_clips(mixed_folder, tmp_path):
+  root, _, _ = mixed_folder
+  manifest = _run(root, tmp_path / "out", clip_seconds=1.2)
+  starts = sorted(r.context.feature[dmvr.START_US].int64_list.value[0]
+                  for r in _records(tmp_path / "out")
+                  if r.context.feature[dmvr.FILENAME].bytes_list.value[0] == b"long.mp4")
+  assert starts == [0, 1200000]  # 3.0 s -> 1.2 + 1.2, the 0.6 s tail is too short
+  assert manifest["num_clips"] == manifest["num_clip_files"] + 1  # long.mp4 gives two
+
+
+def test_rerun_finishes_interrupted_job_only(mixed_folder, tmp_path):
+  root, _, _ = mixed_folder
+  out = tmp_path / "out"
+  first = _run(root, out)
+  shards = sorted(out.glob("*.tfrecord"))
+  mtimes = {p: p.stat().st_mtime_ns for p in shards}
+  # Simulate an interruption: one shard never finished.
+  victim = shards[1]
+  victim.unlink()
+  os.unlink(str(victim) + ".done.json")
+  second = _run(root, out)
+  assert second["num_clips"] == first["num_clips"]
+  for p in shards:
+    if p != victim:
+      assert p.stat().st_mtime_ns == mtimes[p], f"{p.name} was rewritten"
+  assert victim.exists()
+
+
+def test_bad_label_csv_names_file_and_line(tmp_path):
+  bad = tmp_path / "boxes.csv"
+  bad.write_text("file,ymin,xmin,ymax,xmax\na.mp4,0.1,0.2,1.5,0.3\n")
+  with pytest.raises(SystemExit, match=r"boxes.csv:2"):
+    prepare.read_boxes(str(bad))

@@ -1,0 +1,160 @@
+"""The reader's batches against the batch contract."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from data_pipelines import reader as reader_lib
+from data_pipelines import spectrogram as spectrogram_lib
+from tests.conftest import FRAME_SIZE, SAMPLE_RATE, TRAIN, VAL
+
+SPEC = spectrogram_lib.SpectrogramSpec(sample_rate=SAMPLE_RATE, win_length=160, hop_length=80,
+                                       n_fft=256)
+BATCH = 8
+
+
+def make_reader(data_dir, split="train", seed=0, **kw):
+  spec = reader_lib.ReaderSpec(spectrogram=SPEC, resize=FRAME_SIZE, crop=32, shuffle_buffer=16, **kw)
+  return reader_lib.Reader(reader_lib.resolve_files(str(data_dir), split), spec=spec,
+                           batch_size=BATCH, seed=seed)
+
+
+def take(it, n):
+  return [next(it) for _ in range(n)]
+
+
+def assert_same(a, b):
+  assert a.keys() == b.keys()
+  for k in a:
+    np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+@pytest.mark.parametrize("negatives", ["stream", "in_batch"])
+def test_contract(data_dir, negatives):
+  batch = next(make_reader(data_dir, negatives=negatives).train_iterator())
+  assert batch["frames"].shape == (BATCH, 32, 32, 3) and batch["frames"].dtype == np.float32
+  assert batch["spectrogram"].shape == (BATCH, 129, 199, 1)
+  assert batch["spectrogram"].dtype == np.float32
+  assert batch["label"].shape == (BATCH,) and batch["label"].dtype == np.int32
+  assert np.all(np.isfinite(batch["frames"])) and np.all(np.isfinite(batch["spectrogram"]))
+  # Normalised frames, log-spectrograms of real (not all-zero) audio.
+  assert -3 < batch["frames"].mean() < 3 and batch["frames"].std() > 0.1
+  assert batch["spectrogram"].std() > 0.5
+  assert batch["spectrogram"].max() > np.log(SPEC.log_offset) + 5
+
+
+@pytest.mark.parametrize("negatives", ["stream", "in_batch"])
+@pytest.mark.parametrize("fraction", [0.5, 0.25])
+def test_label_balance_and_honest_labels(data_dir, negatives, fraction):
+  batches = take(make_reader(data_dir, negatives=negatives, negative_fraction=fraction)
+                 .train_iterator(), 6)
+  labels = np.concatenate([b["label"] for b in batches])
+  same = np.concatenate([b["video_id"] == b["audio_video_id"] for b in batches])
+  # A label says whether the audio came from the frame's own video: nothing else.
+  np.testing.assert_array_equal(labels, same.astype(np.int32))
+  negatives_drawn = round(len(labels) * fraction)
+  # Only draws that hit the same video (rare with 24 clips) turn into positives.
+  assert negatives_drawn - 3 <= np.sum(labels == 0) <= negatives_drawn
+
+
+@pytest.mark.parametrize("negatives", ["stream", "in_batch"])
+def test_audio_starts_on_frame_grid(data_dir, negatives):
+  batches = take(make_reader(data_dir, negatives=negatives).train_iterator(), 6)
+  starts = np.concatenate([b["audio_start"] * b["fps"] for b in batches])
+  labels = np.concatenate([b["label"] for b in batches])
+  offsets = np.abs(starts - np.round(starts))  # start modulo 1/fps, in frames
+  assert np.all(offsets[labels == 0] < 1e-3), offsets[labels == 0]
+  assert np.all(offsets[labels == 1] < 1e-3)
+  assert len(np.unique(np.round(starts))) > 5  # and the start itself varies
+
+
+def test_off_grid_ablation_samples_anywhere(data_dir):
+  batches = take(make_reader(data_dir, negatives_on_grid=False).train_iterator(), 6)
+  starts = np.concatenate([b["audio_start"] * b["fps"] for b in batches])
+  labels = np.concatenate([b["label"] for b in batches])
+  offsets = np.abs(starts - np.round(starts))
+  assert np.mean(offsets[labels == 0] > 1e-3) > 0.8
+  # Positives stay on the grid; a negative draw that hit its own video is labelled
+  # 1 (the audio does come from that video) and may be off-grid: a rare few.
+  assert np.sum(offsets[labels == 1] > 1e-3) <= 3
+
+
+def test_same_seed_same_batches(data_dir):
+  a = take(make_reader(data_dir, seed=3).train_iterator(), 4)
+  b = take(make_reader(data_dir, seed=3).train_iterator(), 4)
+  for x, y in zip(a, b):
+    assert_same(x, y)
+  c = next(make_reader(data_dir, seed=4).train_iterator())
+  assert not np.array_equal(a[0]["frames"], c["frames"])
+
+
+@pytest.mark.parametrize("negatives", ["stream", "in_batch"])
+@pytest.mark.parametrize("k", [2, 5])  # 5 crosses the 24-clip epoch boundary
+def test_restore_at_step_k(data_dir, negatives, k):
+  ran = take(make_reader(data_dir, negatives=negatives).train_iterator(), k + 2)
+  restored = take(make_reader(data_dir, negatives=negatives).train_iterator(start_step=k), 2)
+  for x, y in zip(ran[k:], restored):
+    assert_same(x, y)
+
+
+def test_epochs_differ_and_cover_every_clip(data_dir):
+  r = make_reader(data_dir)
+  epoch = TRAIN.num_clips // BATCH
+  batches = take(r.train_iterator(), 2 * epoch)
+  ids = [np.sort(np.concatenate([b["video_id"] for b in batches[e * epoch:(e + 1) * epoch]]))
+         for e in range(2)]
+  np.testing.assert_array_equal(ids[0], ids[1])     # every clip once per epoch
+  assert len(np.unique(ids[0])) == TRAIN.num_clips
+  order0 = np.concatenate([b["video_id"] for b in batches[:epoch]])
+  order1 = np.concatenate([b["video_id"] for b in batches[epoch:]])
+  assert not np.array_equal(order0, order1)         # in a new order
+
+
+def test_eval_yields_every_clip_once(data_dir):
+  r = make_reader(data_dir, split="validation")
+  batches = list(r.eval_iterator())
+  assert len(batches) == -(-VAL.num_clips // BATCH)
+  mask = np.concatenate([b["mask"] for b in batches])
+  assert mask.sum() == VAL.num_clips
+  ids = np.concatenate([b["video_id"] for b in batches])[mask > 0]
+  assert len(np.unique(ids)) == VAL.num_clips
+  labels = np.concatenate([b["labels"] for b in batches])[mask > 0]
+  assert labels.shape[1] == len(r.label_names) and np.all(labels.sum(1) == 1)
+  boxes = np.concatenate([b["box"] for b in batches])[mask > 0]
+  assert np.all((boxes >= 0) & (boxes <= 1))
+  assert np.all(np.concatenate([b["neg_label"] for b in batches])[mask > 0] == 0)
+  # Deterministic: no augmentation in evaluation.
+  again = list(r.eval_iterator())
+  for x, y in zip(batches, again):
+    assert_same(x, y)
+
+
+def test_ops_alone_equal_ops_in_tf_data(data_dir):
+  """Each op gives the same result eagerly and traced inside tf.data."""
+  files = reader_lib.resolve_files(str(data_dir), "train")
+  spec = make_reader(data_dir).spec
+  record = next(iter(tf.data.TFRecordDataset(files[:1])))
+  parse = reader_lib._parse_fn(spec)
+  eager = reader_lib.clip_windows(parse(record), tf.constant(7, tf.int64), 1, spec=spec, train=True)
+  traced = next(iter(tf.data.Dataset.from_tensors(record).map(
+      lambda r: reader_lib.clip_windows(parse(r), tf.constant(7, tf.int64), 1, spec=spec,
+                                        train=True))))
+  for k in ("pos_audio", "neg_audio", "pos_start", "neg_start", "jpeg"):
+    np.testing.assert_array_equal(eager[k].numpy(), traced[k].numpy(), err_msg=k)
+  frame_eager = reader_lib.preprocess_frame(eager["jpeg"], eager["frame_seed"], spec=spec,
+                                            train=True)
+  frame_traced = next(iter(tf.data.Dataset.from_tensors(eager).map(
+      lambda e: reader_lib.preprocess_frame(e["jpeg"], e["frame_seed"], spec=spec, train=True))))
+  np.testing.assert_allclose(frame_eager.numpy(), frame_traced.numpy(), atol=1e-6)
+
+
+def test_missing_split_names_the_path(data_dir):
+  with pytest.raises(FileNotFoundError, match="nosuchsplit"):
+    reader_lib.resolve_files(str(data_dir), "nosuchsplit")
+
+
+def test_wrong_sample_rate_is_a_clear_error(data_dir):
+  spec = reader_lib.ReaderSpec(spectrogram=spectrogram_lib.SpectrogramSpec(sample_rate=48000))
+  r = reader_lib.Reader(reader_lib.resolve_files(str(data_dir), "train"), spec=spec,
+                        batch_size=2, seed=0)
+  with pytest.raises(tf.errors.InvalidArgumentError, match="sample_rate"):
+    next(r.train_iterator())
