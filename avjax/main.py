@@ -7,6 +7,7 @@ is generated (once) and used.
 from __future__ import annotations
 
 import os
+import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -42,9 +43,22 @@ def main(argv):
       print(f"  {k}: {v:.4f}" if isinstance(v, float) else f"  {k}: {v}")
 
 
+def parse_flags(argv):
+  """absl flag parsing, with config errors said in one line instead of a traceback."""
+  try:
+    return flags.FLAGS(argv)
+  except (AttributeError, KeyError, ValueError, TypeError, flags.Error) as e:
+    overrides = [a for a in argv[1:] if a.startswith("--config.")]
+    text = str(e.args[0] if e.args else e).replace("\\n", "\n").replace("\\'", "'")
+    lines = [l.strip() for l in text.splitlines() if l.strip()]
+    # A config file that raised: its last line is the exception; else keep it all.
+    detail = lines[-1] if "Traceback" in text else " ".join(lines)
+    sys.exit(f"config error: {detail}" + (f" (overrides: {' '.join(overrides)})" if overrides else ""))
+
+
 def run():
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)
 
 
 if __name__ == "__main__":

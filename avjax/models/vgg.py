@@ -41,7 +41,7 @@ class VGGSubnet(nn.Module):
                      name=f"block{i}_conv0")(x, train)
       x = ConvBNReLU(width, dtype=self.dtype, name=f"block{i}_conv1")(x, train)
       if i < len(self.widths) - 1:
-        x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="SAME")
+        x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
     return x
 
 

@@ -1,0 +1,87 @@
+"""Model shapes at paper scale (shape inference only) and behaviour at tiny scale."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from ml_collections import ConfigDict
+
+from avjax import models
+from avjax.models import vgg
+
+
+def paper_inputs(batch=2):
+  return (jax.ShapeDtypeStruct((batch, 224, 224, 3), jnp.float32),
+          jax.ShapeDtypeStruct((batch, 257, 199, 1), jnp.float32))
+
+
+def test_vgg_subnets_at_paper_scale():
+  net = vgg.VGGSubnet()
+  frames, spec = paper_inputs()
+  out = jax.eval_shape(lambda x: net.init_with_output(jax.random.PRNGKey(0), x, False)[0], frames)
+  assert out.shape == (2, 14, 14, 512)
+  out = jax.eval_shape(lambda x: net.init_with_output(jax.random.PRNGKey(0), x, False)[0], spec)
+  assert out.shape == (2, 16, 12, 512)
+
+
+@pytest.mark.parametrize("name,keys", [
+    ("l3", {"logits": (2, 2)}),
+    ("avenet", {"logits": (2, 2), "frame_embedding": (2, 128), "audio_embedding": (2, 128)}),
+    ("avolnet", {"logits": (2,), "heatmap": (2, 14, 14), "frame_embedding_map": (2, 14, 14, 128),
+                 "audio_embedding": (2, 128)}),
+])
+def test_paper_scale_outputs(name, keys):
+  model = models.build(ConfigDict({"name": name}))
+  frames, spec = paper_inputs()
+  out = jax.eval_shape(
+      lambda f, s: model.init_with_output(jax.random.PRNGKey(0), f, s, False)[0], frames, spec)
+  for k, shape in keys.items():
+    assert out[k].shape == shape, k
+
+
+def tiny(name, **kw):
+  return models.build(ConfigDict(dict(name=name, vision_widths=(4, 8), audio_widths=(4, 8), **kw)))
+
+
+def tiny_inputs(seed=0):
+  r = np.random.default_rng(seed)
+  return (jnp.asarray(r.normal(size=(3, 32, 32, 3)), jnp.float32),
+          jnp.asarray(r.normal(size=(3, 33, 40, 1)), jnp.float32))
+
+
+@pytest.mark.parametrize("name", ["avenet", "avolnet"])
+def test_embeddings_are_unit_norm(name):
+  model = tiny(name, embed_dim=16)
+  out, _ = model.init_with_output(jax.random.PRNGKey(0), *tiny_inputs(), False)
+  np.testing.assert_allclose(np.linalg.norm(out["audio_embedding"], axis=-1), 1, rtol=1e-5)
+  key = "frame_embedding_map" if name == "avolnet" else "frame_embedding"
+  np.testing.assert_allclose(np.linalg.norm(out[key], axis=-1), 1, rtol=1e-5)
+
+
+def test_avol_score_is_max_of_map():
+  model = tiny("avolnet", embed_dim=16)
+  out, _ = model.init_with_output(jax.random.PRNGKey(1), *tiny_inputs(), False)
+  np.testing.assert_allclose(jax.nn.sigmoid(out["logits"]), out["heatmap"].max(axis=(1, 2)),
+                             rtol=1e-6)
+
+
+def test_ave_distance_calibration_prefers_close_pairs():
+  model = tiny("avenet", embed_dim=16, calibration="distance")
+  variables = model.init(jax.random.PRNGKey(0), *tiny_inputs(), False)
+  cal = variables["params"]["calibration"]
+  # logit(match) - logit(mismatch) falls as the distance grows.
+  slope = cal["kernel"][0, 1] - cal["kernel"][0, 0]
+  assert slope < 0
+
+
+def test_bfloat16_compute_keeps_float32_params_and_outputs():
+  model = tiny("avenet", embed_dim=16, dtype="bfloat16")
+  out, variables = model.init_with_output(jax.random.PRNGKey(0), *tiny_inputs(), False)
+  assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(variables["params"]))
+  assert out["logits"].dtype == jnp.float32
+
+
+def test_unknown_model_key_is_named():
+  with pytest.raises(ValueError, match="embed_dimm"):
+    tiny("avenet", embed_dimm=3)
+  with pytest.raises(ValueError, match="unknown model 'avenett'"):
+    models.build(ConfigDict({"name": "avenett"}))
