@@ -17,6 +17,9 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config fil
 _WORKDIR = flags.DEFINE_string("workdir", None, "where checkpoints and logs go")
 _MULTIHOST = flags.DEFINE_bool("multihost", False,
                                "call jax.distributed.initialize() (TPU pods, multi-node GPU)")
+_COORDINATOR = flags.DEFINE_string("coordinator", None, "host:port of process 0 (with --multihost)")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "with --multihost")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "with --multihost")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -33,7 +36,10 @@ def main(argv):
   hide_accelerators_from_tf()
   import jax
   if _MULTIHOST.value:
-    jax.distributed.initialize()
+    # With no arguments JAX detects TPU pods, SLURM and Open MPI by itself.
+    jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
+                               num_processes=_NUM_PROCESSES.value,
+                               process_id=_PROCESS_ID.value)
   from avjax import train
   logging.info("devices: %s", jax.devices())
   metrics = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)

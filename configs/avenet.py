@@ -12,5 +12,5 @@ from configs import common
 def get_config(arg=None):
   c = common.base_config(
       model=dict(name="avenet", embed_dim=128, calibration="distance", calibration_scale=5.0),
-      losses={"avc_softmax_xent": 1.0, "infonce": 0.0}, arg=arg)
+      losses={"avc_softmax_xent": 1.0, "infonce": 1.0}, arg=arg)
   return c

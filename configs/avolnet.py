@@ -12,4 +12,4 @@ from configs import common
 def get_config(arg=None):
   return common.base_config(
       model=dict(name="avolnet", embed_dim=128, calibration="distance", calibration_scale=10.0),
-      losses={"avc_sigmoid_xent": 1.0, "infonce": 0.0}, arg=arg)
+      losses={"avc_sigmoid_xent": 1.0, "infonce": 1.0}, arg=arg)

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Sequence
 
 from data_pipelines import prepare as prepare_lib
 from data_pipelines import synthetic
 
-VERSION = "v1"
+VERSION = "v3"
 
 
 def cache_root() -> str:
@@ -21,20 +22,31 @@ def cache_root() -> str:
       os.path.expanduser("~"), ".cache", "avjax")
 
 
+SPLITS = {s.name: s for s in synthetic.DEFAULT_SPLITS}
+
+
 def ensure(*, sample_rate: int, frame_size: int, fps: float,
-           splits=synthetic.DEFAULT_SPLITS, root: str | None = None,
-           quiet: bool = False) -> str:
-  """Returns a folder with one prepared sub-folder per split, building it if needed."""
+           splits: Sequence[str | synthetic.SplitSpec] = ("train", "validation"),
+           root: str | None = None, quiet: bool = False) -> str:
+  """Returns a folder with one prepared sub-folder per split, building what is missing.
+
+  Only the splits asked for are built: training needs train and validation; the
+  test splits are made when an evaluation first asks for them.
+  """
+  specs = [SPLITS[s] if isinstance(s, str) else s for s in splits]
   base = os.path.join(root or cache_root(), "default_av", VERSION)
   prepared = os.path.join(base, f"prepared_{sample_rate}hz_{frame_size}px_{fps:g}fps")
-  for split in splits:
-    videos = os.path.join(base, "videos", split.name)
-    if not os.path.exists(os.path.join(videos, ".complete")):
-      if not quiet:
-        print(f"generating the default dataset's {split.name} split ({split.num_clips} "
-              f"clips) into {videos}", file=sys.stderr)
-      synthetic.generate_split(split, videos)
-      open(os.path.join(videos, ".complete"), "w").close()
+  video_dir = lambda split: os.path.join(base, "videos", split.name)
+  missing = [s for s in specs if not os.path.exists(os.path.join(video_dir(s), ".complete"))]
+  if missing:
+    if not quiet:
+      print(f"generating the default dataset ({', '.join(f'{s.name}: {s.num_clips} clips' for s in missing)})"
+            f" into {os.path.join(base, 'videos')}", file=sys.stderr)
+    synthetic.generate_splits({s: video_dir(s) for s in missing})
+    for s in missing:
+      open(os.path.join(video_dir(s), ".complete"), "w").close()
+  for split in specs:
+    videos = video_dir(split)
     out = os.path.join(prepared, split.name)
     if not os.path.exists(os.path.join(out, ".complete")):
       prepare_lib.prepare(

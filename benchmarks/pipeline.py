@@ -1,0 +1,117 @@
+"""Input pipeline throughput: examples per second per CPU core.
+
+  python benchmarks/pipeline.py [--scale paper|tiny|both] [--batches N]
+
+Measures the full training reader (parse, window choice, JPEG decode + crop +
+flip + colour jitter, float64 STFT + log, batching) on the embedded default
+dataset's generator (a 200-clip split), prepared at each scale's settings. For reference it also times, in the
+same process, a plain tf.data map of JPEG decode + crop + tf.signal.stft over the
+same records, and then each stage alone to say what dominates.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from configs import common  # noqa: E402
+from data_pipelines import default_dataset, dmvr, reader as reader_lib, spectrogram  # noqa: E402
+from data_pipelines import synthetic  # noqa: E402
+
+BENCH_SPLIT = synthetic.SplitSpec("bench", 200, seed=7)
+
+
+def rate(ds, batches: int, batch_size: int) -> float:
+  it = iter(ds)
+  for _ in range(3):  # warm up: thread pools, autotune, file cache
+    next(it)
+  t = time.perf_counter()
+  for _ in range(batches):
+    next(it)
+  return batches * batch_size / (time.perf_counter() - t)
+
+
+def reference_map(files, spec: reader_lib.ReaderSpec) -> tf.data.Dataset:
+  """The naive pipeline: parse, decode one JPEG, crop, float32 STFT of 1 s."""
+  aspec = spec.spectrogram
+
+  def fn(r):
+    x = dmvr.parse(r, default_fps=25.0, default_sample_rate=aspec.sample_rate)
+    image = tf.image.random_crop(tf.io.decode_jpeg(x["jpeg_frames"][0]), [spec.crop, spec.crop, 3])
+    stft = tf.signal.stft(x["waveform"][:aspec.num_samples], aspec.win_length,
+                          aspec.hop_length, aspec.n_fft)
+    return tf.cast(image, tf.float32) / 255.0, tf.math.log(tf.abs(stft) + 1e-5)
+
+  return tf.data.TFRecordDataset(files).repeat().map(fn, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def stage_rates(files, spec: reader_lib.ReaderSpec, n: int = 400) -> dict:
+  """Each stage alone, single-threaded, on cached inputs: seconds per example."""
+  records = [r for r in tf.data.TFRecordDataset(files).take(64)]
+  parse = reader_lib._parse_fn(spec)
+  parsed = [parse(r) for r in records]
+  clips = [reader_lib.clip_windows(p, tf.constant(i, tf.int64), 0, spec=spec, train=True)
+           for i, p in enumerate(parsed)]
+  fns = {
+      "parse SequenceExample": (tf.function(parse), lambda i: records[i % 64]),
+      "choose windows": (tf.function(lambda p: reader_lib.clip_windows(
+          p, tf.constant(0, tf.int64), 0, spec=spec, train=True)), lambda i: parsed[i % 64]),
+      "JPEG decode+augment": (tf.function(lambda c: reader_lib.preprocess_frame(
+          c["jpeg"], c["frame_seed"], spec=spec, train=True)), lambda i: clips[i % 64]),
+      "log-spectrogram (float64 STFT)": (tf.function(lambda c: spectrogram.log_spectrogram(
+          c["pos_audio"], spec.spectrogram)), lambda i: clips[i % 64]),
+  }
+  out = {}
+  for name, (fn, arg) in fns.items():
+    fn(arg(0))
+    t = time.perf_counter()
+    for i in range(n):
+      fn(arg(i))
+    out[name] = (time.perf_counter() - t) / n
+  return out
+
+
+def bench(scale: str, batches: int) -> None:
+  config = common.base_config(model={"name": "avenet"}, losses={}, arg="tiny" if scale == "tiny" else None)
+  spec = reader_lib.reader_spec_from_config(config.data)
+  batch = 64
+  # A 200-clip split of its own: paper-scale shards of the whole default
+  # dataset would take gigabytes for a benchmark that reads a few thousand examples.
+  root = default_dataset.ensure(sample_rate=config.data.sample_rate, frame_size=config.data.resize,
+                                fps=config.data.fps, splits=(BENCH_SPLIT,))
+  files = reader_lib.resolve_files(root, BENCH_SPLIT.name)
+  cores = os.cpu_count() or 1
+  print(f"\n== {scale} scale: frames {spec.crop}px from {spec.resize}px JPEGs, spectrogram "
+        f"{spec.spectrogram.shape[0]}x{spec.spectrogram.shape[1]} at "
+        f"{spec.spectrogram.sample_rate} Hz, batch {batch}, {cores} cores")
+  reader = reader_lib.Reader(files, spec=spec, batch_size=batch, seed=0)
+  ours = rate(reader_lib.train_dataset(reader.files, spec=spec, batch_size=batch, seed=0),
+              batches, batch)
+  ref = rate(reference_map(files, spec).batch(batch), batches, batch)
+  print(f"avjax training reader : {ours:8.0f} examples/s = {ours / cores:7.0f} per core")
+  print(f"reference tf.data map : {ref:8.0f} examples/s = {ref / cores:7.0f} per core")
+  print(f"ratio (avjax / reference): {ours / ref:.2f}")
+  stages = stage_rates(files, spec)
+  total = sum(stages.values())
+  print("single-thread cost per example, by stage:")
+  for name, s in sorted(stages.items(), key=lambda kv: -kv[1]):
+    print(f"  {name:32s} {s * 1e6:8.0f} us  ({100 * s / total:4.1f}%)")
+  print(f"dominated by: {max(stages, key=stages.get)}")
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("--scale", choices=["paper", "tiny", "both"], default="both")
+  p.add_argument("--batches", type=int, default=30)
+  args = p.parse_args()
+  for scale in (["paper", "tiny"] if args.scale == "both" else [args.scale]):
+    bench(scale, args.batches)
+
+
+if __name__ == "__main__":
+  main()
