@@ -9,5 +9,7 @@ from configs import common
 
 
 def get_config(arg=None):
-  return common.base_config(model=dict(name="l3", fusion_hidden=128),
-                            losses={"avc_softmax_xent": 1.0}, arg=arg)
+  # contrastive_dim + infonce: the plateau fix (README); set both to 0 for the
+  # paper's pure AVC objective.
+  return common.base_config(model=dict(name="l3", fusion_hidden=128, contrastive_dim=128),
+                            losses={"avc_softmax_xent": 1.0, "infonce": 1.0}, arg=arg)

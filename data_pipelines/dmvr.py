@@ -65,8 +65,13 @@ def to_sequence_example(clip: Clip) -> tf.train.SequenceExample:
   return ex
 
 
-def parse(serialized: tf.Tensor, *, default_fps: float, default_sample_rate: int) -> dict:
-  """Serialized SequenceExample -> dict of tensors (tf-graph friendly)."""
+def parse(serialized: tf.Tensor, *, default_fps: float, default_sample_rate: int,
+          with_frames: bool = True) -> dict:
+  """Serialized SequenceExample -> dict of tensors (tf-graph friendly).
+
+  `with_frames=False` skips the JPEG list: a clip that only lends its audio to a
+  negative pair need not copy its frames.
+  """
   context_spec = {
       FILENAME: tf.io.FixedLenFeature([], tf.string, default_value=""),
       START_US: tf.io.FixedLenFeature([], tf.int64, default_value=0),
@@ -76,21 +81,19 @@ def parse(serialized: tf.Tensor, *, default_fps: float, default_sample_rate: int
       BOX_TIME_US: tf.io.VarLenFeature(tf.int64),
       **{k: tf.io.VarLenFeature(tf.float32) for k in BOX_KEYS},
   }
-  seq_spec = {
-      FRAMES: tf.io.FixedLenSequenceFeature([], tf.string),
-      WAVEFORM: tf.io.VarLenFeature(tf.float32),
-  }
+  seq_spec = {WAVEFORM: tf.io.VarLenFeature(tf.float32)}
+  if with_frames:
+    seq_spec[FRAMES] = tf.io.FixedLenSequenceFeature([], tf.string)
   ctx, seq = tf.io.parse_single_sequence_example(
       serialized, context_features=context_spec, sequence_features=seq_spec)
   filename = ctx[FILENAME]
   waveform = tf.reshape(tf.sparse.to_dense(seq[WAVEFORM]), [-1])
-  frames = seq[FRAMES]
-  # Shards from other tools may lack a filename; the first frame's bytes still
+  # Shards from other tools may lack a filename; the first audio samples still
   # identify the video, which the negative-pair labels need.
-  video_key = tf.where(tf.strings.length(filename) > 0, filename, frames[0])
+  audio_key = tf.strings.reduce_join(tf.strings.as_string(waveform[:256], precision=6))
+  video_key = tf.where(tf.strings.length(filename) > 0, filename, audio_key)
   boxes = tf.stack([tf.sparse.to_dense(ctx[k]) for k in BOX_KEYS], axis=-1)
-  return {
-      "jpeg_frames": frames,
+  out = {
       "waveform": waveform,
       "fps": ctx[FPS],
       "sample_rate": tf.cast(ctx[SAMPLE_RATE], tf.int32),
@@ -100,3 +103,10 @@ def parse(serialized: tf.Tensor, *, default_fps: float, default_sample_rate: int
       "boxes": boxes,
       "box_times_us": tf.sparse.to_dense(ctx[BOX_TIME_US]),
   }
+  if with_frames:
+    out["jpeg_frames"] = seq[FRAMES]
+    out["num_frames"] = tf.shape(seq[FRAMES])[0]
+  else:  # the frame count only bounds audio windows: derive it from the audio
+    seconds = tf.cast(tf.shape(waveform)[0], tf.float32) / tf.cast(ctx[SAMPLE_RATE], tf.float32)
+    out["num_frames"] = tf.cast(tf.math.floor(seconds * ctx[FPS] + 1e-3), tf.int32)
+  return out

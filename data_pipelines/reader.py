@@ -180,7 +180,7 @@ def clip_windows(clip: dict, index, seed, *, spec: ReaderSpec, train: bool) -> d
       message=f"a clip's stored sample rate differs from config.data.sample_rate="
               f"{aspec.sample_rate}; prepare the data at that rate")
   seeds = tf.random.experimental.stateless_split(tf.stack([seed, index]), 6)
-  n_frames = tf.shape(clip["jpeg_frames"])[0]
+  n_frames = clip["num_frames"]
   n_samples = tf.shape(clip["waveform"])[0]
   fps = clip["fps"]
   lo, hi = window_frame_range(n_frames, n_samples, fps, aspec)
@@ -203,9 +203,8 @@ def clip_windows(clip: dict, index, seed, *, spec: ReaderSpec, train: bool) -> d
   pos, neg = window(pos_start), window(neg_start)
   if train and spec.gain_db > 0:
     pos, neg = random_gain(pos, seeds[2], spec.gain_db), random_gain(neg, seeds[3], spec.gain_db)
-  return {
+  out = {
       "index": index,
-      "jpeg": clip["jpeg_frames"][frame_k],
       "frame_seed": seeds[4],
       "pos_audio": tf.ensure_shape(pos, [aspec.num_samples]),
       "pos_start": tf.cast(pos_start, tf.float32) / aspec.sample_rate,
@@ -216,6 +215,9 @@ def clip_windows(clip: dict, index, seed, *, spec: ReaderSpec, train: bool) -> d
       "label_index": clip["label_index"],
       "boxes": clip["boxes"],
   }
+  if "jpeg_frames" in clip:
+    out["jpeg"] = clip["jpeg_frames"][frame_k]
+  return out
 
 
 def is_negative(index, negative_fraction: float):
@@ -271,8 +273,8 @@ def pair_in_batch(batch: dict, *, spec: ReaderSpec) -> dict:
 # ----------------------------------------------------------------------------
 # Datasets
 # ----------------------------------------------------------------------------
-def _parse_fn(spec: ReaderSpec):
-  return lambda s: dmvr.parse(s, default_fps=spec.fps,
+def _parse_fn(spec: ReaderSpec, with_frames: bool = True):
+  return lambda s: dmvr.parse(s, default_fps=spec.fps, with_frames=with_frames,
                               default_sample_rate=spec.spectrogram.sample_rate)
 
 
@@ -306,9 +308,8 @@ def train_dataset(files: Sequence[str], *, spec: ReaderSpec, batch_size: int, se
   epoch_size = epoch_size or count_records(files)
   if epoch_size == 0:
     raise ValueError(f"no records in {list(files)[:3]}...")
-  parse = _parse_fn(spec)
-
-  def clips(stream_seed):
+  def clips(stream_seed, with_frames=True):
+    parse = _parse_fn(spec, with_frames)
     ds = indexed_records(files, seed=stream_seed, epoch_size=epoch_size, start=start_example,
                          shuffle_buffer=spec.shuffle_buffer)
     return ds.map(lambda i, r: clip_windows(parse(r), i, stream_seed, spec=spec, train=True),
@@ -316,7 +317,7 @@ def train_dataset(files: Sequence[str], *, spec: ReaderSpec, batch_size: int, se
 
   anchors = clips(seed)
   if spec.negatives == "stream":
-    others = clips(seed + 1)
+    others = clips(seed + 1, with_frames=False)
     ds = tf.data.Dataset.zip(anchors, others).map(
         lambda a, o: pair(a, o, spec=spec, train=True), num_parallel_calls=AUTOTUNE)
     ds = ds.batch(batch_size, drop_remainder=True)

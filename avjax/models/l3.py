@@ -17,6 +17,9 @@ class L3Net(nn.Module):
   vision_widths: Sequence[int] = (64, 128, 256, 512)
   audio_widths: Sequence[int] = (64, 128, 256, 512)
   fusion_hidden: int = 128
+  # > 0 adds linear heads to L2-normalised embeddings of this size, used only by
+  # the InfoNCE term (config.losses.infonce): L3 itself has no embedding space.
+  contrastive_dim: int = 0
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -27,5 +30,11 @@ class L3Net(nn.Module):
     x = jnp.concatenate([v_vec, a_vec], axis=-1)
     x = nn.relu(nn.Dense(self.fusion_hidden, dtype=self.dtype, name="fusion_fc1")(x))
     logits = nn.Dense(2, dtype=self.dtype, name="fusion_fc2")(x).astype(jnp.float32)
-    return {"logits": logits, "frame_features": v_vec.astype(jnp.float32),
-            "audio_features": a_vec.astype(jnp.float32), "frame_feature_map": v}
+    out = {"logits": logits, "frame_features": v_vec.astype(jnp.float32),
+           "audio_features": a_vec.astype(jnp.float32), "frame_feature_map": v}
+    if self.contrastive_dim:
+      out["frame_embedding"] = vgg.l2_normalize(
+          nn.Dense(self.contrastive_dim, dtype=self.dtype, name="vision_proj")(v_vec))
+      out["audio_embedding"] = vgg.l2_normalize(
+          nn.Dense(self.contrastive_dim, dtype=self.dtype, name="audio_proj")(a_vec))
+    return out
