@@ -13,7 +13,7 @@ import pytest  # noqa: E402
 
 from data_pipelines import prepare, synthetic  # noqa: E402
 
-SAMPLE_RATE = 16000
+SAMPLE_RATE = 8000
 FRAME_SIZE = 40
 TRAIN = synthetic.SplitSpec("train", 24, seed=11)
 VAL = synthetic.SplitSpec("validation", 10, seed=12)
@@ -29,7 +29,7 @@ def videos_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def data_dir(videos_dir, tmp_path_factory):
-  """Prepared splits (train, validation) at 16 kHz with 40 px frames."""
+  """Prepared splits (train, validation) at 8 kHz with 40 px frames, as the tiny configs read."""
   out = tmp_path_factory.mktemp("prepared")
   for split in (TRAIN, VAL):
     src = videos_dir / split.name

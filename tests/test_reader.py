@@ -7,7 +7,7 @@ from data_pipelines import reader as reader_lib
 from data_pipelines import spectrogram as spectrogram_lib
 from tests.conftest import FRAME_SIZE, SAMPLE_RATE, TRAIN, VAL
 
-SPEC = spectrogram_lib.SpectrogramSpec(sample_rate=SAMPLE_RATE, win_length=160, hop_length=80,
+SPEC = spectrogram_lib.SpectrogramSpec(sample_rate=SAMPLE_RATE, win_length=256, hop_length=160,
                                        n_fft=256)
 BATCH = 8
 
@@ -32,7 +32,7 @@ def assert_same(a, b):
 def test_contract(data_dir, negatives):
   batch = next(make_reader(data_dir, negatives=negatives).train_iterator())
   assert batch["frames"].shape == (BATCH, 32, 32, 3) and batch["frames"].dtype == np.float32
-  assert batch["spectrogram"].shape == (BATCH, 129, 199, 1)
+  assert batch["spectrogram"].shape == (BATCH, 129, 49, 1)
   assert batch["spectrogram"].dtype == np.float32
   assert batch["label"].shape == (BATCH,) and batch["label"].dtype == np.int32
   assert np.all(np.isfinite(batch["frames"])) and np.all(np.isfinite(batch["spectrogram"]))
