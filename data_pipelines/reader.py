@@ -175,16 +175,22 @@ def clip_windows(clip: dict, index, seed, *, spec: ReaderSpec, train: bool) -> d
   negative candidate window (used when this clip is another clip's negative).
   """
   aspec = spec.spectrogram
-  tf.debugging.assert_equal(
+  # Checks gate what follows through control dependencies: in a traced tf.data
+  # function nothing else orders them before the ops whose inputs they vouch for.
+  rate_ok = tf.debugging.assert_equal(
       clip["sample_rate"], aspec.sample_rate,
       message=f"a clip's stored sample rate differs from config.data.sample_rate="
               f"{aspec.sample_rate}; prepare the data at that rate")
+  with tf.control_dependencies([rate_ok]):
+    n_samples = tf.identity(tf.shape(clip["waveform"])[0])
   seeds = tf.random.experimental.stateless_split(tf.stack([seed, index]), 6)
   n_frames = clip["num_frames"]
-  n_samples = tf.shape(clip["waveform"])[0]
   fps = clip["fps"]
   lo, hi = window_frame_range(n_frames, n_samples, fps, aspec)
-  tf.debugging.assert_less_equal(lo, hi, message=f"a clip is shorter than the {aspec.seconds}s audio window")
+  long_enough = tf.debugging.assert_less_equal(
+      lo, hi, message=f"a clip is shorter than the {aspec.seconds}s audio window")
+  with tf.control_dependencies([long_enough]):
+    lo, hi = tf.identity(lo), tf.identity(hi)
   if train:
     k = tf.random.stateless_uniform([], seeds[0], lo, hi + 1, dtype=tf.int32)
   else:
