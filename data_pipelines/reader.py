@@ -132,40 +132,75 @@ def random_gain(waveform, seed, gain_db):
   return waveform * tf.pow(10.0, db / 20.0)
 
 
-def blend_saturation(image, factor):
-  """Saturation by blending with the grey image (PIL's ImageEnhance.Color): the same
-  effect as tf.image's HSV round trip for factors near 1, at a fraction of the cost."""
-  grey = tf.image.rgb_to_grayscale(image)
-  return grey + factor * (image - grey)
+GREY_WEIGHTS = (0.2989, 0.587, 0.114)  # tf.image.rgb_to_grayscale's
+
+
+def colour_matrix(brightness, contrast, saturation, channel_mean):
+  """The jitter as one affine map x -> x @ M + o on [0, 1] RGB.
+
+  brightness adds a constant; contrast scales around the image's per-channel
+  mean (as tf.image.adjust_contrast); saturation blends with the grey image (as
+  PIL's ImageEnhance.Color). Composed, they are linear, so a frame pays one
+  3x3 product instead of a dozen full-image ops.
+  """
+  w = tf.constant(GREY_WEIGHTS, tf.float32)
+  sat = saturation * tf.eye(3) + (1.0 - saturation) * tf.ones([3, 1]) * w[None, :]  # out x in
+  # contrast: c * (x + b - (m + b)) + (m + b) = c * x + (1 - c) * m + b
+  offset = (1.0 - contrast) * channel_mean + brightness
+  m = tf.transpose(sat) * contrast                                # x_row @ m
+  return m, tf.linalg.matvec(sat, offset)
 
 
 def preprocess_frame(jpeg, seed, *, spec: ReaderSpec, train: bool):
   """JPEG bytes -> [crop, crop, 3] float32 normalised with ImageNet statistics."""
-  image = tf.io.decode_jpeg(jpeg, channels=3)
-  shape = tf.shape(image)[:2]
-  short = tf.minimum(shape[0], shape[1])
-  scale = spec.resize / tf.cast(short, tf.float32)
-  new = tf.cast(tf.round(tf.cast(shape, tf.float32) * scale), tf.int32)
-  image = tf.cond(tf.reduce_all(new == shape), lambda: tf.cast(image, tf.float32),
-                  lambda: tf.image.resize(image, new, antialias=True))
   seeds = tf.random.experimental.stateless_split(seed, 5)
-  if train:
-    image = tf.image.stateless_random_crop(image, [spec.crop, spec.crop, 3], seeds[0])
-    if spec.flip:
-      image = tf.image.stateless_random_flip_left_right(image, seeds[1])
-    image = image / 255.0
-    if spec.colour_jitter > 0:
-      j = spec.colour_jitter
-      image = tf.image.stateless_random_brightness(image, j * 0.5, seeds[2])
-      image = tf.image.stateless_random_contrast(image, 1 - j, 1 + j, seeds[3])
-      image = blend_saturation(image, tf.random.stateless_uniform([], seeds[4], 1 - j, 1 + j))
-      image = tf.clip_by_value(image, 0.0, 1.0)
-  else:
-    top = (new[0] - spec.crop) // 2
-    left = (new[1] - spec.crop) // 2
-    image = image[top:top + spec.crop, left:left + spec.crop] / 255.0
-  image = tf.ensure_shape(image, [spec.crop, spec.crop, 3])
-  return (image - IMAGENET_MEAN) / IMAGENET_STD
+  image = decode_crop(jpeg, seeds[0], spec=spec, train=train)
+  if train and spec.flip:
+    image = tf.image.stateless_random_flip_left_right(image, seeds[1])
+  image = tf.cast(image, tf.float32) * (1.0 / 255.0)
+  if train and spec.colour_jitter > 0:
+    j = spec.colour_jitter
+    m, o = colour_matrix(
+        tf.random.stateless_uniform([], seeds[2], -j * 0.5, j * 0.5),
+        tf.random.stateless_uniform([], seeds[3], 1 - j, 1 + j),
+        tf.random.stateless_uniform([], seeds[4], 1 - j, 1 + j),
+        tf.reduce_mean(image, axis=[0, 1]))
+    image = tf.clip_by_value(tf.tensordot(image, m, 1) + o, 0.0, 1.0)
+  return (image - IMAGENET_MEAN) * (1.0 / np.array(IMAGENET_STD, np.float32))
+
+
+def _crop_offsets(shape, crop: int, seed, train: bool):
+  if not train:
+    return (shape[0] - crop) // 2, (shape[1] - crop) // 2
+  seeds = tf.random.experimental.stateless_split(seed, 2)
+  y = tf.random.stateless_uniform([], seeds[0], 0, shape[0] - crop + 1, dtype=tf.int32)
+  x = tf.random.stateless_uniform([], seeds[1], 0, shape[1] - crop + 1, dtype=tf.int32)
+  return y, x
+
+
+def decode_crop(jpeg, seed, *, spec: ReaderSpec, train: bool):
+  """JPEG bytes -> [crop, crop, 3] uint8: a random (train) or central (eval) crop
+  after scaling the shorter side to `spec.resize`.
+
+  Frames stored at the resize size (the usual case: prepare --frame_size) are
+  decoded only inside the crop window, which skips a quarter of a 256->224 decode.
+  """
+  shape = tf.io.extract_jpeg_shape(jpeg)[:2]
+  scale = spec.resize / tf.cast(tf.reduce_min(shape), tf.float32)
+  new = tf.cast(tf.round(tf.cast(shape, tf.float32) * scale), tf.int32)
+
+  def crop_only():
+    y, x = _crop_offsets(shape, spec.crop, seed, train)
+    return tf.io.decode_and_crop_jpeg(jpeg, tf.stack([y, x, spec.crop, spec.crop]), channels=3)
+
+  def resize_then_crop():
+    image = tf.image.resize(tf.io.decode_jpeg(jpeg, channels=3), new, antialias=True)
+    y, x = _crop_offsets(new, spec.crop, seed, train)
+    image = image[y:y + spec.crop, x:x + spec.crop]
+    return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+
+  image = tf.cond(tf.reduce_all(new == shape), crop_only, resize_then_crop)
+  return tf.ensure_shape(image, [spec.crop, spec.crop, 3])
 
 
 def clip_windows(clip: dict, index, seed, *, spec: ReaderSpec, train: bool) -> dict:

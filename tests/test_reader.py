@@ -158,3 +158,14 @@ def test_wrong_sample_rate_is_a_clear_error(data_dir):
                         batch_size=2, seed=0)
   with pytest.raises(tf.errors.InvalidArgumentError, match="sample_rate"):
     next(r.train_iterator())
+
+
+def test_colour_matrix_equals_the_ops_it_replaces():
+  r = np.random.default_rng(0)
+  image = tf.constant(r.uniform(0.1, 0.9, (8, 8, 3)), tf.float32)
+  b, c, s = 0.05, 1.2, 0.7
+  expected = tf.image.adjust_contrast(image + b, c)
+  grey = tf.image.rgb_to_grayscale(expected)
+  expected = grey + s * (expected - grey)
+  m, o = reader_lib.colour_matrix(b, c, s, tf.reduce_mean(image, axis=[0, 1]))
+  np.testing.assert_allclose(tf.tensordot(image, m, 1) + o, expected, atol=1e-5)
