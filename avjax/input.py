@@ -11,18 +11,22 @@ from data_pipelines import reader as reader_lib
 HOST_ONLY = ("video_id", "audio_video_id", "audio_start", "fps")
 
 
-def data_dir(data_config) -> str:
-  """config.data.dir, or the embedded default dataset (built on first use)."""
+def data_dir(data_config, split: str) -> str:
+  """config.data.dir, or the embedded default dataset with `split` built (on first use)."""
   if data_config.dir:
     return data_config.dir
+  if split not in default_dataset.SPLITS:
+    raise ValueError(f"split {split!r}: the embedded default dataset has only "
+                     f"{sorted(default_dataset.SPLITS)}; set config.data.dir for other data")
   return default_dataset.ensure(sample_rate=data_config.sample_rate,
-                                frame_size=data_config.resize, fps=data_config.fps)
+                                frame_size=data_config.resize, fps=data_config.fps,
+                                splits=(split,))
 
 
 def make_reader(data_config, split: str, *, global_batch: int, seed: int) -> reader_lib.Reader:
   if global_batch % jax.process_count():
     raise ValueError(f"batch size {global_batch} is not divisible by {jax.process_count()} hosts")
-  files = reader_lib.resolve_files(data_dir(data_config), split)
+  files = reader_lib.resolve_files(data_dir(data_config, split), split)
   return reader_lib.Reader(files, spec=reader_lib.reader_spec_from_config(data_config),
                            batch_size=global_batch // jax.process_count(), seed=seed,
                            process_index=jax.process_index(),

@@ -7,6 +7,7 @@ the generator both skip what is already on disk).
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import sys
 from typing import Sequence
@@ -35,6 +36,15 @@ def ensure(*, sample_rate: int, frame_size: int, fps: float,
   """
   specs = [SPLITS[s] if isinstance(s, str) else s for s in splits]
   base = os.path.join(root or cache_root(), "default_av", VERSION)
+  os.makedirs(base, exist_ok=True)
+  # Several processes of one machine (a local multi-process run) share the cache:
+  # one builds, the others wait and then find it complete.
+  with open(os.path.join(base, ".lock"), "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    return _ensure_locked(specs, base, sample_rate, frame_size, fps, quiet)
+
+
+def _ensure_locked(specs, base, sample_rate, frame_size, fps, quiet) -> str:
   prepared = os.path.join(base, f"prepared_{sample_rate}hz_{frame_size}px_{fps:g}fps")
   video_dir = lambda split: os.path.join(base, "videos", split.name)
   missing = [s for s in specs if not os.path.exists(os.path.join(video_dir(s), ".complete"))]
