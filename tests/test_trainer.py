@@ -71,8 +71,6 @@ def test_config_typo_is_rejected_naming_the_key(tmp_path):
 
 def test_locked_config_rejects_new_keys():
   from configs import avenet
-  import ml_collections
-  config = ml_collections.FrozenConfigDict  # noqa: F841 (documents the alternative)
   c = avenet.get_config("tiny")
   c.lock()
   with pytest.raises(AttributeError, match="batchsize"):
