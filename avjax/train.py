@@ -170,7 +170,7 @@ def make_checkpoint_manager(workdir: str, config) -> ocp.CheckpointManager:
   pp = ocp.checkpoint_managers
   policy = pp.AnyPreservationPolicy([
       pp.LatestN(n=config.checkpoint.keep),
-      pp.BestN(get_metric_fn=lambda m: m[BEST_METRIC], reverse=False, n=1,
+      pp.BestN(get_metric_fn=lambda m: m.get(BEST_METRIC, float("-inf")), reverse=False, n=1,
                keep_checkpoints_without_metrics=False),
   ])
   options = ocp.CheckpointManagerOptions(
@@ -306,7 +306,7 @@ def train_and_evaluate(config, workdir: str, *, step_hook: Callable[[int], None]
   # --- Evals -----------------------------------------------------------------
   evals = {name: evaluators.build(name, cfg, model=model, mesh=mesh, data_config=config.data,
                                   default_split=config.data.eval_split)
-           for name, cfg in config.evals.items()}
+           for name, cfg in evaluators.enabled(config.evals).items()}
 
   def run_evals(step: int) -> dict:
     out = {}
@@ -347,7 +347,8 @@ def train_and_evaluate(config, workdir: str, *, step_hook: Callable[[int], None]
                         ex_s=f"{m['examples_per_sec']:.0f}", refresh=False)
 
     eval_metrics = None
-    if any(step % cfg.every == 0 for cfg in config.evals.values()) or step == config.total_steps:
+    if (any(step % cfg.every == 0 for cfg in evaluators.enabled(config.evals).values())
+        or step == config.total_steps):
       eval_metrics = run_evals(step)
       last_metrics = eval_metrics
       msg = " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"

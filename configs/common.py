@@ -69,6 +69,9 @@ def base_config(model: dict, losses: dict, arg: str | None) -> ml_collections.Co
   c.checkpoint = ml_collections.ConfigDict(dict(every=2000, keep=3, async_save=True))
   c.evals = ml_collections.ConfigDict()
   c.evals.avc = ml_collections.ConfigDict(dict(every=5000, split="", batch_size=256))
+  # Off by default (every=0); e.g. --config.evals.retrieval.every=1000.
+  c.evals.retrieval = ml_collections.ConfigDict(dict(every=0, split="", batch_size=256, k=30,
+                                                     graded=False))
   c.progress_bar = True
   if a.tiny:
     c.model.vision_widths = TINY_WIDTHS
@@ -82,4 +85,5 @@ def base_config(model: dict, losses: dict, arg: str | None) -> ml_collections.Co
     c.checkpoint.every = 300
     c.evals.avc.every = 300
     c.evals.avc.batch_size = 100
+    c.evals.retrieval.batch_size = 100
   return c

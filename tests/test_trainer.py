@@ -127,3 +127,16 @@ def test_two_processes_train_as_one_job(data_dir, tmp_path):
   # Each host evaluated its own shards; together every clip counted once.
   assert "avc_examples: 20" in outs[0][0]
   assert sorted(os.listdir(tmp_path / "checkpoints"))[:2] == ["2", "4"]
+
+
+def test_retrieval_evaluator_reports_four_directions(data_dir, tmp_path):
+  from avjax import train
+  config = tiny_config("avenet", data_dir, total_steps=2, log_every=1)
+  config.evals.retrieval.every = 2
+  config.evals.retrieval.batch_size = 8
+  config.evals.retrieval.k = 5
+  metrics = train.train_and_evaluate(config, str(tmp_path))
+  for direction in ("im_im", "im_aud", "aud_im", "aud_aud"):
+    assert 0.0 <= metrics[f"retrieval_{direction}_ndcg@5"] <= 1.0
+    assert 0.0 <= metrics[f"retrieval_{direction}_recall@5"] <= 1.0
+  assert "avc_accuracy" in metrics  # both evaluators ran
