@@ -368,11 +368,11 @@ def train_and_evaluate(config, workdir: str, *, step_hook: Callable[[int], None]
 
   if bar is not None:
     bar.close()
+  if not last_metrics:  # resumed at the end: evaluate what was restored
+    last_metrics = run_evals(int(jax.device_get(state.step)))
   mngr.wait_until_finished()
   mngr.close()
   writer.close()
-  if not last_metrics:  # resumed at the end: evaluate what was restored
-    last_metrics = run_evals(int(jax.device_get(state.step)))
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "final_metrics.json"), "w") as f:
       json.dump(last_metrics, f, indent=1)

@@ -140,3 +140,12 @@ def test_retrieval_evaluator_reports_four_directions(data_dir, tmp_path):
     assert 0.0 <= metrics[f"retrieval_{direction}_ndcg@5"] <= 1.0
     assert 0.0 <= metrics[f"retrieval_{direction}_recall@5"] <= 1.0
   assert "avc_accuracy" in metrics  # both evaluators ran
+
+
+def test_rerun_of_a_finished_job_evaluates_the_restored_state(data_dir, tmp_path):
+  from avjax import train
+  config = tiny_config("avenet", data_dir, total_steps=2, log_every=1)
+  config.checkpoint.every = 2
+  first = train.train_and_evaluate(config, str(tmp_path))
+  again = train.train_and_evaluate(config, str(tmp_path))
+  assert again == first
