@@ -267,6 +267,21 @@ def is_negative(index, negative_fraction: float):
   return tf.floor((i + 1) * negative_fraction) - tf.floor(i * negative_fraction) >= 1
 
 
+def mix_pair(anchor: dict, other: dict, neg) -> dict:
+  """The pairing rule, for one example or a batch: where `neg`, the audio is
+  `other`'s negative window, else `anchor`'s own; the label says only whether
+  that audio comes from the frame's video."""
+  same_video = tf.equal(anchor["video_id"], other["video_id"])
+  return {
+      "audio": tf.where(tf.expand_dims(neg, -1), other["neg_audio"], anchor["pos_audio"]),
+      "label": tf.cast(tf.logical_or(tf.logical_not(neg), same_video), tf.int32),
+      "video_id": anchor["video_id"],
+      "audio_video_id": tf.where(neg, other["video_id"], anchor["video_id"]),
+      "audio_start": tf.where(neg, other["neg_start"], anchor["pos_start"]),
+      "fps": anchor["fps"],
+  }
+
+
 def pair(anchor: dict, other: dict, *, spec: ReaderSpec, train: bool) -> dict:
   """Frame of `anchor` with its own audio, or with `other`'s negative window.
 
@@ -274,16 +289,8 @@ def pair(anchor: dict, other: dict, *, spec: ReaderSpec, train: bool) -> dict:
   log-spectrograms in one STFT.
   """
   neg = is_negative(anchor["index"], spec.negative_fraction)
-  same_video = tf.equal(anchor["video_id"], other["video_id"])
-  return {
-      "frames": preprocess_frame(anchor["jpeg"], anchor["frame_seed"], spec=spec, train=train),
-      "audio": tf.where(neg, other["neg_audio"], anchor["pos_audio"]),
-      "label": tf.cast(tf.logical_or(tf.logical_not(neg), same_video), tf.int32),
-      "video_id": anchor["video_id"],
-      "audio_video_id": tf.where(neg, other["video_id"], anchor["video_id"]),
-      "audio_start": tf.where(neg, other["neg_start"], anchor["pos_start"]),
-      "fps": anchor["fps"],
-  }
+  return {"frames": preprocess_frame(anchor["jpeg"], anchor["frame_seed"], spec=spec, train=train),
+          **mix_pair(anchor, other, neg)}
 
 
 def add_spectrograms(batch: dict, spec: ReaderSpec, keys=(("audio", "spectrogram"),)) -> dict:
@@ -298,17 +305,8 @@ def pair_in_batch(batch: dict, *, spec: ReaderSpec) -> dict:
   """Negatives take the negative window of the next example in the same batch."""
   neg = is_negative(batch["index"], spec.negative_fraction)
   src = tf.roll(tf.range(tf.shape(neg)[0]), -1, 0)
-  take = lambda k: tf.gather(batch[k], src)
-  same_video = tf.equal(batch["video_id"], take("video_id"))
-  return {
-      "frames": batch["frames"],
-      "audio": tf.where(neg[:, None], take("neg_audio"), batch["pos_audio"]),
-      "label": tf.cast(tf.logical_or(tf.logical_not(neg), same_video), tf.int32),
-      "video_id": batch["video_id"],
-      "audio_video_id": tf.where(neg, take("video_id"), batch["video_id"]),
-      "audio_start": tf.where(neg, take("neg_start"), batch["pos_start"]),
-      "fps": batch["fps"],
-  }
+  other = {k: tf.gather(batch[k], src) for k in ("neg_audio", "video_id", "neg_start")}
+  return {"frames": batch["frames"], **mix_pair(batch, other, neg)}
 
 
 # ----------------------------------------------------------------------------
