@@ -58,3 +58,77 @@ def clustering_scores(labels: np.ndarray, clusters: np.ndarray) -> dict:
       "ari": float(sklearn.metrics.adjusted_rand_score(labels, clusters)),
       "accuracy": hungarian_accuracy(labels, clusters),
   }
+
+
+# ----------------------------------------------------------------------------
+# Sound-source localisation: maps [N, H, W] against boxes [N, 4] (ymin, xmin,
+# ymax, xmax in 0..1 of the map's frame).
+# ----------------------------------------------------------------------------
+CIOU_THRESHOLDS = np.linspace(0.0, 1.0, 21)  # 0, 0.05, ..., 1 as in Senocak et al. / LVS
+
+
+def box_masks(boxes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+  """[N, 4] normalised boxes -> [N, H, W] bool: pixels whose centre lies in the box."""
+  h, w = shape
+  ys = (np.arange(h) + 0.5) / h
+  xs = (np.arange(w) + 0.5) / w
+  b = np.asarray(boxes, np.float64)[:, :, None]
+  in_y = (ys[None] >= b[:, 0]) & (ys[None] <= b[:, 2])
+  in_x = (xs[None] >= b[:, 1]) & (xs[None] <= b[:, 3])
+  return in_y[:, :, None] & in_x[:, None, :]
+
+
+def pointing_hits(maps: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+  """Pointing game: whether each map's maximum falls inside its box. -> [N] bool."""
+  maps = np.asarray(maps)
+  n, h, w = maps.shape
+  flat = maps.reshape(n, -1).argmax(1)
+  return box_masks(boxes, (h, w)).reshape(n, -1)[np.arange(n), flat]
+
+
+def min_max_normalise(maps: np.ndarray) -> np.ndarray:
+  maps = np.asarray(maps, np.float64)
+  lo = maps.min(axis=(1, 2), keepdims=True)
+  span = maps.max(axis=(1, 2), keepdims=True) - lo
+  return (maps - lo) / np.where(span > 0, span, 1.0)
+
+
+def binarise(maps: np.ndarray, protocol: str) -> np.ndarray:
+  """The two thresholding protocols of the literature, on min-max normalised maps.
+
+  "fixed":  map >= 0.5 (Senocak et al., CVPR 2018, and most work after it).
+  "median": map > its own median, so about half the frame is foreground
+            (Chen et al., "Localizing Visual Sounds the Hard Way", CVPR 2021).
+  """
+  norm = min_max_normalise(maps)
+  if protocol == "fixed":
+    return norm >= 0.5
+  if protocol == "median":
+    flat = np.sort(norm.reshape(len(norm), -1), axis=1)
+    return norm > flat[:, flat.shape[1] // 2][:, None, None]
+  raise ValueError(f"unknown thresholding protocol {protocol!r} (fixed, median)")
+
+
+def ciou(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+  """Consensus IoU per map: |pred & gt| / (|gt| + |pred & ~gt|). -> [N]."""
+  pred, gt = np.asarray(pred, bool), np.asarray(gt, bool)
+  inter = (pred & gt).sum(axis=(1, 2))
+  return inter / np.maximum(gt.sum(axis=(1, 2)) + (pred & ~gt).sum(axis=(1, 2)), 1)
+
+
+def success_auc(cious: np.ndarray, thresholds: np.ndarray = CIOU_THRESHOLDS) -> float:
+  """Area under the curve of the fraction of maps with cIoU >= t, t in 0..1."""
+  rates = [(np.asarray(cious) >= t).mean() for t in thresholds]
+  return float(sklearn.metrics.auc(thresholds, rates))
+
+
+def localisation_scores(maps: np.ndarray, boxes: np.ndarray) -> dict:
+  """Pointing accuracy, and cIoU / AP50 / AUC under both thresholding protocols."""
+  gt = box_masks(boxes, maps.shape[1:])
+  out = {"pointing": float(pointing_hits(maps, boxes).mean())}
+  for protocol in ("fixed", "median"):
+    c = ciou(binarise(maps, protocol), gt)
+    out[f"ciou_{protocol}"] = float(c.mean())
+    out[f"ap50_{protocol}"] = float((c >= 0.5).mean())
+    out[f"auc_{protocol}"] = success_auc(c)
+  return out

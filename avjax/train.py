@@ -129,18 +129,10 @@ def make_update_fn(model, tx, schedule, config):
   return update
 
 
-def dummy_inputs(config, batch: int = 1):
-  spec = input_lib.reader_lib.reader_spec_from_config(config.data).spectrogram
-  frames = jnp.zeros((batch, config.data.crop, config.data.crop, 3), jnp.float32)
-  spectrogram = jnp.zeros((batch, *spec.shape, 1), jnp.float32)
-  return frames, spectrogram
-
-
 def make_init_fn(model, tx, config):
   def init(rng):
-    init_rng, state_rng = jax.random.split(rng)
-    frames, spectrogram = dummy_inputs(config)
-    variables = model.init(init_rng, frames, spectrogram, train=False)
+    _, state_rng = jax.random.split(rng)
+    variables = input_lib.init_variables(model, config.data, rng)
     params = variables["params"]
     return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                       batch_stats=variables.get("batch_stats", {}),
@@ -188,6 +180,37 @@ def restore_latest(mngr: ocp.CheckpointManager, abstract_state, step: int | None
   restored = mngr.restore(step, args=ocp.args.Composite(
       state=ocp.args.StandardRestore(abstract_state), input=ocp.args.JsonRestore()))
   return restored["state"], restored["input"]
+
+
+def checkpoint_step(mngr: ocp.CheckpointManager, which: str) -> int:
+  """"best" (highest avc_accuracy; the latest if none was evaluated), "latest", or a step."""
+  steps = mngr.all_steps()
+  if not steps:
+    raise FileNotFoundError(f"{mngr.directory}: no checkpoints; train first")
+  if which == "best":
+    best = mngr.best_step()
+    return mngr.latest_step() if best is None else best
+  if which == "latest":
+    return mngr.latest_step()
+  if not str(which).isdigit() or int(which) not in steps:
+    raise ValueError(f"checkpoint {which!r}: use best, latest or one of the steps {sorted(steps)}")
+  return int(which)
+
+
+def load_checkpoint(config, workdir: str, which: str = "best", mesh: Mesh | None = None):
+  """-> (model, TrainState replicated over `mesh`, step) from a training workdir."""
+  if not os.path.isdir(os.path.join(workdir, "checkpoints")):
+    raise FileNotFoundError(f"{os.path.join(workdir, 'checkpoints')}: not found; train first")
+  mesh = mesh or Mesh(np.asarray(jax.devices()), ("data",))
+  fns = make_train_functions(config, mesh)
+  mngr = make_checkpoint_manager(workdir, config)
+  try:
+    step = checkpoint_step(mngr, which)
+    state, _ = restore_latest(mngr, abstract_with_shardings(fns.shapes, NamedSharding(mesh, P())),
+                              step)
+  finally:
+    mngr.close()
+  return fns.model, state, step
 
 
 def abstract_with_shardings(shapes, sharding):
@@ -304,9 +327,7 @@ def train_and_evaluate(config, workdir: str, *, step_hook: Callable[[int], None]
     print(f"resumed from step {start}", flush=True)
 
   # --- Evals -----------------------------------------------------------------
-  evals = {name: evaluators.build(name, cfg, model=model, mesh=mesh, data_config=config.data,
-                                  default_split=config.data.eval_split)
-           for name, cfg in evaluators.enabled(config.evals).items()}
+  evals = evaluators.build_all(evaluators.enabled(config.evals), config, model=model, mesh=mesh)
 
   def run_evals(step: int) -> dict:
     out = {}

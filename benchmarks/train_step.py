@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from avjax import input as input_lib
 from avjax import models, train
 from configs import avenet, avolnet, l3
 
@@ -24,7 +25,7 @@ CONFIGS = {"avenet": avenet, "avolnet": avolnet, "l3": l3}
 
 
 def synthetic_batch(config, batch: int, sharding) -> dict:
-  frames, spectrogram = train.dummy_inputs(config, batch)
+  frames, spectrogram = input_lib.dummy_inputs(config.data, batch)
   r = np.random.default_rng(0)
   out = {"frames": r.normal(size=frames.shape).astype(np.float32),
          "spectrogram": r.normal(size=spectrogram.shape).astype(np.float32),

@@ -69,9 +69,25 @@ def base_config(model: dict, losses: dict, arg: str | None) -> ml_collections.Co
   c.checkpoint = ml_collections.ConfigDict(dict(every=2000, keep=3, async_save=True))
   c.evals = ml_collections.ConfigDict()
   c.evals.avc = ml_collections.ConfigDict(dict(every=5000, split="", batch_size=256))
-  # Off by default (every=0); e.g. --config.evals.retrieval.every=1000.
+  # The rest are off during training by default (every=0), e.g.
+  # --config.evals.retrieval.every=1000; `python -m avjax.evaluate --evals=...`
+  # runs any of them on a checkpoint. split "" = config.data.eval_split;
+  # `pictures` = how many examples the evaluate command draws.
   c.evals.retrieval = ml_collections.ConfigDict(dict(every=0, split="", batch_size=256, k=30,
-                                                     graded=False))
+                                                     graded=False, pictures=4))
+  # Needs boxes; on the embedded dataset use split "test_crowded" (3-4 objects, one sounding).
+  c.evals.localisation = ml_collections.ConfigDict(dict(every=0, split="", batch_size=256,
+                                                        pictures=8))
+  # features: "features" (pooled conv features) or "embedding". Folds from
+  # folds_csv's fold_column (matched on file_column's base name), else num_folds
+  # folds by video. C is scikit-learn's inverse L2 strength.
+  c.evals.linear_probe = ml_collections.ConfigDict(dict(
+      every=0, split="", batch_size=256, modalities="audio,frame", features="features",
+      folds_csv="", fold_column="fold", file_column="filename", num_folds=5, C=1.0,
+      max_iter=1000, random_init=True))
+  # k-means on embeddings (k = number of classes when 0), or the model's cluster head.
+  c.evals.clustering = ml_collections.ConfigDict(dict(every=0, split="", batch_size=256,
+                                                      modalities="audio,frame", num_clusters=0))
   c.progress_bar = True
   if a.tiny:
     c.model.vision_widths = TINY_WIDTHS
@@ -85,5 +101,6 @@ def base_config(model: dict, losses: dict, arg: str | None) -> ml_collections.Co
     c.checkpoint.every = 300
     c.evals.avc.every = 300
     c.evals.avc.batch_size = 100
-    c.evals.retrieval.batch_size = 100
+    for name in ("retrieval", "localisation", "linear_probe", "clustering"):
+      c.evals[name].batch_size = 100
   return c

@@ -102,6 +102,24 @@ def decode_video(path: str, *, fps: float, sample_rate: int, short_side: int,
   return video
 
 
+def decode_audio(path: str, *, sample_rate: int) -> np.ndarray:
+  """Decodes the first audio track of any media file to mono float32 at `sample_rate`."""
+  try:
+    with av.open(path) as container:
+      if not container.streams.audio:
+        raise BadMediaError("no audio track")
+      waveform = _decode_audio(container, container.streams.audio[0], sample_rate)
+  except BadMediaError:
+    raise
+  except (av.error.FFmpegError, ValueError, OSError, UnicodeDecodeError) as e:
+    raise BadMediaError(f"cannot decode: {type(e).__name__}: {e}") from e
+  if len(waveform) == 0:
+    raise BadMediaError("no decodable audio samples")
+  if not np.all(np.isfinite(waveform)):
+    raise BadMediaError("audio holds NaN or Inf samples")
+  return waveform
+
+
 def split_into_clips(video: DecodedVideo, clip_seconds: float, min_seconds: float):
   """Yields (start_s, end_s, frames, waveform) pieces of at most `clip_seconds`.
 

@@ -94,6 +94,7 @@ def parse(serialized: tf.Tensor, *, default_fps: float, default_sample_rate: int
   video_key = tf.where(tf.strings.length(filename) > 0, filename, audio_key)
   boxes = tf.stack([tf.sparse.to_dense(ctx[k]) for k in BOX_KEYS], axis=-1)
   out = {
+      "filename": filename,
       "waveform": waveform,
       "fps": ctx[FPS],
       "sample_rate": tf.cast(ctx[SAMPLE_RATE], tf.int32),

@@ -203,6 +203,16 @@ def decode_crop(jpeg, seed, *, spec: ReaderSpec, train: bool):
   return tf.ensure_shape(image, [spec.crop, spec.crop, 3])
 
 
+def box_in_crop(box, jpeg, spec: ReaderSpec):
+  """A box normalised to the stored frame -> normalised to the evaluation crop
+  (shorter side scaled to `spec.resize`, central `spec.crop` square), clipped to it."""
+  shape = tf.cast(tf.io.extract_jpeg_shape(jpeg)[:2], tf.float32)
+  new = tf.round(shape * (spec.resize / tf.reduce_min(shape)))
+  offset = tf.floor((new - spec.crop) / 2)
+  scale, shift = tf.tile(new, [2]), tf.tile(offset, [2])
+  return tf.clip_by_value((box * scale - shift) / spec.crop, 0.0, 1.0)
+
+
 def clip_windows(clip: dict, index, seed, *, spec: ReaderSpec, train: bool) -> dict:
   """Chooses the frame and the audio windows of one parsed clip.
 
@@ -252,6 +262,7 @@ def clip_windows(clip: dict, index, seed, *, spec: ReaderSpec, train: bool) -> d
       "neg_audio": tf.ensure_shape(neg, [aspec.num_samples]),
       "neg_start": tf.cast(neg_start, tf.float32) / aspec.sample_rate,
       "video_id": clip["video_id"],
+      "filename": clip["filename"],
       "fps": fps,
       "label_index": clip["label_index"],
       "boxes": clip["boxes"],
@@ -396,8 +407,11 @@ def eval_dataset(files: Sequence[str], *, spec: ReaderSpec, batch_size: int,
         "labels": tf.reduce_max(tf.one_hot(a["label_index"], max(num_classes, 1),
                                            dtype=tf.int32), axis=0)
                   if num_classes else tf.zeros([1], tf.int32),
-        "box": tf.where(has_box, tf.concat([boxes, tf.zeros([1, 4])], 0)[0], -tf.ones([4])),
+        # In the returned frame's coordinates; -1s when the clip has no box.
+        "box": tf.where(has_box, box_in_crop(tf.concat([boxes, tf.zeros([1, 4])], 0)[0],
+                                             a["jpeg"], spec), -tf.ones([4])),
         "video_id": a["video_id"],
+        "filename": a["filename"],
         "audio_start": a["pos_start"],
         "fps": a["fps"],
     }

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -54,3 +55,11 @@ def tiny_config(name: str, data_dir, **overrides):
   config.progress_bar = False
   config.update(overrides)
   return config
+
+
+def run_python(args, **kw):
+  """Runs `python ARGS` in a fresh process with the repository importable."""
+  env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
+  env.pop("XLA_FLAGS", None)
+  return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True,
+                        timeout=600, **kw)

@@ -35,3 +35,44 @@ def test_clustering_scores_equal_sklearn_and_hungarian():
   # A relabelled perfect clustering is perfect; the permutation is found.
   assert metrics.hungarian_accuracy(labels, (labels + 3) % 5) == 1.0
   assert 0.75 < s["accuracy"] < 0.9  # 80% follow the permutation, the rest by chance
+
+
+def test_box_masks_and_pointing():
+  boxes = np.array([[0.0, 0.0, 0.5, 0.5], [0.5, 0.25, 1.0, 1.0]])
+  m = metrics.box_masks(boxes, (4, 4))
+  assert m[0].sum() == 4 and m[0][:2, :2].all()
+  assert m[1].sum() == 6 and m[1][2:, 1:].all()
+  maps = np.zeros((2, 4, 4))
+  maps[0, 0, 1] = 1.0   # inside box 0
+  maps[1, 0, 3] = 1.0   # outside box 1
+  np.testing.assert_array_equal(metrics.pointing_hits(maps, boxes), [True, False])
+
+
+def test_ciou_and_protocols_by_hand():
+  gt = np.zeros((1, 4, 4), bool)
+  gt[0, :2, :2] = True                          # 4 pixels
+  pred = np.zeros((1, 4, 4), bool)
+  pred[0, :2, :3] = True                        # 4 inside, 2 outside
+  assert metrics.ciou(pred, gt)[0] == pytest.approx(4 / (4 + 2))
+  ramp = np.arange(16, dtype=float).reshape(1, 4, 4)   # normalised: k / 15
+  assert metrics.binarise(ramp, "fixed").sum() == 8    # k >= 7.5
+  assert metrics.binarise(ramp, "median").sum() == 7   # k > sorted[8] = 8
+  with pytest.raises(ValueError, match="protocol"):
+    metrics.binarise(ramp, "mean")
+
+
+def test_success_auc_matches_a_direct_integral():
+  # cIoU of 0.32 for every map: success rate 1 up to t=0.3, then 0; trapezoids
+  # over the 0.05 grid give 0.3 + half a step.
+  assert metrics.success_auc(np.full(10, 0.32)) == pytest.approx(0.325)
+  assert metrics.success_auc(np.ones(3)) == pytest.approx(1.0)
+
+
+def test_localisation_scores_perfect_and_inverted_maps():
+  boxes = np.array([[0.25, 0.25, 0.75, 0.75]] * 3)
+  gt = metrics.box_masks(boxes, (8, 8)).astype(float)
+  good = metrics.localisation_scores(gt + 0.01 * np.random.default_rng(0).random(gt.shape), boxes)
+  assert good["pointing"] == 1.0 and good["ciou_fixed"] == pytest.approx(1.0)
+  assert good["ap50_fixed"] == 1.0
+  bad = metrics.localisation_scores(1.0 - gt, boxes)
+  assert bad["pointing"] == 0.0 and bad["ciou_fixed"] == 0.0 and bad["ap50_median"] == 0.0

@@ -85,3 +85,19 @@ def test_unknown_model_key_is_named():
     tiny("avenet", embed_dimm=3)
   with pytest.raises(ValueError, match="unknown model 'avenett'"):
     models.build(ConfigDict({"name": "avenett"}))
+
+
+@pytest.mark.parametrize("name,kw", [("l3", {"contrastive_dim": 8}), ("avenet", {"embed_dim": 16}),
+                                     ("avolnet", {"embed_dim": 16})])
+def test_one_modality_alone_gives_the_joint_call_outputs(name, kw):
+  """Embedding extraction runs one branch; it must agree with the full forward pass."""
+  model = tiny(name, **kw)
+  frames, spec = tiny_inputs()
+  joint, variables = model.init_with_output(jax.random.PRNGKey(0), frames, spec, False)
+  vision = model.apply(variables, frames, None, False)
+  audio = model.apply(variables, None, spec, False)
+  assert "logits" not in vision and "logits" not in audio
+  assert {"frame_features", "frame_embedding"} <= set(vision)
+  assert {"audio_features", "audio_embedding"} <= set(audio)
+  for k, v in {**vision, **audio}.items():
+    np.testing.assert_allclose(v, joint[k], rtol=1e-6, atol=1e-6, err_msg=k)

@@ -1,4 +1,6 @@
 """The reader's batches against the batch contract."""
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -169,3 +171,11 @@ def test_colour_matrix_equals_the_ops_it_replaces():
   expected = grey + s * (expected - grey)
   m, o = reader_lib.colour_matrix(b, c, s, tf.reduce_mean(image, axis=[0, 1]))
   np.testing.assert_allclose(tf.tensordot(image, m, 1) + o, expected, atol=1e-5)
+
+
+def test_box_follows_the_evaluation_crop():
+  """Boxes are stored relative to the whole frame; evaluation sees the central crop."""
+  spec = dataclasses.replace(reader_lib.ReaderSpec(spectrogram=SPEC), resize=64, crop=48)
+  jpeg = tf.io.encode_jpeg(tf.zeros([80, 128, 3], tf.uint8))  # -> 64 x 102 (rounded), crop at (8, 27)
+  box = reader_lib.box_in_crop(tf.constant([0.5, 0.5, 1.0, 0.6]), jpeg, spec).numpy()
+  np.testing.assert_allclose(box, [(32 - 8) / 48, (51 - 27) / 48, 1.0, (61.2 - 27) / 48], rtol=1e-6)

@@ -9,23 +9,16 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from tests.conftest import ROOT, tiny_config
+from tests.conftest import ROOT, run_python, tiny_config
 
 SCRIPTS = os.path.join(ROOT, "tests", "scripts")
-
-
-def _run(args, **kw):
-  env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
-  env.pop("XLA_FLAGS", None)
-  return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True,
-                        timeout=600, **kw)
 
 
 def test_four_devices_match_one(data_dir, tmp_path):
   outs = {}
   for n in (1, 4):
     out = tmp_path / f"mesh{n}.npz"
-    r = _run([os.path.join(SCRIPTS, "mesh_steps.py"), str(n), str(data_dir), str(out)])
+    r = run_python([os.path.join(SCRIPTS, "mesh_steps.py"), str(n), str(data_dir), str(out)])
     assert r.returncode == 0, r.stderr[-3000:]
     outs[n] = dict(np.load(out))
   np.testing.assert_allclose(outs[1]["losses"], outs[4]["losses"], rtol=1e-5, atol=1e-6)
@@ -44,13 +37,13 @@ def _final_state(workdir, step):
 def test_resume_after_sigkill_is_exact(data_dir, tmp_path):
   n = 4
   straight, killed = tmp_path / "straight", tmp_path / "killed"
-  r = _run([os.path.join(SCRIPTS, "train_until.py"), str(data_dir), str(straight), str(2 * n)])
+  r = run_python([os.path.join(SCRIPTS, "train_until.py"), str(data_dir), str(straight), str(2 * n)])
   assert r.returncode == 0, r.stderr[-3000:]
-  r = _run([os.path.join(SCRIPTS, "train_until.py"), str(data_dir), str(killed), str(2 * n),
+  r = run_python([os.path.join(SCRIPTS, "train_until.py"), str(data_dir), str(killed), str(2 * n),
             "--kill_after", str(n)])
   assert r.returncode == -signal.SIGKILL, (r.returncode, r.stderr[-3000:])
   assert not os.path.isdir(killed / "checkpoints" / str(2 * n))
-  r = _run([os.path.join(SCRIPTS, "train_until.py"), str(data_dir), str(killed), str(2 * n)])
+  r = run_python([os.path.join(SCRIPTS, "train_until.py"), str(data_dir), str(killed), str(2 * n)])
   assert r.returncode == 0, r.stderr[-3000:]
   assert f"resumed from step {n}" in r.stdout
   a, b = _final_state(straight, 2 * n), _final_state(killed, 2 * n)
@@ -63,7 +56,7 @@ def test_resume_after_sigkill_is_exact(data_dir, tmp_path):
 
 
 def test_config_typo_is_rejected_naming_the_key(tmp_path):
-  r = _run(["-m", "avjax.main", "--config=configs/avenet.py:tiny", f"--workdir={tmp_path}",
+  r = run_python(["-m", "avjax.main", "--config=configs/avenet.py:tiny", f"--workdir={tmp_path}",
             "--config.optimizer.lrr=0.1"], cwd=ROOT)
   assert r.returncode != 0
   assert "lrr" in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]

@@ -8,21 +8,16 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec as P
 
 from avjax import input as input_lib
 from avjax import losses
+from avjax.evaluators import base
 
 
-class AVCAccuracy:
+class AVCAccuracy(base.Evaluator):
 
-  def __init__(self, eval_config, *, model, mesh, data_config, default_split: str):
-    self.reader = input_lib.make_reader(
-        data_config, eval_config.split or default_split,
-        global_batch=eval_config.batch_size, seed=0)
-    self.sharding = NamedSharding(mesh, P("data"))
-    self.model = model
+  def setup(self):
+    model = self.model
 
     @jax.jit
     def counts(variables, batch):
@@ -40,6 +35,7 @@ class AVCAccuracy:
     self._counts = counts
 
   def run(self, variables) -> dict:
+    # Sums over global batches: correct on any number of hosts (no gathering).
     correct = total = loss = 0.0
     for local in self.reader.eval_iterator():
       batch = input_lib.to_global(

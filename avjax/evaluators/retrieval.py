@@ -7,61 +7,69 @@ retrieve itself.
 """
 from __future__ import annotations
 
+import os
+
 import jax
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec as P
 
-from avjax import input as input_lib
 from avjax import metrics
+from avjax import visualise
+from avjax.evaluators import base
 
 DIRECTIONS = (("im_im", "frame", "frame"), ("im_aud", "frame", "audio"),
               ("aud_im", "audio", "frame"), ("aud_aud", "audio", "audio"))
 
 
-class Retrieval:
+class Retrieval(base.Evaluator):
+  single_process = True
 
-  def __init__(self, eval_config, *, model, mesh, data_config, default_split: str):
-    self.reader = input_lib.make_reader(
-        data_config, eval_config.split or default_split,
-        global_batch=eval_config.batch_size, seed=0)
-    if not self.reader.num_classes:
-      raise ValueError("config.evals.retrieval needs labels: the split's manifest lists none")
-    self.k, self.graded = eval_config.k, eval_config.graded
-    self.sharding = NamedSharding(mesh, P("data"))
+  def setup(self):
+    self.require_labels("retrieval")
+    model = self.model
 
     @jax.jit
-    def embed(variables, frames, spectrogram):
-      out = model.apply(variables, frames, spectrogram, train=False)
+    def embed(variables, batch):
+      out = model.apply(variables, batch["frames"], batch["spectrogram"], train=False)
       missing = {"frame_embedding", "audio_embedding"} - set(out)
       if missing:
         raise ValueError(f"retrieval needs {sorted(missing)} from the model "
                          "(L3-Net: set config.model.contrastive_dim)")
-      return out["frame_embedding"], out["audio_embedding"]
+      return {"frame": out["frame_embedding"], "audio": out["audio_embedding"]}
 
     self._embed = embed
 
-  def embeddings(self, variables):
-    """-> frame [N, D], audio [N, D], labels [N, C] for this host's clips."""
-    frames, audios, labels = [], [], []
-    for local in self.reader.eval_iterator():
-      batch = input_lib.to_global({k: local[k] for k in ("frames", "spectrogram")}, self.sharding)
-      f, a = jax.device_get(self._embed(variables, batch["frames"], batch["spectrogram"]))
-      keep = local["mask"] > 0
-      frames.append(np.asarray(f)[keep])
-      audios.append(np.asarray(a)[keep])
-      labels.append(local["labels"][keep])
-    return np.concatenate(frames), np.concatenate(audios), np.concatenate(labels)
+  def scores(self, variables):
+    """-> ({direction: leave-self-out scores [N, N]}, relevance [N, N], gathered)."""
+    g = self.gather(self._embed, variables, host_keys=("labels",))
+    emb = {m: g[m].astype(np.float64) for m in ("frame", "audio")}
+    relevance = metrics.label_relevance(g["labels"], g["labels"], graded=self.config.graded)
+    np.fill_diagonal(relevance, 0.0)  # the query's own clip is not in its database
+    scores = {name: metrics.leave_self_out(emb[q] @ emb[d].T) for name, q, d in DIRECTIONS}
+    return scores, relevance, g
 
   def run(self, variables) -> dict:
-    if jax.process_count() > 1:
-      raise NotImplementedError("retrieval gathers embeddings on one host; run it single-process")
-    frame, audio, labels = self.embeddings(variables)
-    emb = {"frame": frame.astype(np.float64), "audio": audio.astype(np.float64)}
-    relevance = metrics.label_relevance(labels, labels, graded=self.graded)
-    np.fill_diagonal(relevance, 0.0)  # the query's own clip is not in its database
-    out = {}
-    for name, q, d in DIRECTIONS:
-      scores = metrics.leave_self_out(emb[q] @ emb[d].T)
-      out[f"retrieval_{name}_ndcg@{self.k}"] = metrics.ndcg_at_k(scores, relevance, self.k)
-      out[f"retrieval_{name}_recall@{self.k}"] = metrics.recall_at_k(scores, relevance, self.k)
+    scores, relevance, _ = self.scores(variables)
+    out, k = {}, self.config.k
+    for name, s in scores.items():
+      out[f"retrieval_{name}_ndcg@{k}"] = metrics.ndcg_at_k(s, relevance, k)
+      out[f"retrieval_{name}_recall@{k}"] = metrics.recall_at_k(s, relevance, k)
     return out
+
+  def pictures(self, variables, out_dir: str) -> list[str]:
+    """Grids for the first queries: a frame's and a sound's top-5 frames (im-im, aud-im)."""
+    scores, relevance, _ = self.scores(variables)
+    n = self.config.pictures
+    # The database's frames as uint8 (a quarter of float32); spectrograms of the queries only.
+    frames = self.gather(lambda v, b: {}, variables, inputs=(),
+                         host_keys={"frames": visualise.to_uint8})["frames"]
+    specs = self.gather(lambda v, b: {}, variables, inputs=(), host_keys=("spectrogram",),
+                        limit=n)["spectrogram"]
+    paths = []
+    for q in range(min(n, len(frames))):
+      for name, query in (("im_im", frames[q]), ("aud_im", specs[q, ..., 0])):
+        top = np.argsort(-scores[name][q], kind="stable")[:5]
+        paths.append(visualise.retrieval_grid(
+            query, frames[top], relevance[q, top] > 0,
+            os.path.join(out_dir, f"retrieval_{name}_{q:03d}.png"),
+            title=f"{name.replace('_', ' -> ')}  query {q}"))
+    return paths

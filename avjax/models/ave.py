@@ -43,12 +43,25 @@ class AVENet(nn.Module):
 
   @nn.compact
   def __call__(self, frames, spectrogram, train: bool = False):
-    v = vgg.VGGSubnet(self.vision_widths, dtype=self.dtype, name="vision")(frames, train)
-    a = vgg.VGGSubnet(self.audio_widths, dtype=self.dtype, name="audio")(spectrogram, train)
-    v_emb = vgg.EmbeddingHead(self.embed_dim, self.embed_dim, dtype=self.dtype,
-                              name="vision_head")(vgg.global_max_pool(v))
-    a_emb = vgg.EmbeddingHead(self.embed_dim, self.embed_dim, dtype=self.dtype,
-                              name="audio_head")(vgg.global_max_pool(a))
+    """Either input may be None: then only the other modality's outputs are returned
+    (embedding extraction), and the correspondence outputs are left out."""
+    out = {}
+    if frames is not None:
+      v = vgg.VGGSubnet(self.vision_widths, dtype=self.dtype, name="vision")(frames, train)
+      head = vgg.EmbeddingHead(self.embed_dim, self.embed_dim, dtype=self.dtype, name="vision_head")
+      out.update(frame_embedding=head(vgg.global_max_pool(v)),
+                 frame_features=vgg.global_max_pool(v).astype(jnp.float32),
+                 frame_feature_map=v,
+                 # The head at every location: a similarity map for localisation.
+                 frame_location_embeddings=head(v))
+    if spectrogram is not None:
+      a = vgg.VGGSubnet(self.audio_widths, dtype=self.dtype, name="audio")(spectrogram, train)
+      out.update(audio_embedding=vgg.EmbeddingHead(
+          self.embed_dim, self.embed_dim, dtype=self.dtype, name="audio_head")(vgg.global_max_pool(a)),
+                 audio_features=vgg.global_max_pool(a).astype(jnp.float32))
+    if frames is None or spectrogram is None:
+      return out
+    v_emb, a_emb = out["frame_embedding"], out["audio_embedding"]
     distance = jnp.sqrt(jnp.sum((v_emb - a_emb) ** 2, axis=-1, keepdims=True) + 1e-12)
     if self.calibration == "distance":
       # Unit embeddings lie at distance 0..2; random pairs sit near sqrt(2).
@@ -58,6 +71,4 @@ class AVENet(nn.Module):
       dense = nn.Dense(2, name="calibration")
     else:
       raise ValueError(f"config.model.calibration: unknown {self.calibration!r}")
-    logits = dense(distance)
-    return {"logits": logits, "distance": distance[:, 0], "frame_embedding": v_emb,
-            "audio_embedding": a_emb, "frame_feature_map": v}
+    return {**out, "logits": dense(distance), "distance": distance[:, 0]}

@@ -25,14 +25,25 @@ class AVOLNet(nn.Module):
 
   @nn.compact
   def __call__(self, frames, spectrogram, train: bool = False):
-    v = vgg.VGGSubnet(self.vision_widths, dtype=self.dtype, name="vision")(frames, train)
-    a = vgg.VGGSubnet(self.audio_widths, dtype=self.dtype, name="audio")(spectrogram, train)
-    x = nn.relu(nn.Conv(self.embed_dim, (1, 1), dtype=self.dtype, name="vision_conv1")(v))
-    v_grid = vgg.l2_normalize(nn.Conv(self.embed_dim, (1, 1), dtype=self.dtype,
-                                      name="vision_conv2")(x))       # [B, h, w, D]
-    a_emb = vgg.EmbeddingHead(self.embed_dim, self.embed_dim, dtype=self.dtype,
-                              name="audio_head")(vgg.global_max_pool(a))  # [B, D]
-    scores = jnp.einsum("bhwd,bd->bhw", v_grid, a_emb)
+    """Either input may be None: then only the other modality's outputs are returned."""
+    out = {}
+    if frames is not None:
+      v = vgg.VGGSubnet(self.vision_widths, dtype=self.dtype, name="vision")(frames, train)
+      x = nn.relu(nn.Conv(self.embed_dim, (1, 1), dtype=self.dtype, name="vision_conv1")(v))
+      v_grid = vgg.l2_normalize(nn.Conv(self.embed_dim, (1, 1), dtype=self.dtype,
+                                        name="vision_conv2")(x))       # [B, h, w, D]
+      out.update(frame_embedding_map=v_grid,
+                 frame_embedding=vgg.l2_normalize(jnp.max(v_grid, axis=(1, 2))),
+                 frame_features=vgg.global_max_pool(v).astype(jnp.float32),
+                 frame_feature_map=v)
+    if spectrogram is not None:
+      a = vgg.VGGSubnet(self.audio_widths, dtype=self.dtype, name="audio")(spectrogram, train)
+      out.update(audio_embedding=vgg.EmbeddingHead(
+          self.embed_dim, self.embed_dim, dtype=self.dtype, name="audio_head")(vgg.global_max_pool(a)),
+                 audio_features=vgg.global_max_pool(a).astype(jnp.float32))
+    if frames is None or spectrogram is None:
+      return out
+    scores = jnp.einsum("bhwd,bd->bhw", out["frame_embedding_map"], out["audio_embedding"])
     if self.calibration == "distance":
       scale, bias = self.calibration_scale, -self.calibration_scale * 0.5
       w = self.param("calibration_scale", lambda k: jnp.array(scale, jnp.float32))
@@ -43,11 +54,6 @@ class AVOLNet(nn.Module):
     else:
       raise ValueError(f"config.model.calibration: unknown {self.calibration!r}")
     logit_map = w * scores + b
-    return {
-        "logits": jnp.max(logit_map, axis=(1, 2)),  # sigmoid is monotone: max before it
-        "heatmap": nn.sigmoid(logit_map),
-        "frame_embedding_map": v_grid,
-        "frame_embedding": vgg.l2_normalize(jnp.max(v_grid, axis=(1, 2))),
-        "audio_embedding": a_emb,
-        "frame_feature_map": v,
-    }
+    return {**out,
+            "logits": jnp.max(logit_map, axis=(1, 2)),  # sigmoid is monotone: max before it
+            "heatmap": nn.sigmoid(logit_map)}

@@ -24,17 +24,25 @@ class L3Net(nn.Module):
 
   @nn.compact
   def __call__(self, frames, spectrogram, train: bool = False):
-    v = vgg.VGGSubnet(self.vision_widths, dtype=self.dtype, name="vision")(frames, train)
-    a = vgg.VGGSubnet(self.audio_widths, dtype=self.dtype, name="audio")(spectrogram, train)
-    v_vec, a_vec = vgg.global_max_pool(v), vgg.global_max_pool(a)
-    x = jnp.concatenate([v_vec, a_vec], axis=-1)
+    """Either input may be None: then only the other modality's outputs are returned."""
+    out = {}
+    if frames is not None:
+      v = vgg.VGGSubnet(self.vision_widths, dtype=self.dtype, name="vision")(frames, train)
+      out.update(frame_features=vgg.global_max_pool(v).astype(jnp.float32), frame_feature_map=v)
+      if self.contrastive_dim:
+        proj = nn.Dense(self.contrastive_dim, dtype=self.dtype, name="vision_proj")
+        out["frame_embedding"] = vgg.l2_normalize(proj(vgg.global_max_pool(v)))
+        out["frame_location_embeddings"] = vgg.l2_normalize(proj(v))
+    if spectrogram is not None:
+      a = vgg.VGGSubnet(self.audio_widths, dtype=self.dtype, name="audio")(spectrogram, train)
+      out["audio_features"] = vgg.global_max_pool(a).astype(jnp.float32)
+      if self.contrastive_dim:
+        out["audio_embedding"] = vgg.l2_normalize(
+            nn.Dense(self.contrastive_dim, dtype=self.dtype, name="audio_proj")(
+                vgg.global_max_pool(a)))
+    if frames is None or spectrogram is None:
+      return out
+    x = jnp.concatenate([out["frame_features"], out["audio_features"]], axis=-1).astype(self.dtype)
     x = nn.relu(nn.Dense(self.fusion_hidden, dtype=self.dtype, name="fusion_fc1")(x))
-    logits = nn.Dense(2, dtype=self.dtype, name="fusion_fc2")(x).astype(jnp.float32)
-    out = {"logits": logits, "frame_features": v_vec.astype(jnp.float32),
-           "audio_features": a_vec.astype(jnp.float32), "frame_feature_map": v}
-    if self.contrastive_dim:
-      out["frame_embedding"] = vgg.l2_normalize(
-          nn.Dense(self.contrastive_dim, dtype=self.dtype, name="vision_proj")(v_vec))
-      out["audio_embedding"] = vgg.l2_normalize(
-          nn.Dense(self.contrastive_dim, dtype=self.dtype, name="audio_proj")(a_vec))
+    out["logits"] = nn.Dense(2, dtype=self.dtype, name="fusion_fc2")(x).astype(jnp.float32)
     return out

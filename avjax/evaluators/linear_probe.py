@@ -1,0 +1,162 @@
+"""Linear probes on frozen features, with k-fold cross-validation.
+
+Each modality's pooled features (`<modality>_features`, or the embeddings with
+`features="embedding"`) feed a multinomial logistic regression, fitted in JAX
+with L-BFGS on the objective scikit-learn's LogisticRegression minimises
+(mean cross-entropy + ||W||^2 / (2 C N), bias unpenalised), on standardised
+features. Folds come from a CSV column, as ESC-50's `fold`, or from the video
+so that clips of one video never straddle folds. The same network at random
+initialisation is probed beside the trained one.
+"""
+from __future__ import annotations
+
+import csv
+import functools
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import optax.tree_utils as otu
+
+from avjax import input as input_lib
+from avjax.evaluators import base
+
+
+@functools.partial(jax.jit, static_argnames=("num_classes", "max_iter"))
+def fit_logistic_regression(x, y, *, num_classes: int, C: float = 1.0, max_iter: int = 1000,
+                            tol: float = 1e-6):
+  """Multinomial logistic regression. x [N, D], y [N] int -> (W [D, K], b [K])."""
+  n = x.shape[0]
+
+  def objective(params):
+    w, b = params
+    logits = x @ w + b
+    xent = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+    return xent + jnp.sum(w * w) / (2.0 * C * n)
+
+  opt = optax.lbfgs()
+  value_and_grad = optax.value_and_grad_from_state(objective)
+
+  def step(carry):
+    params, state = carry
+    value, grad = value_and_grad(params, state=state)
+    updates, state = opt.update(grad, state, params, value=value, grad=grad, value_fn=objective)
+    return optax.apply_updates(params, updates), state
+
+  def keep_going(carry):
+    _, state = carry
+    count = otu.tree_get(state, "count")
+    err = otu.tree_norm(otu.tree_get(state, "grad"))
+    return (count == 0) | ((count < max_iter) & (err >= tol))
+
+  params = (jnp.zeros((x.shape[1], num_classes), jnp.float32), jnp.zeros((num_classes,), jnp.float32))
+  params, _ = jax.lax.while_loop(keep_going, step, (params, opt.init(params)))
+  return params
+
+
+def standardise(train: np.ndarray, test: np.ndarray):
+  mean, std = train.mean(0), train.std(0)
+  std = np.where(std > 1e-8, std, 1.0)
+  return (train - mean) / std, (test - mean) / std
+
+
+def probe_accuracy(x_train, y_train, x_test, y_test, *, num_classes: int, C: float,
+                   max_iter: int) -> float:
+  """Fits on one part, returns accuracy on the other (features standardised on the train part)."""
+  x_train, x_test = standardise(np.asarray(x_train, np.float64), np.asarray(x_test, np.float64))
+  w, b = fit_logistic_regression(jnp.asarray(x_train, jnp.float32), jnp.asarray(y_train, jnp.int32),
+                                 num_classes=num_classes, C=C, max_iter=max_iter)
+  pred = np.asarray(jnp.asarray(x_test, jnp.float32) @ w + b).argmax(1)
+  return float(np.mean(pred == y_test))
+
+
+def cross_validate(x, y, folds, *, num_classes: int, C: float, max_iter: int) -> list[float]:
+  """Accuracy on each fold with the others as training data."""
+  accs = []
+  for f in np.unique(folds):
+    test = folds == f
+    accs.append(probe_accuracy(x[~test], y[~test], x[test], y[test], num_classes=num_classes,
+                               C=C, max_iter=max_iter))
+  return accs
+
+
+def folds_from_csv(path: str, filenames, *, file_column: str, fold_column: str) -> np.ndarray:
+  """Each clip's fold from a CSV keyed by file name (ESC-50's meta/esc50.csv layout).
+
+  Clips are matched on their source file's base name, so the CSV may hold bare
+  names while the shards store paths relative to the prepared folder.
+  """
+  with open(path, newline="") as f:
+    rows = list(csv.DictReader(f))
+  for col in (file_column, fold_column):
+    if rows and col not in rows[0]:
+      raise ValueError(f"{path}: no column {col!r} (columns: {list(rows[0])})")
+  fold_of = {os.path.basename(r[file_column]): r[fold_column] for r in rows}
+  names = [os.path.basename(n.decode() if isinstance(n, bytes) else str(n)) for n in filenames]
+  missing = sorted({n for n in names if n not in fold_of})
+  if missing:
+    raise ValueError(f"{path}: no {fold_column!r} for {len(missing)} clip file(s), e.g. "
+                     f"{missing[:3]}")
+  return np.array([fold_of[n] for n in names])
+
+
+class LinearProbe(base.Evaluator):
+  single_process = True
+
+  def setup(self):
+    self.require_labels("linear_probe")
+    c = self.config
+    self.modalities = [m.strip() for m in c.modalities.split(",") if m.strip()]
+    bad = set(self.modalities) - {"audio", "frame"}
+    if bad or not self.modalities:
+      raise ValueError(f"config.evals.linear_probe.modalities: {c.modalities!r}; use audio, frame")
+    if c.features not in ("features", "embedding"):
+      raise ValueError(f"config.evals.linear_probe.features: {c.features!r}; use features, embedding")
+    if not c.folds_csv and c.num_folds < 2:
+      raise ValueError("config.evals.linear_probe.num_folds must be at least 2")
+    keys = {m: f"{m}_{c.features}" for m in self.modalities}
+    model = self.model
+
+    @jax.jit
+    def features(variables, batch):
+      out = model.apply(variables, batch["frames"], batch["spectrogram"], train=False)
+      missing = sorted(set(keys.values()) - set(out))
+      if missing:
+        raise ValueError(f"linear_probe: the model gives no {missing}")
+      return {m: out[k].astype(jnp.float32) for m, k in keys.items()}
+
+    self._features = features
+    self._random_init = None
+
+  def folds(self, filenames, video_ids) -> np.ndarray:
+    c = self.config
+    if c.folds_csv:
+      return folds_from_csv(c.folds_csv, filenames, file_column=c.file_column,
+                            fold_column=c.fold_column)
+    return np.asarray(video_ids) % c.num_folds
+
+  def probe(self, variables, prefix: str) -> dict:
+    g = self.gather(self._features, variables, host_keys=("labels", "filename", "video_id"))
+    y, one = base.single_labels(g["labels"])
+    folds = self.folds(g["filename"][one], g["video_id"][one])
+    out = {}
+    for m in self.modalities:
+      accs = cross_validate(g[m][one], y, folds, num_classes=self.reader.num_classes,
+                            C=self.config.C, max_iter=self.config.max_iter)
+      out[f"{prefix}_{m}_accuracy_mean"] = float(np.mean(accs))
+      out[f"{prefix}_{m}_accuracy_std"] = float(np.std(accs))
+    out[f"{prefix}_folds"] = int(len(np.unique(folds)))
+    out[f"{prefix}_examples"] = int(one.sum())
+    return out
+
+  def run(self, variables) -> dict:
+    out = self.probe(variables, "linear_probe")
+    if self.config.random_init:
+      if self._random_init is None:
+        self._random_init = input_lib.init_variables(self.model, self.data_config,
+                                                     jax.random.PRNGKey(self.seed))
+      out.update({k: v for k, v in self.probe(self._random_init, "linear_probe_random_init").items()
+                  if "accuracy" in k})
+    return out

@@ -1,0 +1,72 @@
+"""Sound-source localisation against boxes: pointing game, cIoU / AP50 / AUC.
+
+The map is AVOL-Net's sigmoid heatmap, or, for models that only expose spatial
+frame embeddings (AVE-Net, L3-Net with contrastive heads), the cosine similarity
+of each location's embedding with the clip's audio embedding. Maps are
+upsampled bilinearly to the frame and scored on the clips that carry a box.
+cIoU is reported under both thresholding protocols (see metrics.binarise):
+`*_fixed` thresholds the min-max normalised map at 0.5, `*_median` at its median.
+"""
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from avjax import metrics
+from avjax import visualise
+from avjax.evaluators import base
+from avjax.models import vgg
+
+
+def localisation_map(outputs: dict, size: int) -> jax.Array:
+  """A model's outputs -> [B, size, size] map, larger where the sound comes from."""
+  if "heatmap" in outputs:
+    m = outputs["heatmap"]
+  else:
+    grid = outputs.get("frame_embedding_map", outputs.get("frame_location_embeddings"))
+    if grid is None or "audio_embedding" not in outputs:
+      raise ValueError("localisation needs a heatmap, or spatial frame embeddings and an audio "
+                       f"embedding; the model gives {sorted(outputs)}")
+    m = jnp.einsum("bhwd,bd->bhw", vgg.l2_normalize(grid), vgg.l2_normalize(outputs["audio_embedding"]))
+  m = m.astype(jnp.float32)
+  return jax.image.resize(m, (m.shape[0], size, size), "bilinear")
+
+
+class Localisation(base.Evaluator):
+  single_process = True
+
+  def setup(self):
+    model, size = self.model, self.data_config.crop
+
+    @jax.jit
+    def maps(variables, batch):
+      out = model.apply(variables, batch["frames"], batch["spectrogram"], train=False)
+      return {"map": localisation_map(out, size)}
+
+    self._maps = maps
+
+  def boxed(self, variables, *, host_keys: dict | None = None, limit: int | None = None):
+    g = self.gather(self._maps, variables, host_keys={"box": None, **(host_keys or {})},
+                    limit=limit)
+    has_box = g["box"][:, 0] >= 0
+    if not has_box.any():
+      raise ValueError(f"config.evals.localisation: split {self.split!r} has no boxes "
+                       "(prepare it with --boxes)")
+    return {k: v[has_box] for k, v in g.items()}
+
+  def run(self, variables) -> dict:
+    g = self.boxed(variables)
+    scores = metrics.localisation_scores(g["map"], g["box"])
+    return {**{f"localisation_{k}": v for k, v in scores.items()},
+            "localisation_examples": int(len(g["box"]))}
+
+  def pictures(self, variables, out_dir: str) -> list[str]:
+    n = self.config.pictures
+    g = self.boxed(variables, host_keys={"frames": visualise.to_uint8}, limit=n)
+    hits = metrics.pointing_hits(g["map"], g["box"])
+    titles = [("hit" if h else "miss") for h in hits]
+    return [visualise.heatmap_overlays(g["frames"][:n], g["map"][:n], g["box"][:n],
+                                       os.path.join(out_dir, "localisation.png"), titles)]
