@@ -19,9 +19,12 @@ def data_dir(data_config, split: str) -> str:
   if split not in default_dataset.SPLITS:
     raise ValueError(f"split {split!r}: the embedded default dataset has only "
                      f"{sorted(default_dataset.SPLITS)}; set config.data.dir for other data")
+  s = data_config.spectrogram
   return default_dataset.ensure(sample_rate=data_config.sample_rate,
                                 frame_size=data_config.resize, fps=data_config.fps,
-                                splits=(split,))
+                                splits=(split,),
+                                stft=(s.win_length, s.hop_length, s.n_fft)
+                                if data_config.stored_spectrogram else None)
 
 
 def make_reader(data_config, split: str, *, global_batch: int, seed: int) -> reader_lib.Reader:

@@ -3,14 +3,17 @@
   python benchmarks/pipeline.py [--scale paper|tiny|both] [--batches N]
 
 Measures the full training reader (parse, window choice, JPEG decode + crop +
-flip + colour jitter, float64 STFT + log, batching) on the embedded default
-dataset's generator (a 200-clip split), prepared at each scale's settings. For reference it also times, in the
-same process, a plain tf.data map of JPEG decode + crop + tf.signal.stft over the
-same records, and then each stage alone to say what dominates.
+flip + colour jitter, log-spectrogram, batching) on the embedded default
+dataset's generator (a 200-clip split), prepared at each scale's settings with
+the stored |STFT|; then the same reader computing the float64 STFT from the
+waveform (shards without |STFT|). For reference it also times, in the same
+process, a plain tf.data map of JPEG decode + crop + tf.signal.stft over the same
+records, and then each stage alone to say what dominates.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import time
 
@@ -57,23 +60,33 @@ def stage_rates(files, spec: reader_lib.ReaderSpec, n: int = 400) -> dict:
   parsed = [parse(r) for r in records]
   clips = [reader_lib.clip_windows(p, tf.constant(i, tf.int64), 0, spec=spec, train=True)
            for i, p in enumerate(parsed)]
+  computing = dataclasses.replace(spec, stored_spectrogram=False)
+  parse_waveform = reader_lib._parse_fn(computing)
+  waves = [reader_lib.clip_windows(parse_waveform(r), tf.constant(i, tf.int64), 0, spec=computing,
+                                   train=True) for i, r in enumerate(records)]
   fns = {
       "parse SequenceExample": (tf.function(parse), lambda i: records[i % 64]),
+      "log of stored |STFT| window": (tf.function(lambda c: spectrogram.log_of_magnitude(
+          c["pos_audio"] * c["pos_gain"], spec.spectrogram)), lambda i: clips[i % 64]),
       "choose windows": (tf.function(lambda p: reader_lib.clip_windows(
           p, tf.constant(0, tf.int64), 0, spec=spec, train=True)), lambda i: parsed[i % 64]),
       "JPEG decode+augment": (tf.function(lambda c: reader_lib.preprocess_frame(
           c["jpeg"], c["frame_seed"], spec=spec, train=True)), lambda i: clips[i % 64]),
-      "log-spectrogram (float64 STFT)": (tf.function(lambda c: spectrogram.log_spectrogram(
-          c["pos_audio"], spec.spectrogram)), lambda i: clips[i % 64]),
   }
-  out = {}
-  for name, (fn, arg) in fns.items():
+  alternatives = {
+      "parse with the waveform": (tf.function(parse_waveform), lambda i: records[i % 64]),
+      "float64 STFT + log of a waveform": (tf.function(lambda c: spectrogram.log_spectrogram(
+          c["pos_audio"], spec.spectrogram)), lambda i: waves[i % 64]),
+  }
+  def cost(fn, arg):
     fn(arg(0))
     t = time.perf_counter()
     for i in range(n):
       fn(arg(i))
-    out[name] = (time.perf_counter() - t) / n
-  return out
+    return (time.perf_counter() - t) / n
+
+  return ({name: cost(*f) for name, f in fns.items()},
+          {name: cost(*f) for name, f in alternatives.items()})
 
 
 def bench(scale: str, batches: int) -> None:
@@ -82,26 +95,36 @@ def bench(scale: str, batches: int) -> None:
   batch = 64
   # A 200-clip split of its own: paper-scale shards of the whole default
   # dataset would take gigabytes for a benchmark that reads a few thousand examples.
+  a = spec.spectrogram
   root = default_dataset.ensure(sample_rate=config.data.sample_rate, frame_size=config.data.resize,
-                                fps=config.data.fps, splits=(BENCH_SPLIT,))
+                                fps=config.data.fps, splits=(BENCH_SPLIT,),
+                                stft=(a.win_length, a.hop_length, a.n_fft))
   files = reader_lib.resolve_files(root, BENCH_SPLIT.name)
   cores = os.cpu_count() or 1
   print(f"\n== {scale} scale: frames {spec.crop}px from {spec.resize}px JPEGs, spectrogram "
         f"{spec.spectrogram.shape[0]}x{spec.spectrogram.shape[1]} at "
         f"{spec.spectrogram.sample_rate} Hz, batch {batch}, {cores} cores")
-  reader = reader_lib.Reader(files, spec=spec, batch_size=batch, seed=0)
-  ours = rate(reader_lib.train_dataset(reader.files, spec=spec, batch_size=batch, seed=0),
-              batches, batch)
+  spec = reader_lib.Reader(files, spec=spec, batch_size=batch, seed=0).spec
+  assert spec.stored_spectrogram, "the bench split should carry the stored |STFT|"
+  computing = dataclasses.replace(spec, stored_spectrogram=False)
+  ours = rate(reader_lib.train_dataset(files, spec=spec, batch_size=batch, seed=0), batches, batch)
+  ours_stft = rate(reader_lib.train_dataset(files, spec=computing, batch_size=batch, seed=0),
+                   batches, batch)
   ref = rate(reference_map(files, spec).batch(batch), batches, batch)
-  print(f"avjax training reader : {ours:8.0f} examples/s = {ours / cores:7.0f} per core")
-  print(f"reference tf.data map : {ref:8.0f} examples/s = {ref / cores:7.0f} per core")
-  print(f"ratio (avjax / reference): {ours / ref:.2f}")
-  stages = stage_rates(files, spec)
+  print(f"avjax training reader (stored |STFT|) : {ours:8.0f} examples/s = {ours / cores:7.0f} per core")
+  print(f"avjax training reader (STFT computed) : {ours_stft:8.0f} examples/s = "
+        f"{ours_stft / cores:7.0f} per core")
+  print(f"reference tf.data map                 : {ref:8.0f} examples/s = {ref / cores:7.0f} per core")
+  print(f"ratios: stored / reference {ours / ref:.2f}, computed / reference {ours_stft / ref:.2f}")
+  stages, alternatives = stage_rates(files, spec)
   total = sum(stages.values())
-  print("single-thread cost per example, by stage:")
+  print("single-thread cost per example, by stage (stored |STFT| path):")
   for name, s in sorted(stages.items(), key=lambda kv: -kv[1]):
-    print(f"  {name:32s} {s * 1e6:8.0f} us  ({100 * s / total:4.1f}%)")
+    print(f"  {name:34s} {s * 1e6:8.0f} us  ({100 * s / total:4.1f}%)")
   print(f"dominated by: {max(stages, key=stages.get)}")
+  print("what the stored |STFT| replaces:")
+  for name, s in alternatives.items():
+    print(f"  {name:34s} {s * 1e6:8.0f} us")
 
 
 def main():

@@ -40,6 +40,10 @@ def data_config(tiny: bool) -> ml_collections.ConfigDict:
   d.colour_jitter = 0.3
   d.gain_db = 3.0
   d.num_classes = 0              # 0: from the dataset manifest
+  # Slice 1 s windows out of the |STFT| that prepare stored (same framing) rather
+  # than parsing the waveform and running a float64 STFT per window; falls back
+  # to computing it for shards without one and for off-grid negatives.
+  d.stored_spectrogram = True
   if tiny:
     # 8 kHz, 32 ms window, 20 ms hop: 129x49, an eighth of the paper's 257x199
     # pixels, so that the audio net costs about what the 64 px vision net does.

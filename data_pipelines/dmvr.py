@@ -25,6 +25,11 @@ FPS = "image/frame_rate"
 SAMPLE_RATE = "WAVEFORM/sample_rate"
 BOX_KEYS = ("clip/box/ymin", "clip/box/xmin", "clip/box/ymax", "clip/box/xmax")
 BOX_TIME_US = "clip/box/timestamp"
+# Not DMVR: the whole clip's |STFT| (float32 little-endian [frames, bins] bytes),
+# its framing, and the waveform's length, so a reader can skip the waveform.
+MAGNITUDE = "spectrogram/magnitude"
+STFT_KEYS = ("spectrogram/win_length", "spectrogram/hop_length", "spectrogram/n_fft")
+NUM_SAMPLES = "WAVEFORM/num_samples"
 
 
 @dataclasses.dataclass
@@ -41,6 +46,8 @@ class Clip:
   label_text: Sequence[str] = ()
   boxes: np.ndarray | None = None  # [K, 4] ymin, xmin, ymax, xmax in 0..1
   box_times_s: Sequence[float] = ()
+  magnitude: np.ndarray | None = None  # [frames, bins] |STFT| of the whole waveform
+  stft: Sequence[int] = ()             # (win_length, hop_length, n_fft) of `magnitude`
 
 
 def to_sequence_example(clip: Clip) -> tf.train.SequenceExample:
@@ -57,6 +64,11 @@ def to_sequence_example(clip: Clip) -> tf.train.SequenceExample:
     for i, key in enumerate(BOX_KEYS):
       ctx[key].float_list.value.extend(np.asarray(clip.boxes)[:, i].tolist())
     ctx[BOX_TIME_US].int64_list.value.extend(int(round(t * 1e6)) for t in clip.box_times_s)
+  ctx[NUM_SAMPLES].int64_list.value.append(len(clip.waveform))
+  if clip.magnitude is not None:
+    ctx[MAGNITUDE].bytes_list.value.append(np.asarray(clip.magnitude, "<f4").tobytes())
+    for key, v in zip(STFT_KEYS, clip.stft):
+      ctx[key].int64_list.value.append(int(v))
   frames = ex.feature_lists.feature_list[FRAMES]
   for jpeg in clip.jpeg_frames:
     frames.feature.add().bytes_list.value.append(jpeg)
@@ -66,12 +78,16 @@ def to_sequence_example(clip: Clip) -> tf.train.SequenceExample:
 
 
 def parse(serialized: tf.Tensor, *, default_fps: float, default_sample_rate: int,
-          with_frames: bool = True) -> dict:
+          with_frames: bool = True, audio: str = "waveform") -> dict:
   """Serialized SequenceExample -> dict of tensors (tf-graph friendly).
 
   `with_frames=False` skips the JPEG list: a clip that only lends its audio to a
-  negative pair need not copy its frames.
+  negative pair need not copy its frames. `audio="magnitude"` reads the stored
+  |STFT| bytes (`magnitude_bytes`) instead of the waveform, whose float list is
+  the costliest part of a record to parse.
   """
+  if audio not in ("waveform", "magnitude"):
+    raise ValueError(f"audio must be 'waveform' or 'magnitude', got {audio!r}")
   context_spec = {
       FILENAME: tf.io.FixedLenFeature([], tf.string, default_value=""),
       START_US: tf.io.FixedLenFeature([], tf.int64, default_value=0),
@@ -81,33 +97,43 @@ def parse(serialized: tf.Tensor, *, default_fps: float, default_sample_rate: int
       BOX_TIME_US: tf.io.VarLenFeature(tf.int64),
       **{k: tf.io.VarLenFeature(tf.float32) for k in BOX_KEYS},
   }
-  seq_spec = {WAVEFORM: tf.io.VarLenFeature(tf.float32)}
+  seq_spec = {}
+  if audio == "waveform":
+    seq_spec[WAVEFORM] = tf.io.VarLenFeature(tf.float32)
+  else:
+    context_spec[MAGNITUDE] = tf.io.FixedLenFeature([], tf.string)
+    context_spec[NUM_SAMPLES] = tf.io.FixedLenFeature([], tf.int64)
   if with_frames:
     seq_spec[FRAMES] = tf.io.FixedLenSequenceFeature([], tf.string)
   ctx, seq = tf.io.parse_single_sequence_example(
       serialized, context_features=context_spec, sequence_features=seq_spec)
   filename = ctx[FILENAME]
-  waveform = tf.reshape(tf.sparse.to_dense(seq[WAVEFORM]), [-1])
-  # Shards from other tools may lack a filename; the first audio samples still
-  # identify the video, which the negative-pair labels need.
-  audio_key = tf.strings.reduce_join(tf.strings.as_string(waveform[:256], precision=6))
-  video_key = tf.where(tf.strings.length(filename) > 0, filename, audio_key)
-  boxes = tf.stack([tf.sparse.to_dense(ctx[k]) for k in BOX_KEYS], axis=-1)
-  out = {
-      "filename": filename,
-      "waveform": waveform,
+  out = {"filename": filename}
+  if audio == "waveform":
+    waveform = tf.reshape(tf.sparse.to_dense(seq[WAVEFORM]), [-1])
+    out["waveform"] = waveform
+    out["num_samples"] = tf.shape(waveform)[0]
+    # Shards from other tools may lack a filename; the first audio samples still
+    # identify the video, which the negative-pair labels need.
+    fallback_key = lambda: tf.strings.reduce_join(tf.strings.as_string(waveform[:256], precision=6))
+  else:
+    out["magnitude_bytes"] = ctx[MAGNITUDE]
+    out["num_samples"] = tf.cast(ctx[NUM_SAMPLES], tf.int32)
+    fallback_key = lambda: tf.strings.substr(ctx[MAGNITUDE], 0, 4096)
+  video_key = tf.cond(tf.strings.length(filename) > 0, lambda: filename, fallback_key)
+  out.update({
       "fps": ctx[FPS],
       "sample_rate": tf.cast(ctx[SAMPLE_RATE], tf.int32),
       "video_id": tf.cast(tf.strings.to_hash_bucket_fast(video_key, 2**31 - 1), tf.int32),
       "clip_start_us": ctx[START_US],
       "label_index": tf.cast(tf.sparse.to_dense(ctx[LABEL_INDEX]), tf.int32),
-      "boxes": boxes,
+      "boxes": tf.stack([tf.sparse.to_dense(ctx[k]) for k in BOX_KEYS], axis=-1),
       "box_times_us": tf.sparse.to_dense(ctx[BOX_TIME_US]),
-  }
+  })
   if with_frames:
     out["jpeg_frames"] = seq[FRAMES]
     out["num_frames"] = tf.shape(seq[FRAMES])[0]
   else:  # the frame count only bounds audio windows: derive it from the audio
-    seconds = tf.cast(tf.shape(waveform)[0], tf.float32) / tf.cast(ctx[SAMPLE_RATE], tf.float32)
+    seconds = tf.cast(out["num_samples"], tf.float32) / tf.cast(ctx[SAMPLE_RATE], tf.float32)
     out["num_frames"] = tf.cast(tf.math.floor(seconds * ctx[FPS] + 1e-3), tf.int32)
   return out

@@ -40,6 +40,20 @@ class PrepareSettings:
   min_seconds: float = 1.0
   clip_seconds: float = 10.0
   jpeg_quality: int = 90
+  # Store each clip's |STFT| with this framing (the reader then slices instead of
+  # recomputing; see data_pipelines/spectrogram.py). The paper's 10 ms / 5 ms at 48 kHz.
+  store_spectrogram: bool = True
+  stft_win_length: int = 480
+  stft_hop_length: int = 240
+  stft_n_fft: int = 512
+
+  def spectrogram_spec(self):
+    """The framing of the stored |STFT|, or None when none is stored."""
+    if not self.store_spectrogram:
+      return None
+    from data_pipelines import spectrogram
+    return spectrogram.SpectrogramSpec(sample_rate=self.sample_rate, win_length=self.stft_win_length,
+                                       hop_length=self.stft_hop_length, n_fft=self.stft_n_fft)
 
 
 def list_inputs(input_path: str) -> tuple[str, list[str]]:
@@ -105,6 +119,11 @@ def _encode_jpegs(frames: np.ndarray, quality: int) -> list[bytes]:
   return [tf.io.encode_jpeg(f, quality=quality).numpy() for f in frames]
 
 
+def _magnitude(waveform: np.ndarray, stft) -> np.ndarray:
+  from data_pipelines import spectrogram  # imports TF: in the worker only
+  return spectrogram.stft_magnitude(waveform, stft).numpy().astype(np.float32)
+
+
 def _clips_for_file(root: str, rel: str, settings: PrepareSettings, label_map: dict,
                     labels: list[str], boxes: list) -> list:
   from data_pipelines import decode, dmvr
@@ -112,11 +131,14 @@ def _clips_for_file(root: str, rel: str, settings: PrepareSettings, label_map: d
                               sample_rate=settings.sample_rate,
                               short_side=settings.frame_size,
                               min_seconds=settings.min_seconds)
+  stft = settings.spectrogram_spec()
   clips = []
   for start_s, end_s, frames, waveform in decode.split_into_clips(
       video, settings.clip_seconds, settings.min_seconds):
     in_clip = [b for b in boxes if b[4] < 0 or start_s <= b[4] < end_s]
     clips.append(dmvr.Clip(
+        magnitude=None if stft is None else _magnitude(waveform, stft),
+        stft=() if stft is None else (stft.win_length, stft.hop_length, stft.n_fft),
         filename=rel, start_s=start_s, end_s=end_s, fps=settings.fps,
         sample_rate=settings.sample_rate,
         jpeg_frames=_encode_jpegs(frames, settings.jpeg_quality), waveform=waveform,
@@ -216,6 +238,10 @@ def prepare(input_path: str, output: str, *, labels_csv: str | None = None,
   manifest = {
       "format": "dmvr-sequence-example",
       "settings": dataclasses.asdict(settings),
+      # What the reader checks before slicing stored |STFT| windows.
+      "spectrogram": None if not settings.store_spectrogram else {
+          "sample_rate": settings.sample_rate, "win_length": settings.stft_win_length,
+          "hop_length": settings.stft_hop_length, "n_fft": settings.stft_n_fft},
       "labels": label_names,
       "num_files": len(files),
       "num_clip_files": sum(s["clip_files"] for s in summaries),
@@ -247,6 +273,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   p.add_argument("--clip_seconds", type=float, default=PrepareSettings.clip_seconds,
                  help="longer videos are cut into clips of this length")
   p.add_argument("--min_seconds", type=float, default=PrepareSettings.min_seconds)
+  p.add_argument("--stft", default="480,240,512",
+                 help="win_length,hop_length,n_fft of the stored |STFT| (match config.data.spectrogram)")
+  p.add_argument("--no_spectrogram", action="store_true",
+                 help="store no |STFT| (smaller shards; the reader then computes it)")
   p.add_argument("--workers", type=int, default=None, help="default: all cores")
   p.add_argument("--files_per_shard", type=int, default=32)
   return p.parse_args(argv)
@@ -254,9 +284,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def run(argv: Sequence[str] | None = None) -> None:
   args = parse_args(argv)
+  try:
+    win, hop, n_fft = (int(v) for v in args.stft.split(","))
+  except ValueError:
+    raise SystemExit(f"--stft {args.stft!r}: expected three integers win_length,hop_length,n_fft")
   settings = PrepareSettings(fps=args.fps, sample_rate=args.sample_rate,
                              frame_size=args.frame_size, clip_seconds=args.clip_seconds,
-                             min_seconds=args.min_seconds)
+                             min_seconds=args.min_seconds, store_spectrogram=not args.no_spectrogram,
+                             stft_win_length=win, stft_hop_length=hop, stft_n_fft=n_fft)
+  try:
+    settings.spectrogram_spec()
+  except ValueError as e:
+    raise SystemExit(f"--stft {args.stft!r}: {e}")
   prepare(args.input, args.output, labels_csv=args.labels, boxes_csv=args.boxes,
           settings=settings, workers=args.workers, files_per_shard=args.files_per_shard)
 

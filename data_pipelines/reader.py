@@ -48,6 +48,9 @@ class ReaderSpec:
   colour_jitter: float = 0.3        # 0 disables
   gain_db: float = 3.0              # random gain range (+/-) in dB; 0 disables
   num_classes: int = 0              # 0: from the manifest
+  # Slice windows out of the |STFT| that prepare stored, instead of parsing the
+  # waveform and recomputing it; the Reader turns it on where the shards allow.
+  stored_spectrogram: bool = False
 
   def __post_init__(self):
     if self.negatives not in ("stream", "in_batch"):
@@ -66,7 +69,7 @@ def reader_spec_from_config(data) -> ReaderSpec:
       negative_fraction=data.negative_fraction, negatives=data.negatives,
       negatives_on_grid=data.negatives_on_grid, shuffle_buffer=data.shuffle_buffer,
       flip=data.flip, colour_jitter=data.colour_jitter, gain_db=data.gain_db,
-      num_classes=data.num_classes)
+      num_classes=data.num_classes, stored_spectrogram=data.stored_spectrogram)
 
 
 # ----------------------------------------------------------------------------
@@ -127,9 +130,22 @@ def grid_start_sample(k, fps, spec):
   return tf.cast(tf.round(start_s * spec.sample_rate), tf.int32)
 
 
-def random_gain(waveform, seed, gain_db):
+def magnitude_window(magnitude_bytes, start_sample, spec: spectrogram_lib.SpectrogramSpec):
+  """The stored whole-clip |STFT| frames of the window starting at `start_sample`
+  (a multiple of the hop): [frames, bins] float32, decoding only those bytes."""
+  row = spec.num_bins * 4
+  first = start_sample // spec.hop_length
+  raw = tf.strings.substr(magnitude_bytes, tf.cast(first, tf.int32) * row, spec.num_frames * row)
+  return tf.reshape(tf.io.decode_raw(raw, tf.float32, little_endian=True),
+                    [spec.num_frames, spec.num_bins])
+
+
+def random_gain(seed, gain_db):
+  """A gain factor of +-gain_db. It scales |STFT| (as it would the waveform) when
+  the log-spectrogram is taken: scaling a float32 waveform first would round
+  quiet bins by more than 1e-4 in the log domain."""
   db = tf.random.stateless_uniform([], seed, -gain_db, gain_db)
-  return waveform * tf.pow(10.0, db / 20.0)
+  return tf.pow(10.0, db / 20.0)
 
 
 GREY_WEIGHTS = (0.2989, 0.587, 0.114)  # tf.image.rgb_to_grayscale's
@@ -227,7 +243,7 @@ def clip_windows(clip: dict, index, seed, *, spec: ReaderSpec, train: bool) -> d
       message=f"a clip's stored sample rate differs from config.data.sample_rate="
               f"{aspec.sample_rate}; prepare the data at that rate")
   with tf.control_dependencies([rate_ok]):
-    n_samples = tf.identity(tf.shape(clip["waveform"])[0])
+    n_samples = tf.identity(clip["num_samples"])
   seeds = tf.random.experimental.stateless_split(tf.stack([seed, index]), 6)
   n_frames = clip["num_frames"]
   fps = clip["fps"]
@@ -250,16 +266,24 @@ def clip_windows(clip: dict, index, seed, *, spec: ReaderSpec, train: bool) -> d
   else:
     neg_start = tf.random.stateless_uniform([], seeds[1], 0, n_samples - aspec.num_samples + 1,
                                             dtype=tf.int32)
-  window = lambda s: clip["waveform"][s:s + aspec.num_samples]
+  if spec.stored_spectrogram:
+    window = lambda s: magnitude_window(clip["magnitude_bytes"], s, aspec)
+    shape = [aspec.num_frames, aspec.num_bins]
+  else:
+    window = lambda s: clip["waveform"][s:s + aspec.num_samples]
+    shape = [aspec.num_samples]
   pos, neg = window(pos_start), window(neg_start)
+  pos_gain = neg_gain = tf.constant(1.0)
   if train and spec.gain_db > 0:
-    pos, neg = random_gain(pos, seeds[2], spec.gain_db), random_gain(neg, seeds[3], spec.gain_db)
+    pos_gain, neg_gain = random_gain(seeds[2], spec.gain_db), random_gain(seeds[3], spec.gain_db)
   out = {
       "index": index,
       "frame_seed": seeds[4],
-      "pos_audio": tf.ensure_shape(pos, [aspec.num_samples]),
+      "pos_audio": tf.ensure_shape(pos, shape),
       "pos_start": tf.cast(pos_start, tf.float32) / aspec.sample_rate,
-      "neg_audio": tf.ensure_shape(neg, [aspec.num_samples]),
+      "pos_gain": pos_gain,
+      "neg_gain": neg_gain,
+      "neg_audio": tf.ensure_shape(neg, shape),
       "neg_start": tf.cast(neg_start, tf.float32) / aspec.sample_rate,
       "video_id": clip["video_id"],
       "filename": clip["filename"],
@@ -283,8 +307,12 @@ def mix_pair(anchor: dict, other: dict, neg) -> dict:
   `other`'s negative window, else `anchor`'s own; the label says only whether
   that audio comes from the frame's video."""
   same_video = tf.equal(anchor["video_id"], other["video_id"])
+  audio_neg = neg
+  for _ in range(anchor["pos_audio"].shape.rank - neg.shape.rank):  # waveforms or |STFT| windows
+    audio_neg = tf.expand_dims(audio_neg, -1)
   return {
-      "audio": tf.where(tf.expand_dims(neg, -1), other["neg_audio"], anchor["pos_audio"]),
+      "audio": tf.where(audio_neg, other["neg_audio"], anchor["pos_audio"]),
+      "gain": tf.where(neg, other["neg_gain"], anchor["pos_gain"]),
       "label": tf.cast(tf.logical_or(tf.logical_not(neg), same_video), tf.int32),
       "video_id": anchor["video_id"],
       "audio_video_id": tf.where(neg, other["video_id"], anchor["video_id"]),
@@ -296,19 +324,27 @@ def mix_pair(anchor: dict, other: dict, neg) -> dict:
 def pair(anchor: dict, other: dict, *, spec: ReaderSpec, train: bool) -> dict:
   """Frame of `anchor` with its own audio, or with `other`'s negative window.
 
-  Returns the waveform; `add_spectrograms` turns a whole batch of them into
-  log-spectrograms in one STFT.
+  Returns the audio window (waveform or stored |STFT|); `add_spectrograms` turns
+  a whole batch of them into log-spectrograms in one op.
   """
   neg = is_negative(anchor["index"], spec.negative_fraction)
   return {"frames": preprocess_frame(anchor["jpeg"], anchor["frame_seed"], spec=spec, train=train),
           **mix_pair(anchor, other, neg)}
 
 
-def add_spectrograms(batch: dict, spec: ReaderSpec, keys=(("audio", "spectrogram"),)) -> dict:
-  """Replaces batched waveforms [B, N] by log-spectrograms [B, F, T, 1]."""
+def add_spectrograms(batch: dict, spec: ReaderSpec,
+                     keys=(("audio", "gain", "spectrogram"),)) -> dict:
+  """Replaces batched waveforms [B, N] (or stored |STFT| windows [B, T, F]) and
+  their gains [B] by log-spectrograms [B, F, T, 1]."""
   batch = dict(batch)
-  for wave_key, spec_key in keys:
-    batch[spec_key] = spectrogram_lib.log_spectrogram(batch.pop(wave_key), spec.spectrogram)[..., None]
+  for audio_key, gain_key, spec_key in keys:
+    audio, gain = batch.pop(audio_key), batch.pop(gain_key)
+    if spec.stored_spectrogram:
+      magnitude = audio
+    else:
+      magnitude = spectrogram_lib.stft_magnitude(audio, spec.spectrogram)
+    magnitude = magnitude * tf.cast(gain, magnitude.dtype)[:, None, None]
+    batch[spec_key] = spectrogram_lib.log_of_magnitude(magnitude, spec.spectrogram)[..., None]
   return batch
 
 
@@ -316,7 +352,7 @@ def pair_in_batch(batch: dict, *, spec: ReaderSpec) -> dict:
   """Negatives take the negative window of the next example in the same batch."""
   neg = is_negative(batch["index"], spec.negative_fraction)
   src = tf.roll(tf.range(tf.shape(neg)[0]), -1, 0)
-  other = {k: tf.gather(batch[k], src) for k in ("neg_audio", "video_id", "neg_start")}
+  other = {k: tf.gather(batch[k], src) for k in ("neg_audio", "neg_gain", "video_id", "neg_start")}
   return {"frames": batch["frames"], **mix_pair(batch, other, neg)}
 
 
@@ -324,8 +360,24 @@ def pair_in_batch(batch: dict, *, spec: ReaderSpec) -> dict:
 # Datasets
 # ----------------------------------------------------------------------------
 def _parse_fn(spec: ReaderSpec, with_frames: bool = True):
-  return lambda s: dmvr.parse(s, default_fps=spec.fps, with_frames=with_frames,
+  audio = "magnitude" if spec.stored_spectrogram else "waveform"
+  return lambda s: dmvr.parse(s, default_fps=spec.fps, with_frames=with_frames, audio=audio,
                               default_sample_rate=spec.spectrogram.sample_rate)
+
+
+def can_use_stored_spectrogram(manifest: dict | None, spec: ReaderSpec) -> bool:
+  """Whether prepare stored |STFT| with `spec`'s framing and every window the
+  reader asks for starts on that STFT's hop grid (frame-grid windows, at an
+  integer number of hops per video frame)."""
+  stored = (manifest or {}).get("spectrogram")
+  a = spec.spectrogram
+  if not stored or not spec.negatives_on_grid:
+    return False
+  same = (stored.get("sample_rate"), stored.get("win_length"), stored.get("hop_length"),
+          stored.get("n_fft")) == (a.sample_rate, a.win_length, a.hop_length, a.n_fft)
+  fps = manifest.get("settings", {}).get("fps", spec.fps)
+  per_frame = a.sample_rate / fps
+  return same and float(per_frame).is_integer() and int(per_frame) % a.hop_length == 0
 
 
 def indexed_records(files: Sequence[str], *, seed: int, epoch_size: int, start: int,
@@ -402,7 +454,9 @@ def eval_dataset(files: Sequence[str], *, spec: ReaderSpec, batch_size: int,
     return {
         "frames": preprocess_frame(a["jpeg"], a["frame_seed"], spec=spec, train=False),
         "audio": a["pos_audio"],
+        "gain": a["pos_gain"],
         "neg_audio": o["neg_audio"],
+        "neg_gain": o["neg_gain"],
         "neg_label": tf.cast(tf.equal(a["video_id"], o["video_id"]), tf.int32),
         "labels": tf.reduce_max(tf.one_hot(a["label_index"], max(num_classes, 1),
                                            dtype=tf.int32), axis=0)
@@ -418,7 +472,8 @@ def eval_dataset(files: Sequence[str], *, spec: ReaderSpec, batch_size: int,
 
   ds = tf.data.Dataset.zip(clips, nexts).map(example, num_parallel_calls=AUTOTUNE)
   ds = ds.batch(batch_size).map(
-      lambda b: add_spectrograms(b, spec, (("audio", "spectrogram"), ("neg_audio", "neg_spectrogram"))),
+      lambda b: add_spectrograms(b, spec, (("audio", "gain", "spectrogram"),
+                                           ("neg_audio", "neg_gain", "neg_spectrogram"))),
       num_parallel_calls=AUTOTUNE)
   return ds.prefetch(AUTOTUNE)
 
@@ -447,8 +502,11 @@ class Reader:
     self.all_files = list(files)
     self.files = host_files(files, process_index, process_count)
     self.process_count = process_count
-    self.spec, self.batch_size, self.seed = spec, batch_size, seed
+    self.batch_size, self.seed = batch_size, seed
     manifest = load_manifest(files)
+    if spec.stored_spectrogram and not can_use_stored_spectrogram(manifest, spec):
+      spec = dataclasses.replace(spec, stored_spectrogram=False)
+    self.spec = spec
     self.label_names = list(manifest["labels"]) if manifest else []
     self.num_classes = spec.num_classes or len(self.label_names)
     self._epoch_size = None

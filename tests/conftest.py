@@ -36,8 +36,10 @@ def data_dir(videos_dir, tmp_path_factory):
     src = videos_dir / split.name
     prepare.prepare(str(src), str(out / split.name), labels_csv=str(src / "labels.csv"),
                     boxes_csv=str(src / "boxes.csv"),
-                    settings=prepare.PrepareSettings(sample_rate=SAMPLE_RATE,
-                                                     frame_size=FRAME_SIZE),
+                    settings=prepare.PrepareSettings(
+                        sample_rate=SAMPLE_RATE, frame_size=FRAME_SIZE,
+                        # the tiny configs' framing, so their readers slice stored |STFT|
+                        stft_win_length=256, stft_hop_length=160, stft_n_fft=256),
                     files_per_shard=6, workers=2, quiet=True)
   return out
 

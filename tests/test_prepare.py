@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data_pipelines import dmvr, prepare, synthetic
+from data_pipelines import dmvr, prepare, spectrogram, synthetic
 
 VIDEO = synthetic.VideoSpec(size=48, seconds=1.6)
 
@@ -131,6 +131,30 @@ def test_record_layout_is_dmvr(mixed_folder, tmp_path):
   boxed = by_name["good_1.mkv"].context.feature
   assert list(boxed["clip/box/ymin"].float_list.value) == pytest.approx([0.1])
   assert list(boxed[dmvr.BOX_TIME_US].int64_list.value) == [800000]
+  # The whole clip's |STFT| beside the waveform, with its framing.
+  ctx = r.context.feature
+  assert [ctx[k].int64_list.value[0] for k in dmvr.STFT_KEYS] == [480, 240, 512]
+  assert ctx[dmvr.NUM_SAMPLES].int64_list.value[0] == len(wav)
+  magnitude = np.frombuffer(ctx[dmvr.MAGNITUDE].bytes_list.value[0], "<f4").reshape(-1, 257)
+  expected = spectrogram.stft_magnitude(wav.astype(np.float32), spectrogram.SpectrogramSpec(
+      sample_rate=16000)).numpy()
+  np.testing.assert_allclose(magnitude, expected, rtol=1e-6, atol=1e-7)
+  with open(tmp_path / "out" / prepare.MANIFEST) as f:
+    assert json.load(f)["spectrogram"] == {"sample_rate": 16000, "win_length": 480,
+                                           "hop_length": 240, "n_fft": 512}
+
+
+def test_no_spectrogram_and_bad_stft_flag(mixed_folder, tmp_path):
+  root, _, _ = mixed_folder
+  prepare.run(["--input", str(root), "--output", str(tmp_path / "o"),
+               "--sample_rate", "16000", "--frame_size", "32", "--no_spectrogram", "--workers", "1"])
+  assert all(dmvr.MAGNITUDE not in r.context.feature for r in _records(tmp_path / "o"))
+  with open(tmp_path / "o" / prepare.MANIFEST) as f:
+    assert json.load(f)["spectrogram"] is None
+  with pytest.raises(SystemExit, match=r"--stft '512,256': expected three integers"):
+    prepare.run(["--input", str(root), "--output", str(tmp_path / "p"), "--stft", "512,256"])
+  with pytest.raises(SystemExit, match=r"--stft '1024,240,512': win_length 1024 > n_fft 512"):
+    prepare.run(["--input", str(root), "--output", str(tmp_path / "p"), "--stft", "1024,240,512"])
 
 
 def test_long_video_is_cut_into_clips(mixed_folder, tmp_path):

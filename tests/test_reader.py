@@ -15,6 +15,7 @@ BATCH = 8
 
 
 def make_reader(data_dir, split="train", seed=0, **kw):
+  kw.setdefault("stored_spectrogram", True)  # the default path: slice prepare's |STFT|
   spec = reader_lib.ReaderSpec(spectrogram=SPEC, resize=FRAME_SIZE, crop=32, shuffle_buffer=16, **kw)
   return reader_lib.Reader(reader_lib.resolve_files(str(data_dir), split), spec=spec,
                            batch_size=BATCH, seed=seed)
@@ -179,3 +180,38 @@ def test_box_follows_the_evaluation_crop():
   jpeg = tf.io.encode_jpeg(tf.zeros([80, 128, 3], tf.uint8))  # -> 64 x 102 (rounded), crop at (8, 27)
   box = reader_lib.box_in_crop(tf.constant([0.5, 0.5, 1.0, 0.6]), jpeg, spec).numpy()
   np.testing.assert_allclose(box, [(32 - 8) / 48, (51 - 27) / 48, 1.0, (61.2 - 27) / 48], rtol=1e-6)
+
+
+@pytest.mark.parametrize("negatives", ["stream", "in_batch"])
+def test_stored_spectrogram_equals_computing_it(data_dir, negatives):
+  """Slicing prepare's |STFT| gives the batches the float64 STFT of the waveform gives."""
+  stored = make_reader(data_dir, negatives=negatives)
+  computed = make_reader(data_dir, negatives=negatives, stored_spectrogram=False)
+  assert stored.spec.stored_spectrogram and not computed.spec.stored_spectrogram
+  for a, b in zip(take(stored.train_iterator(), 2), take(computed.train_iterator(), 2)):
+    assert a.keys() == b.keys()
+    for k in a:
+      if k == "spectrogram":
+        np.testing.assert_allclose(a[k], b[k], atol=1e-5, rtol=0)
+      else:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+  a, b = next(stored.eval_iterator()), next(computed.eval_iterator())
+  for k in ("spectrogram", "neg_spectrogram"):
+    np.testing.assert_allclose(a[k], b[k], atol=1e-5, rtol=0)
+  np.testing.assert_array_equal(a["frames"], b["frames"])
+
+
+def test_stored_spectrogram_only_where_it_fits(data_dir):
+  """Off-grid negatives, another framing or shards without |STFT| compute it instead."""
+  assert not make_reader(data_dir, negatives_on_grid=False).spec.stored_spectrogram
+  other = dataclasses.replace(SPEC, hop_length=80)
+  spec = reader_lib.ReaderSpec(spectrogram=other, resize=FRAME_SIZE, crop=32, stored_spectrogram=True)
+  files = reader_lib.resolve_files(str(data_dir), "train")
+  assert not reader_lib.Reader(files, spec=spec, batch_size=BATCH, seed=0).spec.stored_spectrogram
+  manifest = reader_lib.load_manifest(files)
+  assert reader_lib.can_use_stored_spectrogram(manifest, make_reader(data_dir).spec)
+  assert not reader_lib.can_use_stored_spectrogram({**manifest, "spectrogram": None},
+                                                   make_reader(data_dir).spec)
+  # 30 fps at 8 kHz: 266.7 samples per frame, off the hop grid.
+  assert not reader_lib.can_use_stored_spectrogram(
+      {**manifest, "settings": {**manifest["settings"], "fps": 30.0}}, make_reader(data_dir).spec)
