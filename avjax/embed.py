@@ -59,13 +59,6 @@ def centre_crop(image: np.ndarray, short_side: int, crop: int) -> np.ndarray:
   return image[y:y + crop, x:x + crop]
 
 
-def normalise(images: np.ndarray) -> np.ndarray:
-  from data_pipelines import reader as reader_lib
-  x = images.astype(np.float32) / 255.0
-  return (x - np.array(reader_lib.IMAGENET_MEAN, np.float32)) / np.array(reader_lib.IMAGENET_STD,
-                                                                          np.float32)
-
-
 # ----------------------------------------------------------------------------
 # The model side
 # ----------------------------------------------------------------------------
@@ -80,6 +73,7 @@ class Embedder:
                batch_size: int = 64):
     import jax
     from avjax import cli, train
+    from avjax import frames as frames_lib
     from data_pipelines import reader as reader_lib
     if layer not in ("embedding", "features"):
       raise ValueError(f"layer must be embedding or features, got {layer!r}")
@@ -96,7 +90,8 @@ class Embedder:
                          "try --layer=features")
       return out[key]
 
-    self._frames = jax.jit(lambda v, x: output(model.apply(v, x, None, train=False), f"frame_{layer}"))
+    self._frames = jax.jit(lambda v, x: output(
+        model.apply(v, frames_lib.to_model_frames(x), None, train=False), f"frame_{layer}"))
     self._audio = jax.jit(lambda v, x: output(model.apply(v, None, x, train=False), f"audio_{layer}"))
 
   @property
@@ -120,7 +115,7 @@ class Embedder:
 
   def embed_frames(self, frames: np.ndarray) -> np.ndarray:
     """uint8 [N, crop, crop, 3] (already cropped) -> [N, D]."""
-    return self._batched(self._frames, frames, normalise)
+    return self._batched(self._frames, np.asarray(frames, np.uint8), lambda chunk: chunk)
 
   def embed_windows(self, windows: np.ndarray) -> np.ndarray:
     """[N, window_samples] waveforms at `sample_rate` -> [N, D]."""

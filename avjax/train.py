@@ -25,6 +25,7 @@ import orbax.checkpoint as ocp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from avjax import evaluators
+from avjax import frames as frames_lib
 from avjax import input as input_lib
 from avjax import losses as losses_lib
 from avjax import models
@@ -111,6 +112,7 @@ def make_update_fn(model, tx, schedule, config):
   loss_fn = make_loss_fn(model, config)
 
   def update(state: TrainState, batch: dict):
+    batch = frames_lib.model_inputs(batch)  # uint8 crops + draws -> augmented float frames
     rng = jax.random.fold_in(state.rng, state.step)
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
     (loss, (batch_stats, parts, accuracy)), grads = grad_fn(

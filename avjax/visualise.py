@@ -6,15 +6,6 @@ from typing import Sequence
 
 import numpy as np
 
-from data_pipelines import reader as reader_lib
-
-
-def to_uint8(frames) -> np.ndarray:
-  """Frames normalised with ImageNet statistics (the reader's output) -> uint8 RGB."""
-  x = np.asarray(frames, np.float32) * np.array(reader_lib.IMAGENET_STD, np.float32)
-  x = x + np.array(reader_lib.IMAGENET_MEAN, np.float32)
-  return np.clip(np.round(x * 255.0), 0, 255).astype(np.uint8)
-
 
 def _pyplot():
   import matplotlib

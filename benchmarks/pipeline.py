@@ -2,8 +2,9 @@
 
   python benchmarks/pipeline.py [--scale paper|tiny|both] [--batches N]
 
-Measures the full training reader (parse, window choice, JPEG decode + crop +
-flip + colour jitter, log-spectrogram, batching) on the embedded default
+Measures the full training reader (parse, window choice, JPEG decode + crop and
+the augmentation draws, log-spectrogram, batching; flip, colour jitter and
+normalisation run in the jitted step, see avjax/frames.py) on the embedded default
 dataset's generator (a 200-clip split), prepared at each scale's settings with
 the stored |STFT|; then the same reader computing the float64 STFT from the
 waveform (shards without |STFT|). For reference it also times, in the same
@@ -70,8 +71,8 @@ def stage_rates(files, spec: reader_lib.ReaderSpec, n: int = 400) -> dict:
           c["pos_audio"] * c["pos_gain"], spec.spectrogram)), lambda i: clips[i % 64]),
       "choose windows": (tf.function(lambda p: reader_lib.clip_windows(
           p, tf.constant(0, tf.int64), 0, spec=spec, train=True)), lambda i: parsed[i % 64]),
-      "JPEG decode+augment": (tf.function(lambda c: reader_lib.preprocess_frame(
-          c["jpeg"], c["frame_seed"], spec=spec, train=True)), lambda i: clips[i % 64]),
+      "JPEG decode + crop + draws": (tf.function(lambda c: reader_lib.decode_for_batch(
+          c, spec=spec, train=True)), lambda i: clips[i % 64]),
   }
   alternatives = {
       "parse with the waveform": (tf.function(parse_waveform), lambda i: records[i % 64]),

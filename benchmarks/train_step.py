@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from avjax import frames as frames_lib
 from avjax import input as input_lib
 from avjax import models, train
 from configs import avenet, avolnet, l3
@@ -27,7 +28,12 @@ CONFIGS = {"avenet": avenet, "avolnet": avolnet, "l3": l3}
 def synthetic_batch(config, batch: int, sharding) -> dict:
   frames, spectrogram = input_lib.dummy_inputs(config.data, batch)
   r = np.random.default_rng(0)
-  out = {"frames": r.normal(size=frames.shape).astype(np.float32),
+  # What the reader ships: uint8 crops and their augmentation draws (applied in the step).
+  out = {"frames": r.integers(0, 256, frames.shape, dtype=np.uint8),
+         "aug_flip": r.uniform(size=batch) < 0.5,
+         "aug_brightness": r.uniform(-0.15, 0.15, batch).astype(np.float32),
+         "aug_contrast": r.uniform(0.7, 1.3, batch).astype(np.float32),
+         "aug_saturation": r.uniform(0.7, 1.3, batch).astype(np.float32),
          "spectrogram": r.normal(size=spectrogram.shape).astype(np.float32),
          "label": (np.arange(batch) % 2).astype(np.int32)}
   return {k: jax.device_put(v, sharding) for k, v in out.items()}
@@ -59,7 +65,8 @@ def bench_forward(config, batch, steps, mesh) -> float:
   fns = train.make_train_functions(config, mesh)
   state = fns.init(jax.random.PRNGKey(0))
   data = synthetic_batch(config, batch, NamedSharding(mesh, P("data")))
-  apply = jax.jit(lambda v, f, s: fns.model.apply(v, f, s, train=False)["logits"])
+  apply = jax.jit(lambda v, f, s: fns.model.apply(v, frames_lib.to_model_frames(f), s,
+                                                  train=False)["logits"])
   return time_fn(lambda: apply(train.variables_of(state), data["frames"], data["spectrogram"]),
                  steps)
 

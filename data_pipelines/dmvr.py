@@ -78,11 +78,10 @@ def to_sequence_example(clip: Clip) -> tf.train.SequenceExample:
 
 
 def parse(serialized: tf.Tensor, *, default_fps: float, default_sample_rate: int,
-          with_frames: bool = True, audio: str = "waveform") -> dict:
+          audio: str = "waveform") -> dict:
   """Serialized SequenceExample -> dict of tensors (tf-graph friendly).
 
-  `with_frames=False` skips the JPEG list: a clip that only lends its audio to a
-  negative pair need not copy its frames. `audio="magnitude"` reads the stored
+  `audio="magnitude"` reads the stored
   |STFT| bytes (`magnitude_bytes`) instead of the waveform, whose float list is
   the costliest part of a record to parse.
   """
@@ -97,14 +96,12 @@ def parse(serialized: tf.Tensor, *, default_fps: float, default_sample_rate: int
       BOX_TIME_US: tf.io.VarLenFeature(tf.int64),
       **{k: tf.io.VarLenFeature(tf.float32) for k in BOX_KEYS},
   }
-  seq_spec = {}
+  seq_spec = {FRAMES: tf.io.FixedLenSequenceFeature([], tf.string)}
   if audio == "waveform":
     seq_spec[WAVEFORM] = tf.io.VarLenFeature(tf.float32)
   else:
     context_spec[MAGNITUDE] = tf.io.FixedLenFeature([], tf.string)
     context_spec[NUM_SAMPLES] = tf.io.FixedLenFeature([], tf.int64)
-  if with_frames:
-    seq_spec[FRAMES] = tf.io.FixedLenSequenceFeature([], tf.string)
   ctx, seq = tf.io.parse_single_sequence_example(
       serialized, context_features=context_spec, sequence_features=seq_spec)
   filename = ctx[FILENAME]
@@ -130,10 +127,6 @@ def parse(serialized: tf.Tensor, *, default_fps: float, default_sample_rate: int
       "boxes": tf.stack([tf.sparse.to_dense(ctx[k]) for k in BOX_KEYS], axis=-1),
       "box_times_us": tf.sparse.to_dense(ctx[BOX_TIME_US]),
   })
-  if with_frames:
-    out["jpeg_frames"] = seq[FRAMES]
-    out["num_frames"] = tf.shape(seq[FRAMES])[0]
-  else:  # the frame count only bounds audio windows: derive it from the audio
-    seconds = tf.cast(out["num_samples"], tf.float32) / tf.cast(ctx[SAMPLE_RATE], tf.float32)
-    out["num_frames"] = tf.cast(tf.math.floor(seconds * ctx[FPS] + 1e-3), tf.int32)
+  out["jpeg_frames"] = seq[FRAMES]
+  out["num_frames"] = tf.shape(seq[FRAMES])[0]
   return out

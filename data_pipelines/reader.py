@@ -28,8 +28,6 @@ import tensorflow as tf
 from data_pipelines import dmvr
 from data_pipelines import spectrogram as spectrogram_lib
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 AUTOTUNE = tf.data.AUTOTUNE
 
 
@@ -148,41 +146,18 @@ def random_gain(seed, gain_db):
   return tf.pow(10.0, db / 20.0)
 
 
-GREY_WEIGHTS = (0.2989, 0.587, 0.114)  # tf.image.rgb_to_grayscale's
-
-
-def colour_matrix(brightness, contrast, saturation, channel_mean):
-  """The jitter as one affine map x -> x @ M + o on [0, 1] RGB.
-
-  brightness adds a constant; contrast scales around the image's per-channel
-  mean (as tf.image.adjust_contrast); saturation blends with the grey image (as
-  PIL's ImageEnhance.Color). Composed, they are linear, so a frame pays one
-  3x3 product instead of a dozen full-image ops.
-  """
-  w = tf.constant(GREY_WEIGHTS, tf.float32)
-  sat = saturation * tf.eye(3) + (1.0 - saturation) * tf.ones([3, 1]) * w[None, :]  # out x in
-  # contrast: c * (x + b - (m + b)) + (m + b) = c * x + (1 - c) * m + b
-  offset = (1.0 - contrast) * channel_mean + brightness
-  m = tf.transpose(sat) * contrast                                # x_row @ m
-  return m, tf.linalg.matvec(sat, offset)
-
-
-def preprocess_frame(jpeg, seed, *, spec: ReaderSpec, train: bool):
-  """JPEG bytes -> [crop, crop, 3] float32 normalised with ImageNet statistics."""
+def frame_augment_params(seed, *, spec: ReaderSpec) -> dict:
+  """One frame's random draws: the crop seed, and the flip and colour jitter
+  that avjax.frames applies on device (keys avjax.frames.AUGMENT_KEYS)."""
   seeds = tf.random.experimental.stateless_split(seed, 5)
-  image = decode_crop(jpeg, seeds[0], spec=spec, train=train)
-  if train and spec.flip:
-    image = tf.image.stateless_random_flip_left_right(image, seeds[1])
-  image = tf.cast(image, tf.float32) * (1.0 / 255.0)
-  if train and spec.colour_jitter > 0:
-    j = spec.colour_jitter
-    m, o = colour_matrix(
-        tf.random.stateless_uniform([], seeds[2], -j * 0.5, j * 0.5),
-        tf.random.stateless_uniform([], seeds[3], 1 - j, 1 + j),
-        tf.random.stateless_uniform([], seeds[4], 1 - j, 1 + j),
-        tf.reduce_mean(image, axis=[0, 1]))
-    image = tf.clip_by_value(tf.tensordot(image, m, 1) + o, 0.0, 1.0)
-  return (image - IMAGENET_MEAN) * (1.0 / np.array(IMAGENET_STD, np.float32))
+  j = spec.colour_jitter
+  return {
+      "crop_seed": seeds[0],
+      "aug_flip": tf.logical_and(spec.flip, tf.random.stateless_uniform([], seeds[1]) < 0.5),
+      "aug_brightness": tf.random.stateless_uniform([], seeds[2], -j * 0.5, j * 0.5),
+      "aug_contrast": tf.random.stateless_uniform([], seeds[3], 1 - j, 1 + j),
+      "aug_saturation": tf.random.stateless_uniform([], seeds[4], 1 - j, 1 + j),
+  }
 
 
 def _crop_offsets(shape, crop: int, seed, train: bool):
@@ -291,8 +266,7 @@ def clip_windows(clip: dict, index, seed, *, spec: ReaderSpec, train: bool) -> d
       "label_index": clip["label_index"],
       "boxes": clip["boxes"],
   }
-  if "jpeg_frames" in clip:
-    out["jpeg"] = clip["jpeg_frames"][frame_k]
+  out["jpeg"] = clip["jpeg_frames"][frame_k]
   return out
 
 
@@ -321,15 +295,13 @@ def mix_pair(anchor: dict, other: dict, neg) -> dict:
   }
 
 
-def pair(anchor: dict, other: dict, *, spec: ReaderSpec, train: bool) -> dict:
-  """Frame of `anchor` with its own audio, or with `other`'s negative window.
-
-  Returns the audio window (waveform or stored |STFT|); `add_spectrograms` turns
-  a whole batch of them into log-spectrograms in one op.
-  """
-  neg = is_negative(anchor["index"], spec.negative_fraction)
-  return {"frames": preprocess_frame(anchor["jpeg"], anchor["frame_seed"], spec=spec, train=train),
-          **mix_pair(anchor, other, neg)}
+def decode_for_batch(clip: dict, *, spec: ReaderSpec, train: bool) -> dict:
+  """The chosen frame as a uint8 crop, plus (training) its augmentation draws."""
+  params = frame_augment_params(clip["frame_seed"], spec=spec)
+  out = {"frames": decode_crop(clip["jpeg"], params.pop("crop_seed"), spec=spec, train=train)}
+  if train:
+    out.update(params)
+  return out
 
 
 def add_spectrograms(batch: dict, spec: ReaderSpec,
@@ -348,20 +320,44 @@ def add_spectrograms(batch: dict, spec: ReaderSpec,
   return batch
 
 
+FRAME_KEYS = ("frames", "aug_flip", "aug_brightness", "aug_contrast", "aug_saturation")
+NEGATIVE_KEYS = ("neg_audio", "neg_gain", "video_id", "neg_start")
+# What a training batch of clips carries before pairing (fixed shapes, no strings).
+TRAIN_CLIP_KEYS = ("index", "pos_audio", "pos_gain", "pos_start", "fps") + FRAME_KEYS + NEGATIVE_KEYS
+
+
+def pair_batch(anchors: dict, others: dict, *, spec: ReaderSpec) -> dict:
+  """Pairs a batch of clips: where the stream says negative, example i takes the
+  negative window of `others`' example i."""
+  neg = is_negative(anchors["index"], spec.negative_fraction)
+  other = {k: others[k] for k in NEGATIVE_KEYS}
+  return {**{k: anchors[k] for k in FRAME_KEYS}, **mix_pair(anchors, other, neg)}
+
+
 def pair_in_batch(batch: dict, *, spec: ReaderSpec) -> dict:
   """Negatives take the negative window of the next example in the same batch."""
-  neg = is_negative(batch["index"], spec.negative_fraction)
-  src = tf.roll(tf.range(tf.shape(neg)[0]), -1, 0)
-  other = {k: tf.gather(batch[k], src) for k in ("neg_audio", "neg_gain", "video_id", "neg_start")}
-  return {"frames": batch["frames"], **mix_pair(batch, other, neg)}
+  src = tf.roll(tf.range(tf.shape(batch["index"])[0]), -1, 0)
+  return pair_batch(batch, {k: tf.gather(batch[k], src) for k in NEGATIVE_KEYS}, spec=spec)
+
+
+def pair_with_next_batch(batches: tf.data.Dataset, *, spec: ReaderSpec) -> tf.data.Dataset:
+  """Stream negatives: example i takes the negative window of stream clip i + B,
+  which sits in the next batch, so a negative's clip is never in its own batch.
+  One pass over the records serves both roles (a scan holds one batch back)."""
+  empty = tf.nest.map_structure(lambda s: tf.zeros(s.shape, s.dtype), batches.element_spec)
+
+  def step(previous, current):
+    return current, pair_batch(previous, current, spec=spec)
+
+  return batches.scan(empty, step).skip(1)
 
 
 # ----------------------------------------------------------------------------
 # Datasets
 # ----------------------------------------------------------------------------
-def _parse_fn(spec: ReaderSpec, with_frames: bool = True):
+def _parse_fn(spec: ReaderSpec):
   audio = "magnitude" if spec.stored_spectrogram else "waveform"
-  return lambda s: dmvr.parse(s, default_fps=spec.fps, with_frames=with_frames, audio=audio,
+  return lambda s: dmvr.parse(s, default_fps=spec.fps, audio=audio,
                               default_sample_rate=spec.spectrogram.sample_rate)
 
 
@@ -410,28 +406,21 @@ def train_dataset(files: Sequence[str], *, spec: ReaderSpec, batch_size: int, se
   epoch_size = epoch_size or count_records(files)
   if epoch_size == 0:
     raise ValueError(f"no records in {list(files)[:3]}...")
-  def clips(stream_seed, with_frames=True):
-    parse = _parse_fn(spec, with_frames)
-    ds = indexed_records(files, seed=stream_seed, epoch_size=epoch_size, start=start_example,
-                         shuffle_buffer=spec.shuffle_buffer)
-    return ds.map(lambda i, r: clip_windows(parse(r), i, stream_seed, spec=spec, train=True),
-                  num_parallel_calls=AUTOTUNE)
+  parse = _parse_fn(spec)
 
-  anchors = clips(seed)
+  def example(i, record):
+    clip = clip_windows(parse(record), i, seed, spec=spec, train=True)
+    clip.update(decode_for_batch(clip, spec=spec, train=True))
+    return {k: clip[k] for k in TRAIN_CLIP_KEYS}
+
+  records = indexed_records(files, seed=seed, epoch_size=epoch_size, start=start_example,
+                            shuffle_buffer=spec.shuffle_buffer)
+  batches = records.map(example, num_parallel_calls=AUTOTUNE).batch(batch_size, drop_remainder=True)
   if spec.negatives == "stream":
-    others = clips(seed + 1, with_frames=False)
-    ds = tf.data.Dataset.zip(anchors, others).map(
-        lambda a, o: pair(a, o, spec=spec, train=True), num_parallel_calls=AUTOTUNE)
-    ds = ds.batch(batch_size, drop_remainder=True)
-    ds = ds.map(lambda b: add_spectrograms(b, spec), num_parallel_calls=AUTOTUNE)
+    ds = pair_with_next_batch(batches, spec=spec)
   else:
-    def decode(a):
-      a = dict(a)
-      a["frames"] = preprocess_frame(a.pop("jpeg"), a["frame_seed"], spec=spec, train=True)
-      return a
-    ds = anchors.map(decode, num_parallel_calls=AUTOTUNE).batch(batch_size, drop_remainder=True)
-    ds = ds.map(lambda b: add_spectrograms(pair_in_batch(b, spec=spec), spec),
-                num_parallel_calls=AUTOTUNE)
+    ds = batches.map(lambda b: pair_in_batch(b, spec=spec), num_parallel_calls=AUTOTUNE)
+  ds = ds.map(lambda b: add_spectrograms(b, spec), num_parallel_calls=AUTOTUNE)
   options = tf.data.Options()
   options.deterministic = True
   return ds.with_options(options).prefetch(AUTOTUNE)
@@ -452,7 +441,7 @@ def eval_dataset(files: Sequence[str], *, spec: ReaderSpec, batch_size: int,
     boxes = a["boxes"]
     has_box = tf.shape(boxes)[0] > 0
     return {
-        "frames": preprocess_frame(a["jpeg"], a["frame_seed"], spec=spec, train=False),
+        **decode_for_batch(a, spec=spec, train=False),
         "audio": a["pos_audio"],
         "gain": a["pos_gain"],
         "neg_audio": o["neg_audio"],

@@ -9,6 +9,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from avjax import frames as frames_lib
 from avjax import input as input_lib
 from avjax import losses
 from avjax.evaluators import base
@@ -21,7 +22,7 @@ class AVCAccuracy(base.Evaluator):
 
     @jax.jit
     def counts(variables, batch):
-      frames = jnp.concatenate([batch["frames"], batch["frames"]])
+      frames = frames_lib.to_model_frames(jnp.concatenate([batch["frames"], batch["frames"]]))
       spec = jnp.concatenate([batch["spectrogram"], batch["neg_spectrogram"]])
       labels = jnp.concatenate([jnp.ones_like(batch["neg_label"]), batch["neg_label"]])
       mask = jnp.concatenate([batch["mask"], batch["mask"]])

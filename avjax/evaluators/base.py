@@ -9,6 +9,7 @@ import jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from avjax import frames as frames_lib
 from avjax import input as input_lib
 
 
@@ -35,6 +36,11 @@ class Evaluator:
 
   def setup(self) -> None:
     pass
+
+  def apply(self, variables, batch: dict) -> dict:
+    """The model on an evaluation batch (inside jit): uint8 frames normalised first."""
+    return self.model.apply(variables, frames_lib.to_model_frames(batch["frames"]),
+                            batch["spectrogram"], train=False)
 
   def run(self, variables) -> dict:
     raise NotImplementedError

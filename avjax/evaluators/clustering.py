@@ -27,11 +27,11 @@ class Clustering(base.Evaluator):
     if bad or not self.modalities:
       raise ValueError(f"config.evals.clustering.modalities: {self.config.modalities!r}; "
                        "use audio, frame")
-    model, modalities = self.model, self.modalities
+    modalities = self.modalities
 
     @jax.jit
     def assignments(variables, batch):
-      out = model.apply(variables, batch["frames"], batch["spectrogram"], train=False)
+      out = self.apply(variables, batch)
       res = {}
       for m in modalities:
         if f"{m}_cluster_logits" in out:

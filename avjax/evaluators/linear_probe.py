@@ -117,11 +117,10 @@ class LinearProbe(base.Evaluator):
     if not c.folds_csv and c.num_folds < 2:
       raise ValueError("config.evals.linear_probe.num_folds must be at least 2")
     keys = {m: f"{m}_{c.features}" for m in self.modalities}
-    model = self.model
 
     @jax.jit
     def features(variables, batch):
-      out = model.apply(variables, batch["frames"], batch["spectrogram"], train=False)
+      out = self.apply(variables, batch)
       missing = sorted(set(keys.values()) - set(out))
       if missing:
         raise ValueError(f"linear_probe: the model gives no {missing}")

@@ -39,11 +39,11 @@ class Localisation(base.Evaluator):
   single_process = True
 
   def setup(self):
-    model, size = self.model, self.data_config.crop
+    size = self.data_config.crop
 
     @jax.jit
     def maps(variables, batch):
-      out = model.apply(variables, batch["frames"], batch["spectrogram"], train=False)
+      out = self.apply(variables, batch)
       return {"map": localisation_map(out, size)}
 
     self._maps = maps
@@ -65,7 +65,7 @@ class Localisation(base.Evaluator):
 
   def pictures(self, variables, out_dir: str) -> list[str]:
     n = self.config.pictures
-    g = self.boxed(variables, host_keys={"frames": visualise.to_uint8}, limit=n)
+    g = self.boxed(variables, host_keys={"frames": None}, limit=n)  # uint8 crops
     hits = metrics.pointing_hits(g["map"], g["box"])
     titles = [("hit" if h else "miss") for h in hits]
     return [visualise.heatmap_overlays(g["frames"][:n], g["map"][:n], g["box"][:n],

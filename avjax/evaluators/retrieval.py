@@ -25,11 +25,9 @@ class Retrieval(base.Evaluator):
 
   def setup(self):
     self.require_labels("retrieval")
-    model = self.model
-
     @jax.jit
     def embed(variables, batch):
-      out = model.apply(variables, batch["frames"], batch["spectrogram"], train=False)
+      out = self.apply(variables, batch)
       missing = {"frame_embedding", "audio_embedding"} - set(out)
       if missing:
         raise ValueError(f"retrieval needs {sorted(missing)} from the model "
@@ -60,8 +58,7 @@ class Retrieval(base.Evaluator):
     scores, relevance, _ = self.scores(variables)
     n = self.config.pictures
     # The database's frames as uint8 (a quarter of float32); spectrograms of the queries only.
-    frames = self.gather(lambda v, b: {}, variables, inputs=(),
-                         host_keys={"frames": visualise.to_uint8})["frames"]
+    frames = self.gather(lambda v, b: {}, variables, inputs=(), host_keys=("frames",))["frames"]
     specs = self.gather(lambda v, b: {}, variables, inputs=(), host_keys=("spectrogram",),
                         limit=n)["spectrogram"]
     paths = []

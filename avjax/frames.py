@@ -1,0 +1,64 @@
+"""Frames from the reader's uint8 crops to the models' float32 input, on device.
+
+The reader ships uint8 crops and each frame's random draws (`aug_*` keys); the
+jitted step flips, colour-jitters and normalises them here, where XLA fuses the
+per-pixel arithmetic into one pass. In tf.data these unfused float ops cost as
+much as decoding the JPEG, and shipping uint8 moves a quarter of the bytes to
+the accelerator. Frames that are already float pass through unchanged.
+"""
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+GREY_WEIGHTS = (0.2989, 0.587, 0.114)  # tf.image.rgb_to_grayscale's
+AUGMENT_KEYS = ("aug_flip", "aug_brightness", "aug_contrast", "aug_saturation")
+
+
+def colour_matrix(brightness, contrast, saturation, channel_mean):
+  """The jitter as one affine map x -> x @ M + o on [0, 1] RGB.
+
+  brightness adds a constant; contrast scales around the image's per-channel
+  mean (as tf.image.adjust_contrast); saturation blends with the grey image (as
+  PIL's ImageEnhance.Color). Composed, they are linear. Scalars (and a mean [3])
+  give M [3, 3] and o [3]; leading batch dimensions carry through.
+  """
+  brightness, contrast, saturation = (jnp.asarray(v, jnp.float32)
+                                      for v in (brightness, contrast, saturation))
+  s = saturation[..., None, None]
+  sat = s * jnp.eye(3) + (1.0 - s) * jnp.asarray(GREY_WEIGHTS)[None, :]   # out x in
+  # contrast: c * (x + b - (m + b)) + (m + b) = c * x + (1 - c) * m + b
+  offset = (1.0 - contrast[..., None]) * channel_mean + brightness[..., None]
+  m = jnp.swapaxes(sat, -1, -2) * contrast[..., None, None]               # x_row @ m
+  return m, jnp.einsum("...ij,...j->...i", sat, offset)
+
+
+def normalise(x):
+  """[0, 1] RGB -> ImageNet-normalised."""
+  return (x - jnp.asarray(IMAGENET_MEAN)) / jnp.asarray(IMAGENET_STD)
+
+
+def to_model_frames(frames, augment: dict | None = None):
+  """uint8 [B, H, W, 3] -> float32 normalised, with `augment` (aug_* arrays [B])
+  applied: horizontal flip, then brightness / contrast / saturation, clipped to
+  [0, 1] before normalising."""
+  if frames.dtype != jnp.uint8:
+    return frames
+  x = frames.astype(jnp.float32) * (1.0 / 255.0)
+  if augment:
+    x = jnp.where(augment["aug_flip"][:, None, None, None], x[:, :, ::-1], x)
+    m, o = colour_matrix(augment["aug_brightness"], augment["aug_contrast"],
+                         augment["aug_saturation"], jnp.mean(x, axis=(1, 2)))
+    x = jnp.clip(jnp.einsum("bhwc,bcd->bhwd", x, m) + o[:, None, None, :], 0.0, 1.0)
+  return normalise(x)
+
+
+def model_inputs(batch: dict) -> dict:
+  """A reader batch (inside jit) -> the same batch with `frames` as the models take
+  them and the augmentation draws consumed."""
+  augment = {k: batch[k] for k in AUGMENT_KEYS if k in batch}
+  out = {k: v for k, v in batch.items() if k not in AUGMENT_KEYS}
+  if "frames" in out:
+    out["frames"] = to_model_frames(out["frames"], augment)
+  return out

@@ -1,0 +1,50 @@
+"""Device-side frame preparation against the TensorFlow image ops it stands for."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tensorflow as tf
+
+from avjax import frames
+
+
+def test_colour_matrix_equals_the_ops_it_replaces():
+  r = np.random.default_rng(0)
+  image = r.uniform(0.1, 0.9, (8, 8, 3)).astype(np.float32)
+  b, c, s = 0.05, 1.2, 0.7
+  expected = tf.image.adjust_contrast(tf.constant(image) + b, c)
+  grey = tf.image.rgb_to_grayscale(expected)
+  expected = grey + s * (expected - grey)
+  m, o = frames.colour_matrix(b, c, s, image.mean(axis=(0, 1)))
+  np.testing.assert_allclose(image @ np.asarray(m) + np.asarray(o), expected, atol=1e-5)
+
+
+def test_to_model_frames_flips_jitters_clips_and_normalises():
+  r = np.random.default_rng(1)
+  crops = r.integers(0, 256, (3, 6, 5, 3), dtype=np.uint8)
+  augment = {"aug_flip": np.array([True, False, True]),
+             "aug_brightness": np.array([0.1, -0.05, 0.0], np.float32),
+             "aug_contrast": np.array([1.2, 0.8, 1.0], np.float32),
+             "aug_saturation": np.array([0.7, 1.3, 1.0], np.float32)}
+  out = np.asarray(jax.jit(frames.to_model_frames)(jnp.asarray(crops), augment))
+  for i in range(3):
+    x = tf.constant(crops[i], tf.float32) / 255.0
+    if augment["aug_flip"][i]:
+      x = tf.image.flip_left_right(x)
+    x = tf.image.adjust_contrast(x + augment["aug_brightness"][i], augment["aug_contrast"][i])
+    grey = tf.image.rgb_to_grayscale(x)
+    x = tf.clip_by_value(grey + augment["aug_saturation"][i] * (x - grey), 0.0, 1.0)
+    expected = (x.numpy() - frames.IMAGENET_MEAN) / frames.IMAGENET_STD
+    np.testing.assert_allclose(out[i], expected, atol=1e-5, err_msg=str(i))
+
+
+def test_without_draws_only_normalises_and_float_passes_through():
+  crops = np.full((1, 2, 2, 3), 255, np.uint8)
+  out = np.asarray(frames.to_model_frames(jnp.asarray(crops)))
+  np.testing.assert_allclose(out[0, 0, 0], (1 - np.array(frames.IMAGENET_MEAN)) / frames.IMAGENET_STD,
+                             rtol=1e-6)
+  already = jnp.ones((1, 2, 2, 3), jnp.float32)
+  assert frames.to_model_frames(already) is already
+  batch = frames.model_inputs({"frames": jnp.asarray(crops), "label": jnp.ones(1),
+                               "aug_flip": jnp.zeros(1, bool), "aug_brightness": jnp.zeros(1),
+                               "aug_contrast": jnp.ones(1), "aug_saturation": jnp.ones(1)})
+  assert set(batch) == {"frames", "label"} and batch["frames"].dtype == jnp.float32
