@@ -54,40 +54,57 @@ def reference_map(files, spec: reader_lib.ReaderSpec) -> tf.data.Dataset:
   return tf.data.TFRecordDataset(files).repeat().map(fn, num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def stage_rates(files, spec: reader_lib.ReaderSpec, n: int = 400) -> dict:
-  """Each stage alone, single-threaded, on cached inputs: seconds per example."""
-  records = [r for r in tf.data.TFRecordDataset(files).take(64)]
-  parse = reader_lib._parse_fn(spec)
-  parsed = [parse(r) for r in records]
-  clips = [reader_lib.clip_windows(p, tf.constant(i, tf.int64), 0, spec=spec, train=True)
-           for i, p in enumerate(parsed)]
-  computing = dataclasses.replace(spec, stored_spectrogram=False)
-  parse_waveform = reader_lib._parse_fn(computing)
-  waves = [reader_lib.clip_windows(parse_waveform(r), tf.constant(i, tf.int64), 0, spec=computing,
-                                   train=True) for i, r in enumerate(records)]
-  fns = {
-      "parse SequenceExample": (tf.function(parse), lambda i: records[i % 64]),
-      "log of stored |STFT| window": (tf.function(lambda c: spectrogram.log_of_magnitude(
-          c["pos_audio"] * c["pos_gain"], spec.spectrogram)), lambda i: clips[i % 64]),
-      "choose windows": (tf.function(lambda p: reader_lib.clip_windows(
-          p, tf.constant(0, tf.int64), 0, spec=spec, train=True)), lambda i: parsed[i % 64]),
-      "JPEG decode + crop + draws": (tf.function(lambda c: reader_lib.decode_for_batch(
-          c, spec=spec, train=True)), lambda i: clips[i % 64]),
-  }
-  alternatives = {
-      "parse with the waveform": (tf.function(parse_waveform), lambda i: records[i % 64]),
-      "float64 STFT + log of a waveform": (tf.function(lambda c: spectrogram.log_spectrogram(
-          c["pos_audio"], spec.spectrogram)), lambda i: waves[i % 64]),
-  }
-  def cost(fn, arg):
-    fn(arg(0))
-    t = time.perf_counter()
-    for i in range(n):
-      fn(arg(i))
-    return (time.perf_counter() - t) / n
+def one_thread_cost(ds: tf.data.Dataset, n: int) -> float:
+  """Seconds per element of `ds` on one tf.data thread, after a warm-up."""
+  options = tf.data.Options()
+  options.threading.private_threadpool_size = 1
+  it = iter(ds.with_options(options))
+  for _ in range(32):
+    next(it)
+  t = time.perf_counter()
+  for _ in range(n):
+    next(it)
+  return (time.perf_counter() - t) / n
 
-  return ({name: cost(*f) for name, f in fns.items()},
-          {name: cost(*f) for name, f in alternatives.items()})
+
+def stage_rates(files, spec: reader_lib.ReaderSpec, n: int = 1500) -> tuple[dict, dict]:
+  """Per-example cost of each stage, as the difference between one-thread tf.data
+  pipelines that stop before and after it, on 64 records held in memory."""
+  records = tf.data.Dataset.from_tensor_slices(
+      [r.numpy() for r in tf.data.TFRecordDataset(files).take(64)]).cache().repeat()
+  index = tf.data.Dataset.range(2**62)
+  records = tf.data.Dataset.zip(index, records)
+
+  def pipeline(spec, upto: str):
+    parse = reader_lib._parse_fn(spec)
+
+    def fn(i, r):
+      x = parse(r)
+      if upto == "parse":
+        return x["num_frames"]
+      clip = reader_lib.clip_windows(x, i, 0, spec=spec, train=True)
+      if upto == "windows":
+        return clip["pos_audio"]
+      if upto == "decode":
+        return reader_lib.decode_for_batch(clip, spec=spec, train=True)["frames"]
+      batch = {k: clip[k][None] for k in ("pos_audio", "pos_gain")}
+      return reader_lib.add_spectrograms(batch, spec, (("pos_audio", "pos_gain", "s"),))["s"]
+
+    return records.map(fn)
+
+  cost = {u: one_thread_cost(pipeline(spec, u), n) for u in ("parse", "windows", "decode", "spec")}
+  base = one_thread_cost(records, n)
+  stages = {"read records (in memory)": base,
+            "parse SequenceExample": cost["parse"] - base,
+            "choose windows (slice |STFT|)": cost["windows"] - cost["parse"],
+            "JPEG decode + crop + draws": cost["decode"] - cost["windows"],
+            "log-spectrogram": cost["spec"] - cost["windows"]}
+  computing = dataclasses.replace(spec, stored_spectrogram=False)
+  alt = {u: one_thread_cost(pipeline(computing, u), n) for u in ("parse", "windows", "spec")}
+  alternatives = {"parse with the waveform": alt["parse"] - base,
+                  "choose windows (slice waveform)": alt["windows"] - alt["parse"],
+                  "float64 STFT + log-spectrogram": alt["spec"] - alt["windows"]}
+  return stages, alternatives
 
 
 def bench(scale: str, batches: int) -> None:
@@ -119,11 +136,12 @@ def bench(scale: str, batches: int) -> None:
   print(f"ratios: stored / reference {ours / ref:.2f}, computed / reference {ours_stft / ref:.2f}")
   stages, alternatives = stage_rates(files, spec)
   total = sum(stages.values())
-  print("single-thread cost per example, by stage (stored |STFT| path):")
+  print("one-thread cost per example, by stage (stored |STFT| path):")
   for name, s in sorted(stages.items(), key=lambda kv: -kv[1]):
     print(f"  {name:34s} {s * 1e6:8.0f} us  ({100 * s / total:4.1f}%)")
+  print(f"  {'sum':34s} {total * 1e6:8.0f} us = {1 / total:.0f} examples/s per core at best")
   print(f"dominated by: {max(stages, key=stages.get)}")
-  print("what the stored |STFT| replaces:")
+  print("what the stored |STFT| replaces (shards without it):")
   for name, s in alternatives.items():
     print(f"  {name:34s} {s * 1e6:8.0f} us")
 
