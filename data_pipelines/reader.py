@@ -1,4 +1,7 @@
-"""tf.data readers: DMVR-format shards -> batches that meet the batch contract.
+"""tf.data readers: DMVR-format shards -> host batches for the jitted step.
+
+Frames leave as uint8 crops with their augmentation draws (`aug_*`);
+avjax.frames turns them into the contract's float32 frames on the device.
 
 Training batches hold frame/audio pairs: a frame at time t with the 1 s of audio
 centred on it (label 1), or with 1 s of audio from another video (label 0). Every
