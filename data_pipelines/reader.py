@@ -343,16 +343,20 @@ def pair_in_batch(batch: dict, *, spec: ReaderSpec) -> dict:
   return pair_batch(batch, {k: tf.gather(batch[k], src) for k in NEGATIVE_KEYS}, spec=spec)
 
 
+def with_next(ds: tf.data.Dataset, combine) -> tf.data.Dataset:
+  """combine(element i, element i + 1) for each i, in one pass over `ds`: a scan
+  holds one element back (no second iterator re-reading and re-decoding)."""
+  def empty(s):
+    return tf.fill(s.shape, "") if s.dtype == tf.string else tf.zeros(s.shape, s.dtype)
+
+  initial = tf.nest.map_structure(empty, ds.element_spec)
+  return ds.scan(initial, lambda previous, current: (current, combine(previous, current))).skip(1)
+
+
 def pair_with_next_batch(batches: tf.data.Dataset, *, spec: ReaderSpec) -> tf.data.Dataset:
   """Stream negatives: example i takes the negative window of stream clip i + B,
-  which sits in the next batch, so a negative's clip is never in its own batch.
-  One pass over the records serves both roles (a scan holds one batch back)."""
-  empty = tf.nest.map_structure(lambda s: tf.zeros(s.shape, s.dtype), batches.element_spec)
-
-  def step(previous, current):
-    return current, pair_batch(previous, current, spec=spec)
-
-  return batches.scan(empty, step).skip(1)
+  which sits in the next batch, so a negative's clip is never in its own batch."""
+  return with_next(batches, lambda previous, current: pair_batch(previous, current, spec=spec))
 
 
 # ----------------------------------------------------------------------------
@@ -431,25 +435,22 @@ def train_dataset(files: Sequence[str], *, spec: ReaderSpec, batch_size: int, se
 
 def eval_dataset(files: Sequence[str], *, spec: ReaderSpec, batch_size: int,
                  num_classes: int) -> tf.data.Dataset:
-  """Every clip once, in file order, with a negative spectrogram from the next clip."""
+  """Every clip once, in file order, with a negative spectrogram from the next clip
+  (the last clip's from the first)."""
   parse = _parse_fn(spec)
   records = tf.data.Dataset.from_tensor_slices(list(files)).interleave(
       tf.data.TFRecordDataset, cycle_length=1)
-  clips = records.enumerate().map(
-      lambda i, r: clip_windows(parse(r), i, 0, spec=spec, train=False),
-      num_parallel_calls=AUTOTUNE)
-  nexts = clips.skip(1).concatenate(clips.take(1))
 
-  def example(a, o):
+  def example(i, record):
+    a = clip_windows(parse(record), i, 0, spec=spec, train=False)
     boxes = a["boxes"]
     has_box = tf.shape(boxes)[0] > 0
     return {
         **decode_for_batch(a, spec=spec, train=False),
         "audio": a["pos_audio"],
         "gain": a["pos_gain"],
-        "neg_audio": o["neg_audio"],
-        "neg_gain": o["neg_gain"],
-        "neg_label": tf.cast(tf.equal(a["video_id"], o["video_id"]), tf.int32),
+        "neg_audio": a["neg_audio"],  # this clip's window for the previous clip
+        "neg_gain": a["neg_gain"],
         "labels": tf.reduce_max(tf.one_hot(a["label_index"], max(num_classes, 1),
                                            dtype=tf.int32), axis=0)
                   if num_classes else tf.zeros([1], tf.int32),
@@ -462,7 +463,12 @@ def eval_dataset(files: Sequence[str], *, spec: ReaderSpec, batch_size: int,
         "fps": a["fps"],
     }
 
-  ds = tf.data.Dataset.zip(clips, nexts).map(example, num_parallel_calls=AUTOTUNE)
+  def with_next_negative(clip, following):
+    return {**clip, "neg_audio": following["neg_audio"], "neg_gain": following["neg_gain"],
+            "neg_label": tf.cast(tf.equal(clip["video_id"], following["video_id"]), tf.int32)}
+
+  clips = records.enumerate().map(example, num_parallel_calls=AUTOTUNE)
+  ds = with_next(clips.concatenate(clips.take(1)), with_next_negative)
   ds = ds.batch(batch_size).map(
       lambda b: add_spectrograms(b, spec, (("audio", "gain", "spectrogram"),
                                            ("neg_audio", "neg_gain", "neg_spectrogram"))),
