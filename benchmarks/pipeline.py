@@ -149,7 +149,7 @@ def bench(scale: str, batches: int) -> None:
 def main():
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--scale", choices=["paper", "tiny", "both"], default="both")
-  p.add_argument("--batches", type=int, default=30)
+  p.add_argument("--batches", type=int, default=60)
   args = p.parse_args()
   for scale in (["paper", "tiny"] if args.scale == "both" else [args.scale]):
     bench(scale, args.batches)
