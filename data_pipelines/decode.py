@@ -5,6 +5,7 @@ prepare step writes to its report; nothing here prints or exits.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 
@@ -74,10 +75,31 @@ def _decode_audio(container, stream, sample_rate: int) -> np.ndarray:
   return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
 
 
+@contextlib.contextmanager
+def _bad_media_on_decode_errors():
+  """Turns the decoder's exceptions into BadMediaError with a short reason."""
+  try:
+    yield
+  except BadMediaError:
+    raise
+  except (av.error.FFmpegError, ValueError, OSError, UnicodeDecodeError) as e:
+    raise BadMediaError(f"cannot decode: {type(e).__name__}: {e}") from e
+
+
+def _require_samples(waveform: np.ndarray) -> None:
+  if len(waveform) == 0:
+    raise BadMediaError("no decodable audio samples")
+
+
+def _require_finite(waveform: np.ndarray) -> None:
+  if not np.all(np.isfinite(waveform)):
+    raise BadMediaError("audio holds NaN or Inf samples")
+
+
 def decode_video(path: str, *, fps: float, sample_rate: int, short_side: int,
                  min_seconds: float) -> DecodedVideo:
   """Decodes `path` to frames at `fps` (shorter side `short_side`) and mono audio."""
-  try:
+  with _bad_media_on_decode_errors():
     with av.open(path) as container:
       if not container.streams.video:
         raise BadMediaError("no video stream")
@@ -86,37 +108,25 @@ def decode_video(path: str, *, fps: float, sample_rate: int, short_side: int,
       frames = _decode_frames(container, container.streams.video[0], fps, short_side)
     with av.open(path) as container:
       waveform = _decode_audio(container, container.streams.audio[0], sample_rate)
-  except BadMediaError:
-    raise
-  except (av.error.FFmpegError, ValueError, OSError, UnicodeDecodeError) as e:
-    raise BadMediaError(f"cannot decode: {type(e).__name__}: {e}") from e
   if len(frames) == 0:
     raise BadMediaError("no decodable video frames")
-  if len(waveform) == 0:
-    raise BadMediaError("no decodable audio samples")
+  _require_samples(waveform)
   video = DecodedVideo(frames, fps, waveform, sample_rate)
   if video.duration_s + 1e-6 < min_seconds:
     raise BadMediaError(f"too short: {video.duration_s:.2f}s of audio+video, need {min_seconds:.2f}s")
-  if not np.all(np.isfinite(waveform)):
-    raise BadMediaError("audio holds NaN or Inf samples")
+  _require_finite(waveform)
   return video
 
 
 def decode_audio(path: str, *, sample_rate: int) -> np.ndarray:
   """Decodes the first audio track of any media file to mono float32 at `sample_rate`."""
-  try:
+  with _bad_media_on_decode_errors():
     with av.open(path) as container:
       if not container.streams.audio:
         raise BadMediaError("no audio track")
       waveform = _decode_audio(container, container.streams.audio[0], sample_rate)
-  except BadMediaError:
-    raise
-  except (av.error.FFmpegError, ValueError, OSError, UnicodeDecodeError) as e:
-    raise BadMediaError(f"cannot decode: {type(e).__name__}: {e}") from e
-  if len(waveform) == 0:
-    raise BadMediaError("no decodable audio samples")
-  if not np.all(np.isfinite(waveform)):
-    raise BadMediaError("audio holds NaN or Inf samples")
+  _require_samples(waveform)
+  _require_finite(waveform)
   return waveform
 
 
