@@ -54,6 +54,14 @@ class Evaluator:
       raise ValueError(f"config.evals.{name} needs labels: split {self.split!r} has none "
                        "in its manifest (prepare it with --labels)")
 
+  def parse_modalities(self, name: str) -> list[str]:
+    """config.evals.<name>.modalities ("audio,frame", or one of them) as a list."""
+    value = self.config.modalities
+    out = [m.strip() for m in value.split(",") if m.strip()]
+    if not out or set(out) - {"audio", "frame"}:
+      raise ValueError(f"config.evals.{name}.modalities: {value!r}; use audio, frame")
+    return out
+
   def gather(self, fn: Callable, variables, *, inputs: Sequence[str] = ("frames", "spectrogram"),
              host_keys: Sequence[str] | dict[str, Callable] = (),
              limit: int | None = None) -> dict:

@@ -22,12 +22,7 @@ class Clustering(base.Evaluator):
 
   def setup(self):
     self.require_labels("clustering")
-    self.modalities = [m.strip() for m in self.config.modalities.split(",") if m.strip()]
-    bad = set(self.modalities) - {"audio", "frame"}
-    if bad or not self.modalities:
-      raise ValueError(f"config.evals.clustering.modalities: {self.config.modalities!r}; "
-                       "use audio, frame")
-    modalities = self.modalities
+    modalities = self.modalities = self.parse_modalities("clustering")
 
     @jax.jit
     def assignments(variables, batch):

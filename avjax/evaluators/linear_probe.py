@@ -108,10 +108,7 @@ class LinearProbe(base.Evaluator):
   def setup(self):
     self.require_labels("linear_probe")
     c = self.config
-    self.modalities = [m.strip() for m in c.modalities.split(",") if m.strip()]
-    bad = set(self.modalities) - {"audio", "frame"}
-    if bad or not self.modalities:
-      raise ValueError(f"config.evals.linear_probe.modalities: {c.modalities!r}; use audio, frame")
+    self.modalities = self.parse_modalities("linear_probe")
     if c.features not in ("features", "embedding"):
       raise ValueError(f"config.evals.linear_probe.features: {c.features!r}; use features, embedding")
     if not c.folds_csv and c.num_folds < 2:

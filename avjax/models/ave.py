@@ -55,10 +55,8 @@ class AVENet(nn.Module):
                  # The head at every location: a similarity map for localisation.
                  frame_location_embeddings=head(v))
     if spectrogram is not None:
-      a = vgg.VGGSubnet(self.audio_widths, dtype=self.dtype, name="audio")(spectrogram, train)
-      out.update(audio_embedding=vgg.EmbeddingHead(
-          self.embed_dim, self.embed_dim, dtype=self.dtype, name="audio_head")(vgg.global_max_pool(a)),
-                 audio_features=vgg.global_max_pool(a).astype(jnp.float32))
+      out.update(vgg.audio_embedding_branch(spectrogram, widths=self.audio_widths,
+                                            embed_dim=self.embed_dim, dtype=self.dtype, train=train))
     if frames is None or spectrogram is None:
       return out
     v_emb, a_emb = out["frame_embedding"], out["audio_embedding"]

@@ -37,10 +37,8 @@ class AVOLNet(nn.Module):
                  frame_features=vgg.global_max_pool(v).astype(jnp.float32),
                  frame_feature_map=v)
     if spectrogram is not None:
-      a = vgg.VGGSubnet(self.audio_widths, dtype=self.dtype, name="audio")(spectrogram, train)
-      out.update(audio_embedding=vgg.EmbeddingHead(
-          self.embed_dim, self.embed_dim, dtype=self.dtype, name="audio_head")(vgg.global_max_pool(a)),
-                 audio_features=vgg.global_max_pool(a).astype(jnp.float32))
+      out.update(vgg.audio_embedding_branch(spectrogram, widths=self.audio_widths,
+                                            embed_dim=self.embed_dim, dtype=self.dtype, train=train))
     if frames is None or spectrogram is None:
       return out
     scores = jnp.einsum("bhwd,bd->bhw", out["frame_embedding_map"], out["audio_embedding"])

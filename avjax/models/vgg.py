@@ -64,3 +64,12 @@ class EmbeddingHead(nn.Module):
   def __call__(self, pooled):
     x = nn.relu(nn.Dense(self.hidden, dtype=self.dtype, name="fc1")(pooled))
     return l2_normalize(nn.Dense(self.dim, dtype=self.dtype, name="fc2")(x))
+
+
+def audio_embedding_branch(spectrogram, *, widths: Sequence[int], embed_dim: int, dtype, train: bool):
+  """AVE-Net's and AVOL-Net's audio side, called inside their compact __call__ (the
+  submodules are theirs, named `audio` and `audio_head`): -> audio_embedding and
+  the max-pooled audio_features."""
+  pooled = global_max_pool(VGGSubnet(widths, dtype=dtype, name="audio")(spectrogram, train))
+  return {"audio_embedding": EmbeddingHead(embed_dim, embed_dim, dtype=dtype, name="audio_head")(pooled),
+          "audio_features": pooled.astype(jnp.float32)}
