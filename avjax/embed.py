@@ -44,19 +44,10 @@ def windows_at(waveform: np.ndarray, sample_rate: int, num_samples: int,
   return np.stack([padded[s:s + num_samples] for s in starts])
 
 
-def centre_crop(image: np.ndarray, short_side: int, crop: int) -> np.ndarray:
-  """uint8 [H, W, 3] -> [crop, crop, 3] uint8: shorter side scaled, central square (as evaluation)."""
-  import tensorflow as tf
-  h, w = image.shape[:2]
-  scale = short_side / min(h, w)
-  new = (int(round(h * scale)), int(round(w * scale)))
-  if new != (h, w):
-    image = tf.image.resize(image, new, antialias=True)
-    image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8).numpy()
-  y, x = (new[0] - crop) // 2, (new[1] - crop) // 2
-  if y < 0 or x < 0:
-    raise ValueError(f"frames of {new} are smaller than the {crop} px crop")
-  return image[y:y + crop, x:x + crop]
+def centre_crop(image: np.ndarray, spec) -> np.ndarray:
+  """uint8 [H, W, 3] -> the evaluation crop the reader takes ([crop, crop, 3] uint8)."""
+  from data_pipelines import reader as reader_lib
+  return reader_lib.resize_crop(image, None, spec=spec, train=False).numpy()
 
 
 # ----------------------------------------------------------------------------
@@ -154,12 +145,12 @@ def decode_input(mode: str, path: str, emb: Embedder, *, hop: float, rate: float
         image = np.asarray(im.convert("RGB"))
     except (UnidentifiedImageError, OSError, ValueError) as e:
       raise decode.BadMediaError(f"cannot read image: {type(e).__name__}: {e}") from e
-    return Decoded(path, np.zeros(1), frames=centre_crop(image, s.resize, s.crop)[None])
+    return Decoded(path, np.zeros(1), frames=centre_crop(image, s)[None])
   video = decode.decode_video(path, fps=rate, sample_rate=emb.sample_rate, short_side=s.resize,
                               min_seconds=0.0)
   n = min(len(video.frames), int(np.floor(len(video.waveform) / emb.sample_rate * rate)) + 1)
   t = np.arange(n) / rate
-  frames = np.stack([centre_crop(f, s.resize, s.crop) for f in video.frames[:n]])
+  frames = np.stack([centre_crop(f, s) for f in video.frames[:n]])
   return Decoded(path, t, frames=frames,
                  windows=windows_at(video.waveform, emb.sample_rate, emb.window_samples, t))
 

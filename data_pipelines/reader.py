@@ -172,36 +172,50 @@ def _crop_offsets(shape, crop: int, seed, train: bool):
   return y, x
 
 
+def scaled_shape(shape, short_side: int):
+  """(h, w) -> the size with the shorter side scaled to `short_side`, rounded."""
+  scale = short_side / tf.cast(tf.reduce_min(shape), tf.float32)
+  return tf.cast(tf.round(tf.cast(shape, tf.float32) * scale), tf.int32)
+
+
+def resize_crop(image, seed, *, spec: ReaderSpec, train: bool):
+  """uint8 [H, W, 3] -> [crop, crop, 3] uint8: a random (train) or central (eval)
+  crop after scaling the shorter side to `spec.resize` (no resampling when it is)."""
+  shape = tf.shape(image)[:2]
+  new = scaled_shape(shape, spec.resize)
+  y, x = _crop_offsets(new, spec.crop, seed, train)
+
+  def resized():
+    out = tf.image.resize(image, new, antialias=True)[y:y + spec.crop, x:x + spec.crop]
+    return tf.cast(tf.clip_by_value(tf.round(out), 0, 255), tf.uint8)
+
+  out = tf.cond(tf.reduce_all(new == shape),
+                lambda: image[y:y + spec.crop, x:x + spec.crop], resized)
+  return tf.ensure_shape(out, [spec.crop, spec.crop, 3])
+
+
 def decode_crop(jpeg, seed, *, spec: ReaderSpec, train: bool):
-  """JPEG bytes -> [crop, crop, 3] uint8: a random (train) or central (eval) crop
-  after scaling the shorter side to `spec.resize`.
+  """JPEG bytes -> resize_crop of the decoded frame.
 
   Frames stored at the resize size (the usual case: prepare --frame_size) are
   decoded only inside the crop window, which skips a quarter of a 256->224 decode.
   """
   shape = tf.io.extract_jpeg_shape(jpeg)[:2]
-  scale = spec.resize / tf.cast(tf.reduce_min(shape), tf.float32)
-  new = tf.cast(tf.round(tf.cast(shape, tf.float32) * scale), tf.int32)
 
   def crop_only():
     y, x = _crop_offsets(shape, spec.crop, seed, train)
     return tf.io.decode_and_crop_jpeg(jpeg, tf.stack([y, x, spec.crop, spec.crop]), channels=3)
 
-  def resize_then_crop():
-    image = tf.image.resize(tf.io.decode_jpeg(jpeg, channels=3), new, antialias=True)
-    y, x = _crop_offsets(new, spec.crop, seed, train)
-    image = image[y:y + spec.crop, x:x + spec.crop]
-    return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
-
-  image = tf.cond(tf.reduce_all(new == shape), crop_only, resize_then_crop)
+  image = tf.cond(tf.reduce_all(scaled_shape(shape, spec.resize) == shape), crop_only,
+                  lambda: resize_crop(tf.io.decode_jpeg(jpeg, channels=3), seed, spec=spec,
+                                      train=train))
   return tf.ensure_shape(image, [spec.crop, spec.crop, 3])
 
 
 def box_in_crop(box, jpeg, spec: ReaderSpec):
   """A box normalised to the stored frame -> normalised to the evaluation crop
   (shorter side scaled to `spec.resize`, central `spec.crop` square), clipped to it."""
-  shape = tf.cast(tf.io.extract_jpeg_shape(jpeg)[:2], tf.float32)
-  new = tf.round(shape * (spec.resize / tf.reduce_min(shape)))
+  new = tf.cast(scaled_shape(tf.io.extract_jpeg_shape(jpeg)[:2], spec.resize), tf.float32)
   offset = tf.floor((new - spec.crop) / 2)
   scale, shift = tf.tile(new, [2]), tf.tile(offset, [2])
   return tf.clip_by_value((box * scale - shift) / spec.crop, 0.0, 1.0)
