@@ -36,9 +36,10 @@ class Retrieval(base.Evaluator):
 
     self._embed = embed
 
-  def scores(self, variables):
-    """-> ({direction: leave-self-out scores [N, N]}, relevance [N, N], gathered)."""
-    g = self.gather(self._embed, variables, host_keys=("labels",))
+  def scores(self, variables, host_keys: tuple[str, ...] = ()):
+    """-> ({direction: leave-self-out scores [N, N]}, relevance [N, N], gathered
+    embeddings, labels and `host_keys`)."""
+    g = self.gather(self._embed, variables, host_keys=("labels", *host_keys))
     emb = {m: g[m].astype(np.float64) for m in ("frame", "audio")}
     relevance = metrics.label_relevance(g["labels"], g["labels"], graded=self.config.graded)
     np.fill_diagonal(relevance, 0.0)  # the query's own clip is not in its database
@@ -55,10 +56,9 @@ class Retrieval(base.Evaluator):
 
   def pictures(self, variables, out_dir: str) -> list[str]:
     """Grids for the first queries: a frame's and a sound's top-5 frames (im-im, aud-im)."""
-    scores, relevance, _ = self.scores(variables)
-    n = self.config.pictures
-    # The database's frames as uint8 (a quarter of float32); spectrograms of the queries only.
-    frames = self.gather(lambda v, b: {}, variables, inputs=(), host_keys=("frames",))["frames"]
+    # The database's uint8 frames come with the embeddings; spectrograms of the queries only.
+    scores, relevance, g = self.scores(variables, host_keys=("frames",))
+    frames, n = g["frames"], self.config.pictures
     specs = self.gather(lambda v, b: {}, variables, inputs=(), host_keys=("spectrogram",),
                         limit=n)["spectrogram"]
     paths = []
