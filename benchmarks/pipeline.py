@@ -6,10 +6,12 @@ Measures the full training reader (parse, window choice, JPEG decode + crop and
 the augmentation draws, log-spectrogram, batching; flip, colour jitter and
 normalisation run in the jitted step, see avjax/frames.py) on the embedded default
 dataset's generator (a 200-clip split), prepared at each scale's settings with
-the stored |STFT|; then the same reader computing the float64 STFT from the
-waveform (shards without |STFT|). For reference it also times, in the same
-process, a plain tf.data map of JPEG decode + crop + tf.signal.stft over the same
-records, and then each stage alone to say what dominates.
+the stored |STFT|: as configured (config.data.examples_per_clip pairs per record
+read), with one pair per record, and computing the float64 STFT from the waveform
+(shards without |STFT|). For reference it also times, in the same process, a
+plain tf.data map of JPEG decode + crop + tf.signal.stft over the same records,
+and then each stage alone to say what dominates. The reader tunes glibc malloc
+(data_pipelines/host_memory.py); AVJAX_DEFAULT_MALLOC=1 measures without.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from configs import common  # noqa: E402
-from data_pipelines import default_dataset, dmvr, reader as reader_lib, spectrogram  # noqa: E402
+from data_pipelines import default_dataset, dmvr, host_memory, reader as reader_lib  # noqa: E402
 from data_pipelines import synthetic  # noqa: E402
 
 BENCH_SPLIT = synthetic.SplitSpec("bench", 200, seed=7)
@@ -67,9 +69,13 @@ def one_thread_cost(ds: tf.data.Dataset, n: int) -> float:
   return (time.perf_counter() - t) / n
 
 
+PER_RECORD = ("read + CRC-check records", "parse SequenceExample")
+
+
 def stage_rates(files, spec: reader_lib.ReaderSpec, n: int = 1500) -> tuple[dict, dict]:
   """Per-example cost of each stage, as the difference between one-thread tf.data
-  pipelines that stop before and after it, on 64 records held in memory."""
+  pipelines that stop before and after it, on 64 records held in memory; reading
+  the shards is timed alone. Per-record stages are shared by a record's pairs."""
   records = tf.data.Dataset.from_tensor_slices(
       [r.numpy() for r in tf.data.TFRecordDataset(files).take(64)]).cache().repeat()
   index = tf.data.Dataset.range(2**62)
@@ -94,14 +100,15 @@ def stage_rates(files, spec: reader_lib.ReaderSpec, n: int = 1500) -> tuple[dict
 
   cost = {u: one_thread_cost(pipeline(spec, u), n) for u in ("parse", "windows", "decode", "spec")}
   base = one_thread_cost(records, n)
-  stages = {"read records (in memory)": base,
-            "parse SequenceExample": cost["parse"] - base,
+  k = spec.examples_per_clip
+  stages = {PER_RECORD[0]: one_thread_cost(tf.data.TFRecordDataset(files).repeat(), n) / k,
+            PER_RECORD[1]: (cost["parse"] - base) / k,
             "choose windows (slice |STFT|)": cost["windows"] - cost["parse"],
             "JPEG decode + crop + draws": cost["decode"] - cost["windows"],
             "log-spectrogram": cost["spec"] - cost["windows"]}
   computing = dataclasses.replace(spec, stored_spectrogram=False)
   alt = {u: one_thread_cost(pipeline(computing, u), n) for u in ("parse", "windows", "spec")}
-  alternatives = {"parse with the waveform": alt["parse"] - base,
+  alternatives = {"parse with the waveform": (alt["parse"] - base) / k,
                   "choose windows (slice waveform)": alt["windows"] - alt["parse"],
                   "float64 STFT + log-spectrogram": alt["spec"] - alt["windows"]}
   return stages, alternatives
@@ -124,19 +131,26 @@ def bench(scale: str, batches: int) -> None:
         f"{spec.spectrogram.sample_rate} Hz, batch {batch}, {cores} cores")
   spec = reader_lib.Reader(files, spec=spec, batch_size=batch, seed=0).spec
   assert spec.stored_spectrogram, "the bench split should carry the stored |STFT|"
-  computing = dataclasses.replace(spec, stored_spectrogram=False)
-  ours = rate(reader_lib.train_dataset(files, spec=spec, batch_size=batch, seed=0), batches, batch)
-  ours_stft = rate(reader_lib.train_dataset(files, spec=computing, batch_size=batch, seed=0),
-                   batches, batch)
+  print("malloc: " + ("one arena per core, no trimming (data_pipelines/host_memory.py)"
+                      if host_memory.tune_allocator() else "glibc defaults"))
+  k = spec.examples_per_clip
+  runs = {f"stored |STFT|, {k} pair(s) per record read (config)": spec}
+  if k != 1:
+    runs["stored |STFT|, 1 pair per record read"] = dataclasses.replace(spec, examples_per_clip=1)
+  runs[f"STFT computed, {k} pair(s) per record read"] = dataclasses.replace(
+      spec, stored_spectrogram=False)
+  rates = {name: rate(reader_lib.train_dataset(files, spec=s, batch_size=batch, seed=0),
+                      batches, batch) for name, s in runs.items()}
   ref = rate(reference_map(files, spec).batch(batch), batches, batch)
-  print(f"avjax training reader (stored |STFT|) : {ours:8.0f} examples/s = {ours / cores:7.0f} per core")
-  print(f"avjax training reader (STFT computed) : {ours_stft:8.0f} examples/s = "
-        f"{ours_stft / cores:7.0f} per core")
-  print(f"reference tf.data map                 : {ref:8.0f} examples/s = {ref / cores:7.0f} per core")
-  print(f"ratios: stored / reference {ours / ref:.2f}, computed / reference {ours_stft / ref:.2f}")
+  width = max(map(len, rates)) + 15
+  for name, r in rates.items():
+    print(f"{'avjax reader, ' + name:{width}s}: {r:8.0f} examples/s = {r / cores:7.0f} per core"
+          f"  ({r / ref:.2f} x reference)")
+  print(f"{'reference tf.data map':{width}s}: {ref:8.0f} examples/s = {ref / cores:7.0f} per core")
   stages, alternatives = stage_rates(files, spec)
   total = sum(stages.values())
-  print("one-thread cost per example, by stage (stored |STFT| path):")
+  print(f"one-thread cost per example, by stage (stored |STFT| path; {PER_RECORD} "
+        f"shared by a record's {spec.examples_per_clip} pair(s)):")
   for name, s in sorted(stages.items(), key=lambda kv: -kv[1]):
     print(f"  {name:34s} {s * 1e6:8.0f} us  ({100 * s / total:4.1f}%)")
   print(f"  {'sum':34s} {total * 1e6:8.0f} us = {1 / total:.0f} examples/s per core at best")

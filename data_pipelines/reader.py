@@ -8,7 +8,10 @@ centred on it (label 1), or with 1 s of audio from another video (label 0). Ever
 random draw is stateless, keyed by (seed, global example index), and the record
 order of epoch e depends only on (seed, e). So a reader is a pure function of its
 seed and start position: restoring at step k only re-reads serialized records of
-the current epoch, never decodes them.
+the current epoch (and re-parses at most B + 1 of them), never decodes them.
+
+`examples_per_clip` pairs come from each record read: the record is parsed once
+and its pairs go into B + 1 consecutive batches, one each (see `spread_index`).
 
 Audio windows start on the frame grid: the positive window for frame k starts at
 frame k - floor(fps/2), so it is centred on frame k to within half a frame, and a
@@ -29,6 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from data_pipelines import dmvr
+from data_pipelines import host_memory
 from data_pipelines import spectrogram as spectrogram_lib
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -52,12 +56,18 @@ class ReaderSpec:
   # Slice windows out of the |STFT| that prepare stored, instead of parsing the
   # waveform and recomputing it; the Reader turns it on where the shards allow.
   stored_spectrogram: bool = False
+  # Training pairs drawn from each record read (different frames and windows).
+  # Reading, checking and parsing a record costs more than one pair's decode;
+  # a 10 s paper-scale clip has ~9 distinct 1 s windows to give.
+  examples_per_clip: int = 1
 
   def __post_init__(self):
     if self.negatives not in ("stream", "in_batch"):
       raise ValueError(f"config.data.negatives must be 'stream' or 'in_batch', got {self.negatives!r}")
     if not 0.0 <= self.negative_fraction < 1.0:
       raise ValueError(f"config.data.negative_fraction must be in [0, 1), got {self.negative_fraction}")
+    if self.examples_per_clip < 1:
+      raise ValueError(f"config.data.examples_per_clip must be >= 1, got {self.examples_per_clip}")
 
 
 def reader_spec_from_config(data) -> ReaderSpec:
@@ -70,7 +80,8 @@ def reader_spec_from_config(data) -> ReaderSpec:
       negative_fraction=data.negative_fraction, negatives=data.negatives,
       negatives_on_grid=data.negatives_on_grid, shuffle_buffer=data.shuffle_buffer,
       flip=data.flip, colour_jitter=data.colour_jitter, gain_db=data.gain_db,
-      num_classes=data.num_classes, stored_spectrogram=data.stored_spectrogram)
+      num_classes=data.num_classes, stored_spectrogram=data.stored_spectrogram,
+      examples_per_clip=data.examples_per_clip)
 
 
 # ----------------------------------------------------------------------------
@@ -421,6 +432,22 @@ def indexed_records(files: Sequence[str], *, seed: int, epoch_size: int, start: 
   return tf.data.Dataset.range(first_epoch, 2**62).flat_map(epoch)
 
 
+def spread_index(record_index, j, *, examples_per_clip: int, clips_in_flight: int):
+  """Stream position of the j-th example of the record at `record_index`.
+
+  Records go in blocks of `clips_in_flight`, whose clips give their first
+  examples in turn, then their second ones...: a clip's examples sit
+  `clips_in_flight` apart in the stream (the order tf.data's interleave yields).
+  """
+  m = clips_in_flight
+  return (record_index // m) * m * examples_per_clip + j * m + record_index % m
+
+
+# What one training example takes from its clip into decoding and batching.
+WINDOW_KEYS = ("index", "frame_seed", "jpeg", "pos_audio", "pos_gain", "pos_start",
+               "fps") + NEGATIVE_KEYS
+
+
 def train_dataset(files: Sequence[str], *, spec: ReaderSpec, batch_size: int, seed: int,
                   start_example: int = 0, epoch_size: int | None = None) -> tf.data.Dataset:
   """Endless, deterministic training batches, starting after `start_example` examples."""
@@ -428,15 +455,33 @@ def train_dataset(files: Sequence[str], *, spec: ReaderSpec, batch_size: int, se
   if epoch_size == 0:
     raise ValueError(f"no records in {list(files)[:3]}...")
   parse = _parse_fn(spec)
+  k = spec.examples_per_clip
+  # More clips in flight than a batch holds: a clip never gives two pairs of one
+  # batch, nor the stream negative (clip i + B's window) of its own pair.
+  m = batch_size + 1 if k > 1 else 1
+  first_block, skip = divmod(start_example, m * k)
 
-  def example(i, record):
-    clip = clip_windows(parse(record), i, seed, spec=spec, train=True)
-    clip.update(decode_for_batch(clip, spec=spec, train=True))
-    return {k: clip[k] for k in TRAIN_CLIP_KEYS}
+  def clip_examples(i, record):
+    clip = parse(record)
+    rows = [clip_windows(clip, spread_index(i, j, examples_per_clip=k, clips_in_flight=m), seed,
+                         spec=spec, train=True) for j in range(k)]
+    return {key: tf.stack([row[key] for row in rows]) for key in WINDOW_KEYS}
 
-  records = indexed_records(files, seed=seed, epoch_size=epoch_size, start=start_example,
+  def decoded(example):
+    example = {**example, **decode_for_batch(example, spec=spec, train=True)}
+    return {key: example[key] for key in TRAIN_CLIP_KEYS}
+
+  records = indexed_records(files, seed=seed, epoch_size=epoch_size, start=first_block * m,
                             shuffle_buffer=spec.shuffle_buffer)
-  batches = records.map(example, num_parallel_calls=AUTOTUNE).batch(batch_size, drop_remainder=True)
+  if k == 1:
+    first = lambda x: {key: v[0] for key, v in x.items()}
+    examples = records.map(lambda i, r: decoded(first(clip_examples(i, r))),
+                           num_parallel_calls=AUTOTUNE)
+  else:
+    examples = records.map(clip_examples, num_parallel_calls=AUTOTUNE).interleave(
+        tf.data.Dataset.from_tensor_slices, cycle_length=m, block_length=1)
+    examples = examples.skip(skip).map(decoded, num_parallel_calls=AUTOTUNE)
+  batches = examples.batch(batch_size, drop_remainder=True)
   if spec.negatives == "stream":
     ds = pair_with_next_batch(batches, spec=spec)
   else:
@@ -511,6 +556,7 @@ class Reader:
 
   def __init__(self, files: Sequence[str], *, spec: ReaderSpec, batch_size: int, seed: int,
                process_index: int = 0, process_count: int = 1):
+    host_memory.tune_allocator()  # before tf.data starts its threads
     self.all_files = list(files)
     self.files = host_files(files, process_index, process_count)
     self.process_count = process_count

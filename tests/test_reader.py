@@ -97,11 +97,34 @@ def test_same_seed_same_batches(data_dir):
 
 @pytest.mark.parametrize("negatives", ["stream", "in_batch"])
 @pytest.mark.parametrize("k", [2, 5])  # 5 crosses the 24-clip epoch boundary
-def test_restore_at_step_k(data_dir, negatives, k):
-  ran = take(make_reader(data_dir, negatives=negatives).train_iterator(), k + 2)
-  restored = take(make_reader(data_dir, negatives=negatives).train_iterator(start_step=k), 2)
+@pytest.mark.parametrize("per_clip", [1, 3])  # 3: steps 2 and 5 start inside 27-pair blocks
+def test_restore_at_step_k(data_dir, negatives, k, per_clip):
+  make = lambda: make_reader(data_dir, negatives=negatives, examples_per_clip=per_clip)
+  ran = take(make().train_iterator(), k + 2)
+  restored = take(make().train_iterator(start_step=k), 2)
   for x, y in zip(ran[k:], restored):
     assert_same(x, y)
+
+
+def test_examples_per_clip_spread_over_batches(data_dir):
+  """Three pairs per record read: B + 1 = 9 clips in flight give their pairs in
+  turn, so the first 27 pairs hold 9 clips three times each, never two of one
+  clip in a batch, and a stream negative never comes from the frame's own clip."""
+  batches = take(make_reader(data_dir, examples_per_clip=3).train_iterator(), 4)
+  ids = np.concatenate([b["video_id"] for b in batches])
+  _, counts = np.unique(ids[:27], return_counts=True)
+  np.testing.assert_array_equal(counts, [3] * 9)
+  for b in batches:
+    assert len(np.unique(b["video_id"])) == BATCH
+    neg = b["label"] == 0
+    assert neg.any() and np.all(b["audio_video_id"][neg] != b["video_id"][neg])
+  # A clip's pairs are different draws: frames (crops, flips) and audio windows.
+  frames = np.concatenate([b["frames"] for b in batches])[:27]
+  starts = np.concatenate([b["audio_start"] for b in batches])[:27]
+  first = {v: i for i, v in reversed(list(enumerate(ids[:27])))}
+  repeats = [i for i, v in enumerate(ids[:27]) if first[v] != i]
+  assert all(not np.array_equal(frames[i], frames[first[ids[i]]]) for i in repeats)
+  assert sum(starts[i] != starts[first[ids[i]]] for i in repeats) >= len(repeats) // 2
 
 
 def test_epochs_differ_and_cover_every_clip(data_dir):

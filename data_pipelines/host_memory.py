@@ -1,0 +1,47 @@
+"""glibc malloc settings for a host whose tf.data threads move MB-sized buffers.
+
+Every training example passes a ~1-10 MB serialized record through the shuffle
+buffer and the parser. With glibc's defaults (up to 8 arenas per core, buffers
+over a dynamic threshold mmap'ed and unmapped one by one, freed heap tops given
+back to the kernel) the process keeps faulting in fresh pages: on the 2-core
+development VM the paper-scale reader spent a quarter of its time in the kernel
+(1.25M minor faults per 10k examples). One arena per core, large buffers kept on
+the heap and no trimming cut the faults ~4x and raised throughput by ~30%
+(benchmarks/pipeline.py, README "Input pipeline").
+
+Settings the user already chose (MALLOC_ARENA_MAX, GLIBC_TUNABLES, or
+AVJAX_DEFAULT_MALLOC=1 to keep glibc's defaults) are left alone.
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+M_ARENA_MAX = -8
+
+USER_SETTINGS = ("AVJAX_DEFAULT_MALLOC", "MALLOC_ARENA_MAX", "GLIBC_TUNABLES",
+                 "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
+
+
+def allocator_settings(cpu_count: int) -> dict[int, int]:
+  return {
+      M_ARENA_MAX: max(2, cpu_count),
+      M_MMAP_THRESHOLD: 64 << 20,   # a batch of paper-scale |STFT| windows is ~13 MB
+      M_TRIM_THRESHOLD: 2**31 - 1,  # keep freed heap for the next epoch's records
+  }
+
+
+@functools.cache
+def tune_allocator() -> bool:
+  """Applies `allocator_settings` once per process; whether they took (glibc only)."""
+  if any(os.environ.get(k) for k in USER_SETTINGS):
+    return False
+  try:
+    mallopt = ctypes.CDLL("libc.so.6").mallopt
+  except (OSError, AttributeError):  # not glibc: macOS, musl
+    return False
+  settings = allocator_settings(os.cpu_count() or 1)
+  return all(mallopt(option, value) == 1 for option, value in settings.items())
