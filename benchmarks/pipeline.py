@@ -84,7 +84,7 @@ def stage_rates(files, spec: reader_lib.ReaderSpec, n: int = 1500) -> tuple[dict
   def pipeline(spec, upto: str):
     parse = reader_lib._parse_fn(spec)
 
-    def fn(i, r):
+    def fn(i, r, upto=upto):
       x = parse(r)
       if upto == "parse":
         return x["num_frames"]
@@ -93,12 +93,21 @@ def stage_rates(files, spec: reader_lib.ReaderSpec, n: int = 1500) -> tuple[dict
         return clip["pos_audio"]
       if upto == "decode":
         return reader_lib.decode_for_batch(clip, spec=spec, train=True)["frames"]
-      batch = {k: clip[k][None] for k in ("pos_audio", "pos_gain")}
-      return reader_lib.add_spectrograms(batch, spec, (("pos_audio", "pos_gain", "s"),))["s"]
+      return {k: clip[k] for k in ("pos_audio", "pos_gain")}
 
-    return records.map(fn)
+    if upto != "spec":
+      return records.map(fn)
+    # Batched, as the reader does: per-op overhead would swamp a tiny spectrogram.
+    return records.map(lambda i, r: fn(i, r, "spectrogram inputs")).batch(64).map(
+        lambda b: reader_lib.add_spectrograms(b, spec, (("pos_audio", "pos_gain", "s"),))["s"])
 
-  cost = {u: one_thread_cost(pipeline(spec, u), n) for u in ("parse", "windows", "decode", "spec")}
+  def cost_of(spec, upto):
+    if upto != "spec":
+      return one_thread_cost(pipeline(spec, upto), n)
+    batches = max(4, n // 64)
+    return one_thread_cost(pipeline(spec, "spec"), batches) / 64
+
+  cost = {u: cost_of(spec, u) for u in ("parse", "windows", "decode", "spec")}
   base = one_thread_cost(records, n)
   k = spec.examples_per_clip
   stages = {PER_RECORD[0]: one_thread_cost(tf.data.TFRecordDataset(files).repeat(), n) / k,
@@ -107,7 +116,7 @@ def stage_rates(files, spec: reader_lib.ReaderSpec, n: int = 1500) -> tuple[dict
             "JPEG decode + crop + draws": cost["decode"] - cost["windows"],
             "log-spectrogram": cost["spec"] - cost["windows"]}
   computing = dataclasses.replace(spec, stored_spectrogram=False)
-  alt = {u: one_thread_cost(pipeline(computing, u), n) for u in ("parse", "windows", "spec")}
+  alt = {u: cost_of(computing, u) for u in ("parse", "windows", "spec")}
   alternatives = {"parse with the waveform": (alt["parse"] - base) / k,
                   "choose windows (slice waveform)": alt["windows"] - alt["parse"],
                   "float64 STFT + log-spectrogram": alt["spec"] - alt["windows"]}
