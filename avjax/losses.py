@@ -66,10 +66,49 @@ def infonce(*, outputs, batch, temperature=0.1, reduction=True):
   return _reduce(per, valid, reduction)
 
 
+def sinkhorn(log_scores, *, weights, iterations: int = 3):
+  """Sinkhorn-Knopp in the log domain: scores [..., B, K] -> assignments Q of the
+  same shape whose rows sum to 1 and whose columns each hold an equal share of
+  the examples, sum_b weights_b * Q_bk = sum(weights) / K. Rows with weight 0
+  take no part in the column totals (padding, negative pairs)."""
+  k = log_scores.shape[-1]
+  total = jnp.maximum(jnp.sum(weights), 1.0)
+  # A large finite value rather than -inf keeps an all-zero batch free of NaNs.
+  log_w = jnp.where(weights > 0, jnp.log(jnp.maximum(weights, 1e-30)), -1e9)[:, None]
+  log_q = log_scores - jax.nn.logsumexp(log_scores, axis=-1, keepdims=True)
+  for _ in range(iterations):
+    log_q = log_q - jax.nn.logsumexp(log_q + log_w, axis=-2, keepdims=True) + jnp.log(total / k)
+    log_q = log_q - jax.nn.logsumexp(log_q, axis=-1, keepdims=True)
+  return jnp.exp(log_q)
+
+
+def selavi(*, outputs, batch, sharpness=2.0, iterations=3, reduction=True):
+  """SeLaVi's self-labelling cross-entropy, averaged over heads and modalities.
+
+  Each head's pseudo-labels are the Sinkhorn-Knopp equipartition of
+  sharpness * (the kept modalities' summed log-probabilities) over the
+  corresponding pairs of the global batch, with no gradient through them; both
+  modalities' heads are trained to predict them. With cosine logits over a
+  temperature tau, sharpness = tau / epsilon gives SwAV's exp(cos / epsilon);
+  the default is epsilon = 0.05 at tau = 0.1. Much sharper, three iterations no
+  longer equalise the clusters and the labels follow the predictions.
+  """
+  log_p = {m: jax.nn.log_softmax(outputs[f"{m}_head_logits"].astype(jnp.float32), axis=-1)
+           for m in ("frame", "audio")}  # [heads, B, K]
+  keep = outputs["modality_keep"].astype(jnp.float32)
+  n = keep.shape[0]
+  valid = (batch["label"] == 1).astype(jnp.float32) * _mask(batch, n)
+  joint = keep[None, :, 0, None] * log_p["frame"] + keep[None, :, 1, None] * log_p["audio"]
+  q = jax.lax.stop_gradient(sinkhorn(sharpness * joint, weights=valid, iterations=iterations))
+  per = -0.5 * jnp.sum(q * (log_p["frame"] + log_p["audio"]), axis=-1).mean(axis=0)
+  return _reduce(jnp.where(valid > 0, per, 0.0), valid, reduction)
+
+
 LOSSES = {
     "avc_softmax_xent": avc_softmax_xent,
     "avc_sigmoid_xent": avc_sigmoid_xent,
     "infonce": infonce,
+    "selavi": selavi,
 }
 
 

@@ -102,8 +102,10 @@ def make_loss_fn(model: nn.Module, config) -> Callable:
     parts = {name: losses_lib.get(name)(outputs=outputs, batch=batch, **kwargs.get(name, {}))
              for name in weights}
     total = sum(w * parts[name] for name, w in weights.items())
-    accuracy = jnp.mean(losses_lib.avc_predictions(outputs) == batch["label"])
-    return total, (new_vars["batch_stats"], parts, accuracy)
+    metrics = {f"loss_{k}": v for k, v in parts.items()}
+    if "logits" in outputs:  # a correspondence head (not SeLaVi's)
+      metrics["accuracy"] = jnp.mean(losses_lib.avc_predictions(outputs) == batch["label"])
+    return total, (new_vars["batch_stats"], metrics)
 
   return loss_fn
 
@@ -115,7 +117,7 @@ def make_update_fn(model, tx, schedule, config):
     batch = frames_lib.model_inputs(batch)  # uint8 crops + draws -> augmented float frames
     rng = jax.random.fold_in(state.rng, state.step)
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-    (loss, (batch_stats, parts, accuracy)), grads = grad_fn(
+    (loss, (batch_stats, loss_metrics)), grads = grad_fn(
         state.params, state.batch_stats, batch, rng)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
@@ -124,8 +126,8 @@ def make_update_fn(model, tx, schedule, config):
     new_state = TrainState(
         step=step, params=params, batch_stats=batch_stats, opt_state=opt_state,
         rng=state.rng, nonfinite_step=jnp.where(bad, step, state.nonfinite_step))
-    metrics = {"loss": loss, "accuracy": accuracy, "grad_norm": optax.global_norm(grads),
-               "lr": schedule(state.step), **{f"loss_{k}": v for k, v in parts.items()}}
+    metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), "lr": schedule(state.step),
+               **loss_metrics}
     return new_state, metrics
 
   return update
@@ -157,19 +159,25 @@ def variables_of(state: TrainState) -> dict:
 # ----------------------------------------------------------------------------
 # Checkpoints
 # ----------------------------------------------------------------------------
-BEST_METRIC = "avc_accuracy"
+def best_metric(config) -> str:
+  """The evaluation metric (higher is better) whose best checkpoint is kept and
+  loaded as "best"; workdirs saved before the key existed used AVC accuracy."""
+  return config.checkpoint.get("best_metric", "avc_accuracy")
 
 
 def make_checkpoint_manager(workdir: str, config) -> ocp.CheckpointManager:
   pp = ocp.checkpoint_managers
+  metric = best_metric(config)
+  score = lambda m: (m or {}).get(metric, float("-inf"))
   policy = pp.AnyPreservationPolicy([
       pp.LatestN(n=config.checkpoint.keep),
-      pp.BestN(get_metric_fn=lambda m: m.get(BEST_METRIC, float("-inf")), reverse=False, n=1,
-               keep_checkpoints_without_metrics=False),
+      pp.BestN(get_metric_fn=score, reverse=False, n=1, keep_checkpoints_without_metrics=False),
   ])
+  # The policy decides what is kept; best_fn is what best_step() ranks by (without
+  # it, best_step() is the latest step).
   options = ocp.CheckpointManagerOptions(
       enable_async_checkpointing=config.checkpoint.async_save,
-      preservation_policy=policy, create=True)
+      preservation_policy=policy, best_fn=score, best_mode="max", create=True)
   return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"),
                                item_names=("state", "input"), options=options)
 
@@ -185,7 +193,8 @@ def restore_latest(mngr: ocp.CheckpointManager, abstract_state, step: int | None
 
 
 def checkpoint_step(mngr: ocp.CheckpointManager, which: str) -> int:
-  """"best" (highest avc_accuracy; the latest if none was evaluated), "latest", or a step."""
+  """"best" (highest config.checkpoint.best_metric; the latest if none was evaluated),
+  "latest", or a step."""
   steps = mngr.all_steps()
   if not steps:
     raise FileNotFoundError(f"{mngr.directory}: no checkpoints; train first")
@@ -366,8 +375,9 @@ def train_and_evaluate(config, workdir: str, *, step_hook: Callable[[int], None]
       t_last, step_last = now, step
       writer.scalars(step, {f"train/{k}": v for k, v in m.items()})
       if bar is not None:
-        bar.set_postfix(loss=f"{m['loss']:.3f}", acc=f"{m['accuracy']:.2f}",
-                        ex_s=f"{m['examples_per_sec']:.0f}", refresh=False)
+        acc = {"acc": f"{m['accuracy']:.2f}"} if "accuracy" in m else {}
+        bar.set_postfix(loss=f"{m['loss']:.3f}", **acc, ex_s=f"{m['examples_per_sec']:.0f}",
+                        refresh=False)
 
     eval_metrics = None
     if (any(step % cfg.every == 0 for cfg in evaluators.enabled(config.evals).values())

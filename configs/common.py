@@ -77,7 +77,10 @@ def base_config(model: dict, losses: dict, arg: str | None) -> ml_collections.Co
   c.batch_size = 256          # global, over all devices and hosts
   c.total_steps = 200_000
   c.log_every = 100
-  c.checkpoint = ml_collections.ConfigDict(dict(every=2000, keep=3, async_save=True))
+  # best_metric: an evaluation metric (higher is better); its best checkpoint is
+  # kept besides the last `keep`, and is what the evaluate command loads by default.
+  c.checkpoint = ml_collections.ConfigDict(dict(every=2000, keep=3, async_save=True,
+                                                best_metric="avc_accuracy"))
   c.evals = ml_collections.ConfigDict()
   c.evals.avc = ml_collections.ConfigDict(dict(every=5000, split="", batch_size=256))
   # The rest are off during training by default (every=0), e.g.

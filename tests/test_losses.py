@@ -70,3 +70,61 @@ def test_infonce_on_maps_uses_best_location():
 def test_unknown_loss_is_named():
   with pytest.raises(ValueError, match="infonse"):
     losses.get("infonse")
+
+
+def test_sinkhorn_equipartitions_the_weighted_rows():
+  r = np.random.default_rng(0)
+  scores = jnp.asarray(3 * r.normal(size=(2, 40, 5)), jnp.float32)  # [heads, B, K]
+  weights = jnp.asarray((r.uniform(size=40) > 0.25).astype(np.float32))
+  q = np.asarray(losses.sinkhorn(scores, weights=weights, iterations=200))
+  np.testing.assert_allclose(q.sum(-1), 1.0, rtol=1e-5)
+  columns = np.einsum("hbk,b->hk", q, np.asarray(weights))
+  np.testing.assert_allclose(columns, float(weights.sum()) / 5, rtol=1e-3)
+  # Scaling rows and columns keeps each example's preference order among clusters
+  # that the same column factors apply to: the ratio q_bk / exp(s_bk) is b-free
+  # up to the row factor.
+  ratio = q / np.exp(np.asarray(scores))
+  ratio = ratio / ratio[:, :, :1]
+  np.testing.assert_allclose(ratio, np.broadcast_to(ratio[:, :1], ratio.shape), rtol=1e-3)
+  # Three iterations (the default) already come close to equal shares.
+  q3 = np.asarray(losses.sinkhorn(scores, weights=weights))
+  shares = np.einsum("hbk,b->hk", q3, np.asarray(weights)) / float(weights.sum())
+  assert np.abs(shares - 0.2).max() < 0.05
+  # A batch without a single valid row stays finite.
+  assert np.all(np.isfinite(losses.sinkhorn(scores, weights=jnp.zeros(40))))
+
+
+def _selavi_outputs(r, b=12, heads=3, k=4, keep=None):
+  return {"frame_head_logits": jnp.asarray(r.normal(size=(heads, b, k)), jnp.float32),
+          "audio_head_logits": jnp.asarray(r.normal(size=(heads, b, k)), jnp.float32),
+          "modality_keep": jnp.ones((b, 2)) if keep is None else jnp.asarray(keep, jnp.float32)}
+
+
+def test_selavi_gradient_treats_the_labels_as_constants():
+  """d loss / d logits = (softmax - q) / (2 * heads * valid rows): no gradient
+  flows through the Sinkhorn labels q."""
+  r = np.random.default_rng(1)
+  out = _selavi_outputs(r)
+  batch = {"label": np.array([1] * 10 + [0] * 2, np.int32)}
+  grads = jax.grad(lambda o: losses.selavi(outputs=o, batch=batch))(out)
+  valid = np.asarray(batch["label"], np.float32)
+  log_p = {m: jax.nn.log_softmax(out[f"{m}_head_logits"]) for m in ("frame", "audio")}
+  q = losses.sinkhorn(2.0 * (log_p["frame"] + log_p["audio"]), weights=jnp.asarray(valid))
+  for m in ("frame", "audio"):
+    want = (np.exp(log_p[m]) - q) * valid[None, :, None] / (2 * 3 * valid.sum())
+    np.testing.assert_allclose(grads[f"{m}_head_logits"], want, atol=1e-6, err_msg=m)
+
+
+def test_selavi_modality_dropout_labels_from_the_kept_modality():
+  r = np.random.default_rng(2)
+  frame_only = _selavi_outputs(r, keep=[[1, 0]] * 12)
+  changed = {**frame_only, "audio_head_logits": frame_only["audio_head_logits"] * 5 + 1}
+  batch = {"label": np.ones(12, np.int32)}
+  # With the audio dropped from the labelling, the labels depend on the frames
+  # only: the frame heads' gradient ignores what the audio heads say.
+  g = [jax.grad(lambda o: losses.selavi(outputs=o, batch=batch))(o)["frame_head_logits"]
+       for o in (frame_only, changed)]
+  np.testing.assert_allclose(g[0], g[1], atol=1e-7)
+  both = {**frame_only, "modality_keep": jnp.ones((12, 2))}
+  g_both = jax.grad(lambda o: losses.selavi(outputs=o, batch=batch))(both)["frame_head_logits"]
+  assert not np.allclose(g[0], g_both, atol=1e-4)

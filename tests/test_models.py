@@ -28,6 +28,8 @@ def test_vgg_subnets_at_paper_scale():
     ("avenet", {"logits": (2, 2), "frame_embedding": (2, 128), "audio_embedding": (2, 128)}),
     ("avolnet", {"logits": (2,), "heatmap": (2, 14, 14), "frame_embedding_map": (2, 14, 14, 128),
                  "audio_embedding": (2, 128)}),
+    ("selavi", {"frame_head_logits": (10, 2, 400), "audio_cluster_logits": (2, 400),
+                "frame_embedding": (2, 128), "modality_keep": (2, 2)}),
 ])
 def test_paper_scale_outputs(name, keys):
   model = models.build(ConfigDict({"name": name}))
@@ -88,7 +90,8 @@ def test_unknown_model_key_is_named():
 
 
 @pytest.mark.parametrize("name,kw", [("l3", {"contrastive_dim": 8}), ("avenet", {"embed_dim": 16}),
-                                     ("avolnet", {"embed_dim": 16})])
+                                     ("avolnet", {"embed_dim": 16}),
+                                     ("selavi", {"embed_dim": 16, "num_clusters": 5})])
 def test_one_modality_alone_gives_the_joint_call_outputs(name, kw):
   """Embedding extraction runs one branch; it must agree with the full forward pass."""
   model = tiny(name, **kw)
@@ -101,3 +104,20 @@ def test_one_modality_alone_gives_the_joint_call_outputs(name, kw):
   assert {"audio_features", "audio_embedding"} <= set(audio)
   for k, v in {**vision, **audio}.items():
     np.testing.assert_allclose(v, joint[k], rtol=1e-6, atol=1e-6, err_msg=k)
+
+
+def test_selavi_heads_and_modality_dropout():
+  model = tiny("selavi", embed_dim=16, num_heads=3, num_clusters=5, modality_dropout=1.0)
+  frames, spec = tiny_inputs()
+  out, variables = model.init_with_output(jax.random.PRNGKey(0), frames, spec, False)
+  assert out["frame_head_logits"].shape == (3, 3, 5)
+  np.testing.assert_array_equal(out["audio_cluster_logits"], out["audio_head_logits"][0])
+  np.testing.assert_array_equal(out["modality_keep"], np.ones((3, 2)))  # evaluation: both
+  # Training with drop-out 1: every example labels from exactly one modality.
+  keep, _ = model.apply(variables, frames, spec, True, rngs={"dropout": jax.random.PRNGKey(3)},
+                        mutable=["batch_stats"])
+  np.testing.assert_array_equal(np.asarray(keep["modality_keep"]).sum(-1), np.ones(3))
+  keeps = [np.asarray(model.apply(variables, frames, spec, True, mutable=["batch_stats"],
+                                  rngs={"dropout": jax.random.PRNGKey(s)})[0]["modality_keep"])
+           for s in range(8)]
+  assert 0 < np.mean([k[:, 0] for k in keeps]) < 1  # both modalities get dropped

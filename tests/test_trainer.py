@@ -95,6 +95,25 @@ def test_one_config_trains_and_evaluates(name, data_dir, tmp_path):
   assert any(f.startswith("events.out.tfevents") for f in os.listdir(tmp_path))
 
 
+def test_selavi_trains_and_is_judged_by_its_clusters(data_dir, tmp_path, capsys):
+  """No correspondence head: the clustering evaluator scores the cluster heads'
+  own assignments, and its NMI picks the best checkpoint."""
+  from avjax import train
+  config = tiny_config("selavi", data_dir, total_steps=4, log_every=1)
+  config.checkpoint.every = 2
+  config.evals.clustering.update(every=2, batch_size=8)
+  metrics = train.train_and_evaluate(config, str(tmp_path))
+  assert "avc_accuracy" not in metrics
+  for m in ("frame", "audio"):
+    assert 0.0 <= metrics[f"clustering_{m}_nmi"] <= 1.0
+    assert 0.0 <= metrics[f"clustering_{m}_accuracy"] <= 1.0
+  printed = re.findall(r"step (\d+): .*clustering_frame_nmi=([0-9.]+)", capsys.readouterr().out)
+  nmi = {int(step): float(v) for step, v in printed}
+  assert sorted(nmi) == [2, 4]
+  best = train.make_checkpoint_manager(str(tmp_path), config).best_step()
+  assert nmi[best] == max(nmi.values())
+
+
 @pytest.mark.slow
 def test_two_processes_train_as_one_job(data_dir, tmp_path):
   """A multi-host rehearsal: 2 processes, jax.distributed, per-host shards."""

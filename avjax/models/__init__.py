@@ -6,8 +6,9 @@ import jax.numpy as jnp
 from avjax.models.ave import AVENet
 from avjax.models.avol import AVOLNet
 from avjax.models.l3 import L3Net
+from avjax.models.selavi import SeLaVi
 
-MODELS = {"l3": L3Net, "avenet": AVENet, "avolnet": AVOLNet}
+MODELS = {"l3": L3Net, "avenet": AVENet, "avolnet": AVOLNet, "selavi": SeLaVi}
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 

@@ -1,0 +1,98 @@
+"""SeLaVi (Asano et al., "Labelling unlabelled videos from scratch with multi-modal
+self-supervision", NeurIPS 2020) on the VGG subnetworks.
+
+Each modality's max-pooled features go through an embedding head and then
+`num_heads` linear cluster heads of `num_clusters` clusters. Both modalities of a
+clip must predict one pseudo-label per head, the Sinkhorn-Knopp equipartition of
+their joint log-probabilities (`avjax.losses.selavi`); equipartition is what keeps
+the clusters from collapsing into one. This is the online form of the method: the
+labelling runs on each global batch (as in SwAV) instead of over the whole
+dataset between epochs, so it needs no label store and resumes exactly.
+
+Modality drop-out: while training, each example's labelling scores come from one
+modality alone with probability `modality_dropout` (either one, equally often),
+so that each modality's heads must be able to label a clip by themselves.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from avjax.models import vgg
+
+
+class ClusterHeads(nn.Module):
+  """Unit embedding [B, D] -> logits [heads, B, clusters]: cosine similarity to each
+  head's unit-norm prototypes over `temperature`. Unit prototypes and no bias
+  keep the logits bounded, so no cluster can win every example by growing its
+  weights or bias (which an unconstrained Dense head learned, and the labelling
+  then followed it into one cluster)."""
+  num_heads: int
+  num_clusters: int
+  temperature: float
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, embedding):
+    d = embedding.shape[-1]
+    prototypes = self.param("prototypes", nn.initializers.normal(1.0),
+                            (self.num_heads, d, self.num_clusters), jnp.float32)
+    prototypes = vgg.l2_normalize(prototypes, axis=1)
+    logits = jnp.einsum("bd,hdk->hbk", embedding.astype(jnp.float32), prototypes)
+    return logits / self.temperature
+
+
+def modality_keep(rng, n: int, dropout: float):
+  """[n, 2] float (frame, audio): 1 = the modality labels this example. With
+  probability `dropout` one of the two (either, equally often) is dropped."""
+  drop_rng, which_rng = jax.random.split(rng)
+  drop = jax.random.uniform(drop_rng, (n,)) < dropout
+  audio_only = jax.random.uniform(which_rng, (n,)) < 0.5
+  frame = jnp.where(drop & audio_only, 0.0, 1.0)
+  audio = jnp.where(drop & ~audio_only, 0.0, 1.0)
+  return jnp.stack([frame, audio], axis=-1)
+
+
+class SeLaVi(nn.Module):
+  vision_widths: Sequence[int] = (64, 128, 256, 512)
+  audio_widths: Sequence[int] = (64, 128, 256, 512)
+  embed_dim: int = 128
+  num_heads: int = 10
+  num_clusters: int = 400
+  temperature: float = 0.1
+  modality_dropout: float = 0.5
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, frames, spectrogram, train: bool = False):
+    """Either input may be None (one-modality outputs, for embedding extraction).
+
+    `<modality>_cluster_logits` is head 0 (the clustering evaluator's
+    assignments); `<modality>_head_logits` [heads, B, clusters] holds them all.
+    """
+    out = {}
+    heads = lambda name: ClusterHeads(self.num_heads, self.num_clusters, self.temperature,
+                                      dtype=self.dtype, name=name)
+    if frames is not None:
+      pooled = vgg.global_max_pool(
+          vgg.VGGSubnet(self.vision_widths, dtype=self.dtype, name="vision")(frames, train))
+      emb = vgg.EmbeddingHead(self.embed_dim, self.embed_dim, dtype=self.dtype,
+                              name="vision_head")(pooled)
+      out.update(frame_embedding=emb, frame_features=pooled.astype(jnp.float32),
+                 frame_head_logits=heads("vision_clusters")(emb))
+    if spectrogram is not None:
+      out.update(vgg.audio_embedding_branch(spectrogram, widths=self.audio_widths,
+                                            embed_dim=self.embed_dim, dtype=self.dtype,
+                                            train=train))
+      out["audio_head_logits"] = heads("audio_clusters")(out["audio_embedding"])
+    for m in ("frame", "audio"):
+      if f"{m}_head_logits" in out:
+        out[f"{m}_cluster_logits"] = out[f"{m}_head_logits"][0]
+    if frames is not None and spectrogram is not None:
+      n = frames.shape[0]
+      out["modality_keep"] = (modality_keep(self.make_rng("dropout"), n, self.modality_dropout)
+                              if train and self.modality_dropout > 0 else jnp.ones((n, 2)))
+    return out
