@@ -21,12 +21,9 @@ def get_config(arg=None):
       losses={"selavi": 1.0}, arg=arg)
   c.loss_kwargs.selavi = dict(sharpness=2.0, iterations=3)
   c.data.negative_fraction = 0.0
+  c.evals.clustering.every = c.evals.avc.every
   c.evals.avc.every = 0
   c.checkpoint.best_metric = "clustering_frame_nmi"
-  # The clustering evaluator gathers a split on one host: at paper scale run it
-  # with `python -m avjax.evaluate --evals=clustering`, or set `every` when
-  # training single-process.
   if common.parse_arg(arg).tiny:
     c.model.update(num_heads=5, num_clusters=12)
-    c.evals.clustering.every = 300
   return c

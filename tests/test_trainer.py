@@ -1,4 +1,5 @@
 """The trainer: mesh equivalence, exact resume after SIGKILL, config errors, NaN stops."""
+import json
 import os
 import re
 import signal
@@ -126,6 +127,9 @@ def test_two_processes_train_as_one_job(data_dir, tmp_path):
   overrides = [f"--config.data.dir={data_dir}", "--config.data.resize=40", "--config.data.crop=32",
                "--config.model.vision_widths=(4,8,8,8)", "--config.model.audio_widths=(4,8,8,8)",
                "--config.batch_size=8", "--config.evals.avc.batch_size=8",
+               "--config.evals.retrieval.every=4", "--config.evals.retrieval.batch_size=8",
+               "--config.evals.retrieval.k=5", "--config.evals.clustering.every=4",
+               "--config.evals.clustering.batch_size=8",
                "--config.total_steps=4", "--config.checkpoint.every=2",
                "--config.progress_bar=False"]
   procs = [subprocess.Popen(
@@ -140,6 +144,19 @@ def test_two_processes_train_as_one_job(data_dir, tmp_path):
   # Each host evaluated its own shards; together every clip counted once.
   assert re.search(r"avc_examples +20\n", outs[0][0]), outs[0][0]
   assert sorted(os.listdir(tmp_path / "checkpoints"))[:2] == ["2", "4"]
+  # The gathering evaluators saw every host's clips: one process evaluating the
+  # same checkpoint gets the same figures.
+  with open(tmp_path / "final_metrics.json") as f:
+    two = json.load(f)
+  r = run_python(["-m", "avjax.evaluate", "--config=configs/avenet.py:tiny",
+                  f"--workdir={tmp_path}", "--checkpoint=4", "--evals=retrieval,clustering",
+                  "--nopictures", *overrides])
+  assert r.returncode == 0, r.stderr[-3000:]
+  one = json.load(open(next((tmp_path / "eval").glob("metrics_*_step4.json"))))["metrics"]
+  for k, v in one.items():
+    assert k in two, k
+    tol = 1e-5 if k.startswith("retrieval") else 0.05  # k-means may move a tie
+    assert abs(two[k] - v) <= tol, (k, two[k], v)
 
 
 def test_retrieval_evaluator_reports_four_directions(data_dir, tmp_path):

@@ -1,5 +1,8 @@
 """What every evaluator shares: one split read in evaluation mode, and a gather
-loop that runs a jitted function over it and keeps the real (unpadded) clips."""
+loop that runs a jitted function over it and keeps the real (unpadded) clips.
+
+On several hosts each reads its own shards, and the gather hands every host
+every host's clips (in process order), so all compute the same metrics."""
 from __future__ import annotations
 
 import collections
@@ -7,6 +10,7 @@ from typing import Callable, Sequence
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from avjax import frames as frames_lib
@@ -19,13 +23,7 @@ class Evaluator:
   Subclasses set up their jitted functions in `setup()`. `pictures()` writes
   PNGs for the evaluate command; most evaluators have none.
   """
-  # Evaluators that gather every clip's outputs on one host.
-  single_process = False
-
   def __init__(self, eval_config, *, model, mesh, data_config, default_split: str, seed: int = 0):
-    if self.single_process and jax.process_count() > 1:
-      raise NotImplementedError(f"{type(self).__name__} gathers the split on one host; "
-                                "run it single-process (python -m avjax.evaluate)")
     self.config = eval_config
     self.split = eval_config.split or default_split
     self.reader = input_lib.make_reader(data_config, self.split,
@@ -75,13 +73,15 @@ class Evaluator:
       host_keys = {k: None for k in host_keys}
     out = collections.defaultdict(list)
     seen = 0
+    # Every host reads the same number of (padded) batches, so the collectives
+    # below line up, and `seen` counts every host's clips.
     for local in self.reader.eval_iterator():
       batch = input_lib.to_global({k: local[k] for k in inputs}, self.sharding)
-      keep = local["mask"] > 0
-      for k, v in jax.device_get(fn(variables, batch)).items():
+      keep = all_hosts(local["mask"]) > 0
+      for k, v in every_row(fn(variables, batch)).items():
         out[k].append(np.asarray(v)[keep])
       for k, host_fn in host_keys.items():
-        v = np.asarray(local[k])[keep]
+        v = all_hosts(np.asarray(local[k]))[keep]
         out[k].append(host_fn(v) if host_fn else v)
       seen += int(keep.sum())
       if limit is not None and seen >= limit:
@@ -89,6 +89,32 @@ class Evaluator:
     if not out:
       raise ValueError(f"split {self.split!r} yielded no clips")
     return {k: np.concatenate(v)[:limit] for k, v in out.items()}
+
+
+def every_row(tree):
+  """Global arrays -> numpy holding all their rows, on every host."""
+  if jax.process_count() == 1:
+    return jax.device_get(tree)
+  return multihost_utils.process_allgather(tree, tiled=True)
+
+
+def all_hosts(local: np.ndarray) -> np.ndarray:
+  """This host's rows [n, ...] -> every host's rows, in process order (the order
+  of the global batch). Each host must hold the same shape (padded batches do).
+  Strings and bytes travel as zero-padded uint8 rows."""
+  if jax.process_count() == 1:
+    return local
+  if local.dtype.kind not in "OSU":
+    return multihost_utils.process_allgather(local, tiled=True)
+  raw = [x if isinstance(x, bytes) else str(x).encode() for x in local.reshape(-1)]
+  width = int(np.max(multihost_utils.process_allgather(
+      np.array([max(map(len, raw), default=0)]), tiled=True)))
+  rows = np.zeros((len(raw), max(width, 1)), np.uint8)
+  for i, x in enumerate(raw):
+    rows[i, :len(x)] = np.frombuffer(x, np.uint8)
+  gathered = multihost_utils.process_allgather(rows, tiled=True)
+  strings = np.array([bytes(r).rstrip(b"\0") for r in gathered], dtype=object)
+  return strings.reshape(-1, *local.shape[1:])
 
 
 def single_labels(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

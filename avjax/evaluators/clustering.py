@@ -18,8 +18,6 @@ from avjax.models import vgg
 
 
 class Clustering(base.Evaluator):
-  single_process = True
-
   def setup(self):
     self.require_labels("clustering")
     modalities = self.modalities = self.parse_modalities("clustering")

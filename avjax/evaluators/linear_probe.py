@@ -103,8 +103,6 @@ def folds_from_csv(path: str, filenames, *, file_column: str, fold_column: str) 
 
 
 class LinearProbe(base.Evaluator):
-  single_process = True
-
   def setup(self):
     self.require_labels("linear_probe")
     c = self.config

@@ -36,8 +36,6 @@ def localisation_map(outputs: dict, size: int) -> jax.Array:
 
 
 class Localisation(base.Evaluator):
-  single_process = True
-
   def setup(self):
     size = self.data_config.crop
 

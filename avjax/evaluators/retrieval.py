@@ -21,8 +21,6 @@ DIRECTIONS = (("im_im", "frame", "frame"), ("im_aud", "frame", "audio"),
 
 
 class Retrieval(base.Evaluator):
-  single_process = True
-
   def setup(self):
     self.require_labels("retrieval")
     @jax.jit
