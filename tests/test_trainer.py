@@ -115,6 +115,16 @@ def test_selavi_trains_and_is_judged_by_its_clusters(data_dir, tmp_path, capsys)
   assert nmi[best] == max(nmi.values())
 
 
+def test_contrastive_config_validates_by_retrieval(data_dir, tmp_path):
+  from avjax import train
+  config = tiny_config("avcontrastive", data_dir, total_steps=2, log_every=1)
+  config.checkpoint.every = 2
+  config.evals.retrieval.update(every=2, batch_size=8)
+  metrics = train.train_and_evaluate(config, str(tmp_path))
+  assert "avc_accuracy" not in metrics
+  assert 0.0 <= metrics[config.checkpoint.best_metric] <= 1.0
+
+
 @pytest.mark.slow
 def test_two_processes_train_as_one_job(data_dir, tmp_path):
   """A multi-host rehearsal: 2 processes, jax.distributed, per-host shards."""
