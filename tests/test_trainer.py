@@ -115,6 +115,14 @@ def test_selavi_trains_and_is_judged_by_its_clusters(data_dir, tmp_path, capsys)
   assert nmi[best] == max(nmi.values())
 
 
+def test_avc_evaluator_refuses_a_model_without_a_correspondence_head(data_dir, tmp_path):
+  from avjax import train
+  config = tiny_config("selavi", data_dir, total_steps=2)
+  config.evals.avc.every = 2
+  with pytest.raises(ValueError, match="config.evals.avc: SeLaVi has no correspondence head"):
+    train.train_and_evaluate(config, str(tmp_path))
+
+
 def test_contrastive_config_validates_by_retrieval(data_dir, tmp_path):
   from avjax import train
   config = tiny_config("avcontrastive", data_dir, total_steps=2, log_every=1)

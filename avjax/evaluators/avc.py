@@ -19,6 +19,12 @@ class AVCAccuracy(base.Evaluator):
 
   def setup(self):
     model = self.model
+    # Checked at build time (abstractly, no compute), not at the first evaluation.
+    outputs = jax.eval_shape(lambda: model.init_with_output(
+        jax.random.PRNGKey(0), *input_lib.dummy_inputs(self.data_config), False)[0])
+    if "logits" not in outputs:
+      raise ValueError(f"config.evals.avc: {type(model).__name__} has no correspondence head "
+                       "(`logits`); set config.evals.avc.every=0")
 
     @jax.jit
     def counts(variables, batch):
