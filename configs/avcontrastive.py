@@ -19,8 +19,5 @@ from configs import common
 def get_config(arg=None):
   c = common.base_config(model=dict(name="avenet", embed_dim=128, calibration="distance"),
                          losses={"infonce": 1.0}, arg=arg)
-  c.data.negative_fraction = 0.0
-  c.evals.retrieval.every = c.evals.avc.every
-  c.evals.avc.every = 0
-  c.checkpoint.best_metric = f"retrieval_aud_im_ndcg@{c.evals.retrieval.k}"
-  return c
+  return common.without_correspondence(
+      c, evaluator="retrieval", best_metric=f"retrieval_aud_im_ndcg@{c.evals.retrieval.k}")

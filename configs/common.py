@@ -118,3 +118,15 @@ def base_config(model: dict, losses: dict, arg: str | None) -> ml_collections.Co
     for name in ("retrieval", "localisation", "linear_probe", "clustering"):
       c.evals[name].batch_size = 100
   return c
+
+
+def without_correspondence(c: ml_collections.ConfigDict, *, evaluator: str,
+                           best_metric: str) -> ml_collections.ConfigDict:
+  """For methods that train no correspondence head (contrastive, self-labelling):
+  every pair is a positive, `evaluator` validates on AVC's schedule instead of
+  AVC, and `best_metric` picks the best checkpoint."""
+  c.data.negative_fraction = 0.0
+  c.evals[evaluator].every = c.evals.avc.every
+  c.evals.avc.every = 0
+  c.checkpoint.best_metric = best_metric
+  return c

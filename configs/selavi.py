@@ -20,10 +20,7 @@ def get_config(arg=None):
                  modality_dropout=0.5),
       losses={"selavi": 1.0}, arg=arg)
   c.loss_kwargs.selavi = dict(sharpness=2.0, iterations=3)
-  c.data.negative_fraction = 0.0
-  c.evals.clustering.every = c.evals.avc.every
-  c.evals.avc.every = 0
-  c.checkpoint.best_metric = "clustering_frame_nmi"
+  common.without_correspondence(c, evaluator="clustering", best_metric="clustering_frame_nmi")
   if common.parse_arg(arg).tiny:
     c.model.update(num_heads=5, num_clusters=12)
   return c

@@ -67,7 +67,7 @@ class EmbeddingHead(nn.Module):
 
 
 def audio_embedding_branch(spectrogram, *, widths: Sequence[int], embed_dim: int, dtype, train: bool):
-  """AVE-Net's and AVOL-Net's audio side, called inside their compact __call__ (the
+  """AVE-Net's, AVOL-Net's and SeLaVi's audio side, called inside their compact __call__ (the
   submodules are theirs, named `audio` and `audio_head`): -> audio_embedding and
   the max-pooled audio_features."""
   pooled = global_max_pool(VGGSubnet(widths, dtype=dtype, name="audio")(spectrogram, train))
