@@ -46,8 +46,8 @@ def windows_at(waveform: np.ndarray, sample_rate: int, num_samples: int,
 
 def centre_crop(image: np.ndarray, spec) -> np.ndarray:
   """uint8 [H, W, 3] -> the evaluation crop the reader takes ([crop, crop, 3] uint8)."""
-  from data_pipelines import reader as reader_lib
-  return reader_lib.resize_crop(image, None, spec=spec, train=False).numpy()
+  from data_pipelines import clip_ops
+  return clip_ops.resize_crop(image, None, spec=spec, train=False).numpy()
 
 
 # ----------------------------------------------------------------------------
@@ -63,17 +63,17 @@ class Embedder:
   def __init__(self, workdir: str, *, checkpoint: str = "best", layer: str = "embedding",
                batch_size: int = 64):
     import jax
-    from avjax import cli, train
-    from avjax import frames as frames_lib
-    from data_pipelines import reader as reader_lib
+    from avjax import checkpoint as checkpoint_lib
+    from avjax import cli, models, predict
+    from avjax import input as input_lib
     if layer not in ("embedding", "features"):
       raise ValueError(f"layer must be embedding or features, got {layer!r}")
     self.config = cli.load_workdir_config(workdir)
-    self.model, state, self.step = train.load_checkpoint(self.config, workdir, checkpoint)
-    self.variables = train.variables_of(state)
-    self.spec = reader_lib.reader_spec_from_config(self.config.data)
+    fns = predict.model_fns(models.build(self.config.model), self.config.data)
+    self.variables, self.step = checkpoint_lib.load_variables(workdir, self.config, fns.init,
+                                                              which=checkpoint)
+    self.spec = input_lib.reader_spec(self.config.data)
     self.batch_size = batch_size
-    model = self.model
 
     def output(out, key):
       if key not in out:
@@ -81,9 +81,8 @@ class Embedder:
                          "try --layer=features")
       return out[key]
 
-    self._frames = jax.jit(lambda v, x: output(
-        model.apply(v, frames_lib.to_model_frames(x), None, train=False), f"frame_{layer}"))
-    self._audio = jax.jit(lambda v, x: output(model.apply(v, None, x, train=False), f"audio_{layer}"))
+    self._frames = jax.jit(lambda v, x: output(fns.predict(v, x, None), f"frame_{layer}"))
+    self._audio = jax.jit(lambda v, x: output(fns.predict(v, None, x), f"audio_{layer}"))
 
   @property
   def sample_rate(self) -> int:

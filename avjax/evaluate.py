@@ -1,8 +1,8 @@
 """Evaluate a checkpoint: python -m avjax.evaluate --config=configs/avolnet.py:tiny \\
     --workdir=DIR --evals=avc,localisation --split=test_crowded
 
-Loads the best checkpoint (highest validation AVC accuracy; --checkpoint=latest
-or a step number picks another), runs the chosen evaluators (default: those with
+Loads the best checkpoint's parameters (highest config.checkpoint.best_metric;
+--checkpoint=latest or a step number picks another), runs the chosen evaluators (default: those with
 config.evals.<name>.every > 0) on any prepared split, and writes
 DIR/eval/metrics_<split>_<step>.json, TensorBoard events under DIR/eval and
 PNG pictures under DIR/eval/pictures_<split>_<step>/, then prints a table.
@@ -34,11 +34,13 @@ def evaluate(config, workdir: str, *, evals: list[str] = (), checkpoint: str = "
              split: str = "", random_init: bool = False, pictures: bool = True) -> dict:
   """Runs the evaluators on a checkpoint; -> the record written to the metrics JSON."""
   import jax
-  import numpy as np
-  from jax.sharding import Mesh
 
+  from avjax import checkpoint as checkpoint_lib
   from avjax import evaluators
-  from avjax import train
+  from avjax import mesh as mesh_lib
+  from avjax import models
+  from avjax import predict
+  from avjax import summaries
 
   if split:
     config.data.eval_split = split
@@ -46,16 +48,16 @@ def evaluate(config, workdir: str, *, evals: list[str] = (), checkpoint: str = "
   unknown = [n for n in names if n not in config.evals]
   if unknown:
     raise ValueError(f"--evals: unknown {unknown}; configured: {sorted(config.evals)}")
-  mesh = Mesh(np.asarray(jax.devices()), ("data",))
+  mesh = mesh_lib.make_mesh(config)
+  fns = predict.model_fns(models.build(config.model), config.data)
   if random_init:
-    fns = train.make_train_functions(config, mesh)
-    model, state, step, tag = fns.model, fns.init(jax.random.PRNGKey(config.seed)), 0, "random_init"
+    variables, step, tag = fns.init(jax.random.PRNGKey(config.seed)), 0, "random_init"
   else:
-    model, state, step = train.load_checkpoint(config, workdir, checkpoint, mesh)
+    variables, step = checkpoint_lib.load_variables(workdir, config, fns.init, which=checkpoint,
+                                                    sharding=mesh_lib.replicated(mesh))
     tag = f"step{step}"
   tag = f"{config.data.eval_split}_{tag}"
-  variables = train.variables_of(state)
-  evs = evaluators.build_all({n: config.evals[n] for n in names}, config, model=model, mesh=mesh)
+  evs = evaluators.build_all({n: config.evals[n] for n in names}, config, fns=fns, mesh=mesh)
 
   out_dir = os.path.join(workdir, "eval")
   metrics, paths = {}, []
@@ -69,7 +71,7 @@ def evaluate(config, workdir: str, *, evals: list[str] = (), checkpoint: str = "
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, f"metrics_{tag}.json"), "w") as f:
       json.dump(record, f, indent=1)
-    writer = train.SummaryWriter(out_dir)
+    writer = summaries.SummaryWriter(out_dir)
     prefix = config.data.eval_split + ("_random_init" if random_init else "")
     writer.scalars(step, {f"{prefix}/{k}": v for k, v in metrics.items()})
     writer.close()

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
+from data_pipelines import contract
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 GREY_WEIGHTS = (0.2989, 0.587, 0.114)  # tf.image.rgb_to_grayscale's
-AUGMENT_KEYS = ("aug_flip", "aug_brightness", "aug_contrast", "aug_saturation")
 
 
 def colour_matrix(brightness, contrast, saturation, channel_mean):
@@ -57,8 +58,8 @@ def to_model_frames(frames, augment: dict | None = None):
 def model_inputs(batch: dict) -> dict:
   """A reader batch (inside jit) -> the same batch with `frames` as the models take
   them and the augmentation draws consumed."""
-  augment = {k: batch[k] for k in AUGMENT_KEYS if k in batch}
-  out = {k: v for k, v in batch.items() if k not in AUGMENT_KEYS}
+  augment = {k: batch[k] for k in contract.AUGMENT_KEYS if k in batch}
+  out = {k: v for k, v in batch.items() if k not in contract.AUGMENT_KEYS}
   if "frames" in out:
     out["frames"] = to_model_frames(out["frames"], augment)
   return out

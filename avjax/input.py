@@ -1,15 +1,45 @@
-"""From a config to per-host readers and global, mesh-sharded batches."""
+"""From a config to reader specs, per-host readers and global, mesh-sharded batches.
+
+The one place that reads `config.data`'s layout: data_pipelines receives the
+specs built here (ReaderSpec, SpectrogramSpec, PrepareSettings).
+"""
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
+from data_pipelines import contract
 from data_pipelines import default_dataset
+from data_pipelines import prepare as prepare_lib
 from data_pipelines import reader as reader_lib
+from data_pipelines import spectrogram as spectrogram_lib
 
-# Host-only fields: strings or bookkeeping the models never see.
-HOST_ONLY = ("video_id", "audio_video_id", "audio_start", "fps", "filename")
+
+def spectrogram_spec(data) -> spectrogram_lib.SpectrogramSpec:
+  s = data.spectrogram
+  return spectrogram_lib.SpectrogramSpec(
+      sample_rate=data.sample_rate, win_length=s.win_length, hop_length=s.hop_length,
+      n_fft=s.n_fft, log_offset=s.log_offset, seconds=s.seconds)
+
+
+def reader_spec(data) -> reader_lib.ReaderSpec:
+  """`config.data` -> what the reader needs, as a frozen record."""
+  return reader_lib.ReaderSpec(
+      spectrogram=spectrogram_spec(data), fps=data.fps, resize=data.resize, crop=data.crop,
+      negative_fraction=data.negative_fraction, negatives=data.negatives,
+      negatives_on_grid=data.negatives_on_grid, shuffle_buffer=data.shuffle_buffer,
+      flip=data.flip, colour_jitter=data.colour_jitter, gain_db=data.gain_db,
+      num_classes=data.num_classes, stored_spectrogram=data.stored_spectrogram,
+      examples_per_clip=data.examples_per_clip)
+
+
+def prepare_settings(data, **overrides) -> prepare_lib.PrepareSettings:
+  """`config.data` -> prepare's settings, so that prepared shards are what the
+  config's reader reads: its frame rate, sample rate, frame size and (when the
+  config slices stored |STFT|) the config's spectrogram framing."""
+  return prepare_lib.PrepareSettings(
+      fps=data.fps, sample_rate=data.sample_rate, frame_size=data.resize,
+      spectrogram=spectrogram_spec(data) if data.stored_spectrogram else None, **overrides)
 
 
 def data_dir(data_config, split: str) -> str:
@@ -19,40 +49,21 @@ def data_dir(data_config, split: str) -> str:
   if split not in default_dataset.SPLITS:
     raise ValueError(f"split {split!r}: the embedded default dataset has only "
                      f"{sorted(default_dataset.SPLITS)}; set config.data.dir for other data")
-  s = data_config.spectrogram
-  return default_dataset.ensure(sample_rate=data_config.sample_rate,
-                                frame_size=data_config.resize, fps=data_config.fps,
-                                splits=(split,),
-                                stft=(s.win_length, s.hop_length, s.n_fft)
-                                if data_config.stored_spectrogram else None)
+  return default_dataset.ensure(prepare_settings(data_config), splits=(split,))
 
 
 def make_reader(data_config, split: str, *, global_batch: int, seed: int) -> reader_lib.Reader:
   if global_batch % jax.process_count():
     raise ValueError(f"batch size {global_batch} is not divisible by {jax.process_count()} hosts")
   files = reader_lib.resolve_files(data_dir(data_config, split), split)
-  return reader_lib.Reader(files, spec=reader_lib.reader_spec_from_config(data_config),
+  return reader_lib.Reader(files, spec=reader_spec(data_config),
                            batch_size=global_batch // jax.process_count(), seed=seed,
                            process_index=jax.process_index(),
                            process_count=jax.process_count())
 
 
 def to_global(local_batch: dict, sharding) -> dict:
-  """Host-local numpy batch -> global jax.Arrays sharded along the batch axis."""
+  """Host-local numpy batch -> global jax.Arrays sharded along the batch axis
+  (the contract's device keys only)."""
   return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
-          for k, v in local_batch.items() if k not in HOST_ONLY}
-
-
-def dummy_inputs(data_config, batch: int = 1):
-  """Zero frames and spectrogram of the shapes `data_config` gives (for model.init)."""
-  spec = reader_lib.reader_spec_from_config(data_config).spectrogram
-  frames = jnp.zeros((batch, data_config.crop, data_config.crop, 3), jnp.float32)
-  spectrogram = jnp.zeros((batch, *spec.shape, 1), jnp.float32)
-  return frames, spectrogram
-
-
-def init_variables(model, data_config, rng: jax.Array) -> dict:
-  """A model's variables at random initialisation from `rng` (the trainer's init
-  uses the same rule, so PRNGKey(config.seed) gives the run's step-0 weights)."""
-  init_rng, _ = jax.random.split(rng)
-  return model.init(init_rng, *dummy_inputs(data_config), train=False)
+          for k, v in local_batch.items() if k not in contract.HOST_ONLY}

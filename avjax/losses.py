@@ -118,9 +118,22 @@ def get(name):
   return LOSSES[name]
 
 
-def avc_predictions(outputs):
-  """Predicted correspondence (1/0) from either head type."""
+# The AVC loss of each kind of correspondence head (avjax.models.CORRESPONDENCE).
+AVC_LOSS = {"softmax": "avc_softmax_xent", "sigmoid": "avc_sigmoid_xent"}
+
+
+def avc_predictions(outputs, correspondence: str):
+  """Predicted correspondence (1/0) from a head of kind `correspondence`."""
   logits = outputs["logits"]
-  if logits.ndim == 2:
+  if correspondence == "softmax":
     return jnp.argmax(logits, axis=-1).astype(jnp.int32)
   return (logits > 0).astype(jnp.int32)
+
+
+def check_for_model(weights: dict, correspondence: str | None, model_name: str) -> None:
+  """A config's losses must fit the model's head: an AVC loss needs the head of its kind."""
+  for kind, name in AVC_LOSS.items():
+    if name in weights and correspondence != kind:
+      has = f"a {correspondence} head" if correspondence else "no correspondence head"
+      fit = f"; use {AVC_LOSS[correspondence]}" if correspondence else ""
+      raise ValueError(f"config.losses.{name}: model {model_name!r} has {has}{fit}")

@@ -19,16 +19,18 @@ import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
-import orbax.checkpoint as ocp
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh
 
+from avjax import checkpoint as checkpoint_lib
 from avjax import evaluators
 from avjax import frames as frames_lib
 from avjax import input as input_lib
 from avjax import losses as losses_lib
+from avjax import mesh as mesh_lib
 from avjax import models
+from avjax import predict
+from avjax import summaries
 
 log = logging.getLogger("avjax")
 
@@ -82,17 +84,18 @@ def make_optimizer(config, schedule) -> optax.GradientTransformation:
 # ----------------------------------------------------------------------------
 # Loss and update
 # ----------------------------------------------------------------------------
-def active_losses(config) -> dict[str, float]:
+def active_losses(config, model: nn.Module) -> dict[str, float]:
   weights = {k: float(v) for k, v in config.losses.items() if float(v) != 0.0}
   if not weights:
     raise ValueError("config.losses: every loss has weight 0")
   for name in weights:
     losses_lib.get(name)
+  losses_lib.check_for_model(weights, model.correspondence, config.model.name)
   return weights
 
 
 def make_loss_fn(model: nn.Module, config) -> Callable:
-  weights = active_losses(config)
+  weights = active_losses(config, model)
   kwargs = {k: dict(v) for k, v in config.loss_kwargs.items()}
 
   def loss_fn(params, batch_stats, batch, rng):
@@ -103,8 +106,9 @@ def make_loss_fn(model: nn.Module, config) -> Callable:
              for name in weights}
     total = sum(w * parts[name] for name, w in weights.items())
     metrics = {f"loss_{k}": v for k, v in parts.items()}
-    if "logits" in outputs:  # a correspondence head (not SeLaVi's)
-      metrics["accuracy"] = jnp.mean(losses_lib.avc_predictions(outputs) == batch["label"])
+    if model.correspondence:
+      predicted = losses_lib.avc_predictions(outputs, model.correspondence)
+      metrics["accuracy"] = jnp.mean(predicted == batch["label"])
     return total, (new_vars["batch_stats"], metrics)
 
   return loss_fn
@@ -133,14 +137,13 @@ def make_update_fn(model, tx, schedule, config):
   return update
 
 
-def make_init_fn(model, tx, config):
+def make_init_fn(model_init: Callable, tx):
   def init(rng):
-    _, state_rng = jax.random.split(rng)
-    variables = input_lib.init_variables(model, config.data, rng)
+    variables = model_init(rng)
     params = variables["params"]
     return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                       batch_stats=variables.get("batch_stats", {}),
-                      opt_state=tx.init(params), rng=state_rng,
+                      opt_state=tx.init(params), rng=predict.init_rngs(rng)[1],
                       nonfinite_step=-jnp.ones((), jnp.int32))
   return init
 
@@ -157,103 +160,8 @@ def variables_of(state: TrainState) -> dict:
 
 
 # ----------------------------------------------------------------------------
-# Checkpoints
-# ----------------------------------------------------------------------------
-def best_metric(config) -> str:
-  """The evaluation metric (higher is better) whose best checkpoint is kept and
-  loaded as "best"; workdirs saved before the key existed used AVC accuracy."""
-  return config.checkpoint.get("best_metric", "avc_accuracy")
-
-
-def make_checkpoint_manager(workdir: str, config) -> ocp.CheckpointManager:
-  pp = ocp.checkpoint_managers
-  metric = best_metric(config)
-  score = lambda m: (m or {}).get(metric, float("-inf"))
-  policy = pp.AnyPreservationPolicy([
-      pp.LatestN(n=config.checkpoint.keep),
-      pp.BestN(get_metric_fn=score, reverse=False, n=1, keep_checkpoints_without_metrics=False),
-  ])
-  # The policy decides what is kept; best_fn is what best_step() ranks by (without
-  # it, best_step() is the latest step).
-  options = ocp.CheckpointManagerOptions(
-      enable_async_checkpointing=config.checkpoint.async_save,
-      preservation_policy=policy, best_fn=score, best_mode="max", create=True)
-  return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"),
-                               item_names=("state", "input"), options=options)
-
-
-def restore_latest(mngr: ocp.CheckpointManager, abstract_state, step: int | None = None):
-  """-> (state, input position dict), or (None, None) when there is nothing to resume."""
-  step = mngr.latest_step() if step is None else step
-  if step is None:
-    return None, None
-  restored = mngr.restore(step, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(abstract_state), input=ocp.args.JsonRestore()))
-  return restored["state"], restored["input"]
-
-
-def checkpoint_step(mngr: ocp.CheckpointManager, which: str) -> int:
-  """"best" (highest config.checkpoint.best_metric; the latest if none was evaluated),
-  "latest", or a step."""
-  steps = mngr.all_steps()
-  if not steps:
-    raise FileNotFoundError(f"{mngr.directory}: no checkpoints; train first")
-  if which == "best":
-    best = mngr.best_step()
-    return mngr.latest_step() if best is None else best
-  if which == "latest":
-    return mngr.latest_step()
-  if not str(which).isdigit() or int(which) not in steps:
-    raise ValueError(f"checkpoint {which!r}: use best, latest or one of the steps {sorted(steps)}")
-  return int(which)
-
-
-def load_checkpoint(config, workdir: str, which: str = "best", mesh: Mesh | None = None):
-  """-> (model, TrainState replicated over `mesh`, step) from a training workdir."""
-  if not os.path.isdir(os.path.join(workdir, "checkpoints")):
-    raise FileNotFoundError(f"{os.path.join(workdir, 'checkpoints')}: not found; train first")
-  mesh = mesh or Mesh(np.asarray(jax.devices()), ("data",))
-  fns = make_train_functions(config, mesh)
-  mngr = make_checkpoint_manager(workdir, config)
-  try:
-    step = checkpoint_step(mngr, which)
-    state, _ = restore_latest(mngr, abstract_with_shardings(fns.shapes, NamedSharding(mesh, P())),
-                              step)
-  finally:
-    mngr.close()
-  return fns.model, state, step
-
-
-def abstract_with_shardings(shapes, sharding):
-  return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)
-
-
-# ----------------------------------------------------------------------------
 # Logging helpers
 # ----------------------------------------------------------------------------
-class SummaryWriter:
-  """TensorBoard scalars from process 0 (tf.summary: TensorFlow is a dependency)."""
-
-  def __init__(self, logdir: str):
-    self.enabled = jax.process_index() == 0
-    if self.enabled:
-      import tensorflow as tf
-      self._tf = tf
-      self._writer = tf.summary.create_file_writer(logdir)
-
-  def scalars(self, step: int, values: dict):
-    if not self.enabled:
-      return
-    with self._writer.as_default():
-      for k, v in values.items():
-        self._tf.summary.scalar(k, float(v), step=step)
-    self._writer.flush()
-
-  def close(self):
-    if self.enabled:
-      self._writer.close()
-
-
 def _progress(config, start: int):
   if not config.progress_bar or jax.process_index() != 0:
     return None
@@ -274,6 +182,7 @@ def check_finite_step(state: TrainState) -> None:
 @dataclasses.dataclass(frozen=True)
 class TrainFunctions:
   model: nn.Module
+  model_fns: predict.ModelFns  # what evaluators and inference call
   shapes: Any            # TrainState of ShapeDtypeStructs
   init: Callable         # rng -> TrainState, replicated over the mesh
   update: Callable       # (state, global batch) -> (state, metrics); donates state
@@ -281,37 +190,43 @@ class TrainFunctions:
 
 def make_train_functions(config, mesh: Mesh) -> TrainFunctions:
   """Infers the state's shapes, then jits init and update with their shardings."""
-  repl = NamedSharding(mesh, P())
-  data_sharding = NamedSharding(mesh, P("data"))
+  repl = mesh_lib.replicated(mesh)
   model = models.build(config.model)
+  model_fns = predict.model_fns(model, config.data)
   schedule = make_schedule(config)
   tx = make_optimizer(config, schedule)
-  init_fn = make_init_fn(model, tx, config)
+  init_fn = make_init_fn(model_fns.init, tx)
   shapes = jax.eval_shape(init_fn, jax.random.PRNGKey(0))
   state_sharding = jax.tree.map(lambda _: repl, shapes)
   init = jax.jit(init_fn, out_shardings=state_sharding)
   update = jax.jit(make_update_fn(model, tx, schedule, config),
-                   in_shardings=(state_sharding, data_sharding),
+                   in_shardings=(state_sharding, mesh_lib.batch_sharding(mesh)),
                    out_shardings=(state_sharding, repl), donate_argnums=0)
-  return TrainFunctions(model=model, shapes=shapes, init=init, update=update)
+  return TrainFunctions(model=model, model_fns=model_fns, shapes=shapes, init=init, update=update)
+
+
+def due_evaluators(evals_config, step: int, total_steps: int) -> list[str]:
+  """The enabled evaluators whose own `every` divides `step`; all of them at the end."""
+  return [name for name, cfg in evaluators.enabled(evals_config).items()
+          if step % cfg.every == 0 or step == total_steps]
 
 
 def train_and_evaluate(config, workdir: str, *, step_hook: Callable[[int], None] | None = None) -> dict:
   """Trains per `config`, resuming from `workdir` if it holds a checkpoint.
 
-  Returns the last evaluation's metrics. `step_hook(step)` runs after each step.
+  Returns the latest value of every evaluation metric. `step_hook(step)` runs
+  after each step.
   """
   # --- Logging ---------------------------------------------------------------
   os.makedirs(workdir, exist_ok=True)
-  writer = SummaryWriter(workdir)
+  writer = summaries.SummaryWriter(workdir)
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json_best_effort(indent=1))
 
   # --- Mesh ------------------------------------------------------------------
-  mesh = Mesh(np.asarray(jax.devices()), ("data",))
-  repl = NamedSharding(mesh, P())
-  data_sharding = NamedSharding(mesh, P("data"))
+  mesh = mesh_lib.make_mesh(config)
+  data_sharding = mesh_lib.batch_sharding(mesh)
   if config.batch_size % mesh.size:
     raise ValueError(f"config.batch_size={config.batch_size} is not divisible by "
                      f"{mesh.size} devices")
@@ -322,28 +237,27 @@ def train_and_evaluate(config, workdir: str, *, step_hook: Callable[[int], None]
 
   # --- Model, init and update ---------------------------------------------------
   fns = make_train_functions(config, mesh)
-  model, shapes, update = fns.model, fns.shapes, fns.update
 
   # --- Checkpoint: always try to resume first ---------------------------------
-  mngr = make_checkpoint_manager(workdir, config)
-  state, position = restore_latest(mngr, abstract_with_shardings(shapes, repl))
+  mngr = checkpoint_lib.make_manager(workdir, config)
+  state, _ = checkpoint_lib.restore(
+      mngr, checkpoint_lib.with_sharding(fns.shapes, mesh_lib.replicated(mesh)))
   if state is None:
     state = fns.init(jax.random.PRNGKey(config.seed))
     start = 0
   else:
     start = int(jax.device_get(state.step))
-    if position["step"] != start:
-      raise ValueError(f"checkpoint {start}: input position {position} does not match the step")
     log.info("resumed from step %d in %s", start, workdir)
     print(f"resumed from step {start}", flush=True)
 
   # --- Evals -----------------------------------------------------------------
-  evals = evaluators.build_all(evaluators.enabled(config.evals), config, model=model, mesh=mesh)
+  evals = evaluators.build_all(evaluators.enabled(config.evals), config, fns=fns.model_fns,
+                               mesh=mesh)
 
-  def run_evals(step: int) -> dict:
+  def run_evals(step: int, names) -> dict:
     out = {}
-    for name, ev in evals.items():
-      out.update(ev.run(variables_of(state)))
+    for name in names:
+      out.update(evals[name].run(variables_of(state)))
     writer.scalars(step, {f"val/{k}": v for k, v in out.items()})
     return out
 
@@ -351,19 +265,16 @@ def train_and_evaluate(config, workdir: str, *, step_hook: Callable[[int], None]
     check_finite_step(state)
     if not bool(all_finite(state.params)):
       raise NonFiniteError(f"parameters hold NaN or Inf at step {step}; not saving")
-    mngr.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state),
-        input=ocp.args.JsonSave({"step": step, "examples": step * config.batch_size})),
-        metrics=metrics, force=True)
+    checkpoint_lib.save(mngr, step, state, batch_size=config.batch_size, metrics=metrics)
 
   # --- Loop ------------------------------------------------------------------
   batches = train_reader.train_iterator(start_step=start)
   bar = _progress(config, start)
-  last_metrics: dict = {}
+  latest: dict = {}  # the latest value of each evaluation metric
   t_last, step_last = time.perf_counter(), start
   for step in range(start + 1, config.total_steps + 1):
     batch = input_lib.to_global(next(batches), data_sharding)
-    state, metrics = update(state, batch)
+    state, metrics = fns.update(state, batch)
     if step_hook is not None:
       step_hook(step)
 
@@ -379,20 +290,24 @@ def train_and_evaluate(config, workdir: str, *, step_hook: Callable[[int], None]
         bar.set_postfix(loss=f"{m['loss']:.3f}", **acc, ex_s=f"{m['examples_per_sec']:.0f}",
                         refresh=False)
 
+    # Each evaluation saves the state it evaluated, with its metrics, so that
+    # "best" is ranked at every evaluation, not only where saves happen to fall.
     eval_metrics = None
-    if (any(step % cfg.every == 0 for cfg in evaluators.enabled(config.evals).values())
-        or step == config.total_steps):
-      eval_metrics = run_evals(step)
-      last_metrics = eval_metrics
+    due = due_evaluators(config.evals, step, config.total_steps)
+    if due:
+      eval_metrics = run_evals(step, due)
+      latest.update(eval_metrics)
       msg = " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
                      for k, v in eval_metrics.items())
       (bar.write if bar is not None else functools.partial(print, flush=True))(
           f"step {step}: {msg}")
 
-    if step % config.checkpoint.every == 0 or step == config.total_steps:
+    saved = bool(step % config.checkpoint.every == 0 or step == config.total_steps or due)
+    if saved:
       save(step, eval_metrics)
     if mngr.reached_preemption(step):
-      save(step, eval_metrics)
+      if not saved:
+        save(step, eval_metrics)
       mngr.wait_until_finished()
       log.warning("preempted at step %d; checkpoint written", step)
       break
@@ -401,12 +316,12 @@ def train_and_evaluate(config, workdir: str, *, step_hook: Callable[[int], None]
 
   if bar is not None:
     bar.close()
-  if not last_metrics:  # resumed at the end: evaluate what was restored
-    last_metrics = run_evals(int(jax.device_get(state.step)))
+  if not latest:  # resumed at the end: evaluate what was restored
+    latest = run_evals(int(jax.device_get(state.step)), list(evals))
   mngr.wait_until_finished()
   mngr.close()
   writer.close()
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "final_metrics.json"), "w") as f:
-      json.dump(last_metrics, f, indent=1)
-  return last_metrics
+      json.dump(latest, f, indent=1)
+  return latest

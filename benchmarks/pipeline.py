@@ -25,8 +25,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from avjax import input as input_lib  # noqa: E402
 from configs import common  # noqa: E402
-from data_pipelines import default_dataset, dmvr, host_memory, reader as reader_lib  # noqa: E402
+from data_pipelines import clip_ops, default_dataset, dmvr, host_memory  # noqa: E402
+from data_pipelines import reader as reader_lib  # noqa: E402
 from data_pipelines import synthetic  # noqa: E402
 
 BENCH_SPLIT = synthetic.SplitSpec("bench", 200, seed=7)
@@ -82,24 +84,24 @@ def stage_rates(files, spec: reader_lib.ReaderSpec, n: int = 1500) -> tuple[dict
   records = tf.data.Dataset.zip(index, records)
 
   def pipeline(spec, upto: str):
-    parse = reader_lib._parse_fn(spec)
+    parse = reader_lib.parse_fn(spec)
 
     def fn(i, r, upto=upto):
       x = parse(r)
       if upto == "parse":
         return x["num_frames"]
-      clip = reader_lib.clip_windows(x, i, 0, spec=spec, train=True)
+      clip = clip_ops.clip_windows(x, i, 0, spec=spec, train=True)
       if upto == "windows":
         return clip["pos_audio"]
       if upto == "decode":
-        return reader_lib.decode_for_batch(clip, spec=spec, train=True)["frames"]
+        return clip_ops.decode_for_batch(clip, spec=spec, train=True)["frames"]
       return {k: clip[k] for k in ("pos_audio", "pos_gain")}
 
     if upto != "spec":
       return records.map(fn)
     # Batched, as the reader does: per-op overhead would swamp a tiny spectrogram.
     return records.map(lambda i, r: fn(i, r, "spectrogram inputs")).batch(64).map(
-        lambda b: reader_lib.add_spectrograms(b, spec, (("pos_audio", "pos_gain", "s"),))["s"])
+        lambda b: clip_ops.add_spectrograms(b, spec, (("pos_audio", "pos_gain", "s"),))["s"])
 
   def cost_of(spec, upto):
     if upto != "spec":
@@ -125,14 +127,11 @@ def stage_rates(files, spec: reader_lib.ReaderSpec, n: int = 1500) -> tuple[dict
 
 def bench(scale: str, batches: int) -> None:
   config = common.base_config(model={"name": "avenet"}, losses={}, arg="tiny" if scale == "tiny" else None)
-  spec = reader_lib.reader_spec_from_config(config.data)
+  spec = input_lib.reader_spec(config.data)
   batch = 64
   # A 200-clip split of its own: paper-scale shards of the whole default
   # dataset would take gigabytes for a benchmark that reads a few thousand examples.
-  a = spec.spectrogram
-  root = default_dataset.ensure(sample_rate=config.data.sample_rate, frame_size=config.data.resize,
-                                fps=config.data.fps, splits=(BENCH_SPLIT,),
-                                stft=(a.win_length, a.hop_length, a.n_fft))
+  root = default_dataset.ensure(input_lib.prepare_settings(config.data), splits=(BENCH_SPLIT,))
   files = reader_lib.resolve_files(root, BENCH_SPLIT.name)
   cores = os.cpu_count() or 1
   print(f"\n== {scale} scale: frames {spec.crop}px from {spec.resize}px JPEGs, spectrogram "

@@ -13,20 +13,17 @@ import argparse
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from avjax import frames as frames_lib
-from avjax import input as input_lib
-from avjax import models, train
+from avjax import mesh as mesh_lib
+from avjax import predict, train
 from configs import avenet, avolnet, l3
 
 CONFIGS = {"avenet": avenet, "avolnet": avolnet, "l3": l3}
 
 
 def synthetic_batch(config, batch: int, sharding) -> dict:
-  frames, spectrogram = input_lib.dummy_inputs(config.data, batch)
+  frames, spectrogram = predict.dummy_inputs(config.data, batch)
   r = np.random.default_rng(0)
   # What the reader ships: uint8 crops and their augmentation draws (applied in the step).
   out = {"frames": r.integers(0, 256, frames.shape, dtype=np.uint8),
@@ -52,7 +49,7 @@ def time_fn(fn, steps: int) -> float:
 def bench_update(config, batch, steps, mesh) -> float:
   fns = train.make_train_functions(config, mesh)
   state = [fns.init(jax.random.PRNGKey(0))]
-  data = synthetic_batch(config, batch, NamedSharding(mesh, P("data")))
+  data = synthetic_batch(config, batch, mesh_lib.batch_sharding(mesh))
 
   def step():
     state[0], metrics = fns.update(state[0], data)
@@ -64,9 +61,8 @@ def bench_update(config, batch, steps, mesh) -> float:
 def bench_forward(config, batch, steps, mesh) -> float:
   fns = train.make_train_functions(config, mesh)
   state = fns.init(jax.random.PRNGKey(0))
-  data = synthetic_batch(config, batch, NamedSharding(mesh, P("data")))
-  apply = jax.jit(lambda v, f, s: fns.model.apply(v, frames_lib.to_model_frames(f), s,
-                                                  train=False)["logits"])
+  data = synthetic_batch(config, batch, mesh_lib.batch_sharding(mesh))
+  apply = jax.jit(lambda v, f, s: fns.model_fns.predict(v, f, s)["logits"])
   return time_fn(lambda: apply(train.variables_of(state), data["frames"], data["spectrogram"]),
                  steps)
 
@@ -79,7 +75,7 @@ def main():
   p.add_argument("--tiny", action="store_true", help="the CPU-sized config instead")
   args = p.parse_args()
   config = CONFIGS[args.model].get_config("tiny" if args.tiny else None)
-  mesh = Mesh(np.asarray(jax.devices()), ("data",))
+  mesh = mesh_lib.make_mesh(config)
   spec = config.data
   print(f"{args.model} ({'tiny' if args.tiny else 'paper'} scale): frames {spec.crop}px, "
         f"batch {args.batch}, {jax.device_count()} x {jax.devices()[0].platform}")

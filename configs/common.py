@@ -75,6 +75,8 @@ def base_config(model: dict, losses: dict, arg: str | None) -> ml_collections.Co
       name="adam", lr=1e-4, weight_decay=1e-5, b1=0.9, b2=0.999, grad_clip_norm=0.0))
   c.schedule = ml_collections.ConfigDict(dict(name="constant", warmup_steps=0))
   c.batch_size = 256          # global, over all devices and hosts
+  # Data parallel over every device of every host (avjax.mesh.make_mesh).
+  c.mesh = ml_collections.ConfigDict(dict(data=-1))
   c.total_steps = 200_000
   c.log_every = 100
   # best_metric: an evaluation metric (higher is better); its best checkpoint is

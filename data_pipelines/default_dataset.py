@@ -26,15 +26,14 @@ def cache_root() -> str:
 SPLITS = {s.name: s for s in synthetic.DEFAULT_SPLITS}
 
 
-def ensure(*, sample_rate: int, frame_size: int, fps: float,
+def ensure(settings: prepare_lib.PrepareSettings,
            splits: Sequence[str | synthetic.SplitSpec] = ("train", "validation"),
-           stft: tuple[int, int, int] | None = None,
            root: str | None = None, quiet: bool = False) -> str:
   """Returns a folder with one prepared sub-folder per split, building what is missing.
 
   Only the splits asked for are built: training needs train and validation; the
-  test splits are made when an evaluation first asks for them. `stft`
-  (win_length, hop_length, n_fft) stores clips' |STFT| with that framing.
+  test splits are made when an evaluation first asks for them. `settings` are
+  prepare's (frame rate and size, sample rate, stored |STFT| framing).
   """
   specs = [SPLITS[s] if isinstance(s, str) else s for s in splits]
   base = os.path.join(root or cache_root(), "default_av", VERSION)
@@ -43,12 +42,19 @@ def ensure(*, sample_rate: int, frame_size: int, fps: float,
   # one builds, the others wait and then find it complete.
   with open(os.path.join(base, ".lock"), "w") as lock:
     fcntl.flock(lock, fcntl.LOCK_EX)
-    return _ensure_locked(specs, base, sample_rate, frame_size, fps, stft, quiet)
+    return _ensure_locked(specs, base, settings, quiet)
 
 
-def _ensure_locked(specs, base, sample_rate, frame_size, fps, stft, quiet) -> str:
-  stft_tag = "_stft" + "-".join(map(str, stft)) if stft else ""
-  prepared = os.path.join(base, f"prepared_{sample_rate}hz_{frame_size}px_{fps:g}fps{stft_tag}")
+def prepared_folder(base: str, settings: prepare_lib.PrepareSettings) -> str:
+  """One folder per setting, named by what changes the records."""
+  s = settings.spectrogram
+  stft_tag = f"_stft{s.win_length}-{s.hop_length}-{s.n_fft}" if s else ""
+  return os.path.join(base, f"prepared_{settings.sample_rate}hz_{settings.frame_size}px_"
+                            f"{settings.fps:g}fps{stft_tag}")
+
+
+def _ensure_locked(specs, base, settings, quiet) -> str:
+  prepared = prepared_folder(base, settings)
   video_dir = lambda split: os.path.join(base, "videos", split.name)
   missing = [s for s in specs if not os.path.exists(os.path.join(video_dir(s), ".complete"))]
   if missing:
@@ -64,17 +70,8 @@ def _ensure_locked(specs, base, sample_rate, frame_size, fps, stft, quiet) -> st
     if not os.path.exists(os.path.join(out, ".complete")):
       prepare_lib.prepare(
           videos, out, labels_csv=os.path.join(videos, "labels.csv"),
-          boxes_csv=os.path.join(videos, "boxes.csv"),
-          settings=prepare_lib.PrepareSettings(
-              fps=fps, sample_rate=sample_rate, frame_size=frame_size,
-              store_spectrogram=bool(stft), **_stft_fields(stft)),
+          boxes_csv=os.path.join(videos, "boxes.csv"), settings=settings,
           files_per_shard=64, quiet=quiet)
       open(os.path.join(out, ".complete"), "w").close()
   return prepared
 
-
-def _stft_fields(stft) -> dict:
-  if not stft:
-    return {}
-  win, hop, n_fft = stft
-  return {"stft_win_length": win, "stft_hop_length": hop, "stft_n_fft": n_fft}

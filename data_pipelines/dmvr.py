@@ -9,7 +9,7 @@ shards that other tools wrote load with defaults from the config.
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -47,7 +47,7 @@ class Clip:
   boxes: np.ndarray | None = None  # [K, 4] ymin, xmin, ymax, xmax in 0..1
   box_times_s: Sequence[float] = ()
   magnitude: np.ndarray | None = None  # [frames, bins] |STFT| of the whole waveform
-  stft: Sequence[int] = ()             # (win_length, hop_length, n_fft) of `magnitude`
+  spectrogram: Any = None              # the SpectrogramSpec `magnitude` was framed with
 
 
 def to_sequence_example(clip: Clip) -> tf.train.SequenceExample:
@@ -67,7 +67,8 @@ def to_sequence_example(clip: Clip) -> tf.train.SequenceExample:
   ctx[NUM_SAMPLES].int64_list.value.append(len(clip.waveform))
   if clip.magnitude is not None:
     ctx[MAGNITUDE].bytes_list.value.append(np.asarray(clip.magnitude, "<f4").tobytes())
-    for key, v in zip(STFT_KEYS, clip.stft):
+    s = clip.spectrogram
+    for key, v in zip(STFT_KEYS, (s.win_length, s.hop_length, s.n_fft)):
       ctx[key].int64_list.value.append(int(v))
   frames = ex.feature_lists.feature_list[FRAMES]
   for jpeg in clip.jpeg_frames:

@@ -1,8 +1,7 @@
 """Prepare: a folder or CSV list of videos -> sharded DMVR-format TFRecords.
 
-  python -m data_pipelines.prepare --input DIR_OR_CSV --output DIR \\
-      [--labels CSV] [--boxes CSV] [--fps 25] [--sample_rate 48000] \\
-      [--frame_size 256] [--workers N]
+The library side of `avjax-prepare` (avjax/prepare.py holds the command line):
+`prepare(input, output, settings=PrepareSettings(...))`.
 
 Each shard is one unit of work, written to a temporary name and renamed when
 complete, with a sidecar JSON of its counts and skipped files. A re-run skips
@@ -11,7 +10,6 @@ Bad files never abort the job: they are listed with a reason in `skipped.csv`.
 """
 from __future__ import annotations
 
-import argparse
 import collections
 import concurrent.futures
 import csv
@@ -21,10 +19,12 @@ import math
 import multiprocessing
 import os
 import sys
-from typing import Sequence
 
 import numpy as np
 
+from data_pipelines import spectrogram as spectrogram_lib
+
+DEFAULT = object()  # PrepareSettings.spectrogram: the paper framing at the settings' rate
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".ogv", ".mov", ".m4v", ".mpg",
                     ".mpeg", ".flv", ".3gp", ".wmv", ".ts")
 MANIFEST = "manifest.json"
@@ -40,20 +40,23 @@ class PrepareSettings:
   min_seconds: float = 1.0
   clip_seconds: float = 10.0
   jpeg_quality: int = 90
-  # Store each clip's |STFT| with this framing (the reader then slices instead of
-  # recomputing; see data_pipelines/spectrogram.py). The paper's 10 ms / 5 ms at 48 kHz.
-  store_spectrogram: bool = True
-  stft_win_length: int = 480
-  stft_hop_length: int = 240
-  stft_n_fft: int = 512
+  # Each clip's |STFT| is stored with this framing, so the reader slices windows
+  # instead of recomputing them (see data_pipelines/spectrogram.py); None stores
+  # none. Default: the paper's 10 ms / 5 ms at `sample_rate`.
+  spectrogram: spectrogram_lib.SpectrogramSpec | None = DEFAULT
 
-  def spectrogram_spec(self):
-    """The framing of the stored |STFT|, or None when none is stored."""
-    if not self.store_spectrogram:
-      return None
-    from data_pipelines import spectrogram
-    return spectrogram.SpectrogramSpec(sample_rate=self.sample_rate, win_length=self.stft_win_length,
-                                       hop_length=self.stft_hop_length, n_fft=self.stft_n_fft)
+  def __post_init__(self):
+    if self.spectrogram is DEFAULT:
+      object.__setattr__(self, "spectrogram",
+                         spectrogram_lib.SpectrogramSpec(sample_rate=self.sample_rate))
+    elif self.spectrogram is not None and self.spectrogram.sample_rate != self.sample_rate:
+      raise ValueError(f"the stored |STFT|'s sample rate {self.spectrogram.sample_rate} differs "
+                       f"from the audio's {self.sample_rate}")
+
+  def to_manifest(self) -> dict:
+    out = dataclasses.asdict(self)
+    out["spectrogram"] = self.spectrogram and self.spectrogram.to_manifest()
+    return out
 
 
 def list_inputs(input_path: str) -> tuple[str, list[str]]:
@@ -119,9 +122,8 @@ def _encode_jpegs(frames: np.ndarray, quality: int) -> list[bytes]:
   return [tf.io.encode_jpeg(f, quality=quality).numpy() for f in frames]
 
 
-def _magnitude(waveform: np.ndarray, stft) -> np.ndarray:
-  from data_pipelines import spectrogram  # imports TF: in the worker only
-  return spectrogram.stft_magnitude(waveform, stft).numpy().astype(np.float32)
+def _magnitude(waveform: np.ndarray, spec) -> np.ndarray:
+  return spectrogram_lib.stft_magnitude(waveform, spec).numpy().astype(np.float32)
 
 
 def _clips_for_file(root: str, rel: str, settings: PrepareSettings, label_map: dict,
@@ -131,14 +133,14 @@ def _clips_for_file(root: str, rel: str, settings: PrepareSettings, label_map: d
                               sample_rate=settings.sample_rate,
                               short_side=settings.frame_size,
                               min_seconds=settings.min_seconds)
-  stft = settings.spectrogram_spec()
+  stft = settings.spectrogram
   clips = []
   for start_s, end_s, frames, waveform in decode.split_into_clips(
       video, settings.clip_seconds, settings.min_seconds):
     in_clip = [b for b in boxes if b[4] < 0 or start_s <= b[4] < end_s]
     clips.append(dmvr.Clip(
         magnitude=None if stft is None else _magnitude(waveform, stft),
-        stft=() if stft is None else (stft.win_length, stft.hop_length, stft.n_fft),
+        spectrogram=stft,
         filename=rel, start_s=start_s, end_s=end_s, fps=settings.fps,
         sample_rate=settings.sample_rate,
         jpeg_frames=_encode_jpegs(frames, settings.jpeg_quality), waveform=waveform,
@@ -158,7 +160,7 @@ def write_shard(job: dict) -> dict:
   import tensorflow as tf
   from data_pipelines import decode, dmvr
   path, done_path = _shard_paths(job["output"], job["index"], job["num_shards"])
-  settings = PrepareSettings(**job["settings"])
+  settings = job["settings"]
   summary = {"shard": os.path.basename(path), "files": job["files"], "clips": 0,
              "clip_files": 0, "skipped": []}
   tmp = path + ".tmp"
@@ -206,7 +208,7 @@ def prepare(input_path: str, output: str, *, labels_csv: str | None = None,
   num_shards = num_shards or max(1, math.ceil(len(files) / files_per_shard))
   # Interleaved assignment spreads long and short files evenly over shards.
   jobs = [dict(index=i, num_shards=num_shards, output=output, root=root,
-               files=files[i::num_shards], settings=dataclasses.asdict(settings),
+               files=files[i::num_shards], settings=settings,
                label_map=label_map, labels=labels, boxes=boxes)
           for i in range(num_shards)]
   summaries, todo = [], []
@@ -237,11 +239,9 @@ def prepare(input_path: str, output: str, *, labels_csv: str | None = None,
       w.writerow([s["file"], s["reason"]])
   manifest = {
       "format": "dmvr-sequence-example",
-      "settings": dataclasses.asdict(settings),
+      "settings": settings.to_manifest(),
       # What the reader checks before slicing stored |STFT| windows.
-      "spectrogram": None if not settings.store_spectrogram else {
-          "sample_rate": settings.sample_rate, "win_length": settings.stft_win_length,
-          "hop_length": settings.stft_hop_length, "n_fft": settings.stft_n_fft},
+      "spectrogram": settings.spectrogram and settings.spectrogram.to_manifest(),
       "labels": label_names,
       "num_files": len(files),
       "num_clip_files": sum(s["clip_files"] for s in summaries),
@@ -258,47 +258,3 @@ def prepare(input_path: str, output: str, *, labels_csv: str | None = None,
           f"{len(files)} files into {num_shards} shards in {output}; skipped "
           f"{len(skipped)}" + (f" ({detail}), see {os.path.join(output, REPORT)}" if skipped else ""))
   return manifest
-
-
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--input", required=True, help="folder of videos, or a CSV whose first column lists them")
-  p.add_argument("--output", required=True, help="folder for the TFRecord shards")
-  p.add_argument("--labels", help="CSV file,label (several labels separated by ';')")
-  p.add_argument("--boxes", help="CSV file,ymin,xmin,ymax,xmax[,time] normalised to 0..1")
-  p.add_argument("--fps", type=float, default=PrepareSettings.fps)
-  p.add_argument("--sample_rate", type=int, default=PrepareSettings.sample_rate)
-  p.add_argument("--frame_size", type=int, default=PrepareSettings.frame_size,
-                 help="shorter side of the stored frames, in pixels")
-  p.add_argument("--clip_seconds", type=float, default=PrepareSettings.clip_seconds,
-                 help="longer videos are cut into clips of this length")
-  p.add_argument("--min_seconds", type=float, default=PrepareSettings.min_seconds)
-  p.add_argument("--stft", default="480,240,512",
-                 help="win_length,hop_length,n_fft of the stored |STFT| (match config.data.spectrogram)")
-  p.add_argument("--no_spectrogram", action="store_true",
-                 help="store no |STFT| (smaller shards; the reader then computes it)")
-  p.add_argument("--workers", type=int, default=None, help="default: all cores")
-  p.add_argument("--files_per_shard", type=int, default=32)
-  return p.parse_args(argv)
-
-
-def run(argv: Sequence[str] | None = None) -> None:
-  args = parse_args(argv)
-  try:
-    win, hop, n_fft = (int(v) for v in args.stft.split(","))
-  except ValueError:
-    raise SystemExit(f"--stft {args.stft!r}: expected three integers win_length,hop_length,n_fft")
-  settings = PrepareSettings(fps=args.fps, sample_rate=args.sample_rate,
-                             frame_size=args.frame_size, clip_seconds=args.clip_seconds,
-                             min_seconds=args.min_seconds, store_spectrogram=not args.no_spectrogram,
-                             stft_win_length=win, stft_hop_length=hop, stft_n_fft=n_fft)
-  try:
-    settings.spectrogram_spec()
-  except ValueError as e:
-    raise SystemExit(f"--stft {args.stft!r}: {e}")
-  prepare(args.input, args.output, labels_csv=args.labels, boxes_csv=args.boxes,
-          settings=settings, workers=args.workers, files_per_shard=args.files_per_shard)
-
-
-if __name__ == "__main__":
-  run()

@@ -10,12 +10,20 @@ from __future__ import annotations
 
 import dataclasses
 
-import tensorflow as tf
+
+# What fixes the |STFT| frames a clip gives: the manifest records these four.
+FRAMING = ("sample_rate", "win_length", "hop_length", "n_fft")
 
 
 @dataclasses.dataclass(frozen=True)
 class SpectrogramSpec:
-  """Framing of a log-spectrogram. Paper default: 48 kHz, 10 ms Hann, hop 5 ms."""
+  """Framing of a log-spectrogram. Paper default: 48 kHz, 10 ms Hann, hop 5 ms.
+
+  The one description of the framing: configs give it to the reader and to
+  prepare, prepare stores it in each record and the manifest
+  (`to_manifest`), and the reader compares the manifest's with its own
+  (`framing_mismatch`) before slicing stored |STFT| windows.
+  """
   sample_rate: int = 48000
   win_length: int = 480
   hop_length: int = 240
@@ -40,6 +48,30 @@ class SpectrogramSpec:
     """(frequency bins, time frames): 257 x 199 at paper scale."""
     return (self.num_bins, self.num_frames)
 
+  @property
+  def framing(self) -> tuple[int, int, int, int]:
+    return tuple(getattr(self, k) for k in FRAMING)
+
+  def to_manifest(self) -> dict:
+    return dict(zip(FRAMING, self.framing))
+
+  @classmethod
+  def from_manifest(cls, stored: dict | None) -> "SpectrogramSpec | None":
+    """A manifest's `spectrogram` entry -> the spec it describes (None: none stored)."""
+    return cls(**{k: int(stored[k]) for k in FRAMING}) if stored else None
+
+  @classmethod
+  def parse_stft(cls, text: str, sample_rate: int) -> "SpectrogramSpec":
+    """"win_length,hop_length,n_fft" (prepare's --stft) at `sample_rate`."""
+    try:
+      win, hop, n_fft = (int(v) for v in text.split(","))
+    except ValueError:
+      raise ValueError(f"{text!r}: expected three integers win_length,hop_length,n_fft") from None
+    try:
+      return cls(sample_rate=sample_rate, win_length=win, hop_length=hop, n_fft=n_fft)
+    except ValueError as e:
+      raise ValueError(f"{text!r}: {e}") from None
+
   def __post_init__(self):
     if self.win_length > self.n_fft:
       raise ValueError(f"win_length {self.win_length} > n_fft {self.n_fft}")
@@ -47,7 +79,7 @@ class SpectrogramSpec:
       raise ValueError(f"{self.seconds}s at {self.sample_rate} Hz is shorter than one window")
 
 
-def stft_magnitude(waveform: tf.Tensor, spec: SpectrogramSpec) -> tf.Tensor:
+def stft_magnitude(waveform, spec: SpectrogramSpec):
   """[..., samples] float waveform -> [..., frames, bins] float64 |STFT|.
 
   Frame i covers samples [i*hop, i*hop + win) under a periodic Hann window,
@@ -55,6 +87,7 @@ def stft_magnitude(waveform: tf.Tensor, spec: SpectrogramSpec) -> tf.Tensor:
   hop, win, center=False) with pad = (n_fft - win) // 2 on both sides, since
   librosa centres the window inside n_fft and |FFT| is shift invariant.
   """
+  import tensorflow as tf  # here, not at import: SpectrogramSpec alone needs no TF
   x = tf.cast(waveform, tf.float64)
   stft = tf.signal.stft(
       x, frame_length=spec.win_length, frame_step=spec.hop_length,
@@ -63,12 +96,24 @@ def stft_magnitude(waveform: tf.Tensor, spec: SpectrogramSpec) -> tf.Tensor:
   return tf.abs(stft)
 
 
-def log_of_magnitude(magnitude: tf.Tensor, spec: SpectrogramSpec) -> tf.Tensor:
+def log_of_magnitude(magnitude, spec: SpectrogramSpec):
   """[..., frames, bins] |STFT| -> [..., bins, frames] float32 log(|STFT| + offset)."""
+  import tensorflow as tf
   logmag = tf.math.log(magnitude + tf.cast(spec.log_offset, magnitude.dtype))
   return tf.cast(tf.linalg.matrix_transpose(logmag), tf.float32)
 
 
-def log_spectrogram(waveform: tf.Tensor, spec: SpectrogramSpec) -> tf.Tensor:
+def log_spectrogram(waveform, spec: SpectrogramSpec):
   """[..., samples] float waveform -> [..., bins, frames] float32 log|STFT|."""
   return log_of_magnitude(stft_magnitude(waveform, spec), spec)
+
+
+def framing_mismatch(stored: SpectrogramSpec | None, wanted: SpectrogramSpec) -> str | None:
+  """Why |STFT| stored with `stored` framing cannot serve `wanted`, or None if it can."""
+  if stored is None:
+    return "the shards store no |STFT|"
+  if stored.framing != wanted.framing:
+    pairs = ", ".join(f"{k} {a} vs {b}" for k, a, b in zip(FRAMING, stored.framing, wanted.framing)
+                      if a != b)
+    return f"the shards' |STFT| framing differs from the config's ({pairs})"
+  return None

@@ -12,12 +12,14 @@ if ROOT not in sys.path:
 
 import pytest  # noqa: E402
 
-from data_pipelines import prepare, synthetic  # noqa: E402
+from data_pipelines import prepare, spectrogram, synthetic  # noqa: E402
 
 SAMPLE_RATE = 8000
 FRAME_SIZE = 40
 TRAIN = synthetic.SplitSpec("train", 24, seed=11)
 VAL = synthetic.SplitSpec("validation", 10, seed=12)
+TINY_SPECTROGRAM = spectrogram.SpectrogramSpec(sample_rate=SAMPLE_RATE, win_length=256,
+                                               hop_length=160, n_fft=256)
 
 
 @pytest.fixture(scope="session")
@@ -39,7 +41,7 @@ def data_dir(videos_dir, tmp_path_factory):
                     settings=prepare.PrepareSettings(
                         sample_rate=SAMPLE_RATE, frame_size=FRAME_SIZE,
                         # the tiny configs' framing, so their readers slice stored |STFT|
-                        stft_win_length=256, stft_hop_length=160, stft_n_fft=256),
+                        spectrogram=TINY_SPECTROGRAM),
                     files_per_shard=6, workers=2, quiet=True)
   return out
 

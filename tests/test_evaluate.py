@@ -57,6 +57,39 @@ def test_evaluate_writes_metrics_events_and_pictures(data_dir, workdir):
       assert im.format == "PNG" and im.size[0] > 100
 
 
+def test_inference_needs_no_optimiser(data_dir, workdir, tmp_path, monkeypatch):
+  """avjax-evaluate and avjax-embed read parameters and batch statistics only:
+  an optimiser or schedule unlike training's changes nothing, and no update
+  function (nor optimiser) is built."""
+  def forbidden(*args, **kwargs):
+    raise AssertionError("inference built the training update")
+  monkeypatch.setattr(train, "make_update_fn", forbidden)
+  monkeypatch.setattr(train, "make_optimizer", forbidden)
+  config = eval_config(data_dir)
+  reference = evaluate.evaluate(config, str(workdir), evals=["avc"], checkpoint="latest",
+                                pictures=False)["metrics"]
+  other = eval_config(data_dir)
+  other.optimizer.update(name="adamw", lr=0.5, b1=0.5)
+  other.schedule.update(name="warmup_cosine", warmup_steps=3)
+  record = evaluate.evaluate(other, str(workdir), evals=["avc"], checkpoint="latest",
+                             pictures=False)
+  assert record["metrics"] == reference and record["step"] == 4
+
+  copy = tmp_path / "workdir"
+  shutil.copytree(workdir, copy)
+  with open(copy / "config.json") as f:
+    saved = json.load(f)
+  saved["optimizer"].update(name="adamw", lr=0.5, b1=0.5)
+  saved["schedule"].update(name="warmup_cosine", warmup_steps=3)
+  with open(copy / "config.json", "w") as f:
+    json.dump(saved, f)
+  frames = np.random.default_rng(0).integers(0, 255, (3, 32, 32, 3), np.uint8)
+  a = embed.Embedder(str(workdir), checkpoint="latest", batch_size=4).embed_frames(frames)
+  b = embed.Embedder(str(copy), checkpoint="latest", batch_size=4).embed_frames(frames)
+  np.testing.assert_array_equal(a, b)
+  assert a.shape == (3, 128) and np.all(np.isfinite(a))
+
+
 def test_evaluate_cli_random_init_and_checkpoint_choice(data_dir, workdir):
   args = ["-m", "avjax.evaluate", "--config=configs/avolnet.py:tiny", f"--workdir={workdir}",
           f"--config.data.dir={data_dir}", "--config.data.resize=40", "--config.data.crop=32",

@@ -10,6 +10,8 @@ import pytest
 import tensorflow as tf
 
 from data_pipelines import dmvr, prepare, spectrogram, synthetic
+from data_pipelines import reader as reader_lib
+from tests.conftest import ROOT, run_python
 
 VIDEO = synthetic.VideoSpec(size=48, seconds=1.6)
 
@@ -146,15 +148,20 @@ def test_record_layout_is_dmvr(mixed_folder, tmp_path):
 
 def test_no_spectrogram_and_bad_stft_flag(mixed_folder, tmp_path):
   root, _, _ = mixed_folder
-  prepare.run(["--input", str(root), "--output", str(tmp_path / "o"),
-               "--sample_rate", "16000", "--frame_size", "32", "--no_spectrogram", "--workers", "1"])
+  r = run_python(["-m", "avjax.prepare", "--input", str(root), "--output", str(tmp_path / "o"),
+                  "--sample_rate", "16000", "--frame_size", "32", "--no_spectrogram",
+                  "--workers", "1"])
+  assert r.returncode == 0, r.stderr[-3000:]
   assert all(dmvr.MAGNITUDE not in r.context.feature for r in _records(tmp_path / "o"))
   with open(tmp_path / "o" / prepare.MANIFEST) as f:
     assert json.load(f)["spectrogram"] is None
-  with pytest.raises(SystemExit, match=r"--stft '512,256': expected three integers"):
-    prepare.run(["--input", str(root), "--output", str(tmp_path / "p"), "--stft", "512,256"])
-  with pytest.raises(SystemExit, match=r"--stft '1024,240,512': win_length 1024 > n_fft 512"):
-    prepare.run(["--input", str(root), "--output", str(tmp_path / "p"), "--stft", "1024,240,512"])
+  for stft, message in (("512,256", "--stft '512,256': expected three integers"),
+                        ("1024,240,512", "--stft '1024,240,512': win_length 1024 > n_fft 512")):
+    r = run_python(["-m", "avjax.prepare", "--input", str(root), "--output", str(tmp_path / "p"),
+                    "--stft", stft])
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode != 0 and len(lines) == 1 and lines[0].startswith(
+        f"avjax-prepare: {message}"), r.stderr[-2000:]
 
 
 def test_long_video_is_cut_into_clips(mixed_folder, tmp_path):
@@ -190,3 +197,31 @@ def test_bad_label_csv_names_file_and_line(tmp_path):
   bad.write_text("file,ymin,xmin,ymax,xmax\na.mp4,0.1,0.2,1.5,0.3\n")
   with pytest.raises(SystemExit, match=r"boxes.csv:2"):
     prepare.read_boxes(str(bad))
+
+
+def test_prepare_with_a_config_stores_what_its_reader_slices(mixed_folder, tmp_path):
+  """--config takes frame rate, sample rate, frame size and |STFT| framing from the
+  training config, so the config's reader slices the stored |STFT|."""
+  root, good, _ = mixed_folder
+  out = tmp_path / "out"
+  r = run_python(["-m", "avjax.prepare", "--input", str(root), "--output", str(out),
+                  "--config=configs/avenet.py:tiny", "--config.data.resize=40", "--workers=2"],
+                 cwd=ROOT)
+  assert r.returncode == 0, r.stderr[-3000:]
+  with open(out / prepare.MANIFEST) as f:
+    manifest = json.load(f)
+  assert manifest["spectrogram"] == {"sample_rate": 8000, "win_length": 256, "hop_length": 160,
+                                     "n_fft": 256}
+  assert (manifest["settings"]["fps"], manifest["settings"]["frame_size"]) == (25.0, 40)
+  from avjax import input as input_lib
+  from configs import avenet
+  config = avenet.get_config("tiny")
+  config.data.resize = 40
+  files = reader_lib.resolve_files(str(tmp_path), "out")
+  assert reader_lib.Reader(files, spec=input_lib.reader_spec(config.data), batch_size=2,
+                           seed=0).spec.stored_spectrogram
+  # The config decides these: giving them too is a one-line error.
+  r = run_python(["-m", "avjax.prepare", "--input", str(root), "--output", str(tmp_path / "p"),
+                  "--config=configs/avenet.py:tiny", "--sample_rate=16000"], cwd=ROOT)
+  assert r.returncode != 0 and r.stderr.strip().splitlines() == [
+      "avjax-prepare: --sample_rate: --config decides these; override --config.data.* instead"]

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from data_pipelines import clip_ops
 from data_pipelines import reader as reader_lib
 from data_pipelines import spectrogram as spectrogram_lib
 from tests.conftest import FRAME_SIZE, SAMPLE_RATE, TRAIN, VAL
@@ -164,16 +165,16 @@ def test_ops_alone_equal_ops_in_tf_data(data_dir):
   files = reader_lib.resolve_files(str(data_dir), "train")
   spec = make_reader(data_dir).spec
   record = next(iter(tf.data.TFRecordDataset(files[:1])))
-  parse = reader_lib._parse_fn(spec)
-  eager = reader_lib.clip_windows(parse(record), tf.constant(7, tf.int64), 1, spec=spec, train=True)
+  parse = reader_lib.parse_fn(spec)
+  eager = clip_ops.clip_windows(parse(record), tf.constant(7, tf.int64), 1, spec=spec, train=True)
   traced = next(iter(tf.data.Dataset.from_tensors(record).map(
-      lambda r: reader_lib.clip_windows(parse(r), tf.constant(7, tf.int64), 1, spec=spec,
+      lambda r: clip_ops.clip_windows(parse(r), tf.constant(7, tf.int64), 1, spec=spec,
                                         train=True))))
   for k in ("pos_audio", "neg_audio", "pos_start", "neg_start", "jpeg"):
     np.testing.assert_array_equal(eager[k].numpy(), traced[k].numpy(), err_msg=k)
-  frame_eager = reader_lib.decode_for_batch(eager, spec=spec, train=True)
+  frame_eager = clip_ops.decode_for_batch(eager, spec=spec, train=True)
   frame_traced = next(iter(tf.data.Dataset.from_tensors(eager).map(
-      lambda e: reader_lib.decode_for_batch(e, spec=spec, train=True))))
+      lambda e: clip_ops.decode_for_batch(e, spec=spec, train=True))))
   for k in frame_eager:
     np.testing.assert_array_equal(frame_eager[k].numpy(), frame_traced[k].numpy(), err_msg=k)
 
@@ -195,7 +196,7 @@ def test_box_follows_the_evaluation_crop():
   """Boxes are stored relative to the whole frame; evaluation sees the central crop."""
   spec = dataclasses.replace(reader_lib.ReaderSpec(spectrogram=SPEC), resize=64, crop=48)
   jpeg = tf.io.encode_jpeg(tf.zeros([80, 128, 3], tf.uint8))  # -> 64 x 102 (rounded), crop at (8, 27)
-  box = reader_lib.box_in_crop(tf.constant([0.5, 0.5, 1.0, 0.6]), jpeg, spec).numpy()
+  box = clip_ops.box_in_crop(tf.constant([0.5, 0.5, 1.0, 0.6]), jpeg, spec).numpy()
   np.testing.assert_allclose(box, [(32 - 8) / 48, (51 - 27) / 48, 1.0, (61.2 - 27) / 48], rtol=1e-6)
 
 
@@ -232,6 +233,18 @@ def test_stored_spectrogram_only_where_it_fits(data_dir):
   # 30 fps at 8 kHz: 266.7 samples per frame, off the hop grid.
   assert not reader_lib.can_use_stored_spectrogram(
       {**manifest, "settings": {**manifest["settings"], "fps": 30.0}}, make_reader(data_dir).spec)
+
+
+def test_fallback_to_computing_the_stft_is_said_once(data_dir, caplog):
+  other = dataclasses.replace(SPEC, win_length=200)
+  spec = reader_lib.ReaderSpec(spectrogram=other, resize=FRAME_SIZE, crop=32, stored_spectrogram=True)
+  files = reader_lib.resolve_files(str(data_dir), "train")
+  with caplog.at_level("WARNING"):
+    for _ in range(2):
+      reader_lib.Reader(files, spec=spec, batch_size=BATCH, seed=0)
+  said = [r.getMessage() for r in caplog.records if "instead of slicing" in r.getMessage()]
+  assert len(said) == 1, said
+  assert "win_length 256 vs 200" in said[0] and str(data_dir) in said[0]
 
 
 def test_stream_negatives_come_from_the_next_batch(data_dir):

@@ -68,16 +68,16 @@ def test_rejects_window_longer_than_fft():
 def test_stored_magnitude_windows_match_librosa_inside_tf_data():
   """prepare's float32 whole-clip |STFT|, sliced and gained by the reader, is the
   log-spectrogram of the gained window to 1e-4, as computing it would be."""
-  from data_pipelines import reader as reader_lib
+  from data_pipelines import clip_ops
   from data_pipelines.spectrogram import stft_magnitude
-  spec = reader_lib.ReaderSpec(spectrogram=PAPER, stored_spectrogram=True)
+  spec = clip_ops.ReaderSpec(spectrogram=PAPER, stored_spectrogram=True)
   starts, gains = [0, 240 * 40, 240 * 200], [1.0, 0.71, 1.41]
   for name, y in signals(SpectrogramSpec(seconds=2.0)):
     y = y.astype(np.float32)
     stored = stft_magnitude(tf.constant(y), PAPER).numpy().astype("<f4").tobytes()
     ds = tf.data.Dataset.from_tensor_slices((starts, gains)).map(
-        lambda s, g: {"audio": reader_lib.magnitude_window(tf.constant(stored), s, PAPER), "gain": g})
-    batch = reader_lib.add_spectrograms(next(iter(ds.batch(3))), spec)
+        lambda s, g: {"audio": clip_ops.magnitude_window(tf.constant(stored), s, PAPER), "gain": g})
+    batch = clip_ops.add_spectrograms(next(iter(ds.batch(3))), spec)
     for s, g, out in zip(starts, gains, batch["spectrogram"].numpy()[..., 0]):
       ref = librosa_reference(y[s:s + PAPER.num_samples].astype(np.float64) * g, PAPER)
       err = np.abs(out - ref).max()

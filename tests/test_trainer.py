@@ -11,6 +11,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+from avjax import checkpoint
 from tests.conftest import ROOT, run_python, tiny_config
 
 SCRIPTS = os.path.join(ROOT, "tests", "scripts")
@@ -111,7 +112,7 @@ def test_selavi_trains_and_is_judged_by_its_clusters(data_dir, tmp_path, capsys)
   printed = re.findall(r"step (\d+): .*clustering_frame_nmi=([0-9.]+)", capsys.readouterr().out)
   nmi = {int(step): float(v) for step, v in printed}
   assert sorted(nmi) == [2, 4]
-  best = train.make_checkpoint_manager(str(tmp_path), config).best_step()
+  best = checkpoint.make_manager(str(tmp_path), config).best_step()
   assert nmi[best] == max(nmi.values())
 
 
@@ -197,3 +198,44 @@ def test_rerun_of_a_finished_job_evaluates_the_restored_state(data_dir, tmp_path
   first = train.train_and_evaluate(config, str(tmp_path))
   again = train.train_and_evaluate(config, str(tmp_path))
   assert again == first
+
+
+def test_best_checkpoint_is_ranked_at_every_evaluation(data_dir, tmp_path, capsys):
+  """Saves every 3 steps, AVC every 2: each evaluation saves the state it scored,
+  so "best" is the highest accuracy printed, whichever step it fell on."""
+  from avjax import train
+  config = tiny_config("avenet", data_dir, total_steps=7, log_every=1)
+  config.optimizer.lr = 3e-3
+  config.checkpoint.update(every=3, keep=10)
+  config.evals.avc.every = 2
+  train.train_and_evaluate(config, str(tmp_path))
+  printed = re.findall(r"step (\d+): avc_accuracy=([0-9.]+)", capsys.readouterr().out)
+  accuracy = {int(step): float(v) for step, v in printed}
+  assert sorted(accuracy) == [2, 4, 6, 7]
+  mngr = checkpoint.make_manager(str(tmp_path), config)
+  assert set(accuracy) <= set(mngr.all_steps())  # each evaluated state is on disk
+  assert 3 in mngr.all_steps()                   # and the regular saves too
+  assert accuracy[mngr.best_step()] == max(accuracy.values())
+  assert checkpoint.checkpoint_step(mngr, "best") == mngr.best_step()
+
+
+def test_evaluators_run_on_their_own_schedules(data_dir, tmp_path, capsys):
+  from avjax import train
+  config = tiny_config("avenet", data_dir, total_steps=4, log_every=1)
+  config.evals.avc.every = 3
+  config.evals.retrieval.update(every=2, batch_size=8, k=5)
+  metrics = train.train_and_evaluate(config, str(tmp_path))
+  lines = dict(re.findall(r"step (\d+): (.*)", capsys.readouterr().out))
+  assert "avc_accuracy" not in lines["2"] and "retrieval_im_aud_ndcg@5" in lines["2"]
+  assert "avc_accuracy" in lines["3"] and "retrieval" not in lines["3"]
+  assert "avc_accuracy" in lines["4"] and "retrieval_im_aud_ndcg@5" in lines["4"]  # the end: all
+  assert {"avc_accuracy", "retrieval_im_aud_ndcg@5"} <= set(metrics)
+
+
+def test_a_loss_that_does_not_fit_the_head_is_a_config_error(data_dir, tmp_path):
+  from avjax import train
+  config = tiny_config("avolnet", data_dir, total_steps=1)
+  config.losses.avc_softmax_xent = 1.0
+  with pytest.raises(ValueError, match="config.losses.avc_softmax_xent: model 'avolnet' has a "
+                                       "sigmoid head; use avc_sigmoid_xent"):
+    train.train_and_evaluate(config, str(tmp_path))

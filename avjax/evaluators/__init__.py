@@ -1,4 +1,8 @@
-"""Evaluators: small classes with run(variables) -> {name: value}, from config.evals."""
+"""Evaluators: small classes with run(variables) -> {name: value}, from config.evals.
+
+Each is given the model's functions (avjax.predict.ModelFns), never the model,
+and runs on its own schedule, `config.evals.<name>.every` steps.
+"""
 from avjax.evaluators.avc import AVCAccuracy
 from avjax.evaluators.clustering import Clustering
 from avjax.evaluators.linear_probe import LinearProbe
@@ -20,8 +24,9 @@ def build(name, eval_config, **kwargs):
   return EVALUATORS[name](eval_config, **kwargs)
 
 
-def build_all(eval_configs: dict, config, *, model, mesh) -> dict:
-  """{name: evaluator} for `eval_configs` (a subset of config.evals), reading config.data."""
-  return {name: build(name, cfg, model=model, mesh=mesh, data_config=config.data,
+def build_all(eval_configs: dict, config, *, fns, mesh) -> dict:
+  """{name: evaluator} for `eval_configs` (a subset of config.evals), reading
+  config.data; `fns` are the model's predict.ModelFns."""
+  return {name: build(name, cfg, fns=fns, mesh=mesh, data_config=config.data,
                       default_split=config.data.eval_split, seed=config.seed)
           for name, cfg in eval_configs.items()}

@@ -11,10 +11,9 @@ from typing import Callable, Sequence
 import jax
 import numpy as np
 from jax.experimental import multihost_utils
-from jax.sharding import NamedSharding, PartitionSpec as P
 
-from avjax import frames as frames_lib
 from avjax import input as input_lib
+from avjax import mesh as mesh_lib
 
 
 class Evaluator:
@@ -23,22 +22,21 @@ class Evaluator:
   Subclasses set up their jitted functions in `setup()`. `pictures()` writes
   PNGs for the evaluate command; most evaluators have none.
   """
-  def __init__(self, eval_config, *, model, mesh, data_config, default_split: str, seed: int = 0):
+  def __init__(self, eval_config, *, fns, mesh, data_config, default_split: str, seed: int = 0):
     self.config = eval_config
     self.split = eval_config.split or default_split
     self.reader = input_lib.make_reader(data_config, self.split,
                                         global_batch=eval_config.batch_size, seed=0)
-    self.sharding = NamedSharding(mesh, P("data"))
-    self.model, self.data_config, self.seed = model, data_config, seed
+    self.sharding = mesh_lib.batch_sharding(mesh)
+    self.fns, self.data_config, self.seed = fns, data_config, seed
     self.setup()
 
   def setup(self) -> None:
     pass
 
   def apply(self, variables, batch: dict) -> dict:
-    """The model on an evaluation batch (inside jit): uint8 frames normalised first."""
-    return self.model.apply(variables, frames_lib.to_model_frames(batch["frames"]),
-                            batch["spectrogram"], train=False)
+    """The model on an evaluation batch (inside jit)."""
+    return self.fns.predict(variables, batch["frames"], batch["spectrogram"])
 
   def run(self, variables) -> dict:
     raise NotImplementedError

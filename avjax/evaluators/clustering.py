@@ -12,9 +12,9 @@ import jax.numpy as jnp
 import numpy as np
 import sklearn.cluster
 
+from avjax import maths
 from avjax import metrics
 from avjax.evaluators import base
-from avjax.models import vgg
 
 
 class Clustering(base.Evaluator):
@@ -30,9 +30,9 @@ class Clustering(base.Evaluator):
         if f"{m}_cluster_logits" in out:
           res[m] = jnp.argmax(out[f"{m}_cluster_logits"], -1)
         elif f"{m}_embedding" in out:
-          res[m] = vgg.l2_normalize(out[f"{m}_embedding"])
+          res[m] = maths.l2_normalize(out[f"{m}_embedding"])
         else:
-          res[m] = vgg.l2_normalize(out[f"{m}_features"])
+          res[m] = maths.l2_normalize(out[f"{m}_features"])
       return res
 
     self._assignments = assignments

@@ -20,7 +20,6 @@ import numpy as np
 import optax
 import optax.tree_utils as otu
 
-from avjax import input as input_lib
 from avjax.evaluators import base
 
 
@@ -149,8 +148,7 @@ class LinearProbe(base.Evaluator):
     out = self.probe(variables, "linear_probe")
     if self.config.random_init:
       if self._random_init is None:
-        self._random_init = input_lib.init_variables(self.model, self.data_config,
-                                                     jax.random.PRNGKey(self.seed))
+        self._random_init = self.fns.init(jax.random.PRNGKey(self.seed))
       out.update({k: v for k, v in self.probe(self._random_init, "linear_probe_random_init").items()
                   if "accuracy" in k})
     return out

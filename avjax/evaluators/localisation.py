@@ -15,10 +15,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from avjax import maths
 from avjax import metrics
 from avjax import visualise
 from avjax.evaluators import base
-from avjax.models import vgg
 
 
 def localisation_map(outputs: dict, size: int) -> jax.Array:
@@ -30,7 +30,7 @@ def localisation_map(outputs: dict, size: int) -> jax.Array:
     if grid is None or "audio_embedding" not in outputs:
       raise ValueError("localisation needs a heatmap, or spatial frame embeddings and an audio "
                        f"embedding; the model gives {sorted(outputs)}")
-    m = jnp.einsum("bhwd,bd->bhw", vgg.l2_normalize(grid), vgg.l2_normalize(outputs["audio_embedding"]))
+    m = maths.cosine_map(grid, outputs["audio_embedding"])
   m = m.astype(jnp.float32)
   return jax.image.resize(m, (m.shape[0], size, size), "bilinear")
 

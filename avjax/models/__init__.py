@@ -1,4 +1,12 @@
-"""Model families, built by name from `config.model`."""
+"""Model families, built by name from `config.model`, and the contract of their outputs.
+
+Every model is a flax.linen module called as `model(frames, spectrogram, train)`
+(frames [B,H,W,3] float32 normalised, spectrogram [B,F,T,1] float32; either may
+be None for one modality's outputs) that returns a dict with keys from OUTPUTS,
+and declares the kind of correspondence head it has (CORRESPONDENCE) as the
+class attribute `correspondence`. Losses and evaluators read these keys, never
+a model's internals.
+"""
 from __future__ import annotations
 
 import jax.numpy as jnp
@@ -10,6 +18,30 @@ from avjax.models.selavi import SeLaVi
 
 MODELS = {"l3": L3Net, "avenet": AVENet, "avolnet": AVOLNet, "selavi": SeLaVi}
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+CORRESPONDENCE = {
+    "softmax": "`logits` [B, 2]: class 1 = the audio belongs to the frame (L3-Net, AVE-Net)",
+    "sigmoid": "`logits` [B]: > 0 = the audio belongs to the frame (AVOL-Net, max over the map)",
+    None: "no correspondence head (AV contrastive towers, SeLaVi)",
+}
+
+OUTPUTS = {
+    "logits": "correspondence logits, per the model's `correspondence` kind",
+    "frame_embedding": "[B, D] L2-normalised frame embedding",
+    "audio_embedding": "[B, D] L2-normalised audio embedding",
+    "frame_features": "[B, C] max-pooled last conv layer of the vision net (probes)",
+    "audio_features": "[B, C] max-pooled last conv layer of the audio net (probes)",
+    "frame_feature_map": "[B, h, w, C] last conv layer of the vision net",
+    "frame_location_embeddings": "[B, h, w, D] the frame embedding head at every location",
+    "frame_embedding_map": "[B, h, w, D] AVOL-Net's L2-normalised per-location embeddings",
+    "heatmap": "[B, h, w] AVOL-Net's sigmoid localisation map",
+    "distance": "[B] AVE-Net's embedding distance",
+    "frame_head_logits": "[heads, B, K] SeLaVi's cluster-head logits (frame)",
+    "audio_head_logits": "[heads, B, K] SeLaVi's cluster-head logits (audio)",
+    "frame_cluster_logits": "[B, K] head 0 of the frame cluster heads (clustering evaluator)",
+    "audio_cluster_logits": "[B, K] head 0 of the audio cluster heads",
+    "modality_keep": "[B, 2] SeLaVi's modality drop-out draws (frame, audio)",
+}
 
 
 def build(model_config):

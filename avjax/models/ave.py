@@ -6,12 +6,13 @@ cross-modal retrieval.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import ClassVar
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from avjax import maths
 from avjax.models import vgg
 
 
@@ -33,13 +34,11 @@ def calibration_init(scale: float, offset: float):
   return kernel, bias
 
 
-class AVENet(nn.Module):
-  vision_widths: Sequence[int] = (64, 128, 256, 512)
-  audio_widths: Sequence[int] = (64, 128, 256, 512)
+class AVENet(vgg.Towers):
+  correspondence: ClassVar[str | None] = "softmax"  # see models.CORRESPONDENCE
   embed_dim: int = 128
   calibration: str = "default"   # "default" (Flax init) or "distance" (see calibration_init)
   calibration_scale: float = 5.0
-  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, frames, spectrogram, train: bool = False):

@@ -7,21 +7,20 @@ instance learning: the clip corresponds if some location makes the sound).
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import ClassVar
 
 import flax.linen as nn
 import jax.numpy as jnp
 
+from avjax import maths
 from avjax.models import vgg
 
 
-class AVOLNet(nn.Module):
-  vision_widths: Sequence[int] = (64, 128, 256, 512)
-  audio_widths: Sequence[int] = (64, 128, 256, 512)
+class AVOLNet(vgg.Towers):
+  correspondence: ClassVar[str | None] = "sigmoid"  # see models.CORRESPONDENCE
   embed_dim: int = 128
   calibration: str = "default"   # "default" or "distance": positive slope, see ave.py
   calibration_scale: float = 10.0
-  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, frames, spectrogram, train: bool = False):
@@ -30,10 +29,10 @@ class AVOLNet(nn.Module):
     if frames is not None:
       v = vgg.VGGSubnet(self.vision_widths, dtype=self.dtype, name="vision")(frames, train)
       x = nn.relu(nn.Conv(self.embed_dim, (1, 1), dtype=self.dtype, name="vision_conv1")(v))
-      v_grid = vgg.l2_normalize(nn.Conv(self.embed_dim, (1, 1), dtype=self.dtype,
+      v_grid = maths.l2_normalize(nn.Conv(self.embed_dim, (1, 1), dtype=self.dtype,
                                         name="vision_conv2")(x))       # [B, h, w, D]
       out.update(frame_embedding_map=v_grid,
-                 frame_embedding=vgg.l2_normalize(jnp.max(v_grid, axis=(1, 2))),
+                 frame_embedding=maths.l2_normalize(jnp.max(v_grid, axis=(1, 2))),
                  frame_features=vgg.global_max_pool(v).astype(jnp.float32),
                  frame_feature_map=v)
     if spectrogram is not None:

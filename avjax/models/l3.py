@@ -5,22 +5,21 @@ decide whether the frame and the sound correspond.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import ClassVar
 
 import flax.linen as nn
 import jax.numpy as jnp
 
+from avjax import maths
 from avjax.models import vgg
 
 
-class L3Net(nn.Module):
-  vision_widths: Sequence[int] = (64, 128, 256, 512)
-  audio_widths: Sequence[int] = (64, 128, 256, 512)
+class L3Net(vgg.Towers):
+  correspondence: ClassVar[str | None] = "softmax"  # see models.CORRESPONDENCE
   fusion_hidden: int = 128
   # > 0 adds linear heads to L2-normalised embeddings of this size, used only by
   # the InfoNCE term (config.losses.infonce): L3 itself has no embedding space.
   contrastive_dim: int = 0
-  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, frames, spectrogram, train: bool = False):
@@ -31,13 +30,13 @@ class L3Net(nn.Module):
       out.update(frame_features=vgg.global_max_pool(v).astype(jnp.float32), frame_feature_map=v)
       if self.contrastive_dim:
         proj = nn.Dense(self.contrastive_dim, dtype=self.dtype, name="vision_proj")
-        out["frame_embedding"] = vgg.l2_normalize(proj(vgg.global_max_pool(v)))
-        out["frame_location_embeddings"] = vgg.l2_normalize(proj(v))
+        out["frame_embedding"] = maths.l2_normalize(proj(vgg.global_max_pool(v)))
+        out["frame_location_embeddings"] = maths.l2_normalize(proj(v))
     if spectrogram is not None:
       a = vgg.VGGSubnet(self.audio_widths, dtype=self.dtype, name="audio")(spectrogram, train)
       out["audio_features"] = vgg.global_max_pool(a).astype(jnp.float32)
       if self.contrastive_dim:
-        out["audio_embedding"] = vgg.l2_normalize(
+        out["audio_embedding"] = maths.l2_normalize(
             nn.Dense(self.contrastive_dim, dtype=self.dtype, name="audio_proj")(
                 vgg.global_max_pool(a)))
     if frames is None or spectrogram is None:

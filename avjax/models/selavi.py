@@ -15,12 +15,13 @@ so that each modality's heads must be able to label a clip by themselves.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from avjax import maths
 from avjax.models import vgg
 
 
@@ -40,7 +41,7 @@ class ClusterHeads(nn.Module):
     d = embedding.shape[-1]
     prototypes = self.param("prototypes", nn.initializers.normal(1.0),
                             (self.num_heads, d, self.num_clusters), jnp.float32)
-    prototypes = vgg.l2_normalize(prototypes, axis=1)
+    prototypes = maths.l2_normalize(prototypes, axis=1)
     logits = jnp.einsum("bd,hdk->hbk", embedding.astype(jnp.float32), prototypes)
     return logits / self.temperature
 
@@ -56,15 +57,13 @@ def modality_keep(rng, n: int, dropout: float):
   return jnp.stack([frame, audio], axis=-1)
 
 
-class SeLaVi(nn.Module):
-  vision_widths: Sequence[int] = (64, 128, 256, 512)
-  audio_widths: Sequence[int] = (64, 128, 256, 512)
+class SeLaVi(vgg.Towers):
+  correspondence: ClassVar[str | None] = None  # no AVC head; see models.CORRESPONDENCE
   embed_dim: int = 128
   num_heads: int = 10
   num_clusters: int = 400
   temperature: float = 0.1
   modality_dropout: float = 0.5
-  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, frames, spectrogram, train: bool = False):

@@ -11,6 +11,8 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from avjax import maths
+
 
 class ConvBNReLU(nn.Module):
   features: int
@@ -45,13 +47,16 @@ class VGGSubnet(nn.Module):
     return x
 
 
+class Towers(nn.Module):
+  """The fields every two-tower model shares: the VGG widths of each subnetwork
+  and the compute dtype (parameters stay float32)."""
+  vision_widths: Sequence[int] = (64, 128, 256, 512)
+  audio_widths: Sequence[int] = (64, 128, 256, 512)
+  dtype: Any = jnp.float32
+
+
 def global_max_pool(x):
   return jnp.max(x, axis=(1, 2))
-
-
-def l2_normalize(x, axis=-1, eps=1e-12):
-  x = x.astype(jnp.float32)
-  return x / jnp.sqrt(jnp.sum(x * x, axis=axis, keepdims=True) + eps)
 
 
 class EmbeddingHead(nn.Module):
@@ -63,7 +68,7 @@ class EmbeddingHead(nn.Module):
   @nn.compact
   def __call__(self, pooled):
     x = nn.relu(nn.Dense(self.hidden, dtype=self.dtype, name="fc1")(pooled))
-    return l2_normalize(nn.Dense(self.dim, dtype=self.dtype, name="fc2")(x))
+    return maths.l2_normalize(nn.Dense(self.dim, dtype=self.dtype, name="fc2")(x))
 
 
 def audio_embedding_branch(spectrogram, *, widths: Sequence[int], embed_dim: int, dtype, train: bool):

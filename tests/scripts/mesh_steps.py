@@ -11,9 +11,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P  # noqa: E402
 
 from avjax import input as input_lib  # noqa: E402
+from avjax import mesh as mesh_lib  # noqa: E402
 from avjax import train  # noqa: E402
 from tests.conftest import tiny_config  # noqa: E402
 
@@ -22,12 +22,12 @@ def main(data_dir, out):
   assert jax.device_count() == NUM_DEVICES, jax.devices()
   config = tiny_config("avenet", data_dir)
   config.losses.infonce = 1.0  # the contrastive term couples examples across devices
-  mesh = Mesh(np.asarray(jax.devices()), ("data",))
+  mesh = mesh_lib.make_mesh(config)
   fns = train.make_train_functions(config, mesh)
   state = fns.init(jax.random.PRNGKey(config.seed))
   batches = input_lib.make_reader(config.data, "train", global_batch=config.batch_size,
                                   seed=config.seed).train_iterator()
-  sharding = NamedSharding(mesh, P("data"))
+  sharding = mesh_lib.batch_sharding(mesh)
   losses = []
   for _ in range(5):
     state, metrics = fns.update(state, input_lib.to_global(next(batches), sharding))

@@ -1,0 +1,65 @@
+"""A model as the functions that evaluators, the embed command and benchmarks call.
+
+The trainer builds them once (`model_fns`) and hands them to the evaluators, as
+big_vision hands its evaluators `predict_fn`s: an evaluator never builds or
+holds the model, so it runs on any checkpoint's variables, trained or at
+initialisation, and the same functions serve `avjax-evaluate` and `avjax-embed`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from avjax import frames as frames_lib
+from avjax import input as input_lib
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelFns:
+  # (variables, frames, spectrogram) -> the model's outputs dict (models/__init__.py),
+  # in inference mode. frames: the reader's uint8 crops (normalised here) or float;
+  # either input may be None for one modality's outputs.
+  predict: Callable
+  # rng -> variables at random initialisation: the trainer's step-0 weights for
+  # PRNGKey(config.seed).
+  init: Callable
+  # () -> {output key: ShapeDtypeStruct} of a joint call (abstract: no compute).
+  output_shapes: Callable
+  # The model's declared correspondence head: "softmax", "sigmoid", or None.
+  correspondence: str | None
+  name: str  # the model's class name, for messages
+
+
+def dummy_inputs(data_config, batch: int = 1):
+  """Zero frames and spectrogram of the shapes `data_config` gives (for model.init)."""
+  spec = input_lib.reader_spec(data_config).spectrogram
+  frames = jnp.zeros((batch, data_config.crop, data_config.crop, 3), jnp.float32)
+  spectrogram = jnp.zeros((batch, *spec.shape, 1), jnp.float32)
+  return frames, spectrogram
+
+
+def init_rngs(rng: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """The one rule that splits a run's seed key: (model init, training state rng)."""
+  model_rng, state_rng = jax.random.split(rng)
+  return model_rng, state_rng
+
+
+def model_fns(model: nn.Module, data_config) -> ModelFns:
+  def predict(variables, frames, spectrogram):
+    if frames is not None:
+      frames = frames_lib.to_model_frames(frames)
+    return model.apply(variables, frames, spectrogram, train=False)
+
+  def init(rng):
+    return model.init(init_rngs(rng)[0], *dummy_inputs(data_config), train=False)
+
+  def output_shapes():
+    return jax.eval_shape(lambda: model.init_with_output(
+        jax.random.PRNGKey(0), *dummy_inputs(data_config), False)[0])
+
+  return ModelFns(predict=predict, init=init, output_shapes=output_shapes,
+                  correspondence=type(model).correspondence, name=type(model).__name__)

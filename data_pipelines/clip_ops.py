@@ -1,0 +1,228 @@
+"""Per-clip operations of the reader, each usable alone or inside tf.data: the
+audio windows of a parsed clip, frame crops and their augmentation draws, boxes
+in crop coordinates, and log-spectrograms of waveforms or stored |STFT| slices.
+
+Every random draw is stateless, keyed by the seeds passed in, so an op gives
+the same result eagerly and traced (tests/test_reader.py).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import tensorflow as tf
+
+from data_pipelines import pairs
+from data_pipelines import spectrogram as spectrogram_lib
+
+
+@dataclasses.dataclass(frozen=True)
+class ReaderSpec:
+  """What the reader needs from `config.data`, as a plain frozen record."""
+  spectrogram: spectrogram_lib.SpectrogramSpec
+  fps: float = 25.0                 # for shards that do not store their frame rate
+  resize: int = 256                 # shorter side before cropping
+  crop: int = 224
+  negative_fraction: float = 0.5
+  negatives: str = "stream"         # "stream" or "in_batch"
+  negatives_on_grid: bool = True
+  shuffle_buffer: int = 1024
+  flip: bool = True
+  colour_jitter: float = 0.3        # 0 disables
+  gain_db: float = 3.0              # random gain range (+/-) in dB; 0 disables
+  num_classes: int = 0              # 0: from the manifest
+  # Slice windows out of the |STFT| that prepare stored, instead of parsing the
+  # waveform and recomputing it; the Reader turns it on where the shards allow.
+  stored_spectrogram: bool = False
+  # Training pairs drawn from each record read (different frames and windows).
+  # Reading, checking and parsing a record costs more than one pair's decode;
+  # a 10 s paper-scale clip has ~9 distinct 1 s windows to give.
+  examples_per_clip: int = 1
+
+  def __post_init__(self):
+    if self.negatives not in ("stream", "in_batch"):
+      raise ValueError(f"config.data.negatives must be 'stream' or 'in_batch', got {self.negatives!r}")
+    if not 0.0 <= self.negative_fraction < 1.0:
+      raise ValueError(f"config.data.negative_fraction must be in [0, 1), got {self.negative_fraction}")
+    if self.examples_per_clip < 1:
+      raise ValueError(f"config.data.examples_per_clip must be >= 1, got {self.examples_per_clip}")
+
+
+def magnitude_window(magnitude_bytes, start_sample, spec: spectrogram_lib.SpectrogramSpec):
+  """The stored whole-clip |STFT| frames of the window starting at `start_sample`
+  (a multiple of the hop): [frames, bins] float32, decoding only those bytes."""
+  row = spec.num_bins * 4
+  first = start_sample // spec.hop_length
+  raw = tf.strings.substr(magnitude_bytes, tf.cast(first, tf.int32) * row, spec.num_frames * row)
+  return tf.reshape(tf.io.decode_raw(raw, tf.float32, little_endian=True),
+                    [spec.num_frames, spec.num_bins])
+
+
+def random_gain(seed, gain_db):
+  """A gain factor of +-gain_db. It scales |STFT| (as it would the waveform) when
+  the log-spectrogram is taken: scaling a float32 waveform first would round
+  quiet bins by more than 1e-4 in the log domain."""
+  db = tf.random.stateless_uniform([], seed, -gain_db, gain_db)
+  return tf.pow(10.0, db / 20.0)
+
+
+def frame_augment_params(seed, *, spec: ReaderSpec) -> dict:
+  """One frame's random draws: the crop seed, and the flip and colour jitter
+  that avjax.frames applies on device (keys avjax.frames.AUGMENT_KEYS)."""
+  seeds = tf.random.experimental.stateless_split(seed, 5)
+  j = spec.colour_jitter
+  return {
+      "crop_seed": seeds[0],
+      "aug_flip": tf.logical_and(spec.flip, tf.random.stateless_uniform([], seeds[1]) < 0.5),
+      "aug_brightness": tf.random.stateless_uniform([], seeds[2], -j * 0.5, j * 0.5),
+      "aug_contrast": tf.random.stateless_uniform([], seeds[3], 1 - j, 1 + j),
+      "aug_saturation": tf.random.stateless_uniform([], seeds[4], 1 - j, 1 + j),
+  }
+
+
+def _crop_offsets(shape, crop: int, seed, train: bool):
+  if not train:
+    return (shape[0] - crop) // 2, (shape[1] - crop) // 2
+  seeds = tf.random.experimental.stateless_split(seed, 2)
+  y = tf.random.stateless_uniform([], seeds[0], 0, shape[0] - crop + 1, dtype=tf.int32)
+  x = tf.random.stateless_uniform([], seeds[1], 0, shape[1] - crop + 1, dtype=tf.int32)
+  return y, x
+
+
+def scaled_shape(shape, short_side: int):
+  """(h, w) -> the size with the shorter side scaled to `short_side`, rounded."""
+  scale = short_side / tf.cast(tf.reduce_min(shape), tf.float32)
+  return tf.cast(tf.round(tf.cast(shape, tf.float32) * scale), tf.int32)
+
+
+def resize_crop(image, seed, *, spec: ReaderSpec, train: bool):
+  """uint8 [H, W, 3] -> [crop, crop, 3] uint8: a random (train) or central (eval)
+  crop after scaling the shorter side to `spec.resize` (no resampling when it is)."""
+  shape = tf.shape(image)[:2]
+  new = scaled_shape(shape, spec.resize)
+  y, x = _crop_offsets(new, spec.crop, seed, train)
+
+  def resized():
+    out = tf.image.resize(image, new, antialias=True)[y:y + spec.crop, x:x + spec.crop]
+    return tf.cast(tf.clip_by_value(tf.round(out), 0, 255), tf.uint8)
+
+  out = tf.cond(tf.reduce_all(new == shape),
+                lambda: image[y:y + spec.crop, x:x + spec.crop], resized)
+  return tf.ensure_shape(out, [spec.crop, spec.crop, 3])
+
+
+def decode_crop(jpeg, seed, *, spec: ReaderSpec, train: bool):
+  """JPEG bytes -> resize_crop of the decoded frame.
+
+  Frames stored at the resize size (the usual case: prepare --frame_size) are
+  decoded only inside the crop window, which skips a quarter of a 256->224 decode.
+  """
+  shape = tf.io.extract_jpeg_shape(jpeg)[:2]
+
+  def crop_only():
+    y, x = _crop_offsets(shape, spec.crop, seed, train)
+    return tf.io.decode_and_crop_jpeg(jpeg, tf.stack([y, x, spec.crop, spec.crop]), channels=3)
+
+  image = tf.cond(tf.reduce_all(scaled_shape(shape, spec.resize) == shape), crop_only,
+                  lambda: resize_crop(tf.io.decode_jpeg(jpeg, channels=3), seed, spec=spec,
+                                      train=train))
+  return tf.ensure_shape(image, [spec.crop, spec.crop, 3])
+
+
+def box_in_crop(box, jpeg, spec: ReaderSpec):
+  """A box normalised to the stored frame -> normalised to the evaluation crop
+  (shorter side scaled to `spec.resize`, central `spec.crop` square), clipped to it."""
+  new = tf.cast(scaled_shape(tf.io.extract_jpeg_shape(jpeg)[:2], spec.resize), tf.float32)
+  offset = tf.floor((new - spec.crop) / 2)
+  scale, shift = tf.tile(new, [2]), tf.tile(offset, [2])
+  return tf.clip_by_value((box * scale - shift) / spec.crop, 0.0, 1.0)
+
+
+def clip_windows(clip: dict, index, seed, *, spec: ReaderSpec, train: bool) -> dict:
+  """Chooses the frame and the audio windows of one parsed clip.
+
+  Returns the chosen JPEG, the positive window (centred on that frame) and a
+  negative candidate window (used when this clip is another clip's negative),
+  placed by the pair sampler's rules (data_pipelines/pairs.py).
+  """
+  aspec = spec.spectrogram
+  # Checks gate what follows through control dependencies: in a traced tf.data
+  # function nothing else orders them before the ops whose inputs they vouch for.
+  rate_ok = tf.debugging.assert_equal(
+      clip["sample_rate"], aspec.sample_rate,
+      message=f"a clip's stored sample rate differs from config.data.sample_rate="
+              f"{aspec.sample_rate}; prepare the data at that rate")
+  with tf.control_dependencies([rate_ok]):
+    n_samples = tf.identity(clip["num_samples"])
+  seeds = tf.random.experimental.stateless_split(tf.stack([seed, index]), 6)
+  n_frames = clip["num_frames"]
+  fps = clip["fps"]
+  lo, hi = pairs.window_frame_range(n_frames, n_samples, fps, aspec)
+  long_enough = tf.debugging.assert_less_equal(
+      lo, hi, message=f"a clip is shorter than the {aspec.seconds}s audio window")
+  with tf.control_dependencies([long_enough]):
+    lo, hi = tf.identity(lo), tf.identity(hi)
+  if train:
+    k = tf.random.stateless_uniform([], seeds[0], lo, hi + 1, dtype=tf.int32)
+  else:
+    # The frame the first box refers to, else the middle frame.
+    box_t = tf.cast(tf.concat([clip["box_times_us"], [-1]], 0)[0], tf.float32) / 1e6
+    k = tf.where(box_t >= 0, tf.cast(tf.round(box_t * fps), tf.int32), n_frames // 2)
+  frame_k = tf.clip_by_value(k, 0, n_frames - 1)
+  pos_start = pairs.grid_start_sample(tf.clip_by_value(k, lo, hi), fps, aspec)
+  if train:
+    neg_start = pairs.negative_start_sample(seeds[1], lo, hi, n_samples, fps, aspec,
+                                            on_grid=spec.negatives_on_grid)
+  else:  # deterministic: the middle grid window
+    neg_start = pairs.grid_start_sample((lo + hi) // 2, fps, aspec)
+  if spec.stored_spectrogram:
+    window = lambda s: magnitude_window(clip["magnitude_bytes"], s, aspec)
+    shape = [aspec.num_frames, aspec.num_bins]
+  else:
+    window = lambda s: clip["waveform"][s:s + aspec.num_samples]
+    shape = [aspec.num_samples]
+  pos, neg = window(pos_start), window(neg_start)
+  pos_gain = neg_gain = tf.constant(1.0)
+  if train and spec.gain_db > 0:
+    pos_gain, neg_gain = random_gain(seeds[2], spec.gain_db), random_gain(seeds[3], spec.gain_db)
+  out = {
+      "index": index,
+      "frame_seed": seeds[4],
+      "pos_audio": tf.ensure_shape(pos, shape),
+      "pos_start": tf.cast(pos_start, tf.float32) / aspec.sample_rate,
+      "pos_gain": pos_gain,
+      "neg_gain": neg_gain,
+      "neg_audio": tf.ensure_shape(neg, shape),
+      "neg_start": tf.cast(neg_start, tf.float32) / aspec.sample_rate,
+      "video_id": clip["video_id"],
+      "filename": clip["filename"],
+      "fps": fps,
+      "label_index": clip["label_index"],
+      "boxes": clip["boxes"],
+  }
+  out["jpeg"] = clip["jpeg_frames"][frame_k]
+  return out
+
+
+def decode_for_batch(clip: dict, *, spec: ReaderSpec, train: bool) -> dict:
+  """The chosen frame as a uint8 crop, plus (training) its augmentation draws."""
+  params = frame_augment_params(clip["frame_seed"], spec=spec)
+  out = {"frames": decode_crop(clip["jpeg"], params.pop("crop_seed"), spec=spec, train=train)}
+  if train:
+    out.update(params)
+  return out
+
+
+def add_spectrograms(batch: dict, spec: ReaderSpec,
+                     keys=(("audio", "gain", "spectrogram"),)) -> dict:
+  """Replaces batched waveforms [B, N] (or stored |STFT| windows [B, T, F]) and
+  their gains [B] by log-spectrograms [B, F, T, 1]."""
+  batch = dict(batch)
+  for audio_key, gain_key, spec_key in keys:
+    audio, gain = batch.pop(audio_key), batch.pop(gain_key)
+    if spec.stored_spectrogram:
+      magnitude = audio
+    else:
+      magnitude = spectrogram_lib.stft_magnitude(audio, spec.spectrogram)
+    magnitude = magnitude * tf.cast(gain, magnitude.dtype)[:, None, None]
+    batch[spec_key] = spectrogram_lib.log_of_magnitude(magnitude, spec.spectrogram)[..., None]
+  return batch

@@ -1,0 +1,88 @@
+"""The batch contract: every key a reader batch carries, its dtype, shape and meaning.
+
+The reader (data_pipelines/reader.py) produces host batches of these keys;
+avjax/input.py ships the device keys to the mesh, avjax/frames.py consumes the
+augmentation draws inside the jitted step, and models and losses read the rest.
+Shapes are per example (the batch axis comes first); names in them are sizes
+fixed by the reader's spec: `crop` (frame side), `bins` and `frames` (the
+log-spectrogram's), `classes` (the manifest's labels).
+
+A method that needs another key (a cluster target, a time shift) adds it here
+first; `check` holds real batches to this table in tests/test_contract.py.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Mapping
+
+import numpy as np
+
+TRAIN, EVAL = "train", "eval"
+
+
+@dataclasses.dataclass(frozen=True)
+class Key:
+  dtype: str                 # numpy dtype name; "string" for bytes
+  shape: tuple               # per example: ints or size names
+  meaning: str
+  modes: tuple = (TRAIN, EVAL)
+  device: bool = True        # False: host bookkeeping, never sent to the accelerator
+  augmentation: bool = False  # a random draw that avjax.frames applies on device
+
+
+KEYS: dict[str, Key] = {
+    "frames": Key("uint8", ("crop", "crop", 3),
+                  "an RGB crop; avjax.frames turns it into normalised float32 in the step"),
+    "aug_flip": Key("bool", (), "flip this frame horizontally", (TRAIN,), augmentation=True),
+    "aug_brightness": Key("float32", (), "brightness offset on [0, 1] RGB", (TRAIN,),
+                          augmentation=True),
+    "aug_contrast": Key("float32", (), "contrast factor around the frame's mean", (TRAIN,),
+                        augmentation=True),
+    "aug_saturation": Key("float32", (), "saturation factor (blend with grey)", (TRAIN,),
+                          augmentation=True),
+    "spectrogram": Key("float32", ("bins", "frames", 1),
+                       "log |STFT| of the 1 s window paired with the frame"),
+    "label": Key("int32", (), "1 = the audio comes from the frame's video", (TRAIN,)),
+    "video_id": Key("int32", (), "hash of the frame's source file", device=False),
+    "audio_video_id": Key("int32", (), "hash of the audio's source file", (TRAIN,), device=False),
+    "audio_start": Key("float32", (), "start of the audio window in its clip, seconds",
+                       device=False),
+    "fps": Key("float32", (), "frame rate of the clip", device=False),
+    # Evaluation: every clip once, in file order, padded to whole batches.
+    "neg_spectrogram": Key("float32", ("bins", "frames", 1),
+                           "the next clip's window: this frame's negative pair", (EVAL,)),
+    "neg_label": Key("int32", (), "1 if the next clip is of the same video", (EVAL,)),
+    "labels": Key("int32", ("classes",), "multi-hot class labels (zeros: none)", (EVAL,)),
+    "box": Key("float32", (4,), "sounding-object box in the crop (ymin, xmin, ymax, xmax) "
+               "in 0..1; -1s when the clip has none", (EVAL,)),
+    "filename": Key("string", (), "the clip's source file", (EVAL,), device=False),
+    "mask": Key("float32", (), "1 = a real clip, 0 = padding of the last batch", (EVAL,)),
+}
+
+
+def keys(mode: str) -> dict[str, Key]:
+  return {name: k for name, k in KEYS.items() if mode in k.modes}
+
+
+AUGMENT_KEYS = tuple(name for name, k in KEYS.items() if k.augmentation)
+HOST_ONLY = tuple(name for name, k in KEYS.items() if not k.device)
+FRAME_KEYS = ("frames",) + AUGMENT_KEYS   # what a training example's frame brings
+
+
+def violations(batch: Mapping[str, np.ndarray], mode: str, sizes: Mapping[str, int]) -> list[str]:
+  """What in a host batch breaks the contract (empty: nothing); `sizes` gives
+  the named sizes, and `batch` its batch size as `sizes["batch"]`."""
+  wanted = keys(mode)
+  out = [f"missing {k!r}" for k in wanted if k not in batch]
+  out += [f"unexpected {k!r}" for k in batch if k not in wanted]
+  for name, k in wanted.items():
+    if name not in batch:
+      continue
+    v = np.asarray(batch[name])
+    shape = (sizes["batch"], *(sizes[d] if isinstance(d, str) else d for d in k.shape))
+    if v.shape != shape:
+      out.append(f"{name!r}: shape {v.shape}, expected {shape}")
+    kind_ok = v.dtype.kind in "SO" if k.dtype == "string" else v.dtype == np.dtype(k.dtype)
+    if not kind_ok:
+      out.append(f"{name!r}: dtype {v.dtype}, expected {k.dtype}")
+  return out

@@ -1,0 +1,144 @@
+"""The pair sampler: which example is a negative, where a negative's audio comes
+from, and which audio window makes a positive. Training and evaluation both pair
+through here.
+
+Positive: frame k with the 1 s window that starts at frame k - floor(fps/2),
+i.e. centred on frame k to within half a frame. Negative: the frame with a 1 s
+window of another clip that also starts on the frame grid, so the start phase
+never tells positives from negatives; `negatives_on_grid=False` draws negative
+starts anywhere, the shortcut the "Objects that Sound" paper warns of (for
+ablations).
+
+Negatives are spread evenly over the example stream (`is_negative`). Their
+audio comes from the next batch (`pair_with_next_batch`: example i takes the
+negative window of stream clip i + B, never a clip of its own batch) or from the
+next example of the same batch (`pair_in_batch`). Evaluation pairs every clip
+with its own window and with the next clip's (`with_next_negative`,
+`avc_halves`).
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+
+from data_pipelines import contract
+
+# What a clip lends when it is another example's negative.
+NEGATIVE_KEYS = ("neg_audio", "neg_gain", "video_id", "neg_start")
+
+
+# ----------------------------------------------------------------------------
+# Windows on the frame grid
+# ----------------------------------------------------------------------------
+def window_frame_range(num_frames, num_samples, fps, spec):
+  """Frames k whose grid-aligned audio window [k - floor(fps/2), +1 s) fits the clip."""
+  half = tf.floor(fps / 2.0)
+  duration = tf.cast(num_samples, tf.float32) / spec.sample_rate
+  last_start = tf.floor((duration - spec.seconds) * fps + 1e-3)  # in frames
+  lo = tf.cast(half, tf.int32)
+  hi = tf.minimum(num_frames - 1, tf.cast(last_start + half, tf.int32))
+  return lo, hi
+
+
+def grid_start_sample(k, fps, spec):
+  """First sample of the positive audio window for frame k (on the frame grid)."""
+  start_s = (tf.cast(k, tf.float32) - tf.floor(fps / 2.0)) / fps
+  return tf.cast(tf.round(start_s * spec.sample_rate), tf.int32)
+
+
+def negative_start_sample(seed, lo, hi, num_samples, fps, spec, *, on_grid: bool):
+  """A training negative window's first sample: a grid frame's window in [lo, hi],
+  or (the shortcut ablation) any sample."""
+  if on_grid:
+    j = tf.random.stateless_uniform([], seed, lo, hi + 1, dtype=tf.int32)
+    return grid_start_sample(j, fps, spec)
+  return tf.random.stateless_uniform([], seed, 0, num_samples - spec.num_samples + 1,
+                                     dtype=tf.int32)
+
+
+# ----------------------------------------------------------------------------
+# Training pairs
+# ----------------------------------------------------------------------------
+def is_negative(index, negative_fraction: float):
+  """Spreads negatives evenly over the stream: exactly round(n*f) in any n in a row, +-1."""
+  i = tf.cast(index, tf.float64)
+  return tf.floor((i + 1) * negative_fraction) - tf.floor(i * negative_fraction) >= 1
+
+
+def mix_pair(anchor: dict, other: dict, neg) -> dict:
+  """The pairing rule, for one example or a batch: where `neg`, the audio is
+  `other`'s negative window, else `anchor`'s own; the label says only whether
+  that audio comes from the frame's video."""
+  same_video = tf.equal(anchor["video_id"], other["video_id"])
+  audio_neg = neg
+  for _ in range(anchor["pos_audio"].shape.rank - neg.shape.rank):  # waveforms or |STFT| windows
+    audio_neg = tf.expand_dims(audio_neg, -1)
+  return {
+      "audio": tf.where(audio_neg, other["neg_audio"], anchor["pos_audio"]),
+      "gain": tf.where(neg, other["neg_gain"], anchor["pos_gain"]),
+      "label": tf.cast(tf.logical_or(tf.logical_not(neg), same_video), tf.int32),
+      "video_id": anchor["video_id"],
+      "audio_video_id": tf.where(neg, other["video_id"], anchor["video_id"]),
+      "audio_start": tf.where(neg, other["neg_start"], anchor["pos_start"]),
+      "fps": anchor["fps"],
+  }
+
+
+def pair_batch(anchors: dict, others: dict, *, negative_fraction: float) -> dict:
+  """Pairs a batch of clips: where the stream says negative, example i takes the
+  negative window of `others`' example i."""
+  neg = is_negative(anchors["index"], negative_fraction)
+  other = {k: others[k] for k in NEGATIVE_KEYS}
+  return {**{k: anchors[k] for k in contract.FRAME_KEYS}, **mix_pair(anchors, other, neg)}
+
+
+def pair_in_batch(batch: dict, *, negative_fraction: float) -> dict:
+  """Negatives take the negative window of the next example in the same batch."""
+  src = tf.roll(tf.range(tf.shape(batch["index"])[0]), -1, 0)
+  return pair_batch(batch, {k: tf.gather(batch[k], src) for k in NEGATIVE_KEYS},
+                    negative_fraction=negative_fraction)
+
+
+def with_next(ds: tf.data.Dataset, combine) -> tf.data.Dataset:
+  """combine(element i, element i + 1) for each i, in one pass over `ds`: a scan
+  holds one element back (no second iterator re-reading and re-decoding)."""
+  def empty(s):
+    return tf.fill(s.shape, "") if s.dtype == tf.string else tf.zeros(s.shape, s.dtype)
+
+  initial = tf.nest.map_structure(empty, ds.element_spec)
+  return ds.scan(initial, lambda previous, current: (current, combine(previous, current))).skip(1)
+
+
+def pair_with_next_batch(batches: tf.data.Dataset, *, negative_fraction: float) -> tf.data.Dataset:
+  """Stream negatives: example i takes the negative window of stream clip i + B,
+  which sits in the next batch, so a negative's clip is never in its own batch."""
+  return with_next(batches, lambda previous, current: pair_batch(
+      previous, current, negative_fraction=negative_fraction))
+
+
+def pair_batches(batches: tf.data.Dataset, *, negatives: str,
+                 negative_fraction: float) -> tf.data.Dataset:
+  """Batches of clips -> batches of pairs, by `negatives` ("stream" or "in_batch")."""
+  if negatives == "stream":
+    return pair_with_next_batch(batches, negative_fraction=negative_fraction)
+  return batches.map(lambda b: pair_in_batch(b, negative_fraction=negative_fraction),
+                     num_parallel_calls=tf.data.AUTOTUNE)
+
+
+# ----------------------------------------------------------------------------
+# Evaluation pairs
+# ----------------------------------------------------------------------------
+def with_next_negative(clip: dict, following: dict) -> dict:
+  """An evaluation clip takes the next clip's window as its negative audio."""
+  return {**clip, "neg_audio": following["neg_audio"], "neg_gain": following["neg_gain"],
+          "neg_label": tf.cast(tf.equal(clip["video_id"], following["video_id"]), tf.int32)}
+
+
+def avc_halves(batch: dict, xp) -> dict:
+  """An evaluation batch -> 2B pairs for AVC scoring: each clip with its own
+  window (label 1), then with the next clip's (`neg_label`). `xp` is the array
+  module (numpy, or jax.numpy inside jit)."""
+  twice = lambda x: xp.concatenate([x, x])
+  return {"frames": twice(batch["frames"]),
+          "spectrogram": xp.concatenate([batch["spectrogram"], batch["neg_spectrogram"]]),
+          "label": xp.concatenate([xp.ones_like(batch["neg_label"]), batch["neg_label"]]),
+          "mask": twice(batch["mask"])}

@@ -1,0 +1,80 @@
+"""Real batches and model outputs against the contracts (data_pipelines/contract.py,
+avjax/models/__init__.py)."""
+import jax
+import numpy as np
+import pytest
+
+from avjax import input as input_lib
+from avjax import models, predict
+from data_pipelines import contract
+from tests.conftest import tiny_config
+
+
+def sizes(config, reader, batch_size):
+  bins, frames = input_lib.spectrogram_spec(config.data).shape
+  return {"batch": batch_size, "crop": config.data.crop, "bins": bins, "frames": frames,
+          "classes": reader.num_classes}
+
+
+@pytest.mark.parametrize("negatives", ["stream", "in_batch"])
+def test_training_batches_keep_the_contract(data_dir, negatives):
+  config = tiny_config("avenet", data_dir)
+  config.data.negatives = negatives
+  reader = input_lib.make_reader(config.data, "train", global_batch=8, seed=0)
+  it = reader.train_iterator()
+  for _ in range(2):
+    assert contract.violations(next(it), contract.TRAIN, sizes(config, reader, 8)) == []
+
+
+def test_evaluation_batches_keep_the_contract(data_dir):
+  config = tiny_config("avenet", data_dir)
+  reader = input_lib.make_reader(config.data, "validation", global_batch=8, seed=0)
+  batches = list(reader.eval_iterator())
+  assert len(batches) == 2  # 10 clips: the second batch is padded
+  for b in batches:
+    assert contract.violations(b, contract.EVAL, sizes(config, reader, 8)) == []
+
+
+def test_violations_are_found():
+  good = {k: np.zeros((2, *(3 if isinstance(d, str) else d for d in key.shape)),
+                      "S1" if key.dtype == "string" else key.dtype)
+          for k, key in contract.keys(contract.EVAL).items()}
+  s = {"batch": 2, "crop": 3, "bins": 3, "frames": 3, "classes": 3}
+  assert contract.violations(good, contract.EVAL, s) == []
+  bad = {**good, "frames": good["frames"].astype(np.float32), "extra": good["mask"]}
+  del bad["mask"]
+  assert sorted(contract.violations(bad, contract.EVAL, s)) == [
+      "'frames': dtype float32, expected uint8", "missing 'mask'", "unexpected 'extra'"]
+
+
+def test_device_and_host_keys_partition_the_contract():
+  assert set(contract.HOST_ONLY) == {"video_id", "audio_video_id", "audio_start", "fps",
+                                     "filename"}
+  assert set(contract.AUGMENT_KEYS) == {"aug_flip", "aug_brightness", "aug_contrast",
+                                        "aug_saturation"}
+
+
+@pytest.mark.parametrize("name", ["l3", "avenet", "avolnet", "selavi", "avcontrastive"])
+def test_models_declare_their_head_and_outputs(name, data_dir):
+  config = tiny_config(name, data_dir)
+  model = models.build(config.model)
+  fns = predict.model_fns(model, config.data)
+  outputs = fns.output_shapes()
+  assert set(outputs) <= set(models.OUTPUTS), set(outputs) - set(models.OUTPUTS)
+  assert fns.correspondence in models.CORRESPONDENCE
+  if fns.correspondence is None:
+    assert "logits" not in outputs
+  else:
+    assert outputs["logits"].shape == {"softmax": (1, 2), "sigmoid": (1,)}[fns.correspondence]
+
+
+def test_init_is_the_trainers_step_zero(data_dir):
+  """One init rule: ModelFns.init(PRNGKey(seed)) are the trainer's step-0 weights."""
+  from avjax import mesh as mesh_lib
+  from avjax import train
+  config = tiny_config("avenet", data_dir)
+  fns = train.make_train_functions(config, mesh_lib.make_mesh(config))
+  state = fns.init(jax.random.PRNGKey(3))
+  direct = fns.model_fns.init(jax.random.PRNGKey(3))
+  for a, b in zip(jax.tree.leaves(train.variables_of(state)), jax.tree.leaves(direct)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
