@@ -12,7 +12,14 @@ optimiser, so it works whatever the config says about optimisation.
 """
 from __future__ import annotations
 
+import contextlib
+import gc
+import inspect
 import os
+import re
+import sys
+import tempfile
+import time
 from typing import Any
 
 import jax
@@ -20,6 +27,8 @@ import orbax.checkpoint as ocp
 
 STATE, INPUT = "state", "input"
 VARIABLES = ("params", "batch_stats")  # the TrainState fields inference needs
+# Files whose absence orbax reports misleadingly (a "pytree structure error").
+REQUIRED = (os.path.join(STATE, "_METADATA"),)
 
 
 def best_metric(config) -> str:
@@ -44,7 +53,9 @@ def make_manager(workdir: str, config, *, create: bool = True) -> ocp.Checkpoint
   # it, best_step() is the latest step).
   options = ocp.CheckpointManagerOptions(
       enable_async_checkpointing=config.checkpoint.async_save,
-      preservation_policy=policy, best_fn=score, best_mode="max", create=create)
+      preservation_policy=policy, best_fn=score, best_mode="max", create=create,
+      # Saves a kill interrupted leave *.orbax-checkpoint-tmp folders: removed on start.
+      cleanup_tmp_directories=create)
   return ocp.CheckpointManager(directory(workdir), item_names=(STATE, INPUT), options=options)
 
 
@@ -58,18 +69,111 @@ def save(mngr: ocp.CheckpointManager, step: int, state, *, batch_size: int,
       metrics=metrics, force=True)
 
 
-def restore(mngr: ocp.CheckpointManager, abstract_state, step: int | None = None):
-  """-> (state, input position) of `step` (default the latest), or (None, None)
-  when there is nothing to resume."""
-  step = mngr.latest_step() if step is None else step
-  if step is None:
-    return None, None
+class CheckpointError(Exception):
+  """No checkpoint of a workdir could be read."""
+
+
+def restore_step(mngr: ocp.CheckpointManager, abstract_state, step: int):
+  """-> (state, input position) of `step`; raises whatever makes it unreadable."""
+  missing = [f for f in REQUIRED if not os.path.exists(os.path.join(mngr.directory, str(step), f))]
+  if missing:
+    raise FileNotFoundError(f"{', '.join(missing)} missing")
   restored = mngr.restore(step, args=ocp.args.Composite(**{
       STATE: ocp.args.StandardRestore(abstract_state), INPUT: ocp.args.JsonRestore()}))
   position = restored[INPUT]
   if position["step"] != step:
-    raise ValueError(f"checkpoint {step}: input position {position} does not match the step")
+    raise ValueError(f"input position {position} does not match the step")
   return restored[STATE], position
+
+
+def first_line(e: BaseException, limit: int = 160) -> str:
+  """An exception as one line; TensorStore's read errors as the array they failed on."""
+  text = str(e)
+  arrays = [p for p in re.findall(r"'path': '([^'/][^']*)/?'", text)]
+  if "TensorStore" in text and arrays:
+    return f"cannot read array {arrays[-1].rstrip('/')}"
+  text = " ".join(text.split())
+  return f"{type(e).__name__}: {text[:limit]}{'...' if len(text) > limit else ''}"
+
+
+def move_aside(mngr: ocp.CheckpointManager, step: int) -> str:
+  """Moves an unreadable step out of the manager's sight, next to its folder."""
+  dest_dir = f"{mngr.directory}.unreadable"
+  os.makedirs(dest_dir, exist_ok=True)
+  dest = os.path.join(dest_dir, f"{step}.{time.strftime('%Y%m%d-%H%M%S')}")
+  os.rename(os.path.join(mngr.directory, str(step)), dest)
+  mngr.reload()
+  return dest
+
+
+def restore(mngr: ocp.CheckpointManager, abstract_state, *, say=print):
+  """-> (state, input position) of the newest readable checkpoint, or (None, None)
+  when there is none to resume.
+
+  A checkpoint that cannot be read (truncated arrays, lost metadata) is moved
+  aside to checkpoints.unreadable/ (never deleted) with one line through `say`,
+  and the previous one is tried; what the libraries printed about it goes to
+  restore_errors.txt beside it. If none is readable, CheckpointError.
+  """
+  steps = sorted(mngr.all_steps(), reverse=True)
+  for step in steps:
+    with captured_stderr() as captured:
+      try:
+        result = restore_step(mngr, abstract_state, step)
+      except Exception as e:  # anything that makes this step unreadable
+        result, error = None, e
+        close_abandoned_reads()
+      printed = captured.text()
+    if result is not None:
+      sys.stderr.write(printed)
+      return result
+    moved = move_aside(mngr, step)
+    with open(os.path.join(moved, "restore_errors.txt"), "w") as f:
+      f.write(f"{first_line(error, 10**6)}\n{printed}")
+    say(f"checkpoint {step} is unreadable ({first_line(error)}); moved it to {moved}")
+  if steps:
+    raise CheckpointError(f"{mngr.directory}: none of the checkpoints {steps} could be read; "
+                          f"they are in {mngr.directory}.unreadable. Run again to start afresh.")
+  return None, None
+
+
+def close_abandoned_reads() -> None:
+  """After a failed restore, orbax leaves array-read coroutines that were never
+  finished; closed now, they release their memory reservations here instead of
+  printing a traceback each when the interpreter exits."""
+  time.sleep(0.2)  # TensorStore callbacks of the failed read land meanwhile
+  gc.collect()
+  for obj in gc.get_objects():
+    if inspect.iscoroutine(obj) and "orbax" in obj.cr_code.co_filename:
+      with contextlib.suppress(Exception):
+        obj.close()
+  gc.collect()
+
+
+class _Captured:
+  def __init__(self, file):
+    self._file = file
+
+  def text(self) -> str:
+    self._file.seek(0)
+    return self._file.read().decode(errors="replace")
+
+
+@contextlib.contextmanager
+def captured_stderr():
+  """Everything written to file descriptor 2 (Python, C++ threads) goes to a
+  temporary file while inside: a failed orbax/TensorStore read prints dozens of
+  tracebacks from its callbacks, where one line says what matters."""
+  sys.stderr.flush()
+  saved = os.dup(2)
+  with tempfile.TemporaryFile() as tmp:
+    os.dup2(tmp.fileno(), 2)
+    try:
+      yield _Captured(tmp)
+    finally:
+      sys.stderr.flush()
+      os.dup2(saved, 2)
+      os.close(saved)
 
 
 def checkpoint_step(mngr: ocp.CheckpointManager, which: str | int) -> int:

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import os
 import sys
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -26,24 +25,8 @@ MODES = ("audio", "image", "video")
 
 
 # ----------------------------------------------------------------------------
-# Windows and frames (pure numpy)
+# Frames
 # ----------------------------------------------------------------------------
-def window_centres(duration_s: float, hop_s: float) -> np.ndarray:
-  """0, hop, 2*hop, ... up to the end of the signal (at least one)."""
-  if hop_s <= 0:
-    raise ValueError(f"hop must be positive, got {hop_s}")
-  return np.arange(int(np.floor(duration_s / hop_s + 1e-9)) + 1) * hop_s
-
-
-def windows_at(waveform: np.ndarray, sample_rate: int, num_samples: int,
-               centres_s: np.ndarray) -> np.ndarray:
-  """[N, num_samples] windows centred on `centres_s`, zero beyond the signal."""
-  half = num_samples // 2
-  padded = np.pad(np.asarray(waveform, np.float32), (half, num_samples))
-  starts = np.round(np.asarray(centres_s) * sample_rate).astype(np.int64)  # in padded coordinates
-  return np.stack([padded[s:s + num_samples] for s in starts])
-
-
 def centre_crop(image: np.ndarray, spec) -> np.ndarray:
   """uint8 [H, W, 3] -> the evaluation crop the reader takes ([crop, crop, 3] uint8)."""
   from data_pipelines import clip_ops
@@ -118,57 +101,125 @@ class Embedder:
 
 
 # ----------------------------------------------------------------------------
-# Files -> items -> npz
+# Files -> rows -> batches -> npz
 # ----------------------------------------------------------------------------
-@dataclasses.dataclass
-class Decoded:
-  """One input's model inputs: frames uint8 [N,c,c,3] and/or audio windows [N,S]."""
-  path: str
-  timestamps: np.ndarray
-  frames: np.ndarray | None = None
-  windows: np.ndarray | None = None
+def stream_windows(chunks: Iterable[np.ndarray], sample_rate: int, num_samples: int,
+                   hop_s: float) -> Iterator[tuple[float, np.ndarray]]:
+  """(centre, window) for centres 0, hop, 2*hop... up to the signal's end, from a
+  stream of waveform chunks, holding one window's samples at a time. Window i
+  starts at round(i * hop * rate) - S // 2 of the zero-padded signal (openl3's
+  centring); the last is the last centre within the signal."""
+  if hop_s <= 0:
+    raise ValueError(f"hop must be positive, got {hop_s}")
+  half = num_samples // 2
+  buf = np.zeros(half, np.float32)  # buf[0] is sample `base` of the zero-padded signal
+  base = -half
+  total = 0
+  i = 0
+
+  def start(i):  # first sample of window i
+    return int(np.round(i * hop_s * sample_rate)) - half
+
+  for chunk in chunks:
+    buf = np.concatenate([buf, np.asarray(chunk, np.float32)])
+    total += len(chunk)
+    while start(i) + num_samples <= base + len(buf):
+      s0 = start(i) - base
+      yield i * hop_s, buf[s0:s0 + num_samples].copy()
+      i += 1
+    keep = min(max(0, start(i) - base), len(buf))  # nothing before the next window is needed
+    buf, base = buf[keep:], base + keep
+  last = int(np.floor(total / sample_rate / hop_s + 1e-9))
+  while i <= last:
+    s0 = start(i) - base
+    window = np.zeros(num_samples, np.float32)
+    piece = buf[max(0, s0):s0 + num_samples]
+    window[max(0, -s0):max(0, -s0) + len(piece)] = piece
+    yield i * hop_s, window
+    i += 1
 
 
-def decode_input(mode: str, path: str, emb: Embedder, *, hop: float, rate: float) -> Decoded:
-  """Raises decode.BadMediaError (or ValueError) with the reason for a file it cannot use."""
+def file_rows(mode: str, path: str, emb: "Embedder", *, hop: float,
+              rate: float) -> Iterator[dict]:
+  """One input's rows: {"t", and "frames" and/or "windows"}, decoded as they are
+  consumed. Raises decode.BadMediaError (or ValueError) for a file it cannot use."""
   from data_pipelines import decode
   s = emb.spec
   if mode == "audio":
-    waveform = decode.decode_audio(path, sample_rate=emb.sample_rate)
-    t = window_centres(len(waveform) / emb.sample_rate, hop)
-    return Decoded(path, t, windows=windows_at(waveform, emb.sample_rate, emb.window_samples, t))
-  if mode == "image":
+    for t, window in stream_windows(decode.stream_audio(path, sample_rate=emb.sample_rate),
+                                    emb.sample_rate, emb.window_samples, hop):
+      yield {"t": t, "windows": window}
+  elif mode == "image":
     from PIL import Image, UnidentifiedImageError
     try:
       with Image.open(path) as im:
         image = np.asarray(im.convert("RGB"))
     except (UnidentifiedImageError, OSError, ValueError) as e:
       raise decode.BadMediaError(f"cannot read image: {type(e).__name__}: {e}") from e
-    return Decoded(path, np.zeros(1), frames=centre_crop(image, s)[None])
-  video = decode.decode_video(path, fps=rate, sample_rate=emb.sample_rate, short_side=s.resize,
-                              min_seconds=0.0)
-  n = min(len(video.frames), int(np.floor(len(video.waveform) / emb.sample_rate * rate)) + 1)
-  t = np.arange(n) / rate
-  frames = np.stack([centre_crop(f, s) for f in video.frames[:n]])
-  return Decoded(path, t, frames=frames,
-                 windows=windows_at(video.waveform, emb.sample_rate, emb.window_samples, t))
+    yield {"t": 0.0, "frames": centre_crop(image, s)}
+  else:
+    frames = decode.stream_frames(path, fps=rate, short_side=s.resize)
+    windows = stream_windows(decode.stream_audio(path, sample_rate=emb.sample_rate),
+                             emb.sample_rate, emb.window_samples, 1.0 / rate)
+    for k, (frame, (_, window)) in enumerate(zip(frames, windows)):
+      yield {"t": k / rate, "frames": centre_crop(frame, s), "windows": window}
 
 
-def embed_group(group: Sequence[Decoded], emb: Embedder) -> list[dict]:
-  """One batched pass over several inputs; -> each input's arrays for its npz."""
-  results = [{"timestamps": d.timestamps.astype(np.float32)} for d in group]
-  for kind, key, fn in (("frames", "embedding", emb.embed_frames),
-                        ("windows", "audio_embedding", emb.embed_windows)):
-    parts = [getattr(d, kind) for d in group]
-    if parts[0] is None:
-      continue
-    out = np.split(fn(np.concatenate(parts)), np.cumsum([len(p) for p in parts])[:-1])
-    for r, o in zip(results, out):
-      r[key] = o
-  for r in results:
-    if "embedding" not in r:  # audio mode: the windows are the embedding
-      r["embedding"] = r.pop("audio_embedding")
-  return results
+class _Batches:
+  """Rows of several files into fixed-size batches per input kind; each file's
+  outputs are handed back, in order, once all its rows are embedded."""
+
+  KEYS = {"frames": "embedding", "windows": "audio_embedding"}
+
+  def __init__(self, emb: "Embedder"):
+    self.emb = emb
+    self.fns = {"frames": emb.embed_frames, "windows": emb.embed_windows}
+    self.pending = {k: [] for k in self.KEYS}  # [(file, array)]
+    self.out: dict[int, dict] = {}
+    self.done: list[int] = []
+
+  def add(self, file: int, row: dict) -> None:
+    out = self.out.setdefault(file, {"timestamps": [], **{k: [] for k in self.KEYS}})
+    out["timestamps"].append(row["t"])
+    for kind in self.KEYS:
+      if kind in row:
+        self.pending[kind].append((file, row[kind]))
+        if len(self.pending[kind]) == self.emb.batch_size:
+          self._run(kind)
+
+  def _run(self, kind: str) -> None:
+    items, self.pending[kind] = self.pending[kind], []
+    if items:
+      for (file, _), e in zip(items, self.fns[kind](np.stack([a for _, a in items]))):
+        self.out[file][kind].append(e)
+
+  def drop(self, file: int) -> None:
+    """Forgets a file that failed part way through."""
+    self.out.pop(file, None)
+    for kind in self.pending:
+      self.pending[kind] = [(f, a) for f, a in self.pending[kind] if f != file]
+
+  def complete(self, file: int | None, *, flush: bool = False) -> Iterator[tuple[int, dict]]:
+    """Marks `file`'s rows complete (None: no file); yields (file, arrays) for
+    every complete file whose rows are all embedded (all of them when `flush`)."""
+    if file is not None:
+      self.done.append(file)
+    if flush:
+      for kind in self.KEYS:
+        self._run(kind)
+    for f in list(self.done):
+      if not any(p == f for items in self.pending.values() for p, _ in items):
+        self.done.remove(f)
+        yield f, self._arrays(self.out.pop(f))
+
+  def _arrays(self, out: dict) -> dict:
+    arrays = {"timestamps": np.asarray(out.pop("timestamps"), np.float32)}
+    for kind, key in self.KEYS.items():
+      if out[kind]:
+        arrays[key] = np.stack(out[kind]).astype(np.float32)
+    if "embedding" not in arrays:  # audio mode: the windows are the embedding
+      arrays["embedding"] = arrays.pop("audio_embedding")
+    return arrays
 
 
 def output_name(path: str) -> str:
@@ -179,6 +230,8 @@ def expand_inputs(inputs: Iterable[str]) -> list[str]:
   """Files as given; a folder stands for the files in it (sorted, hidden ones left out)."""
   files = []
   for p in inputs:
+    if not os.path.exists(p):
+      raise FileNotFoundError(f"{p}: no such file or folder")
     if os.path.isdir(p):
       files += sorted(os.path.join(p, n) for n in os.listdir(p)
                       if not n.startswith(".") and os.path.isfile(os.path.join(p, n)))
@@ -193,31 +246,39 @@ def expand_inputs(inputs: Iterable[str]) -> list[str]:
 
 def embed_files(mode: str, files: Sequence[str], emb: Embedder, output: str, *, hop: float = 0.1,
                 rate: float = 1.0, log: Callable[[str], None] = print) -> tuple[list[str], list]:
-  """Embeds `files` into `output`; -> (written npz paths, [(file, reason)] skipped)."""
+  """Embeds `files` into `output`; -> (written npz paths, [(file, reason)] skipped).
+
+  Rows stream from the decoders into batches that span files: memory holds a
+  batch of windows or frames, not a file.
+  """
   from data_pipelines import decode
   if mode not in MODES:
     raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
   os.makedirs(output, exist_ok=True)
-  written, skipped, group = [], [], []
+  written, skipped = [], []
+  batches = _Batches(emb)
 
-  def flush():
-    for d, arrays in zip(group, embed_group(group, emb)):
-      path = os.path.join(output, output_name(d.path))
+  def write(ready):
+    for f, arrays in ready:
+      path = os.path.join(output, output_name(files[f]))
       np.savez(path, **arrays)
       written.append(path)
-    group.clear()
 
-  for f in files:
+  for f, path in enumerate(files):
     try:
-      group.append(decode_input(mode, f, emb, hop=hop, rate=rate))
+      n = 0
+      for row in file_rows(mode, path, emb, hop=hop, rate=rate):
+        batches.add(f, row)
+        n += 1
+      if n == 0:
+        raise decode.BadMediaError("nothing to embed (no frames)")
     except (decode.BadMediaError, ValueError, OSError) as e:
-      skipped.append((f, str(e)))
-      log(f"skipped {f}: {e}")
+      batches.drop(f)
+      skipped.append((path, str(e)))
+      log(f"skipped {path}: {e}")
       continue
-    if sum(len(d.timestamps) for d in group) >= emb.batch_size:
-      flush()
-  if group:
-    flush()
+    write(batches.complete(f))
+  write(batches.complete(None, flush=True))
   with open(os.path.join(output, "skipped.csv"), "w", newline="") as fh:
     csv.writer(fh).writerows([("file", "reason"), *skipped])
   return written, skipped
@@ -234,25 +295,37 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   p.add_argument("--hop", type=float, default=0.1, help="audio: seconds between window centres")
   p.add_argument("--rate", type=float, default=1.0, help="video: frames per second to embed")
   p.add_argument("--batch_size", type=int, default=64)
-  return p.parse_args(argv)
+  p.add_argument("--verbose", action="store_true", help="on an error, show the traceback")
+  args = p.parse_args(argv)
+  for name in ("hop", "rate", "batch_size"):
+    if getattr(args, name) <= 0:
+      p.error(f"--{name} must be positive, got {getattr(args, name)}")
+  return args
 
 
-def run(argv: Sequence[str] | None = None) -> None:
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  args = parse_args(argv)
-  try:
-    files = expand_inputs(args.files)
-    emb = Embedder(args.workdir, checkpoint=args.checkpoint, layer=args.layer,
-                   batch_size=args.batch_size)
-  except (ValueError, FileNotFoundError) as e:
-    sys.exit(f"avjax-embed: {e}")
+def main(args: argparse.Namespace) -> None:
+  files = expand_inputs(args.files)
+  if not files:  # before loading a checkpoint for nothing
+    raise ValueError(f"no input files in {' '.join(args.files)}")
+  emb = Embedder(args.workdir, checkpoint=args.checkpoint, layer=args.layer,
+                 batch_size=args.batch_size)
   written, skipped = embed_files(args.mode, files, emb, args.output, hop=args.hop, rate=args.rate,
                                  log=lambda m: print(m, file=sys.stderr))
   print(f"embedded {len(written)} of {len(files)} files into {args.output} "
         f"(checkpoint step {emb.step}); skipped {len(skipped)}"
         + (f", see {os.path.join(args.output, 'skipped.csv')}" if skipped else ""))
   if not written:
-    sys.exit(1)
+    raise ValueError(f"none of the {len(files)} input(s) could be embedded; "
+                     f"reasons in {os.path.join(args.output, 'skipped.csv')}")
+
+
+def run(argv: Sequence[str] | None = None) -> None:
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  from avjax import cli
+  args = parse_args(argv)
+  if args.verbose:
+    os.environ["AVJAX_VERBOSE"] = "1"
+  cli.with_one_line_errors("avjax-embed", main)(args)
 
 
 if __name__ == "__main__":

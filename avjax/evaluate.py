@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
 from avjax import cli
@@ -36,9 +36,9 @@ def evaluate(config, workdir: str, *, evals: list[str] = (), checkpoint: str = "
   import jax
 
   from avjax import checkpoint as checkpoint_lib
+  from avjax import config_check
   from avjax import evaluators
   from avjax import mesh as mesh_lib
-  from avjax import models
   from avjax import predict
   from avjax import summaries
 
@@ -48,8 +48,9 @@ def evaluate(config, workdir: str, *, evals: list[str] = (), checkpoint: str = "
   unknown = [n for n in names if n not in config.evals]
   if unknown:
     raise ValueError(f"--evals: unknown {unknown}; configured: {sorted(config.evals)}")
+  model = config_check.check(config, training=False)
   mesh = mesh_lib.make_mesh(config)
-  fns = predict.model_fns(models.build(config.model), config.data)
+  fns = predict.model_fns(model, config.data)
   if random_init:
     variables, step, tag = fns.init(jax.random.PRNGKey(config.seed)), 0, "random_init"
   else:
@@ -82,7 +83,7 @@ def main(argv):
   del argv
   cli.quiet_logging()
   cli.hide_accelerators_from_tf()
-  record = evaluate(_CONFIG.value, _WORKDIR.value, evals=_EVALS.value, checkpoint=_CHECKPOINT.value,
+  record = evaluate(cli.loaded_config(_CONFIG), _WORKDIR.value, evals=_EVALS.value, checkpoint=_CHECKPOINT.value,
                     split=_SPLIT.value, random_init=_RANDOM_INIT.value, pictures=_PICTURES.value)
   import jax
   if jax.process_index() == 0:
@@ -94,8 +95,7 @@ def main(argv):
 
 
 def run():
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  app.run(main, flags_parser=cli.parse_flags)
+  cli.run("avjax-evaluate", main)
 
 
 if __name__ == "__main__":

@@ -43,8 +43,9 @@ def prepare_settings(data, **overrides) -> prepare_lib.PrepareSettings:
 
 
 def data_dir(data_config, split: str) -> str:
-  """config.data.dir, or the embedded default dataset with `split` built (on first use)."""
-  if data_config.dir:
+  """config.data.dir, or the embedded default dataset with `split` built (on first
+  use). A glob `split` names its shards itself and needs neither."""
+  if data_config.dir or reader_lib.is_glob(split):
     return data_config.dir
   if split not in default_dataset.SPLITS:
     raise ValueError(f"split {split!r}: the embedded default dataset has only "

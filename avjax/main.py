@@ -6,9 +6,7 @@ is generated (once) and used.
 """
 from __future__ import annotations
 
-import os
-
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
 
 from avjax import cli
@@ -21,11 +19,16 @@ _MULTIHOST = flags.DEFINE_bool("multihost", False,
 _COORDINATOR = flags.DEFINE_string("coordinator", None, "host:port of process 0 (with --multihost)")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "with --multihost")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "with --multihost")
+_CONFIG_CHANGES_OK = flags.DEFINE_bool(
+    "config_changes_ok", False, "continue a workdir with a config unlike the one it started with")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
   del argv
+  config = cli.loaded_config(_CONFIG)
+  from avjax import config_check
+  config_check.check(config)  # before any data is touched
   cli.quiet_logging()
   cli.hide_accelerators_from_tf()
   import jax
@@ -36,14 +39,14 @@ def main(argv):
                                process_id=_PROCESS_ID.value)
   from avjax import train
   logging.info("devices: %s", jax.devices())
-  metrics = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  metrics = train.train_and_evaluate(config, _WORKDIR.value,
+                                     config_changes_ok=_CONFIG_CHANGES_OK.value)
   if jax.process_index() == 0:
     cli.print_table("final validation metrics:", metrics)
 
 
 def run():
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  app.run(main, flags_parser=cli.parse_flags)
+  cli.run("avjax-train", main)
 
 
 if __name__ == "__main__":

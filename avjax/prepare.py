@@ -11,9 +11,7 @@ The work itself is data_pipelines.prepare.prepare.
 """
 from __future__ import annotations
 
-import os
-
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
 from avjax import cli
@@ -37,6 +35,8 @@ _CLIP_SECONDS = flags.DEFINE_float("clip_seconds", 10.0, "longer videos are cut 
 _MIN_SECONDS = flags.DEFINE_float("min_seconds", 1.0, "shorter files and tails are skipped")
 _WORKERS = flags.DEFINE_integer("workers", None, "processes (default: all cores)")
 _FILES_PER_SHARD = flags.DEFINE_integer("files_per_shard", 32, "input files per output shard")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "replace another prepare job's shards in "
+                               "--output (without it such a folder is refused)")
 flags.mark_flags_as_required(["input", "output"])
 
 # What --config decides; giving one of these beside it would say it twice.
@@ -47,13 +47,16 @@ def settings_from_flags():
   from data_pipelines import prepare as prepare_lib
   from data_pipelines import spectrogram as spectrogram_lib
   common = dict(clip_seconds=_CLIP_SECONDS.value, min_seconds=_MIN_SECONDS.value)
-  if _CONFIG.value is not None:
+  config = cli.loaded_config(_CONFIG) if _CONFIG.value is not None else None
+  if config is not None:
     given = [f"--{n}" for n in CONFIG_DECIDES if flags.FLAGS[n].present]
     if given:
       raise ValueError(f"{', '.join(given)}: --config decides these; override "
                        "--config.data.* instead")
     from avjax import input as input_lib
-    return input_lib.prepare_settings(_CONFIG.value.data, **common)
+    from avjax import config_check
+    config_check.check_data(config)
+    return input_lib.prepare_settings(config.data, **common)
   default = prepare_lib.PrepareSettings()
   rate = _SAMPLE_RATE.value or default.sample_rate
   try:
@@ -69,18 +72,14 @@ def settings_from_flags():
 def main(argv):
   del argv
   from data_pipelines import prepare as prepare_lib
-  try:
-    settings = settings_from_flags()
-  except ValueError as e:
-    raise SystemExit(f"avjax-prepare: {e}")
+  settings = settings_from_flags()
   prepare_lib.prepare(_INPUT.value, _OUTPUT.value, labels_csv=_LABELS.value,
                       boxes_csv=_BOXES.value, settings=settings, workers=_WORKERS.value,
-                      files_per_shard=_FILES_PER_SHARD.value)
+                      files_per_shard=_FILES_PER_SHARD.value, overwrite=_OVERWRITE.value)
 
 
 def run():
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  app.run(main, flags_parser=cli.parse_flags)
+  cli.run("avjax-prepare", main)
 
 
 if __name__ == "__main__":

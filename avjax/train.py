@@ -23,6 +23,7 @@ import optax
 from jax.sharding import Mesh
 
 from avjax import checkpoint as checkpoint_lib
+from avjax import config_check
 from avjax import evaluators
 from avjax import frames as frames_lib
 from avjax import input as input_lib
@@ -31,6 +32,7 @@ from avjax import mesh as mesh_lib
 from avjax import models
 from avjax import predict
 from avjax import summaries
+from avjax import workdir as workdir_lib
 
 log = logging.getLogger("avjax")
 
@@ -84,18 +86,9 @@ def make_optimizer(config, schedule) -> optax.GradientTransformation:
 # ----------------------------------------------------------------------------
 # Loss and update
 # ----------------------------------------------------------------------------
-def active_losses(config, model: nn.Module) -> dict[str, float]:
-  weights = {k: float(v) for k, v in config.losses.items() if float(v) != 0.0}
-  if not weights:
-    raise ValueError("config.losses: every loss has weight 0")
-  for name in weights:
-    losses_lib.get(name)
-  losses_lib.check_for_model(weights, model.correspondence, config.model.name)
-  return weights
-
-
 def make_loss_fn(model: nn.Module, config) -> Callable:
-  weights = active_losses(config, model)
+  # Names and weights were checked with the config (config_check.check_training).
+  weights = {k: float(v) for k, v in config.losses.items() if float(v) != 0.0}
   kwargs = {k: dict(v) for k, v in config.loss_kwargs.items()}
 
   def loss_fn(params, batch_stats, batch, rng):
@@ -211,19 +204,26 @@ def due_evaluators(evals_config, step: int, total_steps: int) -> list[str]:
           if step % cfg.every == 0 or step == total_steps]
 
 
-def train_and_evaluate(config, workdir: str, *, step_hook: Callable[[int], None] | None = None) -> dict:
+def train_and_evaluate(config, workdir: str, *, step_hook: Callable[[int], None] | None = None,
+                       config_changes_ok: bool = False) -> dict:
   """Trains per `config`, resuming from `workdir` if it holds a checkpoint.
 
   Returns the latest value of every evaluation metric. `step_hook(step)` runs
-  after each step.
+  after each step. The workdir is this job's while it runs (avjax/workdir.py);
+  a config unlike the one it started with is refused unless `config_changes_ok`.
   """
-  # --- Logging ---------------------------------------------------------------
+  config_check.check(config)
   os.makedirs(workdir, exist_ok=True)
-  writer = summaries.SummaryWriter(workdir)
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=1))
+  lock = workdir_lib.take(workdir, config.to_json_best_effort(indent=1),
+                          changes_ok=config_changes_ok)
+  try:
+    return _train(config, workdir, lock, step_hook)
+  finally:
+    if lock is not None:
+      lock.release()
 
+
+def _train(config, workdir: str, lock, step_hook) -> dict:
   # --- Mesh ------------------------------------------------------------------
   mesh = mesh_lib.make_mesh(config)
   data_sharding = mesh_lib.batch_sharding(mesh)
@@ -241,14 +241,19 @@ def train_and_evaluate(config, workdir: str, *, step_hook: Callable[[int], None]
   # --- Checkpoint: always try to resume first ---------------------------------
   mngr = checkpoint_lib.make_manager(workdir, config)
   state, _ = checkpoint_lib.restore(
-      mngr, checkpoint_lib.with_sharding(fns.shapes, mesh_lib.replicated(mesh)))
+      mngr, checkpoint_lib.with_sharding(fns.shapes, mesh_lib.replicated(mesh)),
+      say=functools.partial(print, flush=True))
   if state is None:
     state = fns.init(jax.random.PRNGKey(config.seed))
     start = 0
   else:
     start = int(jax.device_get(state.step))
-    log.info("resumed from step %d in %s", start, workdir)
     print(f"resumed from step {start}", flush=True)
+
+  # --- Logging ---------------------------------------------------------------
+  # A resumed run's events start at start + 1: TensorBoard then drops what the
+  # lost attempt logged from there on.
+  writer = summaries.SummaryWriter(workdir, resumed_at=start + 1 if start else None)
 
   # --- Evals -----------------------------------------------------------------
   evals = evaluators.build_all(evaluators.enabled(config.evals), config, fns=fns.model_fns,
@@ -272,53 +277,57 @@ def train_and_evaluate(config, workdir: str, *, step_hook: Callable[[int], None]
   bar = _progress(config, start)
   latest: dict = {}  # the latest value of each evaluation metric
   t_last, step_last = time.perf_counter(), start
-  for step in range(start + 1, config.total_steps + 1):
-    batch = input_lib.to_global(next(batches), data_sharding)
-    state, metrics = fns.update(state, batch)
-    if step_hook is not None:
-      step_hook(step)
+  try:
+    for step in range(start + 1, config.total_steps + 1):
+      batch = input_lib.to_global(next(batches), data_sharding)
+      state, metrics = fns.update(state, batch)
+      if step_hook is not None:
+        step_hook(step)
 
-    if step % config.log_every == 0 or step == config.total_steps:
-      m = jax.device_get(metrics)
-      check_finite_step(state)
-      now = time.perf_counter()
-      m["examples_per_sec"] = (step - step_last) * config.batch_size / (now - t_last)
-      t_last, step_last = now, step
-      writer.scalars(step, {f"train/{k}": v for k, v in m.items()})
-      if bar is not None:
-        acc = {"acc": f"{m['accuracy']:.2f}"} if "accuracy" in m else {}
-        bar.set_postfix(loss=f"{m['loss']:.3f}", **acc, ex_s=f"{m['examples_per_sec']:.0f}",
-                        refresh=False)
+      if step % config.log_every == 0 or step == config.total_steps:
+        if lock is not None:
+          lock.check()
+        m = jax.device_get(metrics)
+        check_finite_step(state)
+        now = time.perf_counter()
+        m["examples_per_sec"] = (step - step_last) * config.batch_size / (now - t_last)
+        t_last, step_last = now, step
+        writer.scalars(step, {f"train/{k}": v for k, v in m.items()})
+        if bar is not None:
+          acc = {"acc": f"{m['accuracy']:.2f}"} if "accuracy" in m else {}
+          bar.set_postfix(loss=f"{m['loss']:.3f}", **acc, ex_s=f"{m['examples_per_sec']:.0f}",
+                          refresh=False)
 
-    # Each evaluation saves the state it evaluated, with its metrics, so that
-    # "best" is ranked at every evaluation, not only where saves happen to fall.
-    eval_metrics = None
-    due = due_evaluators(config.evals, step, config.total_steps)
-    if due:
-      eval_metrics = run_evals(step, due)
-      latest.update(eval_metrics)
-      msg = " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
-                     for k, v in eval_metrics.items())
-      (bar.write if bar is not None else functools.partial(print, flush=True))(
-          f"step {step}: {msg}")
+      # Each evaluation saves the state it evaluated, with its metrics, so that
+      # "best" is ranked at every evaluation, not only where saves happen to fall.
+      eval_metrics = None
+      due = due_evaluators(config.evals, step, config.total_steps)
+      if due:
+        eval_metrics = run_evals(step, due)
+        latest.update(eval_metrics)
+        msg = " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+                       for k, v in eval_metrics.items())
+        (bar.write if bar is not None else functools.partial(print, flush=True))(
+            f"step {step}: {msg}")
 
-    saved = bool(step % config.checkpoint.every == 0 or step == config.total_steps or due)
-    if saved:
-      save(step, eval_metrics)
-    if mngr.reached_preemption(step):
-      if not saved:
+      saved = bool(step % config.checkpoint.every == 0 or step == config.total_steps or due)
+      if saved:
         save(step, eval_metrics)
-      mngr.wait_until_finished()
-      log.warning("preempted at step %d; checkpoint written", step)
-      break
+      if mngr.reached_preemption(step):
+        if not saved:
+          save(step, eval_metrics)
+        log.warning("preempted at step %d; checkpoint written", step)
+        break
+      if bar is not None:
+        bar.update(1)
+  finally:
+    # Whatever stopped the loop, the save in flight completes before the process ends.
     if bar is not None:
-      bar.update(1)
+      bar.close()
+    mngr.wait_until_finished()
 
-  if bar is not None:
-    bar.close()
   if not latest:  # resumed at the end: evaluate what was restored
     latest = run_evals(int(jax.device_get(state.step)), list(evals))
-  mngr.wait_until_finished()
   mngr.close()
   writer.close()
   if jax.process_index() == 0:

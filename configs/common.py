@@ -4,6 +4,9 @@ from __future__ import annotations
 import ml_collections
 
 PAPER_WIDTHS = (64, 128, 256, 512)
+# avjax.losses.LOSSES's names, listed here so that loading a config imports no JAX
+# (tests/test_contract.py checks that the two lists agree).
+LOSS_NAMES = ("avc_softmax_xent", "avc_sigmoid_xent", "infonce", "selavi")
 TINY_WIDTHS = (16, 32, 64, 128)
 
 
@@ -68,8 +71,9 @@ def base_config(model: dict, losses: dict, arg: str | None) -> ml_collections.Co
   c.model = ml_collections.ConfigDict(dict(
       vision_widths=PAPER_WIDTHS, audio_widths=PAPER_WIDTHS, dtype="float32", **model))
   c.data = data_config(a.tiny)
-  # {loss name: weight}; names from avjax.losses.LOSSES. Zero weight = unused.
-  c.losses = ml_collections.ConfigDict(losses)
+  # {loss name: weight} over every loss of avjax.losses.LOSSES; zero weight =
+  # unused, so any loss can be switched on by an override or a sweep.
+  c.losses = ml_collections.ConfigDict({**{name: 0.0 for name in LOSS_NAMES}, **losses})
   c.loss_kwargs = ml_collections.ConfigDict({"infonce": {"temperature": 0.1}})
   c.optimizer = ml_collections.ConfigDict(dict(
       name="adam", lr=1e-4, weight_decay=1e-5, b1=0.9, b2=0.999, grad_clip_norm=0.0))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+from typing import Iterator
 
 import av
 import numpy as np
@@ -37,10 +38,11 @@ def _resized_shape(width: int, height: int, short_side: int) -> tuple[int, int]:
   return w, h
 
 
-def _decode_frames(container, stream, fps: float, short_side: int) -> np.ndarray:
-  """Frames at times t0 + k/fps, each the last source frame shown at or before it."""
+def _frames_at(container, stream, fps: float, short_side: int) -> Iterator[np.ndarray]:
+  """Frames at times t0 + k/fps, each the last source frame shown at or before it,
+  one at a time: memory holds one decoded frame, whatever the video's length."""
   w, h = _resized_shape(stream.codec_context.width, stream.codec_context.height, short_side)
-  out = []
+  n = 0
   t0 = prev = prev_image = None
 
   def prev_as_array():
@@ -54,25 +56,38 @@ def _decode_frames(container, stream, fps: float, short_side: int) -> np.ndarray
       continue
     if t0 is None:
       t0 = frame.time
-    while prev is not None and t0 + len(out) / fps < frame.time - 1e-6:
-      out.append(prev_as_array())
+    while prev is not None and t0 + n / fps < frame.time - 1e-6:
+      yield prev_as_array()
+      n += 1
     prev, prev_image = frame, None
   if prev is not None:  # the last frame lasts one source frame period
     period = 1.0 / float(stream.average_rate or fps)
-    while t0 + len(out) / fps < prev.time + period - 1e-6:
-      out.append(prev_as_array())
-  return np.stack(out) if out else np.zeros((0, h, w, 3), np.uint8)
+    while t0 + n / fps < prev.time + period - 1e-6:
+      yield prev_as_array()
+      n += 1
+
+
+def _decode_frames(container, stream, fps: float, short_side: int) -> np.ndarray:
+  out = list(_frames_at(container, stream, fps, short_side))
+  if out:
+    return np.stack(out)
+  w, h = _resized_shape(stream.codec_context.width, stream.codec_context.height, short_side)
+  return np.zeros((0, h, w, 3), np.uint8)
+
+
+def _audio_chunks(container, stream, sample_rate: int) -> Iterator[np.ndarray]:
+  """Mono float32 at `sample_rate`, one decoded packet's worth at a time."""
+  resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+  for frame in container.decode(stream):
+    for resampled in resampler.resample(frame):
+      yield resampled.to_ndarray().reshape(-1).astype(np.float32)
+  for resampled in resampler.resample(None):
+    yield resampled.to_ndarray().reshape(-1).astype(np.float32)
 
 
 def _decode_audio(container, stream, sample_rate: int) -> np.ndarray:
-  resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
-  chunks = []
-  for frame in container.decode(stream):
-    for resampled in resampler.resample(frame):
-      chunks.append(resampled.to_ndarray().reshape(-1))
-  for resampled in resampler.resample(None):
-    chunks.append(resampled.to_ndarray().reshape(-1))
-  return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+  chunks = list(_audio_chunks(container, stream, sample_rate))
+  return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
 
 
 @contextlib.contextmanager
@@ -118,16 +133,36 @@ def decode_video(path: str, *, fps: float, sample_rate: int, short_side: int,
   return video
 
 
-def decode_audio(path: str, *, sample_rate: int) -> np.ndarray:
-  """Decodes the first audio track of any media file to mono float32 at `sample_rate`."""
+def stream_frames(path: str, *, fps: float, short_side: int) -> Iterator[np.ndarray]:
+  """A video's frames at `fps` (shorter side `short_side`), one at a time."""
+  with _bad_media_on_decode_errors():
+    with av.open(path) as container:
+      if not container.streams.video:
+        raise BadMediaError("no video stream")
+      yield from _frames_at(container, container.streams.video[0], fps, short_side)
+
+
+def stream_audio(path: str, *, sample_rate: int) -> Iterator[np.ndarray]:
+  """The first audio track of any media file as mono float32 chunks at
+  `sample_rate`: memory holds a chunk, not the file. Raises BadMediaError (no
+  track, undecodable, no samples, NaN or Inf) while iterating."""
+  n = 0
   with _bad_media_on_decode_errors():
     with av.open(path) as container:
       if not container.streams.audio:
         raise BadMediaError("no audio track")
-      waveform = _decode_audio(container, container.streams.audio[0], sample_rate)
-  _require_samples(waveform)
-  _require_finite(waveform)
-  return waveform
+      for chunk in _audio_chunks(container, container.streams.audio[0], sample_rate):
+        _require_finite(chunk)
+        n += len(chunk)
+        yield chunk
+  if n == 0:
+    _require_samples(np.zeros(0))
+
+
+def decode_audio(path: str, *, sample_rate: int) -> np.ndarray:
+  """Decodes the first audio track of any media file to mono float32 at `sample_rate`."""
+  chunks = list(stream_audio(path, sample_rate=sample_rate))
+  return np.concatenate(chunks)
 
 
 def split_into_clips(video: DecodedVideo, clip_seconds: float, min_seconds: float):

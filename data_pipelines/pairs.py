@@ -21,6 +21,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from data_pipelines import contract
+from data_pipelines.graph import graph_fn
 
 # What a clip lends when it is another example's negative.
 NEGATIVE_KEYS = ("neg_audio", "neg_gain", "video_id", "neg_start")
@@ -105,7 +106,7 @@ def with_next(ds: tf.data.Dataset, combine) -> tf.data.Dataset:
     return tf.fill(s.shape, "") if s.dtype == tf.string else tf.zeros(s.shape, s.dtype)
 
   initial = tf.nest.map_structure(empty, ds.element_spec)
-  return ds.scan(initial, lambda previous, current: (current, combine(previous, current))).skip(1)
+  return ds.scan(initial, graph_fn(lambda previous, current: (current, combine(previous, current)))).skip(1)
 
 
 def pair_with_next_batch(batches: tf.data.Dataset, *, negative_fraction: float) -> tf.data.Dataset:
@@ -120,7 +121,7 @@ def pair_batches(batches: tf.data.Dataset, *, negatives: str,
   """Batches of clips -> batches of pairs, by `negatives` ("stream" or "in_batch")."""
   if negatives == "stream":
     return pair_with_next_batch(batches, negative_fraction=negative_fraction)
-  return batches.map(lambda b: pair_in_batch(b, negative_fraction=negative_fraction),
+  return batches.map(graph_fn(lambda b: pair_in_batch(b, negative_fraction=negative_fraction)),
                      num_parallel_calls=tf.data.AUTOTUNE)
 
 

@@ -14,6 +14,7 @@ import collections
 import concurrent.futures
 import csv
 import dataclasses
+import hashlib
 import json
 import math
 import multiprocessing
@@ -25,6 +26,11 @@ import numpy as np
 from data_pipelines import spectrogram as spectrogram_lib
 
 DEFAULT = object()  # PrepareSettings.spectrogram: the paper framing at the settings' rate
+
+
+class PrepareError(ValueError):
+  """A prepare job that cannot start: bad inputs, or an output of another job."""
+
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".ogv", ".mov", ".m4v", ".mpg",
                     ".mpeg", ".flv", ".3gp", ".wmv", ".ts")
 MANIFEST = "manifest.json"
@@ -76,7 +82,7 @@ def list_inputs(input_path: str) -> tuple[str, list[str]]:
     if rows and rows[0][0].strip().lower() in ("file", "path", "video_path", "filename"):
       rows = rows[1:]
     return root, sorted(r[0].strip() for r in rows)
-  raise SystemExit(f"--input {input_path!r}: not a directory or an existing .csv file")
+  raise PrepareError(f"--input {input_path!r}: not a directory or an existing .csv file")
 
 
 def read_labels(path: str | None) -> dict[str, list[str]]:
@@ -89,7 +95,7 @@ def read_labels(path: str | None) -> dict[str, list[str]]:
       if not row or row[0].startswith("#") or (lineno == 1 and row[0].strip() == "file"):
         continue
       if len(row) < 2:
-        raise SystemExit(f"{path}:{lineno}: expected 'file,label', got {row!r}")
+        raise PrepareError(f"{path}:{lineno}: expected 'file,label', got {row!r}")
       labels = [l.strip() for l in row[1].split(";") if l.strip()]
       out.setdefault(row[0].strip(), []).extend(labels)
   return out
@@ -108,11 +114,11 @@ def read_boxes(path: str | None) -> dict[str, list[tuple[float, float, float, fl
         coords = [float(v) for v in row[1:5]]
         t = float(row[5]) if len(row) > 5 and row[5].strip() else -1.0
       except (ValueError, IndexError):
-        raise SystemExit(f"{path}:{lineno}: expected 'file,ymin,xmin,ymax,xmax[,time]', got {row!r}")
+        raise PrepareError(f"{path}:{lineno}: expected 'file,ymin,xmin,ymax,xmax[,time]', got {row!r}")
       if len(coords) != 4 or not all(0.0 <= c <= 1.0 for c in coords):
-        raise SystemExit(f"{path}:{lineno}: box coordinates must be 4 numbers in 0..1, got {row[1:5]}")
+        raise PrepareError(f"{path}:{lineno}: box coordinates must be 4 numbers in 0..1, got {row[1:5]}")
       if coords[0] > coords[2] or coords[1] > coords[3]:
-        raise SystemExit(f"{path}:{lineno}: box has ymin>ymax or xmin>xmax: {coords}")
+        raise PrepareError(f"{path}:{lineno}: box has ymin>ymax or xmin>xmax: {coords}")
       out.setdefault(row[0].strip(), []).append((*coords, t))
   return out
 
@@ -150,6 +156,46 @@ def _clips_for_file(root: str, rel: str, settings: PrepareSettings, label_map: d
   return clips
 
 
+def job_fingerprint(job: dict) -> str:
+  """What decides a shard's records: a finished shard with another fingerprint
+  is another job's."""
+  keys = ("index", "num_shards", "files", "label_map", "labels", "boxes")
+  record = {k: job[k] for k in keys}
+  record["settings"] = job["settings"].to_manifest()
+  return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def existing_outputs(output: str) -> list[str]:
+  """What a prepare job writes, found in `output`: shards, their sidecars, the
+  manifest and the report."""
+  if not os.path.isdir(output):
+    return []
+  return sorted(n for n in os.listdir(output)
+                if n.startswith(SHARD_PREFIX + "-") or n in (MANIFEST, REPORT))
+
+
+def foreign_shards(output: str, jobs: list[dict]) -> list[str]:
+  """Shards in `output` that this job would not write as they are: other names,
+  or finished shards of another fingerprint."""
+  mine = {}
+  for job in jobs:
+    path, done = _shard_paths(output, job["index"], job["num_shards"])
+    mine[os.path.basename(path)] = job
+    mine[os.path.basename(done)] = job
+  out = []
+  for name in existing_outputs(output):
+    if name in (MANIFEST, REPORT) or name.endswith(".tmp"):
+      continue  # rewritten at the end / unfinished work of any run
+    job = mine.get(name)
+    if job is None:
+      out.append(name)
+    elif name.endswith(".done.json"):
+      with open(os.path.join(output, name)) as f:
+        if json.load(f).get("job") != job_fingerprint(job):
+          out.append(name)
+  return out
+
+
 def _shard_paths(output: str, index: int, num_shards: int) -> tuple[str, str]:
   base = os.path.join(output, f"{SHARD_PREFIX}-{index:05d}-of-{num_shards:05d}.tfrecord")
   return base, base + ".done.json"
@@ -161,7 +207,8 @@ def write_shard(job: dict) -> dict:
   from data_pipelines import decode, dmvr
   path, done_path = _shard_paths(job["output"], job["index"], job["num_shards"])
   settings = job["settings"]
-  summary = {"shard": os.path.basename(path), "files": job["files"], "clips": 0,
+  summary = {"shard": os.path.basename(path), "job": job_fingerprint(job),
+             "files": job["files"], "clips": 0,
              "clip_files": 0, "skipped": []}
   tmp = path + ".tmp"
   with tf.io.TFRecordWriter(tmp) as writer:
@@ -196,21 +243,37 @@ def _progress(total: int):
 def prepare(input_path: str, output: str, *, labels_csv: str | None = None,
             boxes_csv: str | None = None, settings: PrepareSettings = PrepareSettings(),
             workers: int | None = None, files_per_shard: int = 32,
-            num_shards: int | None = None, quiet: bool = False) -> dict:
-  """Runs the whole prepare job; returns the manifest dict (also written to disk)."""
+            num_shards: int | None = None, quiet: bool = False, overwrite: bool = False) -> dict:
+  """Runs the whole prepare job; returns the manifest dict (also written to disk).
+
+  Re-running the same job finishes an interrupted one. An output folder that
+  holds another job's shards is refused (PrepareError), unless `overwrite`,
+  which removes everything a prepare job writes there first.
+  """
   root, files = list_inputs(input_path)
   if not files:
-    raise SystemExit(f"--input {input_path!r}: no files found")
+    raise PrepareError(f"--input {input_path!r}: no files found")
   labels, boxes = read_labels(labels_csv), read_boxes(boxes_csv)
   label_names = sorted({l for ls in labels.values() for l in ls})
   label_map = {name: i for i, name in enumerate(label_names)}
-  os.makedirs(output, exist_ok=True)
   num_shards = num_shards or max(1, math.ceil(len(files) / files_per_shard))
   # Interleaved assignment spreads long and short files evenly over shards.
-  jobs = [dict(index=i, num_shards=num_shards, output=output, root=root,
-               files=files[i::num_shards], settings=settings,
-               label_map=label_map, labels=labels, boxes=boxes)
-          for i in range(num_shards)]
+  jobs = []
+  for i in range(num_shards):
+    mine = files[i::num_shards]
+    jobs.append(dict(index=i, num_shards=num_shards, output=output, root=root, files=mine,
+                     settings=settings, label_map=label_map,
+                     labels={f: labels[f] for f in mine if f in labels},
+                     boxes={f: boxes[f] for f in mine if f in boxes}))
+  if overwrite:
+    for name in existing_outputs(output):
+      os.remove(os.path.join(output, name))
+  foreign = foreign_shards(output, jobs)
+  if foreign:
+    raise PrepareError(f"{output} holds shards of another prepare job ({', '.join(foreign[:3])}"
+                       f"{', ...' if len(foreign) > 3 else ''}); use another --output, or "
+                       "--overwrite to replace them")
+  os.makedirs(output, exist_ok=True)
   summaries, todo = [], []
   for job in jobs:
     path, done_path = _shard_paths(output, job["index"], num_shards)

@@ -38,6 +38,7 @@ from data_pipelines import host_memory
 from data_pipelines import pairs
 from data_pipelines import spectrogram as spectrogram_lib
 from data_pipelines.clip_ops import ReaderSpec
+from data_pipelines.graph import graph_fn
 
 AUTOTUNE = tf.data.AUTOTUNE
 log = logging.getLogger(__name__)
@@ -46,14 +47,81 @@ log = logging.getLogger(__name__)
 # ----------------------------------------------------------------------------
 # Files
 # ----------------------------------------------------------------------------
+class DataError(Exception):
+  """Shards that cannot be read as prepared: one line naming the file."""
+
+
+def is_glob(split: str) -> bool:
+  return any(c in split for c in "*?[")
+
+
 def resolve_files(data_dir: str, split: str) -> list[str]:
-  """`split` is a folder under `data_dir` (as `prepare` writes) or a glob pattern."""
-  pattern = split if any(c in split for c in "*?[") else os.path.join(data_dir, split, "*.tfrecord*")
+  """`split` is a folder under `data_dir` (as `prepare` writes) or a glob pattern.
+
+  A folder's shards must be those its manifest lists: a stale shard from another
+  prepare job, or a missing one, is refused by name (`check_against_manifest`).
+  """
+  folder = not is_glob(split)
+  pattern = os.path.join(data_dir, split, "*.tfrecord*") if folder else split
   files = sorted(f for f in glob.glob(pattern) if not f.endswith((".json", ".tmp")))
   if not files:
     raise FileNotFoundError(f"no TFRecord shards match {pattern!r} (config.data.dir={data_dir!r}, "
                             f"split={split!r})")
+  if folder:
+    check_against_manifest(files, load_manifest(files))
   return files
+
+
+def check_against_manifest(files: Sequence[str], manifest: dict | None) -> None:
+  """The shards found in a prepared folder must be the manifest's, no more, no less."""
+  if not manifest or "shards" not in manifest:
+    return
+  found = {os.path.basename(f) for f in files}
+  listed = set(manifest["shards"])
+  folder = os.path.dirname(files[0])
+  if found - listed:
+    raise DataError(f"{folder}: shards not in its manifest.json (left by another prepare job?): "
+                    f"{sorted(found - listed)[:5]}; remove them or prepare again with --overwrite")
+  if listed - found:
+    raise DataError(f"{folder}: shards in manifest.json are missing: {sorted(listed - found)[:5]}")
+
+
+def damaged_record(path: str) -> str | None:
+  """Where a TFRecord file's framing breaks (a record running past the end of the
+  file), found by seeking over the length headers; None if it holds together.
+  Corrupted bytes inside a record are left to the CRC check of a full read."""
+  size = os.path.getsize(path)
+  offset = index = 0
+  with open(path, "rb") as f:
+    while offset < size:
+      header = f.read(12)
+      if len(header) < 12:
+        return f"record {index} at byte {offset}: truncated header"
+      length = int.from_bytes(header[:8], "little")
+      end = offset + 12 + length + 4
+      if end > size:
+        return f"record {index} at byte {offset}: truncated ({length} bytes declared, {size - offset - 16} left)"
+      f.seek(end)
+      offset, index = end, index + 1
+  return None
+
+
+def explain_read_error(files: Sequence[str], error: Exception) -> str:
+  """A tf.data read error -> one line naming the shard (and record) at fault,
+  when a shard's framing or a full read of it shows which."""
+  reason = " ".join(str(getattr(error, "message", error)).split("[[")[0].split())
+  if not isinstance(error, tf.errors.DataLossError):  # the records are sound: their content is not
+    return f"{os.path.dirname(files[0])}: {reason}"
+  for f in files:
+    where = damaged_record(f)
+    if where:
+      return f"{f}: {where} ({reason})"
+  for f in files:  # bytes corrupted inside a record: the CRC check of a full read finds it
+    try:
+      tf.data.TFRecordDataset(f).reduce(np.int64(0), graph_fn(lambda n, _: n + 1))
+    except tf.errors.OpError as e:
+      return f"{f}: {' '.join(str(e.message).split('[[')[0].split())}"
+  return f"reading {len(files)} shard(s) in {os.path.dirname(files[0])} failed: {reason}"
 
 
 def load_manifest(files: Sequence[str]) -> dict | None:
@@ -79,7 +147,7 @@ def count_records(files: Sequence[str]) -> int:
   manifest = load_manifest(files)
   if manifest and all(os.path.basename(f) in manifest["shards"] for f in files):
     return sum(manifest["shards"][os.path.basename(f)] for f in files)
-  return int(tf.data.TFRecordDataset(list(files)).reduce(np.int64(0), lambda n, _: n + 1))
+  return int(tf.data.TFRecordDataset(list(files)).reduce(np.int64(0), graph_fn(lambda n, _: n + 1)))
 
 
 # ----------------------------------------------------------------------------
@@ -136,10 +204,10 @@ def indexed_records(files: Sequence[str], *, seed: int, epoch_size: int, start: 
         num_parallel_calls=AUTOTUNE, deterministic=True)
     records = records.shuffle(shuffle_buffer, seed=seed * 1_000_003 + e,
                               reshuffle_each_iteration=False)
-    records = records.enumerate().map(lambda j, r: (e * epoch_size + j, r))
+    records = records.enumerate().map(graph_fn(lambda j, r: (e * epoch_size + j, r)))
     return records.skip(tf.where(e == first_epoch, tf.constant(offset, tf.int64), 0))
 
-  return tf.data.Dataset.range(first_epoch, 2**62).flat_map(epoch)
+  return tf.data.Dataset.range(first_epoch, 2**62).flat_map(graph_fn(epoch))
 
 
 def spread_index(record_index, j, *, examples_per_clip: int, clips_in_flight: int):
@@ -187,16 +255,16 @@ def train_dataset(files: Sequence[str], *, spec: ReaderSpec, batch_size: int, se
                             shuffle_buffer=spec.shuffle_buffer)
   if k == 1:
     first = lambda x: {key: v[0] for key, v in x.items()}
-    examples = records.map(lambda i, r: decoded(first(clip_examples(i, r))),
+    examples = records.map(graph_fn(lambda i, r: decoded(first(clip_examples(i, r)))),
                            num_parallel_calls=AUTOTUNE)
   else:
-    examples = records.map(clip_examples, num_parallel_calls=AUTOTUNE).interleave(
+    examples = records.map(graph_fn(clip_examples), num_parallel_calls=AUTOTUNE).interleave(
         tf.data.Dataset.from_tensor_slices, cycle_length=m, block_length=1)
-    examples = examples.skip(skip).map(decoded, num_parallel_calls=AUTOTUNE)
+    examples = examples.skip(skip).map(graph_fn(decoded), num_parallel_calls=AUTOTUNE)
   batches = examples.batch(batch_size, drop_remainder=True)
   ds = pairs.pair_batches(batches, negatives=spec.negatives,
                           negative_fraction=spec.negative_fraction)
-  ds = ds.map(lambda b: clip_ops.add_spectrograms(b, spec), num_parallel_calls=AUTOTUNE)
+  ds = ds.map(graph_fn(lambda b: clip_ops.add_spectrograms(b, spec)), num_parallel_calls=AUTOTUNE)
   options = tf.data.Options()
   options.deterministic = True
   return ds.with_options(options).prefetch(AUTOTUNE)
@@ -232,11 +300,11 @@ def eval_dataset(files: Sequence[str], *, spec: ReaderSpec, batch_size: int,
         "fps": a["fps"],
     }
 
-  clips = records.enumerate().map(example, num_parallel_calls=AUTOTUNE)
+  clips = records.enumerate().map(graph_fn(example), num_parallel_calls=AUTOTUNE)
   ds = pairs.with_next(clips.concatenate(clips.take(1)), pairs.with_next_negative)
   ds = ds.batch(batch_size).map(
-      lambda b: clip_ops.add_spectrograms(b, spec, (("audio", "gain", "spectrogram"),
-                                                    ("neg_audio", "neg_gain", "neg_spectrogram"))),
+      graph_fn(lambda b: clip_ops.add_spectrograms(
+          b, spec, (("audio", "gain", "spectrogram"), ("neg_audio", "neg_gain", "neg_spectrogram")))),
       num_parallel_calls=AUTOTUNE)
   return ds.prefetch(AUTOTUNE)
 
@@ -287,7 +355,16 @@ class Reader:
   def train_iterator(self, start_step: int = 0) -> Iterator[dict]:
     ds = train_dataset(self.files, spec=self.spec, batch_size=self.batch_size, seed=self.seed,
                        start_example=start_step * self.batch_size, epoch_size=self.epoch_size)
-    return ds.as_numpy_iterator()
+    return self._named_errors(ds.as_numpy_iterator())
+
+  def _named_errors(self, batches: Iterator[dict]) -> Iterator[dict]:
+    """Read errors become DataError naming the shard, instead of TensorFlow's
+    offset-only message."""
+    try:
+      yield from batches
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError,
+            tf.errors.NotFoundError) as e:
+      raise DataError(explain_read_error(self.files, e)) from None
 
   def num_eval_batches(self) -> int:
     """The same on every host: hosts with fewer clips pad with masked batches."""
@@ -300,7 +377,7 @@ class Reader:
                       num_classes=self.num_classes)
     n = 0
     last = None
-    for batch in ds.as_numpy_iterator():
+    for batch in self._named_errors(ds.as_numpy_iterator()):
       last = pad_batch(batch, self.batch_size)
       n += 1
       yield last

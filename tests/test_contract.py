@@ -78,3 +78,9 @@ def test_init_is_the_trainers_step_zero(data_dir):
   direct = fns.model_fns.init(jax.random.PRNGKey(3))
   for a, b in zip(jax.tree.leaves(train.variables_of(state)), jax.tree.leaves(direct)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_configs_list_every_loss():
+  from avjax import losses
+  from configs import common
+  assert set(common.LOSS_NAMES) == set(losses.LOSSES)

@@ -179,3 +179,19 @@ def test_embed_cli_reports_the_broken_file(workdir, media, tmp_path):
   assert sorted(n for n in os.listdir(tmp_path) if n.endswith(".npz")) == sorted(
       n.replace(".mp4", ".npz").replace(".wav", ".npz") for n in os.listdir(d)
       if n.endswith((".mp4", ".wav")) and n != "broken.mp4")
+
+
+@pytest.mark.parametrize("chunk", [1, 37, 1000, 10**6])
+@pytest.mark.parametrize("size,hop", [(100, 0.25), (101, 0.1), (64, 1.0)])
+def test_streamed_windows_equal_cutting_the_whole_signal(chunk, size, hop):
+  """Windows from a stream of chunks are those cut from the whole zero-padded
+  signal: centres 0, hop, ... up to the end, window i from round(i*hop*rate) - S//2."""
+  rate = 100
+  x = np.random.default_rng(size).normal(size=237).astype(np.float32)
+  n = int(np.floor(len(x) / rate / hop + 1e-9)) + 1
+  padded = np.pad(x, (size // 2, size))
+  starts = np.round(np.arange(n) * hop * rate).astype(int)
+  expected = np.stack([padded[s:s + size] for s in starts])
+  got = list(embed.stream_windows((x[i:i + chunk] for i in range(0, len(x), chunk)), rate, size, hop))
+  np.testing.assert_allclose([t for t, _ in got], np.arange(n) * hop)
+  np.testing.assert_array_equal(np.stack([w for _, w in got]), expected)

@@ -195,7 +195,7 @@ def test_rerun_finishes_interrupted_job_only(mixed_folder, tmp_path):
 def test_bad_label_csv_names_file_and_line(tmp_path):
   bad = tmp_path / "boxes.csv"
   bad.write_text("file,ymin,xmin,ymax,xmax\na.mp4,0.1,0.2,1.5,0.3\n")
-  with pytest.raises(SystemExit, match=r"boxes.csv:2"):
+  with pytest.raises(prepare.PrepareError, match=r"boxes.csv:2"):
     prepare.read_boxes(str(bad))
 
 
@@ -205,7 +205,8 @@ def test_prepare_with_a_config_stores_what_its_reader_slices(mixed_folder, tmp_p
   root, good, _ = mixed_folder
   out = tmp_path / "out"
   r = run_python(["-m", "avjax.prepare", "--input", str(root), "--output", str(out),
-                  "--config=configs/avenet.py:tiny", "--config.data.resize=40", "--workers=2"],
+                  "--config=configs/avenet.py:tiny", "--config.data.resize=40",
+                  "--config.data.crop=32", "--workers=2"],
                  cwd=ROOT)
   assert r.returncode == 0, r.stderr[-3000:]
   with open(out / prepare.MANIFEST) as f:
@@ -216,7 +217,7 @@ def test_prepare_with_a_config_stores_what_its_reader_slices(mixed_folder, tmp_p
   from avjax import input as input_lib
   from configs import avenet
   config = avenet.get_config("tiny")
-  config.data.resize = 40
+  config.data.resize, config.data.crop = 40, 32
   files = reader_lib.resolve_files(str(tmp_path), "out")
   assert reader_lib.Reader(files, spec=input_lib.reader_spec(config.data), batch_size=2,
                            seed=0).spec.stored_spectrogram

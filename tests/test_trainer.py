@@ -40,15 +40,19 @@ def _final_state(workdir, step):
 def test_resume_after_sigkill_is_exact(data_dir, tmp_path):
   n = 4
   straight, killed = tmp_path / "straight", tmp_path / "killed"
-  r = run_python([os.path.join(SCRIPTS, "train_until.py"), str(data_dir), str(straight), str(2 * n)])
+  script = os.path.join(SCRIPTS, "train_until.py")
+  r = run_python([script, str(data_dir), str(straight), str(2 * n), "--every", str(n)])
   assert r.returncode == 0, r.stderr[-3000:]
-  r = run_python([os.path.join(SCRIPTS, "train_until.py"), str(data_dir), str(killed), str(2 * n),
-            "--kill_after", str(n)])
+  r = run_python([script, str(data_dir), str(killed), str(2 * n), "--every", str(n),
+                  "--kill_after", str(n)])
   assert r.returncode == -signal.SIGKILL, (r.returncode, r.stderr[-3000:])
   assert not os.path.isdir(killed / "checkpoints" / str(2 * n))
-  r = run_python([os.path.join(SCRIPTS, "train_until.py"), str(data_dir), str(killed), str(2 * n)])
+  # The killed job's lock is left behind, naming a pid that is gone.
+  assert json.load(open(killed / "lock.json"))["pid"] > 0
+  r = run_python([script, str(data_dir), str(killed), str(2 * n), "--every", str(n)])
   assert r.returncode == 0, r.stderr[-3000:]
   assert f"resumed from step {n}" in r.stdout
+  assert "took over the workdir lock" in r.stderr and not os.path.exists(killed / "lock.json")
   a, b = _final_state(straight, 2 * n), _final_state(killed, 2 * n)
   leaves_a = jax.tree_util.tree_leaves_with_path(a)
   leaves_b = dict(jax.tree_util.tree_leaves_with_path(b))
@@ -56,6 +60,17 @@ def test_resume_after_sigkill_is_exact(data_dir, tmp_path):
   for path, x in leaves_a:
     np.testing.assert_array_equal(np.asarray(x), np.asarray(leaves_b[path]),
                                   err_msg=jax.tree_util.keystr(path))
+  # TensorBoard shows each step once: the resumed attempt's file starts by
+  # purging what the killed one logged after step n.
+  from tensorboard.backend.event_processing import event_accumulator
+  acc = event_accumulator.EventAccumulator(str(killed))
+  acc.Reload()
+  steps = [e.step for e in acc.Scalars("train/loss")]
+  assert steps == list(range(1, 2 * n + 1)), steps
+  losses = {e.step: e.value for e in acc.Scalars("train/loss")}
+  acc_straight = event_accumulator.EventAccumulator(str(straight))
+  acc_straight.Reload()
+  assert losses == {e.step: e.value for e in acc_straight.Scalars("train/loss")}
 
 
 def test_config_typo_is_rejected_naming_the_key(tmp_path):

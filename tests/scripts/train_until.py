@@ -1,7 +1,14 @@
-"""Trains tiny AVE-Net; with --kill_after N, SIGKILLs itself once checkpoint N is on disk.
+"""Trains tiny AVE-Net as the reliability tests need it.
 
   python tests/scripts/train_until.py DATA_DIR WORKDIR TOTAL_STEPS [--kill_after N]
+      [--hold_at STEP RELEASE_FILE] [--truncate_at STEP SHARD] [--every N]
+
+--kill_after N: SIGKILLs itself once checkpoint N is on disk (two steps later).
+--hold_at: at STEP, writes WORKDIR.holding and waits until RELEASE_FILE exists.
+--truncate_at: at STEP, cuts SHARD to half its size (the reader meets it later).
+Errors are said in one line, as the avjax-train command says them.
 """
+import argparse
 import os
 import signal
 import sys
@@ -9,30 +16,49 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from avjax import train  # noqa: E402
+from avjax import cli, train  # noqa: E402
 from tests.conftest import tiny_config  # noqa: E402
 
 
+def wait_for(path, seconds=120):
+  deadline = time.time() + seconds
+  while not os.path.exists(path) and time.time() < deadline:
+    time.sleep(0.05)
+
+
 def main():
-  data_dir, workdir, total = sys.argv[1], sys.argv[2], int(sys.argv[3])
-  kill_after = int(sys.argv[5]) if len(sys.argv) > 5 and sys.argv[4] == "--kill_after" else None
-  config = tiny_config("avenet", data_dir, total_steps=total, log_every=1)
+  p = argparse.ArgumentParser()
+  p.add_argument("data_dir")
+  p.add_argument("workdir")
+  p.add_argument("total", type=int)
+  p.add_argument("--kill_after", type=int)
+  p.add_argument("--hold_at", nargs=2)
+  p.add_argument("--truncate_at", nargs=2)
+  p.add_argument("--every", type=int)
+  p.add_argument("--shuffle_buffer", type=int)
+  a = p.parse_args()
+  config = tiny_config("avenet", a.data_dir, total_steps=a.total, log_every=1)
   config.losses.infonce = 0.5
-  config.checkpoint.every = kill_after or total
+  config.checkpoint.every = a.every or a.kill_after or a.total
   config.evals.avc.every = 10**9
   config.checkpoint.async_save = True
+  if a.shuffle_buffer:
+    config.data.shuffle_buffer = a.shuffle_buffer
 
   def hook(step):
     # Die mid-run, the way a preempted or OOM-killed job does: some steps past
     # the checkpoint are lost and nothing gets to clean up.
-    if kill_after is not None and step == kill_after + 2:
-      ckpt = os.path.join(workdir, "checkpoints", str(kill_after))
-      deadline = time.time() + 60
-      while not os.path.isdir(ckpt) and time.time() < deadline:
-        time.sleep(0.05)
+    if a.kill_after is not None and step == a.kill_after + 2:
+      wait_for(os.path.join(a.workdir, "checkpoints", str(a.kill_after)), 60)
       os.kill(os.getpid(), signal.SIGKILL)
+    if a.hold_at and step == int(a.hold_at[0]):
+      open(a.workdir + ".holding", "w").close()
+      wait_for(a.hold_at[1])
+    if a.truncate_at and step == int(a.truncate_at[0]):
+      os.truncate(a.truncate_at[1], os.path.getsize(a.truncate_at[1]) // 2)
 
-  train.train_and_evaluate(config, workdir, step_hook=hook)
+  cli.with_one_line_errors("train_until", train.train_and_evaluate)(
+      config, a.workdir, step_hook=hook)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,92 @@
+"""A config's values checked when it is built, before any data is touched.
+
+Locked ConfigDicts already refuse keys that do not exist; this refuses values
+that cannot work (a batch of 0, a negative learning rate, a loss or model that
+does not exist), each in one line naming the key.
+"""
+from __future__ import annotations
+
+from avjax import evaluators, losses, models
+
+
+class ConfigError(ValueError):
+  pass
+
+
+def _require(ok: bool, key: str, value, must: str) -> None:
+  if not ok:
+    raise ConfigError(f"config.{key}={value!r}: {must}")
+
+
+def check_data(config) -> None:
+  from avjax import input as input_lib
+  d = config.data
+  _require(d.fps > 0, "data.fps", d.fps, "must be positive")
+  _require(d.sample_rate > 0, "data.sample_rate", d.sample_rate, "must be positive")
+  _require(0 < d.crop <= d.resize, "data.crop", d.crop,
+           f"must be positive and at most config.data.resize={d.resize}")
+  _require(d.shuffle_buffer >= 1, "data.shuffle_buffer", d.shuffle_buffer, "must be at least 1")
+  try:
+    input_lib.reader_spec(d)  # the spectrogram framing and the pairing settings
+  except ValueError as e:
+    raise ConfigError(str(e) if str(e).startswith("config.") else f"config.data.spectrogram: {e}")
+
+
+def check_model(config):
+  """-> the model (building it is the check)."""
+  try:
+    return models.build(config.model)
+  except (TypeError, ValueError) as e:
+    raise ConfigError(str(e) if str(e).startswith("config.") else f"config.model: {e}") from None
+
+
+def check_evals(config, names=None) -> None:
+  for name in names if names is not None else config.evals:
+    if name not in evaluators.EVALUATORS:
+      raise ConfigError(f"config.evals.{name}: unknown evaluator; known: "
+                        f"{sorted(evaluators.EVALUATORS)}")
+    cfg = config.evals[name]
+    _require(cfg.every >= 0, f"evals.{name}.every", cfg.every, "must be 0 (off) or positive")
+    _require(cfg.batch_size > 0, f"evals.{name}.batch_size", cfg.batch_size, "must be positive")
+
+
+def check_training(config, model) -> None:
+  _require(config.batch_size > 0, "batch_size", config.batch_size, "must be positive")
+  _require(config.total_steps > 0, "total_steps", config.total_steps, "must be positive")
+  _require(config.log_every > 0, "log_every", config.log_every, "must be positive")
+  _require(config.checkpoint.every > 0, "checkpoint.every", config.checkpoint.every,
+           "must be positive")
+  _require(config.checkpoint.keep >= 1, "checkpoint.keep", config.checkpoint.keep,
+           "must be at least 1")
+  o, s = config.optimizer, config.schedule
+  _require(o.name in ("adam", "adamw"), "optimizer.name", o.name, "must be adam or adamw")
+  _require(o.lr > 0, "optimizer.lr", o.lr, "must be positive (a negative rate climbs the loss)")
+  _require(o.weight_decay >= 0, "optimizer.weight_decay", o.weight_decay, "must be >= 0")
+  _require(o.grad_clip_norm >= 0, "optimizer.grad_clip_norm", o.grad_clip_norm,
+           "must be >= 0 (0 = off)")
+  _require(s.name in ("constant", "warmup_cosine"), "schedule.name", s.name,
+           "must be constant or warmup_cosine")
+  _require(s.warmup_steps >= 0, "schedule.warmup_steps", s.warmup_steps, "must be >= 0")
+  weights = {}
+  for name, w in config.losses.items():
+    if name not in losses.LOSSES:
+      raise ConfigError(f"config.losses.{name}: unknown loss; known: {sorted(losses.LOSSES)}")
+    _require(float(w) >= 0, f"losses.{name}", w, "a loss weight must be >= 0")
+    if float(w):
+      weights[name] = float(w)
+  if not weights:
+    raise ConfigError("config.losses: every loss has weight 0")
+  for name in config.loss_kwargs:
+    if name not in losses.LOSSES:
+      raise ConfigError(f"config.loss_kwargs.{name}: unknown loss; known: {sorted(losses.LOSSES)}")
+  losses.check_for_model(weights, model.correspondence, config.model.name)
+
+
+def check(config, *, training: bool = True):
+  """Raises ConfigError for the first value that cannot work; -> the model."""
+  check_data(config)
+  model = check_model(config)
+  check_evals(config)
+  if training:
+    check_training(config, model)
+  return model
