@@ -28,7 +28,8 @@ MODES = ("audio", "image", "video")
 # Frames
 # ----------------------------------------------------------------------------
 def centre_crop(image: np.ndarray, spec) -> np.ndarray:
-  """uint8 [H, W, 3] -> the evaluation crop the reader takes ([crop, crop, 3] uint8)."""
+  """uint8 [H, W, 3] -> the evaluation crop the reader takes ([crop, crop, 3] uint8);
+  `spec` gives `resize` and `crop` (a ReaderSpec or config.data)."""
   from data_pipelines import clip_ops
   return clip_ops.resize_crop(image, None, spec=spec, train=False).numpy()
 
@@ -55,7 +56,8 @@ class Embedder:
     fns = predict.model_fns(models.build(self.config.model), self.config.data)
     self.variables, self.step = checkpoint_lib.load_variables(workdir, self.config, fns.init,
                                                               which=checkpoint)
-    self.spec = input_lib.reader_spec(self.config.data)
+    self.data = self.config.data  # crops (image, video); the spectrogram framing
+    self.spectrogram = input_lib.spectrogram_spec(self.config.data)
     self.batch_size = batch_size
 
     def output(out, key):
@@ -69,11 +71,11 @@ class Embedder:
 
   @property
   def sample_rate(self) -> int:
-    return self.spec.spectrogram.sample_rate
+    return self.spectrogram.sample_rate
 
   @property
   def window_samples(self) -> int:
-    return self.spec.spectrogram.num_samples
+    return self.spectrogram.num_samples
 
   def _batched(self, fn: Callable, items: np.ndarray, prepare: Callable) -> np.ndarray:
     """Runs `fn` over `items` in fixed-size batches (the last padded: one compilation)."""
@@ -92,10 +94,10 @@ class Embedder:
 
   def embed_windows(self, windows: np.ndarray) -> np.ndarray:
     """[N, window_samples] waveforms at `sample_rate` -> [N, D]."""
-    from data_pipelines import spectrogram as spectrogram_lib
+    from data_pipelines import spectrogram as spectrogram_lib  # numpy: no TensorFlow
 
     def prepare(chunk):
-      return spectrogram_lib.log_spectrogram(chunk, self.spec.spectrogram).numpy()[..., None]
+      return spectrogram_lib.log_spectrogram_numpy(chunk, self.spectrogram)[..., None]
 
     return self._batched(self._audio, windows, prepare)
 
@@ -144,7 +146,7 @@ def file_rows(mode: str, path: str, emb: "Embedder", *, hop: float,
   """One input's rows: {"t", and "frames" and/or "windows"}, decoded as they are
   consumed. Raises decode.BadMediaError (or ValueError) for a file it cannot use."""
   from data_pipelines import decode
-  s = emb.spec
+  s = emb.data
   if mode == "audio":
     for t, window in stream_windows(decode.stream_audio(path, sample_rate=emb.sample_rate),
                                     emb.sample_rate, emb.window_samples, hop):

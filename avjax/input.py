@@ -1,7 +1,9 @@
 """From a config to reader specs, per-host readers and global, mesh-sharded batches.
 
 The one place that reads `config.data`'s layout: data_pipelines receives the
-specs built here (ReaderSpec, SpectrogramSpec, PrepareSettings).
+specs built here (ReaderSpec, SpectrogramSpec, PrepareSettings). The reader
+(and with it TensorFlow, ~700 MB of a process) is imported only by what reads
+shards, so audio inference can run without it.
 """
 from __future__ import annotations
 
@@ -11,7 +13,6 @@ import numpy as np
 from data_pipelines import contract
 from data_pipelines import default_dataset
 from data_pipelines import prepare as prepare_lib
-from data_pipelines import reader as reader_lib
 from data_pipelines import spectrogram as spectrogram_lib
 
 
@@ -22,9 +23,10 @@ def spectrogram_spec(data) -> spectrogram_lib.SpectrogramSpec:
       n_fft=s.n_fft, log_offset=s.log_offset, seconds=s.seconds)
 
 
-def reader_spec(data) -> reader_lib.ReaderSpec:
-  """`config.data` -> what the reader needs, as a frozen record."""
-  return reader_lib.ReaderSpec(
+def reader_spec(data):
+  """`config.data` -> what the reader needs, as a frozen clip_ops.ReaderSpec."""
+  from data_pipelines import clip_ops
+  return clip_ops.ReaderSpec(
       spectrogram=spectrogram_spec(data), fps=data.fps, resize=data.resize, crop=data.crop,
       negative_fraction=data.negative_fraction, negatives=data.negatives,
       negatives_on_grid=data.negatives_on_grid, shuffle_buffer=data.shuffle_buffer,
@@ -45,6 +47,7 @@ def prepare_settings(data, **overrides) -> prepare_lib.PrepareSettings:
 def data_dir(data_config, split: str) -> str:
   """config.data.dir, or the embedded default dataset with `split` built (on first
   use). A glob `split` names its shards itself and needs neither."""
+  from data_pipelines import reader as reader_lib
   if data_config.dir or reader_lib.is_glob(split):
     return data_config.dir
   if split not in default_dataset.SPLITS:
@@ -53,7 +56,9 @@ def data_dir(data_config, split: str) -> str:
   return default_dataset.ensure(prepare_settings(data_config), splits=(split,))
 
 
-def make_reader(data_config, split: str, *, global_batch: int, seed: int) -> reader_lib.Reader:
+def make_reader(data_config, split: str, *, global_batch: int, seed: int):
+  """-> this host's data_pipelines.reader.Reader of `split`."""
+  from data_pipelines import reader as reader_lib
   if global_batch % jax.process_count():
     raise ValueError(f"batch size {global_batch} is not divisible by {jax.process_count()} hosts")
   files = reader_lib.resolve_files(data_dir(data_config, split), split)

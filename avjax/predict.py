@@ -36,7 +36,7 @@ class ModelFns:
 
 def dummy_inputs(data_config, batch: int = 1):
   """Zero frames and spectrogram of the shapes `data_config` gives (for model.init)."""
-  spec = input_lib.reader_spec(data_config).spectrogram
+  spec = input_lib.spectrogram_spec(data_config)
   frames = jnp.zeros((batch, data_config.crop, data_config.crop, 3), jnp.float32)
   spectrogram = jnp.zeros((batch, *spec.shape, 1), jnp.float32)
   return frames, spectrogram

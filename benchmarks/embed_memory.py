@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -73,7 +72,10 @@ def make_workdir(path: str) -> None:
 
 
 def peak_rss(args: list[str]) -> tuple[float, float]:
-  """Runs `python ARGS` -> (its peak RSS in MB, wall seconds)."""
+  """Runs `python ARGS` -> (its peak RSS in MB, wall seconds).
+
+  Linux counts a child's peak from the fork, so this process imports no
+  TensorFlow or JAX itself (the workdir is made by a child too)."""
   env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
   t = time.perf_counter()
   proc = subprocess.Popen([sys.executable, *args], env=env, stdout=subprocess.DEVNULL,
@@ -89,17 +91,22 @@ def main():
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--minutes", type=float, default=30.0)
   p.add_argument("--hop", type=float, default=0.1)
+  p.add_argument("--make_workdir", help=argparse.SUPPRESS)
   args = p.parse_args()
+  if args.make_workdir:
+    return make_workdir(args.make_workdir)
   with tempfile.TemporaryDirectory() as tmp:
     wav = os.path.join(tmp, "long.wav")
     write_wav(wav, args.minutes)
-    make_workdir(os.path.join(tmp, "w"))
+    baseline = peak_rss(["-c", "import tensorflow, jax, flax, orbax.checkpoint, av"])
+    peak_rss([os.path.abspath(__file__), "--make_workdir", os.path.join(tmp, "w")])
     streamed = peak_rss(["-m", "avjax.embed", "audio", wav, f"--workdir={tmp}/w",
                          f"--output={tmp}/out", f"--hop={args.hop}"])
     whole = peak_rss(["-c", WHOLE_FILE, wav, f"{tmp}/w", str(args.hop)])
     emb = np.load(os.path.join(tmp, "out", "long.npz"))["embedding"]
   print(f"embedding a {args.minutes:g}-minute 16 kHz wav (hop {args.hop} s: {len(emb)} windows) "
         "with tiny AVE-Net, one process each:")
+  print(f"  import TF+JAX+flax+orbax+av  peak RSS {baseline[0]:7.0f} MB  (audio embedding loads no TF)")
   print(f"  avjax-embed (streaming)     peak RSS {streamed[0]:7.0f} MB   {streamed[1]:6.1f} s")
   print(f"  whole file, then windows    peak RSS {whole[0]:7.0f} MB   {whole[1]:6.1f} s")
   print(f"  streaming / whole file: memory x{streamed[0] / whole[0]:.2f}, "

@@ -108,6 +108,19 @@ def log_spectrogram(waveform, spec: SpectrogramSpec):
   return log_of_magnitude(stft_magnitude(waveform, spec), spec)
 
 
+def log_spectrogram_numpy(waveform, spec: SpectrogramSpec):
+  """`log_spectrogram` in numpy float64, for host code that must not load
+  TensorFlow (avjax-embed on audio: TF alone is ~700 MB of a process's memory).
+  Equal to the TF version to float32 rounding (tests/test_spectrogram.py)."""
+  import numpy as np
+  x = np.asarray(waveform, np.float64)
+  n = 1 + (x.shape[-1] - spec.win_length) // spec.hop_length
+  index = np.arange(spec.win_length)[None, :] + spec.hop_length * np.arange(n)[:, None]
+  window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(spec.win_length) / spec.win_length)
+  magnitude = np.abs(np.fft.rfft(x[..., index] * window, n=spec.n_fft))  # [..., frames, bins]
+  return np.swapaxes(np.log(magnitude + spec.log_offset), -1, -2).astype(np.float32)
+
+
 def framing_mismatch(stored: SpectrogramSpec | None, wanted: SpectrogramSpec) -> str | None:
   """Why |STFT| stored with `stored` framing cannot serve `wanted`, or None if it can."""
   if stored is None:

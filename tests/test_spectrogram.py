@@ -82,3 +82,13 @@ def test_stored_magnitude_windows_match_librosa_inside_tf_data():
       ref = librosa_reference(y[s:s + PAPER.num_samples].astype(np.float64) * g, PAPER)
       err = np.abs(out - ref).max()
       assert err <= 1e-4, f"{name} at {s}: max abs error {err}"
+
+
+def test_numpy_log_spectrogram_equals_tensorflow():
+  from data_pipelines.spectrogram import log_spectrogram_numpy
+  for spec in (PAPER, TINY):
+    for name, y in signals(spec):
+      y = np.stack([y, 0.5 * y]).astype(np.float32)
+      np.testing.assert_allclose(log_spectrogram_numpy(y, spec),
+                                 log_spectrogram(tf.constant(y), spec).numpy(), atol=1e-5, rtol=0,
+                                 err_msg=name)
