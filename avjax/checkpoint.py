@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import inspect
 import os
 import re
 import sys
 import tempfile
 import time
+import types
 from typing import Any
 
 import jax
@@ -144,7 +144,8 @@ def close_abandoned_reads() -> None:
   time.sleep(0.2)  # TensorStore callbacks of the failed read land meanwhile
   gc.collect()
   for obj in gc.get_objects():
-    if inspect.iscoroutine(obj) and "orbax" in obj.cr_code.co_filename:
+    # type(), not isinstance(): the heap holds weak proxies to dead objects too.
+    if type(obj) is types.CoroutineType and "orbax" in obj.cr_code.co_filename:
       with contextlib.suppress(Exception):
         obj.close()
   gc.collect()
