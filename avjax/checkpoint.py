@@ -25,10 +25,12 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+from data_pipelines import fs
+
 STATE, INPUT = "state", "input"
 VARIABLES = ("params", "batch_stats")  # the TrainState fields inference needs
 # Files whose absence orbax reports misleadingly (a "pytree structure error").
-REQUIRED = (os.path.join(STATE, "_METADATA"),)
+REQUIRED = (f"{STATE}/_METADATA",)
 
 
 def best_metric(config) -> str:
@@ -38,7 +40,7 @@ def best_metric(config) -> str:
 
 
 def directory(workdir: str) -> str:
-  return os.path.join(os.path.abspath(workdir), "checkpoints")
+  return fs.join(fs.absolute(workdir), "checkpoints")
 
 
 def make_manager(workdir: str, config, *, create: bool = True) -> ocp.CheckpointManager:
@@ -75,7 +77,7 @@ class CheckpointError(Exception):
 
 def restore_step(mngr: ocp.CheckpointManager, abstract_state, step: int):
   """-> (state, input position) of `step`; raises whatever makes it unreadable."""
-  missing = [f for f in REQUIRED if not os.path.exists(os.path.join(mngr.directory, str(step), f))]
+  missing = [f for f in REQUIRED if not fs.exists(fs.join(str(mngr.directory), str(step), f))]
   if missing:
     raise FileNotFoundError(f"{', '.join(missing)} missing")
   restored = mngr.restore(step, args=ocp.args.Composite(**{
@@ -99,9 +101,9 @@ def first_line(e: BaseException, limit: int = 160) -> str:
 def move_aside(mngr: ocp.CheckpointManager, step: int) -> str:
   """Moves an unreadable step out of the manager's sight, next to its folder."""
   dest_dir = f"{mngr.directory}.unreadable"
-  os.makedirs(dest_dir, exist_ok=True)
-  dest = os.path.join(dest_dir, f"{step}.{time.strftime('%Y%m%d-%H%M%S')}")
-  os.rename(os.path.join(mngr.directory, str(step)), dest)
+  fs.makedirs(dest_dir)
+  dest = fs.join(dest_dir, f"{step}.{time.strftime('%Y%m%d-%H%M%S')}")
+  fs.rename(fs.join(str(mngr.directory), str(step)), dest)
   mngr.reload()
   return dest
 
@@ -128,8 +130,7 @@ def restore(mngr: ocp.CheckpointManager, abstract_state, *, say=print):
       sys.stderr.write(printed)
       return result
     moved = move_aside(mngr, step)
-    with open(os.path.join(moved, "restore_errors.txt"), "w") as f:
-      f.write(f"{first_line(error, 10**6)}\n{printed}")
+    fs.write_text(fs.join(moved, "restore_errors.txt"), f"{first_line(error, 10**6)}\n{printed}")
     say(f"checkpoint {step} is unreadable ({first_line(error)}); moved it to {moved}")
   if steps:
     raise CheckpointError(f"{mngr.directory}: none of the checkpoints {steps} could be read; "
@@ -204,7 +205,7 @@ def load_variables(workdir: str, config, init_fn, *, which: str | int = "best",
   `init_fn` (rng -> variables, as predict.ModelFns.init) gives the tree's shapes;
   only those two subtrees are read, so no optimiser is built or restored.
   """
-  if not os.path.isdir(directory(workdir)):
+  if not fs.isdir(directory(workdir)):
     raise FileNotFoundError(f"{directory(workdir)}: not found; train first")
   shapes = jax.eval_shape(init_fn, jax.random.PRNGKey(0))
   target = {k: with_sharding(shapes.get(k, {}), sharding) for k in VARIABLES}

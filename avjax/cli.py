@@ -128,11 +128,11 @@ def config_error_detail(e: BaseException, argv) -> str:
 def load_workdir_config(workdir: str):
   """The config a training run saved in its workdir (config.json), as a ConfigDict."""
   import ml_collections
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
+  from data_pipelines import fs
+  path = fs.join(workdir, "config.json")
+  if not fs.exists(path):
     raise FileNotFoundError(f"{path}: not found; is {workdir!r} a training workdir?")
-  with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
+  return ml_collections.ConfigDict(json.loads(fs.read_text(path)))
 
 
 def print_table(title: str, metrics: dict) -> None:

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import os
 import sys
 from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
+
+from data_pipelines import fs
 
 MODES = ("audio", "image", "video")
 
@@ -154,7 +157,7 @@ def file_rows(mode: str, path: str, emb: "Embedder", *, hop: float,
   elif mode == "image":
     from PIL import Image, UnidentifiedImageError
     try:
-      with Image.open(path) as im:
+      with fs.open(path, "rb") as f, Image.open(f) as im:
         image = np.asarray(im.convert("RGB"))
     except (UnidentifiedImageError, OSError, ValueError) as e:
       raise decode.BadMediaError(f"cannot read image: {type(e).__name__}: {e}") from e
@@ -225,18 +228,18 @@ class _Batches:
 
 
 def output_name(path: str) -> str:
-  return os.path.splitext(os.path.basename(path))[0] + ".npz"
+  return os.path.splitext(fs.basename(path))[0] + ".npz"
 
 
 def expand_inputs(inputs: Iterable[str]) -> list[str]:
   """Files as given; a folder stands for the files in it (sorted, hidden ones left out)."""
   files = []
   for p in inputs:
-    if not os.path.exists(p):
+    if not fs.exists(p):
       raise FileNotFoundError(f"{p}: no such file or folder")
-    if os.path.isdir(p):
-      files += sorted(os.path.join(p, n) for n in os.listdir(p)
-                      if not n.startswith(".") and os.path.isfile(os.path.join(p, n)))
+    if fs.isdir(p):
+      files += [fs.join(p, n) for n in fs.listdir(p)
+                if not n.startswith(".") and not fs.isdir(fs.join(p, n))]
     else:
       files.append(p)
   names = [output_name(f) for f in files]
@@ -256,14 +259,15 @@ def embed_files(mode: str, files: Sequence[str], emb: Embedder, output: str, *, 
   from data_pipelines import decode
   if mode not in MODES:
     raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-  os.makedirs(output, exist_ok=True)
+  fs.makedirs(output)
   written, skipped = [], []
   batches = _Batches(emb)
 
   def write(ready):
     for f, arrays in ready:
-      path = os.path.join(output, output_name(files[f]))
-      np.savez(path, **arrays)
+      path = fs.join(output, output_name(files[f]))
+      with fs.open(path, "wb") as fh:
+        np.savez(fh, **arrays)
       written.append(path)
 
   for f, path in enumerate(files):
@@ -281,8 +285,9 @@ def embed_files(mode: str, files: Sequence[str], emb: Embedder, output: str, *, 
       continue
     write(batches.complete(f))
   write(batches.complete(None, flush=True))
-  with open(os.path.join(output, "skipped.csv"), "w", newline="") as fh:
-    csv.writer(fh).writerows([("file", "reason"), *skipped])
+  report = io.StringIO()
+  csv.writer(report).writerows([("file", "reason"), *skipped])
+  fs.write_text(fs.join(output, "skipped.csv"), report.getvalue())
   return written, skipped
 
 
@@ -315,10 +320,10 @@ def main(args: argparse.Namespace) -> None:
                                  log=lambda m: print(m, file=sys.stderr))
   print(f"embedded {len(written)} of {len(files)} files into {args.output} "
         f"(checkpoint step {emb.step}); skipped {len(skipped)}"
-        + (f", see {os.path.join(args.output, 'skipped.csv')}" if skipped else ""))
+        + (f", see {fs.join(args.output, 'skipped.csv')}" if skipped else ""))
   if not written:
     raise ValueError(f"none of the {len(files)} input(s) could be embedded; "
-                     f"reasons in {os.path.join(args.output, 'skipped.csv')}")
+                     f"reasons in {fs.join(args.output, 'skipped.csv')}")
 
 
 def run(argv: Sequence[str] | None = None) -> None:

@@ -11,12 +11,12 @@ PNG pictures under DIR/eval/pictures_<split>_<step>/, then prints a table.
 from __future__ import annotations
 
 import json
-import os
 
 from absl import flags
 from ml_collections import config_flags
 
 from avjax import cli
+from data_pipelines import fs
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config file[:arg]",
                                           lock_config=True)
@@ -60,18 +60,17 @@ def evaluate(config, workdir: str, *, evals: list[str] = (), checkpoint: str = "
   tag = f"{config.data.eval_split}_{tag}"
   evs = evaluators.build_all({n: config.evals[n] for n in names}, config, fns=fns, mesh=mesh)
 
-  out_dir = os.path.join(workdir, "eval")
+  out_dir = fs.join(workdir, "eval")
   metrics, paths = {}, []
   for name, ev in evs.items():
     metrics.update(ev.run(variables))
     if pictures:
-      paths += ev.pictures(variables, os.path.join(out_dir, f"pictures_{tag}"))
+      paths += ev.pictures(variables, fs.join(out_dir, f"pictures_{tag}"))
   record = {"step": step, "random_init": random_init, "checkpoint": None if random_init else checkpoint,
             "splits": {n: ev.split for n, ev in evs.items()}, "metrics": metrics, "pictures": paths}
   if jax.process_index() == 0:
-    os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, f"metrics_{tag}.json"), "w") as f:
-      json.dump(record, f, indent=1)
+    fs.makedirs(out_dir)
+    fs.write_text(fs.join(out_dir, f"metrics_{tag}.json"), json.dumps(record, indent=1))
     writer = summaries.SummaryWriter(out_dir)
     prefix = config.data.eval_split + ("_random_init" if random_init else "")
     writer.scalars(step, {f"{prefix}/{k}": v for k, v in metrics.items()})

@@ -11,7 +11,6 @@ import dataclasses
 import functools
 import json
 import logging
-import os
 import time
 from typing import Any, Callable
 
@@ -33,6 +32,7 @@ from avjax import models
 from avjax import predict
 from avjax import summaries
 from avjax import workdir as workdir_lib
+from data_pipelines import fs
 
 log = logging.getLogger("avjax")
 
@@ -213,7 +213,7 @@ def train_and_evaluate(config, workdir: str, *, step_hook: Callable[[int], None]
   a config unlike the one it started with is refused unless `config_changes_ok`.
   """
   config_check.check(config)
-  os.makedirs(workdir, exist_ok=True)
+  fs.makedirs(workdir)
   lock = workdir_lib.take(workdir, config.to_json_best_effort(indent=1),
                           changes_ok=config_changes_ok)
   try:
@@ -331,6 +331,5 @@ def _train(config, workdir: str, lock, step_hook) -> dict:
   mngr.close()
   writer.close()
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "final_metrics.json"), "w") as f:
-      json.dump(latest, f, indent=1)
+    fs.write_text(fs.join(workdir, "final_metrics.json"), json.dumps(latest, indent=1))
   return latest

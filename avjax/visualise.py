@@ -1,10 +1,11 @@
 """PNG pictures for the evaluate command: localisation overlays and retrieval grids."""
 from __future__ import annotations
 
-import os
 from typing import Sequence
 
 import numpy as np
+
+from data_pipelines import fs
 
 
 def _pyplot():
@@ -74,8 +75,10 @@ def retrieval_grid(query: np.ndarray, results: np.ndarray, relevant: Sequence[bo
 
 
 def _save(fig, plt, path: str) -> str:
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  """Writes the PNG to `path`, local or a bucket URL."""
+  fs.makedirs(fs.dirname(fs.absolute(path)))
   fig.tight_layout()
-  fig.savefig(path, dpi=100)
+  with fs.open(path, "wb") as f:
+    fig.savefig(f, dpi=100, format="png")
   plt.close(fig)
   return path

@@ -23,6 +23,8 @@ import threading
 import time
 import uuid
 
+from data_pipelines import fs
+
 LOCK = "lock.json"
 CONFIG = "config.json"
 log = logging.getLogger("avjax")
@@ -68,7 +70,7 @@ class Lock:
 
   def __init__(self, workdir: str, *, heartbeat_s: float = 10.0, stale_after_s: float = 60.0,
                settle_s: float = 0.5):
-    self.path = os.path.join(workdir, LOCK)
+    self.path = fs.join(workdir, LOCK)
     self.heartbeat_s, self.stale_after_s, self.settle_s = heartbeat_s, stale_after_s, settle_s
     now = time.time()
     self.me = Holder(socket.gethostname(), os.getpid(), now, now, uuid.uuid4().hex)
@@ -78,8 +80,7 @@ class Lock:
 
   def read(self) -> Holder | None:
     try:
-      with open(self.path) as f:
-        return Holder(**json.load(f))
+      return Holder(**json.loads(fs.read_text(self.path)))
     except FileNotFoundError:
       return None
     except (json.JSONDecodeError, TypeError, OSError) as e:
@@ -88,6 +89,13 @@ class Lock:
 
   def _write(self, holder: Holder, *, exclusive: bool) -> bool:
     data = json.dumps(dataclasses.asdict(holder))
+    if fs.is_url(self.path):
+      # Buckets have no exclusive create: a newcomer writes, and `acquire` reads
+      # back after settling (as for a takeover); the heartbeat catches the rest.
+      if exclusive and fs.exists(self.path):
+        return False
+      fs.write_text(self.path, data)
+      return True
     if exclusive:
       try:
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -110,14 +118,14 @@ class Lock:
     holder = self.read()
     now = time.time()
     if holder is not None and holder_alive(holder, now=now, stale_after_s=self.stale_after_s):
-      raise WorkdirError(f"{os.path.dirname(self.path)} is in use by another job "
+      raise WorkdirError(f"{fs.dirname(self.path)} is in use by another job "
                          f"({holder.describe(now)}); use another --workdir or stop that job")
     # A dead job's lock: replace it, then make sure no other newcomer replaced ours.
     self._write(self.me, exclusive=False)
     time.sleep(self.settle_s)
     winner = self.read()
     if winner is None or winner.token != self.me.token:
-      raise WorkdirError(f"{os.path.dirname(self.path)}: another job took the workdir at the "
+      raise WorkdirError(f"{fs.dirname(self.path)}: another job took the workdir at the "
                          f"same time ({winner.describe(time.time()) if winner else 'gone'})")
     if holder is not None:
       log.warning("took over the workdir lock of a job that is gone (%s)", holder.describe(now))
@@ -153,7 +161,7 @@ class Lock:
     with contextlib.suppress(WorkdirError):
       current = self.read()
       if current is not None and current.token == self.me.token:
-        os.remove(self.path)
+        fs.remove(self.path)
 
 
 # Display-only keys: changing them between attempts changes no result.
@@ -180,18 +188,16 @@ def config_changes(old: dict, new: dict, prefix: str = "") -> list[str]:
 def check_config(workdir: str, config_json: str, *, changes_ok: bool) -> None:
   """Refuses a config unlike the one the workdir's job started with, unless
   `changes_ok`; then (or the first time) records `config_json`."""
-  path = os.path.join(workdir, CONFIG)
-  if os.path.exists(path):
-    with open(path) as f:
-      changes = config_changes(json.load(f), json.loads(config_json))
+  path = fs.join(workdir, CONFIG)
+  if fs.exists(path):
+    changes = config_changes(json.loads(fs.read_text(path)), json.loads(config_json))
     if changes and not changes_ok:
       shown = "; ".join(changes[:4]) + (f"; and {len(changes) - 4} more" if len(changes) > 4 else "")
       raise WorkdirError(f"{workdir} was started with another config ({shown}); use another "
                          "--workdir, or --config_changes_ok to continue with this one")
     if changes:
       log.warning("%s: continuing with a changed config: %s", workdir, "; ".join(changes))
-  with open(path, "w") as f:
-    f.write(config_json)
+  fs.write_text(path, config_json)
 
 
 def take(workdir: str, config_json: str, *, changes_ok: bool) -> Lock | None:

@@ -1,5 +1,8 @@
 """Video decoding with PyAV (FFmpeg's libraries, installed from PyPI).
 
+A file in a bucket is read from a local temporary copy (data_pipelines.fs), on
+disk, not in memory.
+
 Every failure is turned into `BadMediaError` with a short reason, which the
 prepare step writes to its report; nothing here prints or exits.
 """
@@ -12,6 +15,8 @@ from typing import Iterator
 
 import av
 import numpy as np
+
+from data_pipelines import fs
 
 
 class BadMediaError(Exception):
@@ -114,14 +119,14 @@ def _require_finite(waveform: np.ndarray) -> None:
 def decode_video(path: str, *, fps: float, sample_rate: int, short_side: int,
                  min_seconds: float) -> DecodedVideo:
   """Decodes `path` to frames at `fps` (shorter side `short_side`) and mono audio."""
-  with _bad_media_on_decode_errors():
-    with av.open(path) as container:
+  with _bad_media_on_decode_errors(), fs.local_copy(path) as local:
+    with av.open(local) as container:
       if not container.streams.video:
         raise BadMediaError("no video stream")
       if not container.streams.audio:
         raise BadMediaError("no audio track")
       frames = _decode_frames(container, container.streams.video[0], fps, short_side)
-    with av.open(path) as container:
+    with av.open(local) as container:
       waveform = _decode_audio(container, container.streams.audio[0], sample_rate)
   if len(frames) == 0:
     raise BadMediaError("no decodable video frames")
@@ -135,8 +140,8 @@ def decode_video(path: str, *, fps: float, sample_rate: int, short_side: int,
 
 def stream_frames(path: str, *, fps: float, short_side: int) -> Iterator[np.ndarray]:
   """A video's frames at `fps` (shorter side `short_side`), one at a time."""
-  with _bad_media_on_decode_errors():
-    with av.open(path) as container:
+  with _bad_media_on_decode_errors(), fs.local_copy(path) as local:
+    with av.open(local) as container:
       if not container.streams.video:
         raise BadMediaError("no video stream")
       yield from _frames_at(container, container.streams.video[0], fps, short_side)
@@ -147,8 +152,8 @@ def stream_audio(path: str, *, sample_rate: int) -> Iterator[np.ndarray]:
   `sample_rate`: memory holds a chunk, not the file. Raises BadMediaError (no
   track, undecodable, no samples, NaN or Inf) while iterating."""
   n = 0
-  with _bad_media_on_decode_errors():
-    with av.open(path) as container:
+  with _bad_media_on_decode_errors(), fs.local_copy(path) as local:
+    with av.open(local) as container:
       if not container.streams.audio:
         raise BadMediaError("no audio track")
       for chunk in _audio_chunks(container, container.streams.audio[0], sample_rate):

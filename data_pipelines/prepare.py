@@ -15,14 +15,18 @@ import concurrent.futures
 import csv
 import dataclasses
 import hashlib
+import io
 import json
 import math
 import multiprocessing
 import os
+import shutil
 import sys
+import tempfile
 
 import numpy as np
 
+from data_pipelines import fs
 from data_pipelines import spectrogram as spectrogram_lib
 
 DEFAULT = object()  # PrepareSettings.spectrogram: the paper framing at the settings' rate
@@ -67,17 +71,13 @@ class PrepareSettings:
 
 def list_inputs(input_path: str) -> tuple[str, list[str]]:
   """-> (root, relative paths). A CSV's first column holds paths relative to it."""
-  if os.path.isdir(input_path):
-    root = input_path
-    found = []
-    for dirpath, _, names in os.walk(root):
-      for n in names:
-        if not n.startswith(".") and not n.endswith((".csv", ".json")):
-          found.append(os.path.relpath(os.path.join(dirpath, n), root))
-    return root, sorted(found)
-  if input_path.endswith(".csv") and os.path.isfile(input_path):
-    root = os.path.dirname(os.path.abspath(input_path))
-    with open(input_path, newline="") as f:
+  if fs.isdir(input_path):
+    found = [rel for rel in fs.walk_files(input_path)
+             if not fs.basename(rel).startswith(".") and not rel.endswith((".csv", ".json"))]
+    return input_path, found
+  if input_path.endswith(".csv") and fs.exists(input_path):
+    root = fs.dirname(fs.absolute(input_path))
+    with fs.open(input_path, "r") as f:
       rows = [r for r in csv.reader(f) if r and not r[0].startswith("#")]
     if rows and rows[0][0].strip().lower() in ("file", "path", "video_path", "filename"):
       rows = rows[1:]
@@ -90,7 +90,7 @@ def read_labels(path: str | None) -> dict[str, list[str]]:
   if not path:
     return {}
   out: dict[str, list[str]] = {}
-  with open(path, newline="") as f:
+  with fs.open(path, "r") as f:
     for lineno, row in enumerate(csv.reader(f), 1):
       if not row or row[0].startswith("#") or (lineno == 1 and row[0].strip() == "file"):
         continue
@@ -106,7 +106,7 @@ def read_boxes(path: str | None) -> dict[str, list[tuple[float, float, float, fl
   if not path:
     return {}
   out: dict[str, list] = {}
-  with open(path, newline="") as f:
+  with fs.open(path, "r") as f:
     for lineno, row in enumerate(csv.reader(f), 1):
       if not row or row[0].startswith("#") or (lineno == 1 and row[0].strip() == "file"):
         continue
@@ -135,7 +135,7 @@ def _magnitude(waveform: np.ndarray, spec) -> np.ndarray:
 def _clips_for_file(root: str, rel: str, settings: PrepareSettings, label_map: dict,
                     labels: list[str], boxes: list) -> list:
   from data_pipelines import decode, dmvr
-  video = decode.decode_video(os.path.join(root, rel), fps=settings.fps,
+  video = decode.decode_video(fs.join(root, rel), fps=settings.fps,
                               sample_rate=settings.sample_rate,
                               short_side=settings.frame_size,
                               min_seconds=settings.min_seconds)
@@ -168,10 +168,9 @@ def job_fingerprint(job: dict) -> str:
 def existing_outputs(output: str) -> list[str]:
   """What a prepare job writes, found in `output`: shards, their sidecars, the
   manifest and the report."""
-  if not os.path.isdir(output):
+  if not fs.isdir(output):
     return []
-  return sorted(n for n in os.listdir(output)
-                if n.startswith(SHARD_PREFIX + "-") or n in (MANIFEST, REPORT))
+  return [n for n in fs.listdir(output) if n.startswith(SHARD_PREFIX + "-") or n in (MANIFEST, REPORT)]
 
 
 def foreign_shards(output: str, jobs: list[dict]) -> list[str]:
@@ -180,8 +179,8 @@ def foreign_shards(output: str, jobs: list[dict]) -> list[str]:
   mine = {}
   for job in jobs:
     path, done = _shard_paths(output, job["index"], job["num_shards"])
-    mine[os.path.basename(path)] = job
-    mine[os.path.basename(done)] = job
+    mine[fs.basename(path)] = job
+    mine[fs.basename(done)] = job
   out = []
   for name in existing_outputs(output):
     if name in (MANIFEST, REPORT) or name.endswith(".tmp"):
@@ -190,27 +189,28 @@ def foreign_shards(output: str, jobs: list[dict]) -> list[str]:
     if job is None:
       out.append(name)
     elif name.endswith(".done.json"):
-      with open(os.path.join(output, name)) as f:
-        if json.load(f).get("job") != job_fingerprint(job):
-          out.append(name)
+      if json.loads(fs.read_text(fs.join(output, name))).get("job") != job_fingerprint(job):
+        out.append(name)
   return out
 
 
 def _shard_paths(output: str, index: int, num_shards: int) -> tuple[str, str]:
-  base = os.path.join(output, f"{SHARD_PREFIX}-{index:05d}-of-{num_shards:05d}.tfrecord")
+  base = fs.join(output, f"{SHARD_PREFIX}-{index:05d}-of-{num_shards:05d}.tfrecord")
   return base, base + ".done.json"
 
 
 def write_shard(job: dict) -> dict:
-  """Decodes the files of one shard and writes it atomically; returns its summary."""
+  """Decodes the files of one shard and writes it whole (a local temporary file,
+  renamed or uploaded when complete, then its sidecar); returns its summary."""
   import tensorflow as tf
   from data_pipelines import decode, dmvr
   path, done_path = _shard_paths(job["output"], job["index"], job["num_shards"])
   settings = job["settings"]
-  summary = {"shard": os.path.basename(path), "job": job_fingerprint(job),
+  summary = {"shard": fs.basename(path), "job": job_fingerprint(job),
              "files": job["files"], "clips": 0,
              "clip_files": 0, "skipped": []}
-  tmp = path + ".tmp"
+  tmp = path + ".tmp" if not fs.is_url(path) else os.path.join(
+      tempfile.mkdtemp(prefix="avjax-shard-"), fs.basename(path))
   with tf.io.TFRecordWriter(tmp) as writer:
     for rel in job["files"]:
       try:
@@ -226,9 +226,10 @@ def write_shard(job: dict) -> dict:
         writer.write(dmvr.to_sequence_example(clip).SerializeToString())
       summary["clips"] += len(clips)
       summary["clip_files"] += 1
-  os.replace(tmp, path)
-  with open(done_path, "w") as f:
-    json.dump(summary, f)
+  fs.put(tmp, path)
+  if fs.is_url(path):
+    shutil.rmtree(os.path.dirname(tmp))
+  fs.write_text(done_path, json.dumps(summary))
   return summary
 
 
@@ -267,19 +268,18 @@ def prepare(input_path: str, output: str, *, labels_csv: str | None = None,
                      boxes={f: boxes[f] for f in mine if f in boxes}))
   if overwrite:
     for name in existing_outputs(output):
-      os.remove(os.path.join(output, name))
+      fs.remove(fs.join(output, name))
   foreign = foreign_shards(output, jobs)
   if foreign:
     raise PrepareError(f"{output} holds shards of another prepare job ({', '.join(foreign[:3])}"
                        f"{', ...' if len(foreign) > 3 else ''}); use another --output, or "
                        "--overwrite to replace them")
-  os.makedirs(output, exist_ok=True)
+  fs.makedirs(output)
   summaries, todo = [], []
   for job in jobs:
     path, done_path = _shard_paths(output, job["index"], num_shards)
-    if os.path.exists(done_path) and os.path.exists(path):
-      with open(done_path) as f:
-        summaries.append(json.load(f))
+    if fs.exists(done_path) and fs.exists(path):
+      summaries.append(json.loads(fs.read_text(done_path)))
     else:
       todo.append(job)
   bar = None if quiet else _progress(sum(len(j["files"]) for j in todo))
@@ -295,11 +295,9 @@ def prepare(input_path: str, output: str, *, labels_csv: str | None = None,
     bar.close()
   summaries.sort(key=lambda s: s["shard"])
   skipped = [s for sm in summaries for s in sm["skipped"]]
-  with open(os.path.join(output, REPORT), "w", newline="") as f:
-    w = csv.writer(f)
-    w.writerow(["file", "reason"])
-    for s in skipped:
-      w.writerow([s["file"], s["reason"]])
+  report = io.StringIO()
+  csv.writer(report).writerows([["file", "reason"], *([s["file"], s["reason"]] for s in skipped)])
+  fs.write_text(fs.join(output, REPORT), report.getvalue())
   manifest = {
       "format": "dmvr-sequence-example",
       "settings": settings.to_manifest(),
@@ -312,12 +310,11 @@ def prepare(input_path: str, output: str, *, labels_csv: str | None = None,
       "num_skipped": len(skipped),
       "shards": {s["shard"]: s["clips"] for s in summaries},
   }
-  with open(os.path.join(output, MANIFEST), "w") as f:
-    json.dump(manifest, f, indent=1)
+  fs.write_text(fs.join(output, MANIFEST), json.dumps(manifest, indent=1))
   reasons = collections.Counter(s["reason"].split(":")[0] for s in skipped)
   if not quiet:
     detail = ", ".join(f"{r}: {n}" for r, n in sorted(reasons.items()))
     print(f"prepared {manifest['num_clips']} clips from {manifest['num_clip_files']} of "
           f"{len(files)} files into {num_shards} shards in {output}; skipped "
-          f"{len(skipped)}" + (f" ({detail}), see {os.path.join(output, REPORT)}" if skipped else ""))
+          f"{len(skipped)}" + (f" ({detail}), see {fs.join(output, REPORT)}" if skipped else ""))
   return manifest

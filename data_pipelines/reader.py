@@ -21,11 +21,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import glob
 import json
 import logging
 import math
-import os
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -34,6 +32,7 @@ import tensorflow as tf
 from data_pipelines import clip_ops
 from data_pipelines import contract
 from data_pipelines import dmvr
+from data_pipelines import fs
 from data_pipelines import host_memory
 from data_pipelines import pairs
 from data_pipelines import spectrogram as spectrogram_lib
@@ -62,8 +61,8 @@ def resolve_files(data_dir: str, split: str) -> list[str]:
   prepare job, or a missing one, is refused by name (`check_against_manifest`).
   """
   folder = not is_glob(split)
-  pattern = os.path.join(data_dir, split, "*.tfrecord*") if folder else split
-  files = sorted(f for f in glob.glob(pattern) if not f.endswith((".json", ".tmp")))
+  pattern = fs.join(data_dir, split, "*.tfrecord*") if folder else split
+  files = sorted(f for f in fs.glob(pattern) if not f.endswith((".json", ".tmp")))
   if not files:
     raise FileNotFoundError(f"no TFRecord shards match {pattern!r} (config.data.dir={data_dir!r}, "
                             f"split={split!r})")
@@ -76,9 +75,9 @@ def check_against_manifest(files: Sequence[str], manifest: dict | None) -> None:
   """The shards found in a prepared folder must be the manifest's, no more, no less."""
   if not manifest or "shards" not in manifest:
     return
-  found = {os.path.basename(f) for f in files}
+  found = {fs.basename(f) for f in files}
   listed = set(manifest["shards"])
-  folder = os.path.dirname(files[0])
+  folder = fs.dirname(files[0])
   if found - listed:
     raise DataError(f"{folder}: shards not in its manifest.json (left by another prepare job?): "
                     f"{sorted(found - listed)[:5]}; remove them or prepare again with --overwrite")
@@ -90,9 +89,9 @@ def damaged_record(path: str) -> str | None:
   """Where a TFRecord file's framing breaks (a record running past the end of the
   file), found by seeking over the length headers; None if it holds together.
   Corrupted bytes inside a record are left to the CRC check of a full read."""
-  size = os.path.getsize(path)
+  size = fs.getsize(path)
   offset = index = 0
-  with open(path, "rb") as f:
+  with fs.open(path, "rb") as f:
     while offset < size:
       header = f.read(12)
       if len(header) < 12:
@@ -111,26 +110,25 @@ def explain_read_error(files: Sequence[str], error: Exception) -> str:
   when a shard's framing or a full read of it shows which."""
   reason = " ".join(str(getattr(error, "message", error)).split("[[")[0].split())
   if not isinstance(error, tf.errors.DataLossError):  # the records are sound: their content is not
-    return f"{os.path.dirname(files[0])}: {reason}"
+    return f"{fs.dirname(files[0])}: {reason}"
   for f in files:
     where = damaged_record(f)
     if where:
       return f"{f}: {where} ({reason})"
   for f in files:  # bytes corrupted inside a record: the CRC check of a full read finds it
     try:
-      tf.data.TFRecordDataset(f).reduce(np.int64(0), graph_fn(lambda n, _: n + 1))
+      record_dataset([f]).reduce(np.int64(0), graph_fn(lambda n, _: n + 1))
     except tf.errors.OpError as e:
       return f"{f}: {' '.join(str(e.message).split('[[')[0].split())}"
-  return f"reading {len(files)} shard(s) in {os.path.dirname(files[0])} failed: {reason}"
+  return f"reading {len(files)} shard(s) in {fs.dirname(files[0])} failed: {reason}"
 
 
 def load_manifest(files: Sequence[str]) -> dict | None:
-  path = os.path.join(os.path.dirname(files[0]), "manifest.json")
-  if not os.path.exists(path):
+  path = fs.join(fs.dirname(files[0]), "manifest.json")
+  if not fs.exists(path):
     return None
   try:
-    with open(path) as f:
-      return json.load(f)
+    return json.loads(fs.read_text(path))
   except (OSError, json.JSONDecodeError) as e:
     raise ValueError(f"{path}: unreadable manifest: {e}") from e
 
@@ -145,9 +143,56 @@ def host_files(files: Sequence[str], process_index: int, process_count: int) -> 
 def count_records(files: Sequence[str]) -> int:
   """Records in `files`: from the manifest when there is one, else by reading."""
   manifest = load_manifest(files)
-  if manifest and all(os.path.basename(f) in manifest["shards"] for f in files):
-    return sum(manifest["shards"][os.path.basename(f)] for f in files)
-  return int(tf.data.TFRecordDataset(list(files)).reduce(np.int64(0), graph_fn(lambda n, _: n + 1)))
+  if manifest and all(fs.basename(f) in manifest["shards"] for f in files):
+    return sum(manifest["shards"][fs.basename(f)] for f in files)
+  return int(record_dataset(files).reduce(np.int64(0), graph_fn(lambda n, _: n + 1)))
+
+
+# ----------------------------------------------------------------------------
+# Records
+# ----------------------------------------------------------------------------
+def masked_crc32c(data: bytes) -> int:
+  import google_crc32c  # installed with gcsfs
+  crc = int.from_bytes(google_crc32c.Checksum(data).digest(), "big")
+  return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def read_records(path: str):
+  """A TFRecord file's records, read through data_pipelines.fs with TFRecord's
+  CRC checks: for storage TensorFlow's own filesystems cannot reach."""
+  with fs.open(path, "rb") as f:
+    index = 0
+    while header := f.read(12):
+      length = int.from_bytes(header[:8], "little")
+      data, footer = f.read(length), f.read(4)
+      if len(header) < 12 or len(data) < length or len(footer) < 4:
+        raise DataError(f"{path}: record {index}: truncated")
+      if (masked_crc32c(header[:8]) != int.from_bytes(header[8:], "little")
+          or masked_crc32c(data) != int.from_bytes(footer, "little")):
+        raise DataError(f"{path}: record {index}: corrupted (CRC mismatch)")
+      yield data
+      index += 1
+
+
+def record_dataset(files) -> tf.data.Dataset:
+  """Serialized records of `files` in order: TensorFlow's TFRecordDataset where its
+  filesystems reach them (fs.tf_reads), else read_records through fsspec."""
+  if all(fs.tf_reads(f) for f in files):
+    return tf.data.TFRecordDataset(list(files))
+  return tf.data.Dataset.from_tensor_slices(list(files)).flat_map(graph_fn(records_of_file))
+
+
+def reader_of(files):
+  """The per-file record dataset for `files` (a function of a file name tensor,
+  for interleave)."""
+  return tf.data.TFRecordDataset if all(fs.tf_reads(f) for f in files) else records_of_file
+
+
+def records_of_file(path) -> tf.data.Dataset:
+  """One file's records through fsspec (`path` a scalar string tensor)."""
+  return tf.data.Dataset.from_generator(
+      lambda p: read_records(p.decode()), args=(path,),
+      output_signature=tf.TensorSpec([], tf.string))
 
 
 # ----------------------------------------------------------------------------
@@ -200,7 +245,7 @@ def indexed_records(files: Sequence[str], *, seed: int, epoch_size: int, start: 
   def epoch(e):
     order = tf.argsort(tf.random.stateless_uniform([n], tf.stack([tf.constant(seed, tf.int64), e])))
     records = tf.data.Dataset.from_tensor_slices(tf.gather(files_t, order)).interleave(
-        tf.data.TFRecordDataset, cycle_length=min(n, 8), block_length=1,
+        reader_of(files), cycle_length=min(n, 8), block_length=1,
         num_parallel_calls=AUTOTUNE, deterministic=True)
     records = records.shuffle(shuffle_buffer, seed=seed * 1_000_003 + e,
                               reshuffle_each_iteration=False)
@@ -276,7 +321,7 @@ def eval_dataset(files: Sequence[str], *, spec: ReaderSpec, batch_size: int,
   (the last clip's from the first)."""
   parse = parse_fn(spec)
   records = tf.data.Dataset.from_tensor_slices(list(files)).interleave(
-      tf.data.TFRecordDataset, cycle_length=1)
+      reader_of(files), cycle_length=1)
 
   def example(i, record):
     a = clip_ops.clip_windows(parse(record), i, 0, spec=spec, train=False)
@@ -338,7 +383,7 @@ class Reader:
     manifest = load_manifest(files)
     why = spec.stored_spectrogram and stored_spectrogram_mismatch(manifest, spec)
     if why:
-      _say_once(f"{os.path.dirname(self.all_files[0])}: computing each window's STFT instead of "
+      _say_once(f"{fs.dirname(self.all_files[0])}: computing each window's STFT instead of "
                 f"slicing the stored |STFT|: {why}")
       spec = dataclasses.replace(spec, stored_spectrogram=False)
     self.spec = spec
@@ -363,7 +408,7 @@ class Reader:
     try:
       yield from batches
     except (tf.errors.DataLossError, tf.errors.InvalidArgumentError,
-            tf.errors.NotFoundError) as e:
+            tf.errors.NotFoundError, tf.errors.UnknownError) as e:
       raise DataError(explain_read_error(self.files, e)) from None
 
   def num_eval_batches(self) -> int:

@@ -21,6 +21,7 @@ import optax
 import optax.tree_utils as otu
 
 from avjax.evaluators import base
+from data_pipelines import fs
 
 
 @functools.partial(jax.jit, static_argnames=("num_classes", "max_iter"))
@@ -87,7 +88,7 @@ def folds_from_csv(path: str, filenames, *, file_column: str, fold_column: str) 
   Clips are matched on their source file's base name, so the CSV may hold bare
   names while the shards store paths relative to the prepared folder.
   """
-  with open(path, newline="") as f:
+  with fs.open(path, "r") as f:
     rows = list(csv.DictReader(f))
   for col in (file_column, fold_column):
     if rows and col not in rows[0]:

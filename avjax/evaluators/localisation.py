@@ -9,7 +9,6 @@ cIoU is reported under both thresholding protocols (see metrics.binarise):
 """
 from __future__ import annotations
 
-import os
 
 import jax
 import jax.numpy as jnp
@@ -19,6 +18,7 @@ from avjax import maths
 from avjax import metrics
 from avjax import visualise
 from avjax.evaluators import base
+from data_pipelines import fs
 
 
 def localisation_map(outputs: dict, size: int) -> jax.Array:
@@ -67,4 +67,4 @@ class Localisation(base.Evaluator):
     hits = metrics.pointing_hits(g["map"], g["box"])
     titles = [("hit" if h else "miss") for h in hits]
     return [visualise.heatmap_overlays(g["frames"][:n], g["map"][:n], g["box"][:n],
-                                       os.path.join(out_dir, "localisation.png"), titles)]
+                                       fs.join(out_dir, "localisation.png"), titles)]

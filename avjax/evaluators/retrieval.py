@@ -7,7 +7,6 @@ retrieve itself.
 """
 from __future__ import annotations
 
-import os
 
 import jax
 import numpy as np
@@ -15,6 +14,7 @@ import numpy as np
 from avjax import metrics
 from avjax import visualise
 from avjax.evaluators import base
+from data_pipelines import fs
 
 DIRECTIONS = (("im_im", "frame", "frame"), ("im_aud", "frame", "audio"),
               ("aud_im", "audio", "frame"), ("aud_aud", "audio", "audio"))
@@ -65,6 +65,6 @@ class Retrieval(base.Evaluator):
         top = np.argsort(-scores[name][q], kind="stable")[:5]
         paths.append(visualise.retrieval_grid(
             query, frames[top], relevance[q, top] > 0,
-            os.path.join(out_dir, f"retrieval_{name}_{q:03d}.png"),
+            fs.join(out_dir, f"retrieval_{name}_{q:03d}.png"),
             title=f"{name.replace('_', ' -> ')}  query {q}"))
     return paths

@@ -1,0 +1,225 @@
+"""One filesystem layer for every path a user gives: local paths and URLs.
+
+Videos, prepared shards, split globs, workdirs (config, lock, TensorBoard
+events, metrics, pictures, checkpoints) and embedding inputs and outputs may all
+be bucket URLs (`gs://bucket/...`), or any other scheme fsspec serves. This
+module is fsspec (gcsfs for gs://); the other libraries are pointed at the same
+storage:
+
+- orbax (through etils.epath) and TensorStore read and write gs:// themselves;
+- TensorFlow reads gs:// shards with its own GCS client (`tf_reads`), which is
+  fast but whose endpoints are compiled in: it cannot be pointed at an emulator.
+  With STORAGE_EMULATOR_HOST set (a local GCS emulator, as the tests use), the
+  reader takes records through fsspec instead, and orbax's epath and TensorStore
+  are pointed at the emulator too (`_point_libraries_at_emulator`);
+- PyAV reads a remote video from a local temporary copy (`local_copy`).
+
+Errors name the path or URL: FileNotFoundError("gs://b/x: not found").
+"""
+from __future__ import annotations
+
+import builtins
+import contextlib
+import os
+import posixpath
+import shutil
+import tempfile
+import uuid
+from typing import IO, Iterator
+
+EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
+
+
+def _point_libraries_at_emulator() -> None:
+  host = os.environ.get(EMULATOR_ENV)
+  if host:
+    os.environ.setdefault("EPATH_USE_TF", "false")  # epath through gcsfs, which honours it
+    os.environ.setdefault("TENSORSTORE_GCS_HTTP_URL", host)
+
+
+_point_libraries_at_emulator()
+
+
+def is_url(path: str) -> bool:
+  return "://" in str(path)
+
+
+def _fs(path: str):
+  import fsspec
+  try:
+    return fsspec.core.url_to_fs(str(path))
+  except (ImportError, ValueError) as e:
+    raise ValueError(f"{path}: no filesystem for this URL ({e})") from None
+
+
+def _url(fs, path: str, like: str) -> str:
+  """fsspec's protocol-less path back to a URL of `like`'s scheme."""
+  if not is_url(like):
+    return path
+  return f"{like.split('://', 1)[0]}://{path.split('://', 1)[-1]}"
+
+
+def join(base: str, *parts: str) -> str:
+  return posixpath.join(str(base), *parts) if is_url(base) else os.path.join(base, *parts)
+
+
+def dirname(path: str) -> str:
+  return posixpath.dirname(str(path).rstrip("/")) if is_url(path) else os.path.dirname(path)
+
+
+def basename(path: str) -> str:
+  return posixpath.basename(str(path).rstrip("/"))
+
+
+def absolute(path: str) -> str:
+  return str(path) if is_url(path) else os.path.abspath(path)
+
+
+def exists(path: str) -> bool:
+  if not is_url(path):
+    return os.path.exists(path)
+  fs, p = _fs(path)
+  return fs.exists(p)
+
+
+def isdir(path: str) -> bool:
+  if not is_url(path):
+    return os.path.isdir(path)
+  fs, p = _fs(path)
+  return fs.isdir(p)
+
+
+def listdir(path: str) -> list[str]:
+  """Names (not paths) in a folder; FileNotFoundError naming it if there is none."""
+  if not is_url(path):
+    try:
+      return sorted(os.listdir(path))
+    except FileNotFoundError:
+      raise FileNotFoundError(f"{path}: not found") from None
+  fs, p = _fs(path)
+  if not fs.isdir(p):
+    raise FileNotFoundError(f"{path}: not found")
+  return sorted(basename(e) for e in fs.ls(p, detail=False) if e.rstrip("/") != p.rstrip("/"))
+
+
+def walk_files(root: str) -> list[str]:
+  """Every file under `root`, as paths relative to it, sorted."""
+  if not is_url(root):
+    return sorted(os.path.relpath(os.path.join(d, n), root)
+                  for d, _, names in os.walk(root) for n in names)
+  fs, p = _fs(root)
+  return sorted(posixpath.relpath(f, p) for f in fs.find(p))
+
+
+def glob(pattern: str) -> list[str]:
+  if not is_url(pattern):
+    import glob as glob_lib
+    return sorted(glob_lib.glob(pattern))
+  fs, p = _fs(pattern)
+  return sorted(_url(fs, f, pattern) for f in fs.glob(p))
+
+
+def makedirs(path: str) -> None:
+  if not is_url(path):
+    os.makedirs(path, exist_ok=True)
+  else:  # buckets have no folders; check the bucket exists, for an error that names it
+    fs, p = _fs(path)
+    bucket = p.split("/", 1)[0]
+    if not fs.exists(bucket):
+      raise FileNotFoundError(f"{path}: bucket {bucket!r} does not exist")
+
+
+def getsize(path: str) -> int:
+  if not is_url(path):
+    return os.path.getsize(path)
+  fs, p = _fs(path)
+  return fs.size(p)
+
+
+def open(path: str, mode: str = "r") -> IO:  # noqa: A001 (the layer's open)
+  """A file object at `path`, local or remote (use it in `with`); FileNotFoundError
+  names a missing one. A remote file being written appears when it is closed."""
+  try:
+    if not is_url(path):
+      return builtins.open(path, mode)
+    fs, p = _fs(path)
+    return fs.open(p, mode)
+  except FileNotFoundError:
+    raise FileNotFoundError(f"{path}: not found") from None
+
+
+def read_text(path: str) -> str:
+  with open(path) as f:
+    return f.read()
+
+
+def write_text(path: str, text: str) -> None:
+  """Written whole: a reader sees the old file or the new, never half of one
+  (a local temporary renamed; a remote object is replaced in one upload)."""
+  if is_url(path):
+    with open(path, "w") as f:
+      f.write(text)
+    return
+  tmp = f"{path}.{uuid.uuid4().hex}.tmp"
+  with builtins.open(tmp, "w") as f:
+    f.write(text)
+  os.replace(tmp, path)
+
+
+def remove(path: str) -> None:
+  if not is_url(path):
+    os.remove(path)
+  else:
+    fs, p = _fs(path)
+    fs.rm(p)
+
+
+def rmtree(path: str) -> None:
+  if not is_url(path):
+    shutil.rmtree(path)
+  else:
+    fs, p = _fs(path)
+    fs.rm(p, recursive=True)
+
+
+def rename(src: str, dst: str) -> None:
+  """Moves a file or folder (remote: copied, then the source removed)."""
+  if not is_url(src) and not is_url(dst):
+    os.replace(src, dst)
+    return
+  fs, p = _fs(src)
+  _, q = _fs(dst)
+  fs.mv(p, q, recursive=fs.isdir(p))
+
+
+def put(local: str, path: str) -> None:
+  """Copies a local file to `path` (local: renamed into place)."""
+  if not is_url(path):
+    os.replace(local, path)
+    return
+  fs, p = _fs(path)
+  fs.put_file(local, p)
+
+
+@contextlib.contextmanager
+def local_copy(path: str) -> Iterator[str]:
+  """A local path holding `path`'s bytes (itself when local), removed afterwards:
+  for libraries that read only local files (PyAV's demuxers)."""
+  if not is_url(path):
+    yield path
+    return
+  fs, p = _fs(path)
+  if not fs.exists(p):
+    raise FileNotFoundError(f"{path}: not found")
+  with tempfile.TemporaryDirectory(prefix="avjax-") as tmp:
+    local = os.path.join(tmp, basename(path))
+    fs.get_file(p, local)
+    yield local
+
+
+def tf_reads(path: str) -> bool:
+  """Whether TensorFlow's own filesystems serve `path`: local files, and gs://
+  unless a GCS emulator is configured (TF's GCS endpoints cannot be changed)."""
+  if not is_url(path):
+    return True
+  return str(path).startswith("gs://") and not os.environ.get(EMULATOR_ENV)
