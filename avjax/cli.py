@@ -57,12 +57,20 @@ def _is_tf_data_error(e: BaseException) -> bool:
   return type(e).__module__.startswith("tensorflow") and hasattr(e, "message")
 
 
-def run(name: str, main) -> None:
+def run(name: str, main, pass_through=None) -> None:
   """Runs an absl entry point with the config flag's errors and user errors
-  said in one line (`name: message`)."""
+  said in one line (`name: message`). Where `pass_through(argv)` is true, flags
+  absl does not know reach main's argv (another library's options) instead of
+  being an error; main must then check them."""
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   from absl import app
-  app.run(with_one_line_errors(name, main), flags_parser=parse_flags)
+
+  def parser(argv):
+    if pass_through is not None and pass_through(argv):
+      return parse_flags(argv, known_only=True)
+    return parse_flags(argv)
+
+  app.run(with_one_line_errors(name, main), flags_parser=parser)
 
 
 def hide_accelerators_from_tf():
@@ -76,10 +84,10 @@ def quiet_logging():
     logging.set_verbosity(logging.WARNING)
 
 
-def parse_flags(argv):
+def parse_flags(argv, known_only: bool = False):
   """absl flag parsing, with config errors said in one line instead of a traceback."""
   try:
-    return flags.FLAGS(argv)
+    return flags.FLAGS(argv, known_only=known_only)
   except (AttributeError, KeyError, ValueError, TypeError, OSError, ImportError,
           flags.Error) as e:
     sys.exit(f"config error: {config_error_detail(e, argv)}")

@@ -8,6 +8,15 @@ framing come from the training config (`--config.data.*` overrides apply), so
 the shards hold what that config's reader slices. Without it they come from
 --fps, --sample_rate, --frame_size and --stft (default: the paper's settings).
 The work itself is data_pipelines.prepare.prepare.
+
+With --runner, the same preparation runs as an Apache Beam pipeline
+(data_pipelines/beam_prepare.py; `pip install avjax[beam]`), and the flags
+avjax-prepare does not define are Beam's pipeline options:
+
+  avjax-prepare --input DIR --output DIR --config=... --runner=DirectRunner \
+      --direct_num_workers=0 --direct_running_mode=multi_processing
+  avjax-prepare --input gs://b/videos --output gs://b/prepared --config=... \
+      --runner=DataflowRunner --project=P --region=R --temp_location=gs://b/tmp
 """
 from __future__ import annotations
 
@@ -35,6 +44,13 @@ _CLIP_SECONDS = flags.DEFINE_float("clip_seconds", 10.0, "longer videos are cut 
 _MIN_SECONDS = flags.DEFINE_float("min_seconds", 1.0, "shorter files and tails are skipped")
 _WORKERS = flags.DEFINE_integer("workers", None, "processes (default: all cores)")
 _FILES_PER_SHARD = flags.DEFINE_integer("files_per_shard", 32, "input files per output shard")
+_NUM_SHARDS = flags.DEFINE_integer("num_shards", None, "output shards (default: "
+                                   "inputs / --files_per_shard)")
+_RANGE_SECONDS = flags.DEFINE_float("range_seconds", 60.0, "files longer than this are decoded "
+                                    "as time ranges of about this length, in parallel (0: never)")
+_RUNNER = flags.DEFINE_string("runner", None, "run on Apache Beam with this runner (DirectRunner, "
+                              "DataflowRunner, FlinkRunner, SparkRunner, ...); the flags "
+                              "avjax-prepare does not define are then Beam pipeline options")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "replace another prepare job's shards in "
                                "--output (without it such a folder is refused)")
 flags.mark_flags_as_required(["input", "output"])
@@ -69,17 +85,46 @@ def settings_from_flags():
                                      spectrogram=spectrogram, **common)
 
 
+def beam_args(runner: str, rest: list[str]) -> list[str]:
+  """--runner and the pipeline options among `rest`; a flag that is neither
+  avjax-prepare's nor a Beam option is an error, not silently dropped."""
+  try:
+    from apache_beam.options.pipeline_options import PipelineOptions
+  except ImportError:
+    raise ValueError(f"--runner={runner} needs Apache Beam: pip install 'avjax[beam]'") from None
+  known = PipelineOptions(rest).get_all_options(drop_default=False)
+  for arg in rest:
+    name = arg.lstrip("-").split("=", 1)[0]
+    if arg.startswith("-") and name not in known:
+      raise ValueError(f"{arg.split('=', 1)[0]}: neither an avjax-prepare flag nor a Beam "
+                       "pipeline option")
+    if not arg.startswith("-"):
+      raise ValueError(f"{arg!r}: unexpected argument")
+  return [f"--runner={runner}", *rest]
+
+
 def main(argv):
-  del argv
   from data_pipelines import prepare as prepare_lib
   settings = settings_from_flags()
-  prepare_lib.prepare(_INPUT.value, _OUTPUT.value, labels_csv=_LABELS.value,
-                      boxes_csv=_BOXES.value, settings=settings, workers=_WORKERS.value,
-                      files_per_shard=_FILES_PER_SHARD.value, overwrite=_OVERWRITE.value)
+  common = dict(labels_csv=_LABELS.value, boxes_csv=_BOXES.value, settings=settings,
+                files_per_shard=_FILES_PER_SHARD.value, num_shards=_NUM_SHARDS.value,
+                overwrite=_OVERWRITE.value, range_seconds=_RANGE_SECONDS.value or None)
+  if _RUNNER.value is None:
+    if len(argv) > 1:
+      raise ValueError(f"unexpected arguments {argv[1:]} (Beam options need --runner)")
+    prepare_lib.prepare(_INPUT.value, _OUTPUT.value, workers=_WORKERS.value, **common)
+    return
+  from data_pipelines import beam_prepare
+  beam_prepare.run(_INPUT.value, _OUTPUT.value, beam_args=beam_args(_RUNNER.value, argv[1:]),
+                   **common)
+
+
+def _with_runner(argv) -> bool:
+  return any(a == "--runner" or a.startswith("--runner=") for a in argv)
 
 
 def run():
-  cli.run("avjax-prepare", main)
+  cli.run("avjax-prepare", main, pass_through=_with_runner)
 
 
 if __name__ == "__main__":

@@ -23,18 +23,6 @@ class BadMediaError(Exception):
   """A file that cannot give a training clip; str() is the reason for the report."""
 
 
-@dataclasses.dataclass
-class DecodedVideo:
-  frames: np.ndarray      # [T, H, W, 3] uint8 sampled at `fps`
-  fps: float
-  waveform: np.ndarray    # [S] float32 mono at `sample_rate`
-  sample_rate: int
-
-  @property
-  def duration_s(self) -> float:
-    return min(len(self.frames) / self.fps, len(self.waveform) / self.sample_rate)
-
-
 def _resized_shape(width: int, height: int, short_side: int) -> tuple[int, int]:
   """Keep the aspect ratio, scaling the shorter side to `short_side` (even sizes)."""
   scale = short_side / min(width, height)
@@ -43,12 +31,42 @@ def _resized_shape(width: int, height: int, short_side: int) -> tuple[int, int]:
   return w, h
 
 
-def _frames_at(container, stream, fps: float, short_side: int) -> Iterator[np.ndarray]:
-  """Frames at times t0 + k/fps, each the last source frame shown at or before it,
-  one at a time: memory holds one decoded frame, whatever the video's length."""
+def _frames_from(container, stream, target: float | None) -> Iterator:
+  """Decoded frames in presentation order, starting at or before time `target`
+  (None: the start) by seeking to the keyframe before it. A container whose
+  seek lands after the target is decoded from its start instead."""
+  if target is None:
+    yield from container.decode(stream)
+    return
+  container.seek(max(0, int(target / stream.time_base)), stream=stream)
+  first = True
+  for frame in container.decode(stream):
+    if first and frame.time is not None:
+      first = False
+      if frame.time > target + 1e-6:  # an inexact index: start over from the beginning
+        container.seek(0, stream=stream, backward=True)
+        yield from container.decode(stream)
+        return
+    yield frame
+
+
+def first_frame_time(container, stream) -> float | None:
+  """The time of the first decodable frame: the origin of the frame grid."""
+  for frame in container.decode(stream):
+    if frame.time is not None:
+      return frame.time
+  return None
+
+
+def _frames_at(container, stream, fps: float, short_side: int, *, first_n: int = 0,
+               t0: float | None = None) -> Iterator[np.ndarray]:
+  """Frames at times t0 + n/fps for n = first_n, first_n + 1, ..., each the last
+  source frame shown at or before it, one at a time: memory holds one decoded
+  frame, whatever the video's length. From first_n > 0 (t0 given) the decoder
+  seeks there instead of decoding what comes before."""
   w, h = _resized_shape(stream.codec_context.width, stream.codec_context.height, short_side)
-  n = 0
-  t0 = prev = prev_image = None
+  n = first_n
+  prev = prev_image = None
 
   def prev_as_array():
     nonlocal prev_image
@@ -56,7 +74,7 @@ def _frames_at(container, stream, fps: float, short_side: int) -> Iterator[np.nd
       prev_image = prev.to_ndarray(width=w, height=h, format="rgb24")
     return prev_image
 
-  for frame in container.decode(stream):
+  for frame in _frames_from(container, stream, None if first_n == 0 else t0 + first_n / fps):
     if frame.time is None:
       continue
     if t0 is None:
@@ -72,14 +90,6 @@ def _frames_at(container, stream, fps: float, short_side: int) -> Iterator[np.nd
       n += 1
 
 
-def _decode_frames(container, stream, fps: float, short_side: int) -> np.ndarray:
-  out = list(_frames_at(container, stream, fps, short_side))
-  if out:
-    return np.stack(out)
-  w, h = _resized_shape(stream.codec_context.width, stream.codec_context.height, short_side)
-  return np.zeros((0, h, w, 3), np.uint8)
-
-
 def _audio_chunks(container, stream, sample_rate: int) -> Iterator[np.ndarray]:
   """Mono float32 at `sample_rate`, one decoded packet's worth at a time."""
   resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
@@ -88,11 +98,6 @@ def _audio_chunks(container, stream, sample_rate: int) -> Iterator[np.ndarray]:
       yield resampled.to_ndarray().reshape(-1).astype(np.float32)
   for resampled in resampler.resample(None):
     yield resampled.to_ndarray().reshape(-1).astype(np.float32)
-
-
-def _decode_audio(container, stream, sample_rate: int) -> np.ndarray:
-  chunks = list(_audio_chunks(container, stream, sample_rate))
-  return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
 
 
 @contextlib.contextmanager
@@ -114,28 +119,6 @@ def _require_samples(waveform: np.ndarray) -> None:
 def _require_finite(waveform: np.ndarray) -> None:
   if not np.all(np.isfinite(waveform)):
     raise BadMediaError("audio holds NaN or Inf samples")
-
-
-def decode_video(path: str, *, fps: float, sample_rate: int, short_side: int,
-                 min_seconds: float) -> DecodedVideo:
-  """Decodes `path` to frames at `fps` (shorter side `short_side`) and mono audio."""
-  with _bad_media_on_decode_errors(), fs.local_copy(path) as local:
-    with av.open(local) as container:
-      if not container.streams.video:
-        raise BadMediaError("no video stream")
-      if not container.streams.audio:
-        raise BadMediaError("no audio track")
-      frames = _decode_frames(container, container.streams.video[0], fps, short_side)
-    with av.open(local) as container:
-      waveform = _decode_audio(container, container.streams.audio[0], sample_rate)
-  if len(frames) == 0:
-    raise BadMediaError("no decodable video frames")
-  _require_samples(waveform)
-  video = DecodedVideo(frames, fps, waveform, sample_rate)
-  if video.duration_s + 1e-6 < min_seconds:
-    raise BadMediaError(f"too short: {video.duration_s:.2f}s of audio+video, need {min_seconds:.2f}s")
-  _require_finite(waveform)
-  return video
 
 
 def stream_frames(path: str, *, fps: float, short_side: int) -> Iterator[np.ndarray]:
@@ -170,19 +153,151 @@ def decode_audio(path: str, *, sample_rate: int) -> np.ndarray:
   return np.concatenate(chunks)
 
 
-def split_into_clips(video: DecodedVideo, clip_seconds: float, min_seconds: float):
-  """Yields (start_s, end_s, frames, waveform) pieces of at most `clip_seconds`.
 
-  A trailing piece shorter than `min_seconds` is dropped: it cannot hold one window.
-  Piece boundaries fall on the frame grid so that frames and audio stay aligned.
+
+@dataclasses.dataclass
+class ClipPiece:
+  """One clip cut from a video: frames on the frame grid, and the audio under them."""
+  start_s: float
+  end_s: float
+  frames: np.ndarray    # [T, H, W, 3] uint8 at the prepare frame rate
+  waveform: np.ndarray  # [S] float32 mono at the prepare sample rate
+
+
+def probe_seconds(path: str) -> float | None:
+  """A media file's duration from its container's header (None if it gives none
+  or cannot be opened): enough to plan time ranges, never to cut clips. A remote
+  file is read through a file object, so only the header travels."""
+  try:
+    with fs.open(path, "rb") as f, av.open(f) as container:
+      if container.duration is not None:
+        return container.duration / 1e6  # AV_TIME_BASE
+      spans = [float(s.duration * s.time_base) for s in container.streams
+               if s.duration is not None and s.time_base is not None]
+      return max(spans) if spans else None
+  except (av.error.FFmpegError, ValueError, OSError, UnicodeDecodeError):
+    return None
+
+
+class _Audio:
+  """The audio of a file from its start, kept from a sample index on: the
+  resampler sees every sample from the first, so a time range's audio is the same
+  samples the whole file's audio holds there. Holds at most a clip's samples."""
+
+  def __init__(self, chunks: Iterator[np.ndarray], keep_from: int = 0):
+    self._chunks, self.done = chunks, False
+    self.total = 0              # samples decoded so far
+    self._keep_from = keep_from  # samples before this are dropped as they come
+    self._start = 0             # the sample index of the first kept chunk's start
+    self._kept: list[np.ndarray] = []
+
+  def pull(self) -> None:
+    chunk = next(self._chunks, None)
+    if chunk is None:
+      self.done = True
+      return
+    _require_finite(chunk)
+    self.total += len(chunk)
+    self._kept.append(chunk)
+    self._forget()
+
+  def _forget(self) -> None:
+    while self._kept and self._start + len(self._kept[0]) <= self._keep_from:
+      self._start += len(self._kept.pop(0))
+
+  def take(self, s0: int, s1: int) -> np.ndarray:
+    """Samples [s0, s1), forgetting those before s0 (s0 never goes back)."""
+    self._keep_from = s0
+    self._forget()
+    kept = np.concatenate(self._kept) if self._kept else np.zeros(0, np.float32)
+    return kept[s0 - self._start:s1 - self._start].copy()
+
+
+def stream_clips(path: str, *, fps: float, sample_rate: int, short_side: int,
+                 clip_seconds: float, min_seconds: float, first_frame: int = 0,
+                 end_frame: int | None = None) -> Iterator[ClipPiece]:
+  """Cuts a video into clips of `clip_seconds` on the frame grid (frames at
+  `fps`, shorter side `short_side`; mono audio at `sample_rate`), decoding one
+  clip at a time: memory holds a clip, whatever the video's length.
+
+  The clips of frames [first_frame, end_frame) (end None: to the end of the
+  file), a time range on the clip grid; the video is sought to the range, the
+  audio decoded from the start. Every range gives the clips the whole file gives
+  there. A trailing piece shorter than `min_seconds` is dropped. Raises
+  BadMediaError (no stream, undecodable, too short, NaN audio) as it goes; a
+  caller keeping a file's clips only if it completes keeps what a whole decode
+  would have.
   """
-  frames_per_clip = max(1, int(math.floor(clip_seconds * video.fps)))
-  n_frames = int(math.floor(video.duration_s * video.fps + 1e-6))
-  for first in range(0, n_frames, frames_per_clip):
-    last = min(first + frames_per_clip, n_frames)
-    start_s, end_s = first / video.fps, last / video.fps
-    if end_s - start_s + 1e-6 < min_seconds:
+  frames_per_clip = max(1, int(math.floor(clip_seconds * fps)))
+  with _bad_media_on_decode_errors(), fs.local_copy(path) as local:
+    with av.open(local) as video_container, av.open(local) as audio_container:
+      if not video_container.streams.video:
+        raise BadMediaError("no video stream")
+      if not audio_container.streams.audio:
+        raise BadMediaError("no audio track")
+      vstream = video_container.streams.video[0]
+      t0 = None
+      if first_frame > 0:
+        t0 = first_frame_time(video_container, vstream)
+        if t0 is None:
+          return
+      frames = _frames_at(video_container, vstream, fps, short_side, first_n=first_frame, t0=t0)
+      audio = _Audio(_audio_chunks(audio_container, audio_container.streams.audio[0], sample_rate),
+                     keep_from=int(round(first_frame / fps * sample_rate)))
+      yield from _cut(frames, audio, fps=fps, sample_rate=sample_rate,
+                      frames_per_clip=frames_per_clip, min_seconds=min_seconds,
+                      first_frame=first_frame, end_frame=end_frame)
+
+
+def _cut(frames: Iterator[np.ndarray], audio: _Audio, *, fps, sample_rate, frames_per_clip,
+         min_seconds, first_frame, end_frame) -> Iterator[ClipPiece]:
+  """Clip boundaries fall on the frame grid, so that frames and audio stay
+  aligned; a clip is cut once both streams are known to cover it."""
+  buffer: list[np.ndarray] = []
+  n_frames, video_done = first_frame, False  # frames seen, counted from the file's start
+
+  def covered() -> int:  # frames of the grid both streams cover so far
+    return int(math.floor(min(n_frames / fps, audio.total / sample_rate) * fps + 1e-6))
+
+  def samples(frame: int) -> int:
+    return int(round(frame / fps * sample_rate))
+
+  first = first_frame
+  while end_frame is None or first < end_frame:
+    last = first + frames_per_clip
+    while covered() < last:
+      if n_frames < last and not video_done:
+        image = next(frames, None)
+        if image is None:
+          video_done = True
+        else:
+          buffer.append(image)
+          n_frames += 1
+      elif not audio.done:
+        audio.pull()
+      elif not video_done:  # audio ended first; the video may still hold errors
+        video_done = next(frames, None) is None
+        n_frames += not video_done
+      else:
+        break
+    last = min(last, covered())
+    if last - first <= 0 or (last - first) / fps + 1e-6 < min_seconds:
       break
-    s0 = int(round(start_s * video.sample_rate))
-    s1 = int(round(end_s * video.sample_rate))
-    yield start_s, end_s, video.frames[first:last], video.waveform[s0:s1]
+    yield ClipPiece(first / fps, last / fps, np.stack(buffer[:last - first]),
+                    audio.take(samples(first), samples(last)))
+    del buffer[:last - first]
+    first = last
+  if end_frame is not None and first >= end_frame:
+    return  # a later range holds the rest
+  # The whole file is checked, as a whole decode would: the streams to their ends.
+  while not video_done:
+    video_done = next(frames, None) is None
+    n_frames += not video_done
+  while not audio.done:
+    audio.pull()
+  if first_frame == 0 and n_frames == 0:
+    raise BadMediaError("no decodable video frames")
+  _require_samples(np.zeros(audio.total))
+  duration = min(n_frames / fps, audio.total / sample_rate)
+  if duration + 1e-6 < min_seconds:
+    raise BadMediaError(f"too short: {duration:.2f}s of audio+video, need {min_seconds:.2f}s")

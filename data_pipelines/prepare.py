@@ -23,6 +23,8 @@ import os
 import shutil
 import sys
 import tempfile
+import uuid
+from typing import Iterator
 
 import numpy as np
 
@@ -40,6 +42,8 @@ VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".ogv", ".mov", ".m4v", ".m
 MANIFEST = "manifest.json"
 REPORT = "skipped.csv"
 SHARD_PREFIX = "clips"
+# A longer file is decoded as time ranges of about this many seconds, in parallel.
+RANGE_SECONDS = 60.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,28 +136,70 @@ def _magnitude(waveform: np.ndarray, spec) -> np.ndarray:
   return spectrogram_lib.stft_magnitude(waveform, spec).numpy().astype(np.float32)
 
 
-def _clips_for_file(root: str, rel: str, settings: PrepareSettings, label_map: dict,
-                    labels: list[str], boxes: list) -> list:
-  from data_pipelines import decode, dmvr
-  video = decode.decode_video(fs.join(root, rel), fps=settings.fps,
-                              sample_rate=settings.sample_rate,
-                              short_side=settings.frame_size,
-                              min_seconds=settings.min_seconds)
+def _clip_record(clip, rel: str, settings: PrepareSettings, label_map: dict,
+                 labels: list[str], boxes: list) -> bytes:
+  """One decoded clip -> its serialized DMVR SequenceExample."""
+  from data_pipelines import dmvr
   stft = settings.spectrogram
-  clips = []
-  for start_s, end_s, frames, waveform in decode.split_into_clips(
-      video, settings.clip_seconds, settings.min_seconds):
-    in_clip = [b for b in boxes if b[4] < 0 or start_s <= b[4] < end_s]
-    clips.append(dmvr.Clip(
-        magnitude=None if stft is None else _magnitude(waveform, stft),
-        spectrogram=stft,
-        filename=rel, start_s=start_s, end_s=end_s, fps=settings.fps,
-        sample_rate=settings.sample_rate,
-        jpeg_frames=_encode_jpegs(frames, settings.jpeg_quality), waveform=waveform,
-        label_index=[label_map[l] for l in labels], label_text=labels,
-        boxes=np.array([b[:4] for b in in_clip], np.float32).reshape(-1, 4),
-        box_times_s=[(b[4] - start_s) if b[4] >= 0 else -1.0 for b in in_clip]))
-  return clips
+  in_clip = [b for b in boxes if b[4] < 0 or clip.start_s <= b[4] < clip.end_s]
+  return dmvr.to_sequence_example(dmvr.Clip(
+      magnitude=None if stft is None else _magnitude(clip.waveform, stft),
+      spectrogram=stft,
+      filename=rel, start_s=clip.start_s, end_s=clip.end_s, fps=settings.fps,
+      sample_rate=settings.sample_rate,
+      jpeg_frames=_encode_jpegs(clip.frames, settings.jpeg_quality), waveform=clip.waveform,
+      label_index=[label_map[l] for l in labels], label_text=labels,
+      boxes=np.array([b[:4] for b in in_clip], np.float32).reshape(-1, 4),
+      box_times_s=[(b[4] - clip.start_s) if b[4] >= 0 else -1.0 for b in in_clip])
+  ).SerializeToString(deterministic=True)  # map keys sorted: equal clips, equal bytes
+
+
+@dataclasses.dataclass(frozen=True)
+class Unit:
+  """A piece of work: one file, or one time range of a long one (frames
+  [first_frame, end_frame) on the prepare frame grid; end None: to the end)."""
+  file: str
+  index: int = 0
+  first_frame: int = 0
+  end_frame: int | None = None
+
+
+def plan_units(rel: str, root: str, settings: PrepareSettings,
+               range_seconds: float | None = RANGE_SECONDS) -> list[Unit]:
+  """A file longer than `range_seconds` (by its header) becomes time ranges of
+  about that length on the clip grid, which workers decode in parallel by
+  seeking; others are one unit. Ranges change the work, never the records."""
+  from data_pipelines import decode
+  if not range_seconds:
+    return [Unit(rel)]
+  seconds = decode.probe_seconds(fs.join(root, rel))
+  frames_per_clip = max(1, int(math.floor(settings.clip_seconds * settings.fps)))
+  per_range = frames_per_clip * max(1, round(range_seconds * settings.fps / frames_per_clip))
+  # round, not ceil: a header that over-states by a frame or two must not make a
+  # range of nothing; the last range runs to the end anyway.
+  n = 1 if not seconds else max(1, round(seconds * settings.fps / per_range))
+  return [Unit(rel, i, i * per_range, None if i == n - 1 else (i + 1) * per_range)
+          for i in range(n)]
+
+
+def unit_records(root: str, unit: Unit, settings: PrepareSettings, label_map: dict,
+                 labels: list[str], boxes: list) -> Iterator[bytes]:
+  """The serialized records of one unit, a clip at a time (decoded clip by clip:
+  memory is bounded by a clip). Raises decode.BadMediaError for a bad file."""
+  from data_pipelines import decode
+  for clip in decode.stream_clips(
+      fs.join(root, unit.file), fps=settings.fps, sample_rate=settings.sample_rate,
+      short_side=settings.frame_size, clip_seconds=settings.clip_seconds,
+      min_seconds=settings.min_seconds, first_frame=unit.first_frame, end_frame=unit.end_frame):
+    yield _clip_record(clip, unit.file, settings, label_map, labels, boxes)
+
+
+def skip_reason(error: Exception) -> str:
+  """The report's reason for a file that failed with `error`."""
+  from data_pipelines import decode
+  if isinstance(error, decode.BadMediaError):
+    return str(error)
+  return f"unexpected {type(error).__name__}: {error}"  # a decoder bug on one file
 
 
 def job_fingerprint(job: dict) -> str:
@@ -199,38 +245,117 @@ def _shard_paths(output: str, index: int, num_shards: int) -> tuple[str, str]:
   return base, base + ".done.json"
 
 
-def write_shard(job: dict) -> dict:
-  """Decodes the files of one shard and writes it whole (a local temporary file,
-  renamed or uploaded when complete, then its sidecar); returns its summary."""
-  import tensorflow as tf
-  from data_pipelines import decode, dmvr
+def write_piece(item: dict) -> dict:
+  """Writes one unit's records to a local piece file (removed if the file turns
+  out bad); returns its clip count, or the reason the file is skipped."""
+  import tensorflow as tf  # imported in the worker: TF must not be forked
+  unit = item["unit"]
+  try:
+    n = 0
+    with tf.io.TFRecordWriter(item["piece"]) as writer:
+      for record in unit_records(item["root"], unit, item["settings"], item["label_map"],
+                                 item["labels"], item["boxes"]):
+        writer.write(record)
+        n += 1
+    return {"clips": n, "reason": None}
+  except Exception as e:  # noqa: BLE001 - one bad file must not cost the others
+    if os.path.exists(item["piece"]):
+      os.remove(item["piece"])
+    return {"clips": 0, "reason": skip_reason(e)}
+
+
+def _ordered_map(pool, fn, items, window: int):
+  """pool.map that submits at most `window` items ahead (a million-file job does
+  not hold a million futures) and yields results in order."""
+  pending = collections.deque()
+  for item in items:
+    pending.append(pool.submit(fn, item))
+    if len(pending) >= window:
+      yield pending.popleft().result()
+  while pending:
+    yield pending.popleft().result()
+
+
+def _shard_pieces(job: dict, units: dict, pieces_dir: str) -> list[dict]:
+  name = fs.basename(_shard_paths(job["output"], job["index"], job["num_shards"])[0])
+  return [dict(root=job["root"], unit=unit, settings=job["settings"], label_map=job["label_map"],
+               labels=job["labels"].get(rel, []), boxes=job["boxes"].get(rel, []),
+               piece=os.path.join(pieces_dir, f"{name}.{i}.{unit.index}.piece"), shard=job["index"])
+          for i, rel in enumerate(job["files"]) for unit in units[rel]]
+
+
+def assemble_shard(job: dict, items: list[dict], results: list[dict], pieces_dir: str) -> dict:
+  """Concatenates a shard's pieces in file and range order, leaving out every
+  piece of a file any of whose ranges failed (as if decoded whole), and writes
+  the shard whole (renamed or uploaded when complete), then its sidecar."""
   path, done_path = _shard_paths(job["output"], job["index"], job["num_shards"])
-  settings = job["settings"]
-  summary = {"shard": fs.basename(path), "job": job_fingerprint(job),
-             "files": job["files"], "clips": 0,
-             "clip_files": 0, "skipped": []}
-  tmp = path + ".tmp" if not fs.is_url(path) else os.path.join(
-      tempfile.mkdtemp(prefix="avjax-shard-"), fs.basename(path))
-  with tf.io.TFRecordWriter(tmp) as writer:
+  summary = {"shard": fs.basename(path), "job": job_fingerprint(job), "files": job["files"],
+             "clips": 0, "clip_files": 0, "skipped": []}
+  failed = {}
+  for item, result in zip(items, results):
+    if result["reason"] is not None:
+      failed.setdefault(item["unit"].file, result["reason"])
+  tmp = path + ".tmp" if not fs.is_url(path) else os.path.join(pieces_dir, summary["shard"])
+  with open(tmp, "wb") as out:
     for rel in job["files"]:
-      try:
-        clips = _clips_for_file(job["root"], rel, settings, job["label_map"],
-                                job["labels"].get(rel, []), job["boxes"].get(rel, []))
-      except decode.BadMediaError as e:
-        summary["skipped"].append({"file": rel, "reason": str(e)})
-        continue
-      except Exception as e:  # a decoder bug on one file must not cost the others
-        summary["skipped"].append({"file": rel, "reason": f"unexpected {type(e).__name__}: {e}"})
-        continue
-      for clip in clips:
-        writer.write(dmvr.to_sequence_example(clip).SerializeToString())
-      summary["clips"] += len(clips)
-      summary["clip_files"] += 1
+      mine = [(it, r) for it, r in zip(items, results) if it["unit"].file == rel]
+      if rel in failed:
+        summary["skipped"].append({"file": rel, "reason": failed[rel]})
+      else:
+        summary["clips"] += sum(r["clips"] for _, r in mine)
+        summary["clip_files"] += 1
+      for it, _ in mine:
+        if os.path.exists(it["piece"]):
+          if rel not in failed:
+            with open(it["piece"], "rb") as piece:
+              shutil.copyfileobj(piece, out, 1 << 22)
+          os.remove(it["piece"])
   fs.put(tmp, path)
-  if fs.is_url(path):
-    shutil.rmtree(os.path.dirname(tmp))
+  if os.path.exists(tmp):
+    os.remove(tmp)
   fs.write_text(done_path, json.dumps(summary))
   return summary
+
+
+def _write_shards(todo: list[dict], workers: int, range_seconds: float | None,
+                  quiet: bool) -> list[dict]:
+  """Plans the units of the shards to do (probing each file's header), decodes
+  them on a process pool, and assembles each shard once its units are in."""
+  output = todo[0]["output"]
+  pieces_dir = (tempfile.mkdtemp(prefix="avjax-prepare-") if fs.is_url(output) else
+                fs.join(output, f".pieces-{uuid.uuid4().hex[:8]}"))
+  os.makedirs(pieces_dir, exist_ok=True)
+  ctx = multiprocessing.get_context("spawn")
+  summaries = []
+  try:
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+      files = [rel for job in todo for rel in job["files"]]
+      planned = pool.map(plan_units, files, [job["root"] for job in todo for _ in job["files"]],
+                         [job["settings"] for job in todo for _ in job["files"]],
+                         [range_seconds] * len(files), chunksize=max(1, len(files) // (4 * workers)))
+      units = dict(zip(files, planned))
+      items = [it for job in todo for it in _shard_pieces(job, units, pieces_dir)]
+      bar = None if quiet else _progress(len(files))
+      by_shard = collections.defaultdict(list)
+      left = collections.Counter(it["shard"] for it in items)
+      jobs = {job["index"]: job for job in todo}
+      for job in todo:  # a shard of no files (more shards than files) is written empty
+        if not left[job["index"]]:
+          summaries.append(assemble_shard(job, [], [], pieces_dir))
+      for item, result in zip(items, _ordered_map(pool, write_piece, items, 4 * workers)):
+        by_shard[item["shard"]].append((item, result))
+        left[item["shard"]] -= 1
+        if bar is not None:
+          bar.update(1 / len(units[item["unit"].file]))
+        if not left[item["shard"]]:
+          done = by_shard.pop(item["shard"])
+          summaries.append(assemble_shard(jobs[item["shard"]], [d[0] for d in done],
+                                          [d[1] for d in done], pieces_dir))
+      if bar is not None:
+        bar.close()
+  finally:
+    shutil.rmtree(pieces_dir, ignore_errors=True)
+  return summaries
 
 
 def _progress(total: int):
@@ -241,40 +366,88 @@ def _progress(total: int):
     return None
 
 
-def prepare(input_path: str, output: str, *, labels_csv: str | None = None,
-            boxes_csv: str | None = None, settings: PrepareSettings = PrepareSettings(),
-            workers: int | None = None, files_per_shard: int = 32,
-            num_shards: int | None = None, quiet: bool = False, overwrite: bool = False) -> dict:
-  """Runs the whole prepare job; returns the manifest dict (also written to disk).
-
-  Re-running the same job finishes an interrupted one. An output folder that
-  holds another job's shards is refused (PrepareError), unless `overwrite`,
-  which removes everything a prepare job writes there first.
-  """
+def plan_job(input_path: str, labels_csv: str | None, boxes_csv: str | None,
+             files_per_shard: int = 32, num_shards: int | None = None) -> dict:
+  """The inputs, their labels and boxes, and the number of shards."""
   root, files = list_inputs(input_path)
   if not files:
     raise PrepareError(f"--input {input_path!r}: no files found")
   labels, boxes = read_labels(labels_csv), read_boxes(boxes_csv)
   label_names = sorted({l for ls in labels.values() for l in ls})
-  label_map = {name: i for i, name in enumerate(label_names)}
-  num_shards = num_shards or max(1, math.ceil(len(files) / files_per_shard))
-  # Interleaved assignment spreads long and short files evenly over shards.
-  jobs = []
-  for i in range(num_shards):
-    mine = files[i::num_shards]
-    jobs.append(dict(index=i, num_shards=num_shards, output=output, root=root, files=mine,
-                     settings=settings, label_map=label_map,
-                     labels={f: labels[f] for f in mine if f in labels},
-                     boxes={f: boxes[f] for f in mine if f in boxes}))
+  return dict(root=root, files=files, labels=labels, boxes=boxes, label_names=label_names,
+              label_map={name: i for i, name in enumerate(label_names)},
+              num_shards=num_shards or max(1, math.ceil(len(files) / files_per_shard)))
+
+
+def claim_output(output: str, overwrite: bool, jobs: list[dict] | None = None) -> None:
+  """Makes `output` this job's: with `overwrite`, everything a prepare job
+  writes there is removed first; otherwise shards this job would not write as
+  they are (any, without `jobs` to resume) are refused (PrepareError)."""
   if overwrite:
     for name in existing_outputs(output):
       fs.remove(fs.join(output, name))
-  foreign = foreign_shards(output, jobs)
+  foreign = (foreign_shards(output, jobs) if jobs is not None else
+             [n for n in existing_outputs(output) if n.startswith(SHARD_PREFIX + "-")])
   if foreign:
     raise PrepareError(f"{output} holds shards of another prepare job ({', '.join(foreign[:3])}"
                        f"{', ...' if len(foreign) > 3 else ''}); use another --output, or "
                        "--overwrite to replace them")
   fs.makedirs(output)
+
+
+def manifest_of(settings: PrepareSettings, label_names: list[str], *, num_files: int,
+                num_clip_files: int, num_skipped: int, shards: dict[str, int]) -> dict:
+  return {
+      "format": "dmvr-sequence-example",
+      "settings": settings.to_manifest(),
+      # What the reader checks before slicing stored |STFT| windows.
+      "spectrogram": settings.spectrogram and settings.spectrogram.to_manifest(),
+      "labels": label_names,
+      "num_files": num_files,
+      "num_clip_files": num_clip_files,
+      "num_clips": sum(shards.values()),
+      "num_skipped": num_skipped,
+      "shards": dict(sorted(shards.items())),
+  }
+
+
+def write_report(output: str, skipped: list[dict]) -> None:
+  report = io.StringIO()
+  csv.writer(report).writerows([["file", "reason"], *([s["file"], s["reason"]] for s in skipped)])
+  fs.write_text(fs.join(output, REPORT), report.getvalue())
+
+
+def describe(manifest: dict, output: str, skipped: list[dict]) -> str:
+  reasons = collections.Counter(s["reason"].split(":")[0] for s in skipped)
+  detail = ", ".join(f"{r}: {n}" for r, n in sorted(reasons.items()))
+  return (f"prepared {manifest['num_clips']} clips from {manifest['num_clip_files']} of "
+          f"{manifest['num_files']} files into {len(manifest['shards'])} shards in {output}; "
+          f"skipped {len(skipped)}" + (f" ({detail}), see {fs.join(output, REPORT)}" if skipped else ""))
+
+
+def prepare(input_path: str, output: str, *, labels_csv: str | None = None,
+            boxes_csv: str | None = None, settings: PrepareSettings = PrepareSettings(),
+            workers: int | None = None, files_per_shard: int = 32,
+            num_shards: int | None = None, quiet: bool = False, overwrite: bool = False,
+            range_seconds: float | None = RANGE_SECONDS) -> dict:
+  """Runs the whole prepare job on a local process pool; returns the manifest
+  dict (also written to `output`).
+
+  Re-running the same job finishes an interrupted one. An output folder that
+  holds another job's shards is refused (PrepareError), unless `overwrite`,
+  which removes everything a prepare job writes there first.
+  """
+  plan = plan_job(input_path, labels_csv, boxes_csv, files_per_shard, num_shards)
+  num_shards, files = plan["num_shards"], plan["files"]
+  # Interleaved assignment spreads long and short files evenly over shards.
+  jobs = []
+  for i in range(num_shards):
+    mine = files[i::num_shards]
+    jobs.append(dict(index=i, num_shards=num_shards, output=output, root=plan["root"],
+                     files=mine, settings=settings, label_map=plan["label_map"],
+                     labels={f: plan["labels"][f] for f in mine if f in plan["labels"]},
+                     boxes={f: plan["boxes"][f] for f in mine if f in plan["boxes"]}))
+  claim_output(output, overwrite, jobs)
   summaries, todo = [], []
   for job in jobs:
     path, done_path = _shard_paths(output, job["index"], num_shards)
@@ -282,39 +455,16 @@ def prepare(input_path: str, output: str, *, labels_csv: str | None = None,
       summaries.append(json.loads(fs.read_text(done_path)))
     else:
       todo.append(job)
-  bar = None if quiet else _progress(sum(len(j["files"]) for j in todo))
-  workers = workers or os.cpu_count() or 1
   if todo:
-    ctx = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(min(workers, len(todo)), mp_context=ctx) as pool:
-      for summary in pool.map(write_shard, todo):
-        summaries.append(summary)
-        if bar is not None:
-          bar.update(len(summary["files"]))
-  if bar is not None:
-    bar.close()
+    summaries += _write_shards(todo, workers or os.cpu_count() or 1, range_seconds, quiet)
   summaries.sort(key=lambda s: s["shard"])
   skipped = [s for sm in summaries for s in sm["skipped"]]
-  report = io.StringIO()
-  csv.writer(report).writerows([["file", "reason"], *([s["file"], s["reason"]] for s in skipped)])
-  fs.write_text(fs.join(output, REPORT), report.getvalue())
-  manifest = {
-      "format": "dmvr-sequence-example",
-      "settings": settings.to_manifest(),
-      # What the reader checks before slicing stored |STFT| windows.
-      "spectrogram": settings.spectrogram and settings.spectrogram.to_manifest(),
-      "labels": label_names,
-      "num_files": len(files),
-      "num_clip_files": sum(s["clip_files"] for s in summaries),
-      "num_clips": sum(s["clips"] for s in summaries),
-      "num_skipped": len(skipped),
-      "shards": {s["shard"]: s["clips"] for s in summaries},
-  }
+  write_report(output, skipped)
+  manifest = manifest_of(settings, plan["label_names"], num_files=len(files),
+                         num_clip_files=sum(s["clip_files"] for s in summaries),
+                         num_skipped=len(skipped),
+                         shards={s["shard"]: s["clips"] for s in summaries})
   fs.write_text(fs.join(output, MANIFEST), json.dumps(manifest, indent=1))
-  reasons = collections.Counter(s["reason"].split(":")[0] for s in skipped)
   if not quiet:
-    detail = ", ".join(f"{r}: {n}" for r, n in sorted(reasons.items()))
-    print(f"prepared {manifest['num_clips']} clips from {manifest['num_clip_files']} of "
-          f"{len(files)} files into {num_shards} shards in {output}; skipped "
-          f"{len(skipped)}" + (f" ({detail}), see {fs.join(output, REPORT)}" if skipped else ""))
+    print(describe(manifest, output, skipped))
   return manifest

@@ -1,4 +1,5 @@
 """prepare on a folder that mixes good and broken files."""
+import collections
 import csv
 import json
 import os
@@ -226,3 +227,84 @@ def test_prepare_with_a_config_stores_what_its_reader_slices(mixed_folder, tmp_p
                   "--config=configs/avenet.py:tiny", "--sample_rate=16000"], cwd=ROOT)
   assert r.returncode != 0 and r.stderr.strip().splitlines() == [
       "avjax-prepare: --sample_rate: --config decides these; override --config.data.* instead"]
+
+
+def _shard_bytes(out):
+  return {p.name: p.read_bytes() for p in sorted(out.glob("*.tfrecord"))}
+
+
+def test_streaming_prepare_writes_the_records_of_a_whole_file_decode(mixed_folder, tmp_path):
+  """Clip-by-clip decoding, and long files split into time ranges decoded by
+  seeking, write the records that decoding each file whole wrote, and skip the
+  same files for the same reasons."""
+  from tests import whole_decode
+  root, good, broken = mixed_folder
+  # 3 s at 1 s clips: long.mp4 is 3 ranges of a clip (seeks to 1 s and 2 s).
+  ranged = _run(root, tmp_path / "ranged", clip_seconds=1.0, range_seconds=1.0)
+  whole = _run(root, tmp_path / "whole", clip_seconds=1.0, range_seconds=None)
+  assert _shard_bytes(tmp_path / "ranged") == _shard_bytes(tmp_path / "whole")
+  assert ranged == whole
+  settings = prepare.PrepareSettings(sample_rate=16000, frame_size=32, clip_seconds=1.0)
+  units = prepare.plan_units("long.mp4", str(root), settings, 1.0)
+  assert [(u.first_frame, u.end_frame) for u in units] == [(0, 25), (25, 50), (50, None)]
+  written = collections.defaultdict(list)
+  for r in _raw_records(tmp_path / "ranged"):
+    name = tf.train.SequenceExample.FromString(r).context.feature[dmvr.FILENAME].bytes_list.value[0]
+    written[name.decode()].append(r)
+  label_map = {"bird": 0, "cat": 1, "dog": 2}
+  for name in good:
+    labels = ["cat", "dog"] if name == good[0] else ["bird"]
+    boxes = [(0.1, 0.2, 0.5, 0.6, 0.8)] if name == "good_1.mkv" else []
+    assert written[name] == whole_decode.whole_file_records(
+        str(root), name, settings, label_map, labels, boxes), name
+  assert len(written["long.mp4"]) == 3
+  with open(tmp_path / "ranged" / prepare.REPORT) as f:
+    report = {r["file"]: r["reason"] for r in csv.DictReader(f)}
+  for name in broken:
+    with pytest.raises(Exception) as e:
+      whole_decode.whole_file_records(str(root), name, settings)
+    assert report[name] == prepare.skip_reason(e.value), name
+
+
+def _raw_records(out):
+  files = sorted(str(p) for p in out.glob("*.tfrecord"))
+  return [r.numpy() for r in tf.data.TFRecordDataset(files)]
+
+
+def test_beam_pipeline_writes_what_local_prepare_writes(mixed_folder, tmp_path):
+  """The Beam pipeline on the DirectRunner, in multi-process mode: the same
+  serialized records (order aside), the same skipped files for the same reasons,
+  and a manifest the reader accepts."""
+  from data_pipelines import beam_prepare
+  root, good, broken = mixed_folder
+  local = _run(root, tmp_path / "local", clip_seconds=1.0, range_seconds=1.0)
+  beam = beam_prepare.run(
+      str(root), str(tmp_path / "beam"), labels_csv=str(root / "labels.csv"),
+      boxes_csv=str(root / "boxes.csv"),
+      settings=prepare.PrepareSettings(sample_rate=16000, frame_size=32, clip_seconds=1.0),
+      files_per_shard=4, range_seconds=1.0, quiet=True,
+      beam_args=["--runner=DirectRunner", "--direct_num_workers=2",
+                 "--direct_running_mode=multi_processing"])
+  assert sorted(_raw_records(tmp_path / "beam")) == sorted(_raw_records(tmp_path / "local"))
+  reports = []
+  for out in ("local", "beam"):
+    with open(tmp_path / out / prepare.REPORT) as f:
+      reports.append(sorted((r["file"], r["reason"]) for r in csv.DictReader(f)))
+  assert reports[0] == reports[1] and {f for f, _ in reports[0]} == set(broken)
+  assert {k: v for k, v in beam.items() if k != "shards"} == {
+      k: v for k, v in local.items() if k != "shards"}
+  assert sorted(beam["shards"]) == sorted(local["shards"])
+  files = reader_lib.resolve_files(str(tmp_path), "beam")  # checks them against the manifest
+  assert len(files) == len(local["shards"])
+
+
+def test_beam_options_are_checked(mixed_folder, tmp_path):
+  root, _, _ = mixed_folder
+  r = run_python(["-m", "avjax.prepare", "--input", str(root), "--output", str(tmp_path / "o"),
+                  "--runner=DirectRunner", "--direct_num_wrokers=2"])
+  assert r.returncode != 0
+  assert r.stderr.strip().splitlines()[-1] == (
+      "avjax-prepare: --direct_num_wrokers: neither an avjax-prepare flag nor a Beam pipeline option")
+  r = run_python(["-m", "avjax.prepare", "--input", str(root), "--output", str(tmp_path / "o"),
+                  "--direct_num_workers=2"])
+  assert r.returncode != 0 and "direct_num_workers" in r.stderr.strip().splitlines()[-1]

@@ -17,12 +17,13 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from avjax import cli, train  # noqa: E402
+from data_pipelines import fs  # noqa: E402
 from tests.conftest import tiny_config  # noqa: E402
 
 
 def wait_for(path, seconds=120):
   deadline = time.time() + seconds
-  while not os.path.exists(path) and time.time() < deadline:
+  while not fs.exists(path) and time.time() < deadline:
     time.sleep(0.05)
 
 
@@ -49,7 +50,7 @@ def main():
     # Die mid-run, the way a preempted or OOM-killed job does: some steps past
     # the checkpoint are lost and nothing gets to clean up.
     if a.kill_after is not None and step == a.kill_after + 2:
-      wait_for(os.path.join(a.workdir, "checkpoints", str(a.kill_after)), 60)
+      wait_for(fs.join(a.workdir, "checkpoints", str(a.kill_after)), 60)
       os.kill(os.getpid(), signal.SIGKILL)
     if a.hold_at and step == int(a.hold_at[0]):
       open(a.workdir + ".holding", "w").close()
