@@ -52,8 +52,8 @@ def _not_failed(file_record, failed):
 
 
 def _count_records(path: str) -> int:
-  from data_pipelines import reader
-  return sum(1 for _ in reader.read_records(path))
+  from data_pipelines import tfrecord
+  return sum(1 for _ in tfrecord.read_records(path))
 
 
 def write_summary(shards, failures, *, output, settings, files, label_names):

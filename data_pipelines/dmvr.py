@@ -9,10 +9,10 @@ shards that other tools wrote load with defaults from the config.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Sequence
 
 import numpy as np
-import tensorflow as tf
 
 FRAMES = "image/encoded"
 WAVEFORM = "WAVEFORM/feature/floats"
@@ -50,8 +50,62 @@ class Clip:
   spectrogram: Any = None              # the SpectrogramSpec `magnitude` was framed with
 
 
-def to_sequence_example(clip: Clip) -> tf.train.SequenceExample:
-  ex = tf.train.SequenceExample()
+@functools.cache
+def sequence_example_class():
+  """tf.train.SequenceExample's message class, built from its .proto definition
+  (tensorflow/core/example/{feature,example}.proto) in a private descriptor pool:
+  the same wire format, so the same bytes, without loading TensorFlow (~700 MB of
+  a prepare worker's memory, and seconds of its start)."""
+  from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+  F = descriptor_pb2.FieldDescriptorProto
+  proto = descriptor_pb2.FileDescriptorProto(name="avjax/example.proto", package="tensorflow",
+                                             syntax="proto3")
+
+  def message(name, *fields, nested=()):
+    m = proto.message_type.add(name=name)
+    for n in nested:
+      m.nested_type.append(n)
+    for number, (field, kind, label, type_name, oneof) in enumerate(fields, 1):
+      f = m.field.add(name=field, number=number, type=kind, label=label)
+      if type_name:
+        f.type_name = type_name
+      if oneof is not None:
+        f.oneof_index = oneof
+    return m
+
+  def map_entry(name, value_type):
+    entry = descriptor_pb2.DescriptorProto(name=name)
+    entry.field.add(name="key", number=1, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
+    entry.field.add(name="value", number=2, type=F.TYPE_MESSAGE, label=F.LABEL_OPTIONAL,
+                    type_name=value_type)
+    entry.options.map_entry = True
+    return entry
+
+  rep, opt = F.LABEL_REPEATED, F.LABEL_OPTIONAL
+  message("BytesList", ("value", F.TYPE_BYTES, rep, None, None))
+  message("FloatList", ("value", F.TYPE_FLOAT, rep, None, None))
+  message("Int64List", ("value", F.TYPE_INT64, rep, None, None))
+  feature = message("Feature", ("bytes_list", F.TYPE_MESSAGE, opt, ".tensorflow.BytesList", 0),
+                    ("float_list", F.TYPE_MESSAGE, opt, ".tensorflow.FloatList", 0),
+                    ("int64_list", F.TYPE_MESSAGE, opt, ".tensorflow.Int64List", 0))
+  feature.oneof_decl.add(name="kind")
+  message("Features", ("feature", F.TYPE_MESSAGE, rep, ".tensorflow.Features.FeatureEntry", None),
+          nested=[map_entry("FeatureEntry", ".tensorflow.Feature")])
+  message("FeatureList", ("feature", F.TYPE_MESSAGE, rep, ".tensorflow.Feature", None))
+  message("FeatureLists",
+          ("feature_list", F.TYPE_MESSAGE, rep, ".tensorflow.FeatureLists.FeatureListEntry", None),
+          nested=[map_entry("FeatureListEntry", ".tensorflow.FeatureList")])
+  message("SequenceExample", ("context", F.TYPE_MESSAGE, opt, ".tensorflow.Features", None),
+          ("feature_lists", F.TYPE_MESSAGE, opt, ".tensorflow.FeatureLists", None))
+  pool = descriptor_pool.DescriptorPool()
+  pool.Add(proto)
+  return message_factory.GetMessageClass(pool.FindMessageTypeByName("tensorflow.SequenceExample"))
+
+
+def to_sequence_example(clip: Clip):
+  """The clip as a SequenceExample message (serialize it with deterministic=True
+  for bytes that depend only on the clip)."""
+  ex = sequence_example_class()()
   ctx = ex.context.feature
   ctx[FILENAME].bytes_list.value.append(clip.filename.encode())
   ctx[START_US].int64_list.value.append(int(round(clip.start_s * 1e6)))
@@ -78,7 +132,7 @@ def to_sequence_example(clip: Clip) -> tf.train.SequenceExample:
   return ex
 
 
-def parse(serialized: tf.Tensor, *, default_fps: float, default_sample_rate: int,
+def parse(serialized, *, default_fps: float, default_sample_rate: int,
           audio: str = "waveform") -> dict:
   """Serialized SequenceExample -> dict of tensors (tf-graph friendly).
 
@@ -86,6 +140,7 @@ def parse(serialized: tf.Tensor, *, default_fps: float, default_sample_rate: int
   |STFT| bytes (`magnitude_bytes`) instead of the waveform, whose float list is
   the costliest part of a record to parse.
   """
+  import tensorflow as tf
   if audio not in ("waveform", "magnitude"):
     raise ValueError(f"audio must be 'waveform' or 'magnitude', got {audio!r}")
   context_spec = {

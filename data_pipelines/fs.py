@@ -10,8 +10,9 @@ storage:
 - TensorFlow reads gs:// shards with its own GCS client (`tf_reads`), which is
   fast but whose endpoints are compiled in: it cannot be pointed at an emulator.
   With STORAGE_EMULATOR_HOST set (a local GCS emulator, as the tests use), the
-  reader takes records through fsspec instead, and orbax's epath and TensorStore
-  are pointed at the emulator too (`_point_libraries_at_emulator`);
+  reader gives TensorFlow local copies of the shards instead (`cached_copy`), and
+  orbax's epath and TensorStore are pointed at the emulator too
+  (`point_libraries_at_emulator`);
 - PyAV reads a remote video from a local temporary copy (`local_copy`).
 
 Errors name the path or URL: FileNotFoundError("gs://b/x: not found").
@@ -30,14 +31,19 @@ from typing import IO, Iterator
 EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
 
 
-def _point_libraries_at_emulator() -> None:
+def point_libraries_at_emulator() -> None:
+  """With STORAGE_EMULATOR_HOST set, the libraries that can be told are told
+  (call it before they are imported)."""
   host = os.environ.get(EMULATOR_ENV)
   if host:
     os.environ.setdefault("EPATH_USE_TF", "false")  # epath through gcsfs, which honours it
     os.environ.setdefault("TENSORSTORE_GCS_HTTP_URL", host)
+    # gcsfs asks the gRPC control API whether a bucket is hierarchical; an HTTP
+    # emulator cannot answer, and each bucket would wait a minute for it.
+    os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
 
-_point_libraries_at_emulator()
+point_libraries_at_emulator()
 
 
 def is_url(path: str) -> bool:
@@ -215,6 +221,27 @@ def local_copy(path: str) -> Iterator[str]:
     local = os.path.join(tmp, basename(path))
     fs.get_file(p, local)
     yield local
+
+
+def cached_copy(path: str) -> str:
+  """A local copy of a remote file, kept in a cache folder ($AVJAX_CACHE, else
+  the temporary folder) and reused while its size matches: for TensorFlow's
+  readers where its filesystems cannot reach the storage."""
+  if not is_url(path):
+    return path
+  import hashlib
+  root = os.environ.get("AVJAX_CACHE") or os.path.join(tempfile.gettempdir(),
+                                                       f"avjax-cache-{os.getuid()}")
+  local = os.path.join(root, hashlib.sha1(dirname(path).encode()).hexdigest()[:16],
+                       basename(path))
+  size = getsize(path)
+  if not (os.path.exists(local) and os.path.getsize(local) == size):
+    os.makedirs(os.path.dirname(local), exist_ok=True)
+    fs, p = _fs(path)
+    tmp = f"{local}.{uuid.uuid4().hex}.tmp"
+    fs.get_file(p, tmp)
+    os.replace(tmp, local)
+  return local
 
 
 def tf_reads(path: str) -> bool:

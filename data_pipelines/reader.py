@@ -38,6 +38,7 @@ from data_pipelines import pairs
 from data_pipelines import spectrogram as spectrogram_lib
 from data_pipelines.clip_ops import ReaderSpec
 from data_pipelines.graph import graph_fn
+from data_pipelines.tfrecord import DataError, read_records
 
 AUTOTUNE = tf.data.AUTOTUNE
 log = logging.getLogger(__name__)
@@ -46,10 +47,6 @@ log = logging.getLogger(__name__)
 # ----------------------------------------------------------------------------
 # Files
 # ----------------------------------------------------------------------------
-class DataError(Exception):
-  """Shards that cannot be read as prepared: one line naming the file."""
-
-
 def is_glob(split: str) -> bool:
   return any(c in split for c in "*?[")
 
@@ -151,48 +148,17 @@ def count_records(files: Sequence[str]) -> int:
 # ----------------------------------------------------------------------------
 # Records
 # ----------------------------------------------------------------------------
-def masked_crc32c(data: bytes) -> int:
-  import google_crc32c  # installed with gcsfs
-  crc = int.from_bytes(google_crc32c.Checksum(data).digest(), "big")
-  return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
-
-
-def read_records(path: str):
-  """A TFRecord file's records, read through data_pipelines.fs with TFRecord's
-  CRC checks: for storage TensorFlow's own filesystems cannot reach."""
-  with fs.open(path, "rb") as f:
-    index = 0
-    while header := f.read(12):
-      length = int.from_bytes(header[:8], "little")
-      data, footer = f.read(length), f.read(4)
-      if len(header) < 12 or len(data) < length or len(footer) < 4:
-        raise DataError(f"{path}: record {index}: truncated")
-      if (masked_crc32c(header[:8]) != int.from_bytes(header[8:], "little")
-          or masked_crc32c(data) != int.from_bytes(footer, "little")):
-        raise DataError(f"{path}: record {index}: corrupted (CRC mismatch)")
-      yield data
-      index += 1
+def tf_readable(files: Sequence[str]) -> list[str]:
+  """`files` as paths TensorFlow's readers open: themselves where its filesystems
+  reach them (local, gs://), else local copies (fs.cached_copy): a Python
+  generator inside tf.data would deadlock when an iterator is destroyed while it
+  waits for the GIL."""
+  return [f if fs.tf_reads(f) else fs.cached_copy(f) for f in files]
 
 
 def record_dataset(files) -> tf.data.Dataset:
-  """Serialized records of `files` in order: TensorFlow's TFRecordDataset where its
-  filesystems reach them (fs.tf_reads), else read_records through fsspec."""
-  if all(fs.tf_reads(f) for f in files):
-    return tf.data.TFRecordDataset(list(files))
-  return tf.data.Dataset.from_tensor_slices(list(files)).flat_map(graph_fn(records_of_file))
-
-
-def reader_of(files):
-  """The per-file record dataset for `files` (a function of a file name tensor,
-  for interleave)."""
-  return tf.data.TFRecordDataset if all(fs.tf_reads(f) for f in files) else records_of_file
-
-
-def records_of_file(path) -> tf.data.Dataset:
-  """One file's records through fsspec (`path` a scalar string tensor)."""
-  return tf.data.Dataset.from_generator(
-      lambda p: read_records(p.decode()), args=(path,),
-      output_signature=tf.TensorSpec([], tf.string))
+  """Serialized records of `files` in order."""
+  return tf.data.TFRecordDataset(tf_readable(files))
 
 
 # ----------------------------------------------------------------------------
@@ -238,14 +204,14 @@ def indexed_records(files: Sequence[str], *, seed: int, epoch_size: int, start: 
   Epoch e visits the files in an order drawn from (seed, e) and shuffles records
   in a buffer seeded by (seed, e); skipping to `start` touches only raw records.
   """
-  files_t = tf.constant(list(files))
+  files_t = tf.constant(tf_readable(files))
   n = len(files)
   first_epoch, offset = divmod(start, epoch_size)
 
   def epoch(e):
     order = tf.argsort(tf.random.stateless_uniform([n], tf.stack([tf.constant(seed, tf.int64), e])))
     records = tf.data.Dataset.from_tensor_slices(tf.gather(files_t, order)).interleave(
-        reader_of(files), cycle_length=min(n, 8), block_length=1,
+        tf.data.TFRecordDataset, cycle_length=min(n, 8), block_length=1,
         num_parallel_calls=AUTOTUNE, deterministic=True)
     records = records.shuffle(shuffle_buffer, seed=seed * 1_000_003 + e,
                               reshuffle_each_iteration=False)
@@ -320,8 +286,8 @@ def eval_dataset(files: Sequence[str], *, spec: ReaderSpec, batch_size: int,
   """Every clip once, in file order, with a negative spectrogram from the next clip
   (the last clip's from the first)."""
   parse = parse_fn(spec)
-  records = tf.data.Dataset.from_tensor_slices(list(files)).interleave(
-      reader_of(files), cycle_length=1)
+  records = tf.data.Dataset.from_tensor_slices(tf_readable(files)).interleave(
+      tf.data.TFRecordDataset, cycle_length=1)
 
   def example(i, record):
     a = clip_ops.clip_windows(parse(record), i, 0, spec=spec, train=False)

@@ -108,16 +108,23 @@ def log_spectrogram(waveform, spec: SpectrogramSpec):
   return log_of_magnitude(stft_magnitude(waveform, spec), spec)
 
 
-def log_spectrogram_numpy(waveform, spec: SpectrogramSpec):
-  """`log_spectrogram` in numpy float64, for host code that must not load
-  TensorFlow (avjax-embed on audio: TF alone is ~700 MB of a process's memory).
-  Equal to the TF version to float32 rounding (tests/test_spectrogram.py)."""
+def stft_magnitude_numpy(waveform, spec: SpectrogramSpec):
+  """`stft_magnitude` in numpy float64, for host code that must not load
+  TensorFlow (prepare workers, avjax-embed on audio: TF alone is ~700 MB of a
+  process's memory). Equal to the TF version to float64 rounding."""
   import numpy as np
   x = np.asarray(waveform, np.float64)
-  n = 1 + (x.shape[-1] - spec.win_length) // spec.hop_length
+  n = max(0, 1 + (x.shape[-1] - spec.win_length) // spec.hop_length)
   index = np.arange(spec.win_length)[None, :] + spec.hop_length * np.arange(n)[:, None]
   window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(spec.win_length) / spec.win_length)
-  magnitude = np.abs(np.fft.rfft(x[..., index] * window, n=spec.n_fft))  # [..., frames, bins]
+  return np.abs(np.fft.rfft(x[..., index] * window, n=spec.n_fft))  # [..., frames, bins]
+
+
+def log_spectrogram_numpy(waveform, spec: SpectrogramSpec):
+  """`log_spectrogram` in numpy (see stft_magnitude_numpy); equal to the TF
+  version to float32 rounding (tests/test_spectrogram.py)."""
+  import numpy as np
+  magnitude = stft_magnitude_numpy(waveform, spec)
   return np.swapaxes(np.log(magnitude + spec.log_offset), -1, -2).astype(np.float32)
 
 

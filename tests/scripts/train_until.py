@@ -21,10 +21,16 @@ from data_pipelines import fs  # noqa: E402
 from tests.conftest import tiny_config  # noqa: E402
 
 
-def wait_for(path, seconds=120):
+def wait_for(path, seconds=120, exists=fs.exists):
   deadline = time.time() + seconds
-  while not fs.exists(path) and time.time() < deadline:
+  while not exists(path) and time.time() < deadline:
     time.sleep(0.05)
+
+
+def finished_checkpoint(path) -> bool:
+  """A step folder orbax has finished: locally it appears whole (renamed); in a
+  bucket it appears with its first object and is finished with commit_success.txt."""
+  return fs.exists(fs.join(path, "commit_success.txt") if fs.is_url(path) else path)
 
 
 def main():
@@ -50,7 +56,7 @@ def main():
     # Die mid-run, the way a preempted or OOM-killed job does: some steps past
     # the checkpoint are lost and nothing gets to clean up.
     if a.kill_after is not None and step == a.kill_after + 2:
-      wait_for(fs.join(a.workdir, "checkpoints", str(a.kill_after)), 60)
+      wait_for(fs.join(a.workdir, "checkpoints", str(a.kill_after)), 60, finished_checkpoint)
       os.kill(os.getpid(), signal.SIGKILL)
     if a.hold_at and step == int(a.hold_at[0]):
       open(a.workdir + ".holding", "w").close()
