@@ -9,7 +9,7 @@ Generates (once, into --cache, never committed) a long H.264 720p video at
 |STFT|) with the avjax-prepare command in a fresh process: with --workers 1,
 and with --workers = every core (the long file then goes to the workers as
 60-second time ranges). Prints, for each, the peak RSS of the whole job (all its
-processes together, sampled every 250 ms) and of its largest process, the wall
+processes together, sampled every 500 ms) and of its largest process, the wall
 time, and the real-time factor per core (seconds of video prepared per second of
 wall time, per worker). With --reference, it also runs the whole-file decode
 that prepare used before it streamed (tests/whole_decode.py) in one process.
@@ -122,7 +122,7 @@ def measure(args: list[str]) -> dict:
       tree = _tree_rss_mb(proc.pid)
       peak["sum"] = max(peak["sum"], sum(_pss_mb(pid) for pid in tree))
       peak["largest"] = max(peak["largest"], max(tree.values(), default=0.0))
-      time.sleep(0.25)  # a sample costs ~10-40 ms of a core
+      time.sleep(0.5)  # a sample costs ~10-40 ms of a core
 
   sampler = threading.Thread(target=sample, daemon=True)
   sampler.start()

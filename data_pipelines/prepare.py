@@ -289,37 +289,72 @@ def _shard_pieces(job: dict, units: dict, pieces_dir: str) -> list[dict]:
           for i, rel in enumerate(job["files"]) for unit in units[rel]]
 
 
-def assemble_shard(job: dict, items: list[dict], results: list[dict], pieces_dir: str) -> dict:
-  """Concatenates a shard's pieces in file and range order, leaving out every
-  piece of a file any of whose ranges failed (as if decoded whole), and writes
-  the shard whole (renamed or uploaded when complete), then its sidecar."""
-  path, done_path = _shard_paths(job["output"], job["index"], job["num_shards"])
-  summary = {"shard": fs.basename(path), "job": job_fingerprint(job), "files": job["files"],
-             "clips": 0, "clip_files": 0, "skipped": []}
-  failed = {}
-  for item, result in zip(items, results):
-    if result["reason"] is not None:
-      failed.setdefault(item["unit"].file, result["reason"])
-  tmp = path + ".tmp" if not fs.is_url(path) else os.path.join(pieces_dir, summary["shard"])
-  with open(tmp, "wb") as out:
-    for rel in job["files"]:
-      mine = [(it, r) for it, r in zip(items, results) if it["unit"].file == rel]
-      if rel in failed:
-        summary["skipped"].append({"file": rel, "reason": failed[rel]})
+def _append(out, path: str) -> None:
+  """Appends a file's bytes to `out` (unbuffered), copied by the kernel where it can."""
+  with open(path, "rb") as piece:
+    size = os.fstat(piece.fileno()).st_size
+    try:
+      while size > 0:
+        n = os.copy_file_range(piece.fileno(), out.fileno(), size)
+        if n == 0:
+          break
+        size -= n
+    except (AttributeError, OSError):  # no copy_file_range here: copy in user space
+      shutil.copyfileobj(piece, out, 1 << 22)
+
+
+class ShardAssembler:
+  """Builds one shard from its units' pieces, appended in file and range order as
+  they come in, so the shard is complete as soon as its last unit is. A file any
+  of whose ranges fails is cut back out (the shard truncated to where the file
+  began), so the shard holds what decoding each file whole gives. The shard is
+  written whole (renamed or uploaded when complete), then its sidecar."""
+
+  def __init__(self, job: dict, items: list[dict], pieces_dir: str):
+    self.job, self.items, self.next = job, items, 0
+    self.path, self.done_path = _shard_paths(job["output"], job["index"], job["num_shards"])
+    self.summary = {"shard": fs.basename(self.path), "job": job_fingerprint(job),
+                    "files": job["files"], "clips": 0, "clip_files": 0, "skipped": []}
+    self.tmp = (self.path + ".tmp" if not fs.is_url(self.path) else
+                os.path.join(pieces_dir, self.summary["shard"]))
+    self.out = None  # opened with the first piece: a job may have many shards to come
+    self.file_start, self.file_clips, self.failure = 0, 0, None
+
+  def add(self, result: dict) -> dict | None:
+    """The next item's result (items come in order); the summary once complete."""
+    item = self.items[self.next]
+    unit = item["unit"]
+    if self.out is None:
+      self.out = open(self.tmp, "wb", buffering=0)  # unbuffered: _append copies by fd
+    if unit.index == 0:
+      self.file_start, self.file_clips, self.failure = self.out.tell(), 0, None
+    if self.failure is None and result["reason"] is not None:
+      self.failure = result["reason"]
+      self.out.truncate(self.file_start)
+      self.out.seek(self.file_start)
+    elif self.failure is None:
+      _append(self.out, item["piece"])
+      self.file_clips += result["clips"]
+    if os.path.exists(item["piece"]):
+      os.remove(item["piece"])
+    self.next += 1
+    if self.next == len(self.items) or self.items[self.next]["unit"].file != unit.file:
+      if self.failure is not None:
+        self.summary["skipped"].append({"file": unit.file, "reason": self.failure})
       else:
-        summary["clips"] += sum(r["clips"] for _, r in mine)
-        summary["clip_files"] += 1
-      for it, _ in mine:
-        if os.path.exists(it["piece"]):
-          if rel not in failed:
-            with open(it["piece"], "rb") as piece:
-              shutil.copyfileobj(piece, out, 1 << 22)
-          os.remove(it["piece"])
-  fs.put(tmp, path)
-  if os.path.exists(tmp):
-    os.remove(tmp)
-  fs.write_text(done_path, json.dumps(summary))
-  return summary
+        self.summary["clips"] += self.file_clips
+        self.summary["clip_files"] += 1
+    return self.finish() if self.next == len(self.items) else None
+
+  def finish(self) -> dict:
+    if self.out is None:
+      self.out = open(self.tmp, "wb")
+    self.out.close()
+    fs.put(self.tmp, self.path)
+    if os.path.exists(self.tmp):
+      os.remove(self.tmp)
+    fs.write_text(self.done_path, json.dumps(self.summary))
+    return self.summary
 
 
 def _write_shards(todo: list[dict], workers: int, range_seconds: float | None,
@@ -342,20 +377,18 @@ def _write_shards(todo: list[dict], workers: int, range_seconds: float | None,
       items = [it for job in todo for it in _shard_pieces(job, units, pieces_dir)]
       bar = None if quiet else _progress(len(files))
       by_shard = collections.defaultdict(list)
-      left = collections.Counter(it["shard"] for it in items)
-      jobs = {job["index"]: job for job in todo}
-      for job in todo:  # a shard of no files (more shards than files) is written empty
-        if not left[job["index"]]:
-          summaries.append(assemble_shard(job, [], [], pieces_dir))
+      for it in items:
+        by_shard[it["shard"]].append(it)
+      shards = {job["index"]: ShardAssembler(job, by_shard[job["index"]], pieces_dir) for job in todo}
+      for shard in shards.values():  # a shard of no files (more shards than files) is empty
+        if not shard.items:
+          summaries.append(shard.finish())
       for item, result in zip(items, _ordered_map(pool, write_piece, items, 4 * workers)):
-        by_shard[item["shard"]].append((item, result))
-        left[item["shard"]] -= 1
         if bar is not None:
           bar.update(1 / len(units[item["unit"].file]))
-        if not left[item["shard"]]:
-          done = by_shard.pop(item["shard"])
-          summaries.append(assemble_shard(jobs[item["shard"]], [d[0] for d in done],
-                                          [d[1] for d in done], pieces_dir))
+        summary = shards[item["shard"]].add(result)
+        if summary is not None:
+          summaries.append(summary)
       if bar is not None:
         bar.close()
   finally:

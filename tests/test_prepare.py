@@ -308,3 +308,48 @@ def test_beam_options_are_checked(mixed_folder, tmp_path):
   r = run_python(["-m", "avjax.prepare", "--input", str(root), "--output", str(tmp_path / "o"),
                   "--direct_num_workers=2"])
   assert r.returncode != 0 and "direct_num_workers" in r.stderr.strip().splitlines()[-1]
+
+
+def _write_mkv_with_pcm(path, frames, waveform, fps, rate):
+  """Video + float PCM audio (which, unlike AAC, carries NaN through)."""
+  with av.open(path, "w") as c:
+    vs = c.add_stream("libx264", rate=fps)
+    vs.width, vs.height, vs.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+    aus = c.add_stream("pcm_f32le", rate=rate)
+    aus.layout = "mono"
+    for f in frames:
+      c.mux(vs.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+    c.mux(vs.encode())
+    for start in range(0, len(waveform), 1024):
+      af = av.AudioFrame.from_ndarray(waveform[None, start:start + 1024], format="flt", layout="mono")
+      af.sample_rate = rate
+      c.mux(aus.encode(af))
+    c.mux(aus.encode(None))
+
+
+def test_a_file_failing_in_a_later_range_is_cut_back_out(tmp_path):
+  """Ranges 0 and 1 of a_nan.mkv decode and are appended to the shard before range
+  2 meets NaN audio: the shard is cut back to where the file began, and holds only
+  the next file's records, as decoding it whole would."""
+  from tests import whole_decode
+  root = tmp_path / "in"
+  root.mkdir()
+  split = synthetic.SplitSpec("x", 2, seed=3)
+  video = synthetic.VideoSpec(size=48, seconds=3.0)
+  frames, wav, _, _ = synthetic.make_scene(split, 0, video)
+  wav = wav.copy()
+  wav[int(2.5 * video.sample_rate):int(2.6 * video.sample_rate)] = np.nan
+  _write_mkv_with_pcm(str(root / "a_nan.mkv"), frames, wav, video.fps, video.sample_rate)
+  frames, wav, _, _ = synthetic.make_scene(split, 1, video)
+  synthetic.write_mp4(str(root / "b_good.mp4"), frames, wav, video)
+  settings = prepare.PrepareSettings(sample_rate=16000, frame_size=32, clip_seconds=1.0)
+  assert len(prepare.plan_units("a_nan.mkv", str(root), settings, 1.0)) == 3
+  manifest = prepare.prepare(str(root), str(tmp_path / "out"), settings=settings, workers=2,
+                             quiet=True, range_seconds=1.0)
+  assert manifest["num_skipped"] == 1 and manifest["num_clips"] == 3
+  with open(tmp_path / "out" / prepare.REPORT) as f:
+    assert list(csv.reader(f))[1] == ["a_nan.mkv", "audio holds NaN or Inf samples"]
+  assert _raw_records(tmp_path / "out") == whole_decode.whole_file_records(
+      str(root), "b_good.mp4", settings)
+  with pytest.raises(Exception, match="NaN"):
+    whole_decode.whole_file_records(str(root), "a_nan.mkv", settings)
