@@ -253,10 +253,7 @@ def _shard_paths(output: str, index: int, num_shards: int) -> tuple[str, str]:
 def write_piece(item: dict) -> dict:
   """Writes one unit's records to a local piece file (removed if the file turns
   out bad); returns its clip count, or the reason the file is skipped."""
-  from data_pipelines import host_memory, tfrecord
-  # MB-sized frames and records, allocated and freed clip after clip: kept on the
-  # heap instead of mapped and unmapped each time (fewer page faults, less kernel time).
-  host_memory.tune_allocator()
+  from data_pipelines import tfrecord
   unit = item["unit"]
   try:
     n = 0
