@@ -100,10 +100,18 @@ def run(input_path: str, output: str, *, beam_args: list[str], overwrite: bool =
         quiet: bool = False, workers: int | None = None, **kw) -> dict:
   """Runs the pipeline to completion with `beam_args` (--runner=... and its
   options); returns the manifest (read back from `output`)."""
-  from apache_beam.options.pipeline_options import PipelineOptions
+  from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
   del workers  # the runner's options decide the parallelism
   prepare_lib.claim_output(output, overwrite)
-  with beam.Pipeline(options=PipelineOptions(beam_args)) as p:
+  options = PipelineOptions(beam_args)
+  runner = None
+  if options.view_as(StandardOptions).runner in ("DirectRunner", "direct"):
+    # Beam's DirectRunner first tries Prism, whose binary it downloads at run time;
+    # its own local runner (FnApiRunner, with --direct_num_workers and
+    # --direct_running_mode) needs nothing from the network.
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+    runner = FnApiRunner()
+  with beam.Pipeline(runner=runner, options=options) as p:
     build(p, input_path, output, **kw)
   manifest = json.loads(fs.read_text(fs.join(output, prepare_lib.MANIFEST)))
   if not quiet:
