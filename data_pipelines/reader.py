@@ -38,7 +38,7 @@ from data_pipelines import pairs
 from data_pipelines import spectrogram as spectrogram_lib
 from data_pipelines.clip_ops import ReaderSpec
 from data_pipelines.graph import graph_fn
-from data_pipelines.tfrecord import DataError, read_records
+from data_pipelines.tfrecord import DataError
 
 AUTOTUNE = tf.data.AUTOTUNE
 log = logging.getLogger(__name__)
