@@ -172,8 +172,10 @@ def clip_windows(clip: dict, index, seed, *, spec: ReaderSpec, train: bool) -> d
   if train:
     neg_start = pairs.negative_start_sample(seeds[1], lo, hi, n_samples, fps, aspec,
                                             on_grid=spec.negatives_on_grid)
-  else:  # deterministic: the middle grid window
+  elif spec.negatives_on_grid:  # deterministic: the middle grid window
     neg_start = pairs.grid_start_sample((lo + hi) // 2, fps, aspec)
+  else:  # scoring the shortcut: a window anywhere, drawn from (0, index) as always in evaluation
+    neg_start = pairs.negative_start_sample(seeds[1], lo, hi, n_samples, fps, aspec, on_grid=False)
   if spec.stored_spectrogram:
     window = lambda s: magnitude_window(clip["magnitude_bytes"], s, aspec)
     shape = [aspec.num_frames, aspec.num_bins]

@@ -1,0 +1,22 @@
+"""Embedding size (32 / 128 / 512) and global batch (32 / 128 beside the config's
+64): two axes from the tiny AVE-Net config, `embed=128` being the baseline of both.
+
+  avjax-sweep --config=configs/ablations/embedding.py:tiny --workdir=workdirs/sweep_embedding
+"""
+from avjax import sweeps
+from configs import avenet
+
+
+def get_config(arg=None):
+  return avenet.get_config(arg)
+
+
+def get_sweep(arg=None):
+  del arg
+  return sweeps.Sweep(
+      points=[*sweeps.axis("embed", "model.embed_dim", [32, 128, 512]),
+              *sweeps.axis("batch", "batch_size", [32, 128])],
+      seeds=3,
+      evaluations=[sweeps.Evaluation("test", split="test", evals=("avc", "retrieval"))],
+      headline=("test/avc_accuracy", "test/retrieval_aud_im_ndcg@30",
+                "test/retrieval_im_aud_ndcg@30"))

@@ -1,0 +1,23 @@
+"""Where a negative's audio comes from (the next batch's clip, or the next example
+of the same batch) and how many of the pairs are negatives.
+
+  avjax-sweep --config=configs/ablations/negatives.py:tiny --workdir=workdirs/sweep_negatives
+"""
+from avjax import sweeps
+from configs import avenet
+
+
+def get_config(arg=None):
+  return avenet.get_config(arg)
+
+
+def get_sweep(arg=None):
+  del arg
+  return sweeps.Sweep(
+      points=sweeps.product(
+          sweeps.axis("negatives", "data.negatives", ["stream", "in_batch"]),
+          sweeps.axis("fraction", "data.negative_fraction", [0.25, 0.5, 0.75])),
+      seeds=3,
+      evaluations=[sweeps.Evaluation("test", split="test", evals=("avc", "retrieval"))],
+      headline=("test/avc_accuracy", "test/retrieval_aud_im_ndcg@30",
+                "test/retrieval_im_aud_ndcg@30"))

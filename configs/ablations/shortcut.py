@@ -1,0 +1,34 @@
+"""The offset shortcut of "Objects that Sound" (ECCV 2018, sec. 3.3): negatives
+whose audio starts on the frame grid (honest) vs anywhere (the network can tell
+a negative by where its window starts). Every model is scored on both kinds of
+negatives and by retrieval: a higher AVC bought with the shortcut should show as
+a gap between grid and off-grid scores, and no better features.
+
+  avjax-sweep --config=configs/ablations/shortcut.py:tiny --workdir=workdirs/sweep_shortcut
+"""
+from avjax import sweeps
+from configs import avenet
+
+
+def get_config(arg=None):
+  return avenet.get_config(arg)
+
+
+def get_sweep(arg=None):
+  del arg
+  return sweeps.Sweep(
+      points=sweeps.axis("negatives", "data.negatives_on_grid", [True, False],
+                         names=["grid", "anywhere"]),
+      seeds=3,
+      evaluations=[
+          sweeps.Evaluation("grid", split="test", evals=("avc",),
+                            overrides={"data.negatives_on_grid": True}),
+          sweeps.Evaluation("offgrid", split="test", evals=("avc",),
+                            overrides={"data.negatives_on_grid": False}),
+          sweeps.Evaluation("test", split="test", evals=("retrieval",)),
+      ],
+      headline=("grid/avc_accuracy", "offgrid/avc_accuracy", "test/retrieval_aud_im_ndcg@30",
+                "test/retrieval_im_aud_ndcg@30", "test/retrieval_im_im_ndcg@30"),
+      # The two points validate on different negatives during training; the last
+      # step (end of the cosine schedule) is compared, not a differently chosen best.
+      checkpoint="latest")
