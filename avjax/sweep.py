@@ -234,7 +234,8 @@ def slurm_script(config_arg: str, root: str, runs: list[str], overrides: list[st
   lines = ["#!/bin/bash",
            "#SBATCH --job-name=avjax-sweep",
            f"#SBATCH --array=0-{len(runs) - 1}",
-           f"#SBATCH --output={root}/slurm-%A_%a.log",
+           # Slurm writes logs to a shared file system, not a bucket.
+           f"#SBATCH --output={'' if fs.is_url(root) else fs.absolute(root) + '/'}slurm-%A_%a.log",
            "# Add your cluster's --partition, --gres, --cpus-per-task and --time here.",
            "set -euo pipefail",
            "RUNS=(" + " ".join(shlex.quote(r) for r in runs) + ")",
