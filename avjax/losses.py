@@ -66,26 +66,44 @@ def infonce(*, outputs, batch, temperature=0.1, reduction=True):
   return _reduce(per, valid, reduction)
 
 
-def sinkhorn(log_scores, *, weights, iterations: int = 3):
+def sinkhorn(log_scores, *, weights, iterations: int = 3, log_marginal=None):
   """Sinkhorn-Knopp in the log domain: scores [..., B, K] -> assignments Q of the
-  same shape whose rows sum to 1 and whose columns each hold an equal share of
-  the examples, sum_b weights_b * Q_bk = sum(weights) / K. Rows with weight 0
-  take no part in the column totals (padding, negative pairs)."""
+  same shape whose rows sum to 1 and whose columns hold the target shares of
+  the examples, sum_b weights_b * Q_bk = sum(weights) * exp(log_marginal_k)
+  (equal shares, 1/K, when `log_marginal` [..., 1, K] is None). Rows with
+  weight 0 take no part in the column totals (padding, negative pairs)."""
   k = log_scores.shape[-1]
   total = jnp.maximum(jnp.sum(weights), 1.0)
+  if log_marginal is None:
+    log_marginal = jnp.full((1, k), -jnp.log(float(k)))
   # A large finite value rather than -inf keeps an all-zero batch free of NaNs.
   log_w = jnp.where(weights > 0, jnp.log(jnp.maximum(weights, 1e-30)), -1e9)[:, None]
   log_q = log_scores - jax.nn.logsumexp(log_scores, axis=-1, keepdims=True)
   for _ in range(iterations):
-    log_q = log_q - jax.nn.logsumexp(log_q + log_w, axis=-2, keepdims=True) + jnp.log(total / k)
+    log_q = (log_q - jax.nn.logsumexp(log_q + log_w, axis=-2, keepdims=True)
+             + jnp.log(total) + log_marginal)
     log_q = log_q - jax.nn.logsumexp(log_q, axis=-1, keepdims=True)
   return jnp.exp(log_q)
+
+
+def marginal_to_masses(prior, log_scores, weights):
+  """Log target shares [..., 1, K]: the prior's shares (any order) given to the
+  clusters by rank, the largest share to the cluster that now holds the most
+  mass, as SeLaVi's released code sorts them. The shares enter Sinkhorn as
+  column totals proportional to the prior; the released code divides by them
+  (r = 1 / target), which gives the currently largest cluster the smallest
+  share: inverted for any skewed prior (avjax tests the direction)."""
+  mass = jnp.einsum("...bk,b->...k", jax.nn.softmax(log_scores, axis=-1), weights)
+  rank = jnp.argsort(jnp.argsort(-mass, axis=-1), axis=-1)  # 0 = the largest cluster
+  shares = jnp.sort(prior / jnp.sum(prior))[::-1]
+  return jnp.log(shares)[rank][..., None, :]
 
 
 def selavi(*, outputs, batch, sharpness=2.0, iterations=3, reduction=True):
   """SeLaVi's self-labelling cross-entropy, averaged over heads and modalities.
 
-  Each head's pseudo-labels are the Sinkhorn-Knopp equipartition of
+  Each head's pseudo-labels are the Sinkhorn-Knopp partition (equal, or by the
+  model's `cluster_prior` sorted to the current cluster masses) of
   sharpness * (the kept modalities' summed log-probabilities) over the
   corresponding pairs of the global batch, with no gradient through them; both
   modalities' heads are trained to predict them. With cosine logits over a
@@ -98,8 +116,13 @@ def selavi(*, outputs, batch, sharpness=2.0, iterations=3, reduction=True):
   keep = outputs["modality_keep"].astype(jnp.float32)
   n = keep.shape[0]
   valid = (batch["label"] == 1).astype(jnp.float32) * _mask(batch, n)
-  joint = keep[None, :, 0, None] * log_p["frame"] + keep[None, :, 1, None] * log_p["audio"]
-  q = jax.lax.stop_gradient(sinkhorn(sharpness * joint, weights=valid, iterations=iterations))
+  joint = sharpness * (keep[None, :, 0, None] * log_p["frame"]
+                       + keep[None, :, 1, None] * log_p["audio"])
+  log_marginal = None
+  if "cluster_prior" in outputs:  # the model's prior over cluster sizes (uniform: none)
+    log_marginal = marginal_to_masses(outputs["cluster_prior"], joint, valid)
+  q = jax.lax.stop_gradient(sinkhorn(joint, weights=valid, iterations=iterations,
+                                     log_marginal=log_marginal))
   per = -0.5 * jnp.sum(q * (log_p["frame"] + log_p["audio"]), axis=-1).mean(axis=0)
   return _reduce(jnp.where(valid > 0, per, 0.0), valid, reduction)
 

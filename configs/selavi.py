@@ -17,7 +17,10 @@ from configs import common
 def get_config(arg=None):
   c = common.base_config(
       model=dict(name="selavi", embed_dim=128, num_heads=10, num_clusters=400, temperature=0.1,
-                 modality_dropout=0.5),
+                 modality_dropout=0.5,
+                 # Target cluster sizes: "uniform" (equipartition), "gauss" (SeLaVi's
+                 # released option, sizes ~ N(1, marginal_sd)) or "zipf" (zipf_exponent).
+                 marginals="uniform", marginal_sd=0.1, zipf_exponent=1.0),
       losses={"selavi": 1.0}, arg=arg)
   c.loss_kwargs.selavi = dict(sharpness=2.0, iterations=3)
   common.without_correspondence(c, evaluator="clustering", best_metric="clustering_frame_nmi")

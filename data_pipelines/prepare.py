@@ -269,16 +269,33 @@ def write_piece(item: dict) -> dict:
     return {"clips": 0, "reason": skip_reason(e)}
 
 
-def _ordered_map(pool, fn, items, window: int):
-  """pool.map that submits at most `window` items ahead (a million-file job does
-  not hold a million futures) and yields results in order."""
-  pending = collections.deque()
-  for item in items:
-    pending.append(pool.submit(fn, item))
-    if len(pending) >= window:
-      yield pending.popleft().result()
-  while pending:
-    yield pending.popleft().result()
+def costliest_first(units: list[Unit], window: int) -> list[int]:
+  """The order to start `units` in: within each run of up to `window` consecutive
+  ranges of one file, the later ranges first. A range decodes its file's audio
+  from the start, so later ranges cost more; started first, they leave the cheap
+  ones to fill the end, and the workers finish together instead of one of them
+  decoding the costliest range alone."""
+  order, i = [], 0
+  while i < len(units):
+    j = i + 1
+    while j < len(units) and j - i < window and units[j].file == units[i].file:
+      j += 1
+    order += range(j - 1, i - 1, -1)
+    i = j
+  return order
+
+
+def _ordered_map(pool, fn, items, window: int, order: list[int] | None = None):
+  """pool.map that starts items in `order` (default: theirs), at most `window`
+  in flight beyond the one it waits for (a million-file job does not hold a
+  million futures), and yields results in item order."""
+  order = range(len(items)) if order is None else order
+  futures, started = {}, 0
+  for k in range(len(items)):
+    while started < len(order) and (len(futures) < window or k not in futures):
+      futures[order[started]] = pool.submit(fn, items[order[started]])
+      started += 1
+    yield futures.pop(k).result()
 
 
 def _shard_pieces(job: dict, units: dict, pieces_dir: str) -> list[dict]:
@@ -383,7 +400,9 @@ def _write_shards(todo: list[dict], workers: int, range_seconds: float | None,
       for shard in shards.values():  # a shard of no files (more shards than files) is empty
         if not shard.items:
           summaries.append(shard.finish())
-      for item, result in zip(items, _ordered_map(pool, write_piece, items, 4 * workers)):
+      window = 4 * workers
+      order = costliest_first([it["unit"] for it in items], window)
+      for item, result in zip(items, _ordered_map(pool, write_piece, items, window, order)):
         if bar is not None:
           bar.update(1 / len(units[item["unit"].file]))
         summary = shards[item["shard"]].add(result)

@@ -128,3 +128,53 @@ def test_selavi_modality_dropout_labels_from_the_kept_modality():
   both = {**frame_only, "modality_keep": jnp.ones((12, 2))}
   g_both = jax.grad(lambda o: losses.selavi(outputs=o, batch=batch))(both)["frame_head_logits"]
   assert not np.allclose(g[0], g_both, atol=1e-4)
+
+
+def _column_shares(q, weights):
+  return np.einsum("...bk,b->...k", np.asarray(q), np.asarray(weights)) / float(np.sum(weights))
+
+
+@pytest.mark.parametrize("kind", ["gauss", "zipf"])
+def test_sinkhorn_labels_follow_the_chosen_marginal_largest_to_largest(kind):
+  """Column totals equal the prior's shares, the largest share going to the
+  cluster that held the most mass (the direction SeLaVi's released code inverts),
+  and hard labels are counted in about those proportions."""
+  from avjax.models import selavi as selavi_lib
+  r = np.random.default_rng(5)
+  k, b = 6, 3000
+  prior = selavi_lib.cluster_prior(kind, k, sd=0.4, exponent=1.0)
+  assert np.all(np.diff(prior) <= 0) and prior[0] > prior[-1] * 1.5
+  bias = np.array([0.0, 0.8, -0.5, 0.3, 1.2, -1.0])  # cluster 4 starts largest, 5 smallest
+  # Sharp scores (as SeLaVi's sharpness makes them), so that hard labels are near q.
+  scores = jnp.asarray(4.0 * (r.normal(size=(b, k)) + bias), jnp.float32)
+  weights = jnp.ones(b)
+  log_marginal = losses.marginal_to_masses(jnp.asarray(prior), scores, weights)
+  want = np.exp(np.asarray(log_marginal))[0]
+  np.testing.assert_allclose(want.sum(), 1.0, rtol=1e-5)
+  assert np.argmax(want) == 4 and np.argmin(want) == 5
+  assert np.allclose(np.sort(want)[::-1], prior / prior.sum(), rtol=1e-5)
+  q = losses.sinkhorn(scores, weights=weights, iterations=200, log_marginal=log_marginal)
+  np.testing.assert_allclose(_column_shares(q, weights), want, atol=2e-3)
+  counts = np.bincount(np.argmax(np.asarray(q), axis=-1), minlength=k) / b
+  assert np.abs(counts - want).max() < 0.02, (counts, want)
+  # The default is the equipartition.
+  q_uniform = losses.sinkhorn(scores, weights=weights, iterations=200)
+  np.testing.assert_allclose(_column_shares(q_uniform, weights), 1 / k, atol=2e-3)
+
+
+def test_selavi_model_gives_its_prior_and_refuses_unknown_marginals():
+  from avjax import models
+  from configs import selavi
+  c = selavi.get_config("tiny")
+  c.model.marginals = "zipf"
+  model = models.build(c.model)
+  frames, spec = jnp.zeros((2, 32, 32, 3)), jnp.zeros((2, 129, 49, 1))
+  variables = model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)},
+                         frames, spec)
+  out = model.apply(variables, frames, spec)
+  np.testing.assert_allclose(out["cluster_prior"], 1 / np.arange(1, 13), rtol=1e-6)
+  c.model.marginals = "uniform"
+  assert "cluster_prior" not in models.build(c.model).apply(variables, frames, spec)
+  c.model.marginals = "pareto"
+  with pytest.raises(ValueError, match=r"config.model.marginals='pareto'"):
+    models.build(c.model)

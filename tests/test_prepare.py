@@ -266,6 +266,23 @@ def test_streaming_prepare_writes_the_records_of_a_whole_file_decode(mixed_folde
     assert report[name] == prepare.skip_reason(e.value), name
 
 
+def test_later_ranges_start_first_and_results_come_back_in_order():
+  import concurrent.futures
+  units = [prepare.Unit("a")] + [prepare.Unit("b", i) for i in range(10)] + [prepare.Unit("c")]
+  order = prepare.costliest_first(units, window=4)
+  assert order == [0, 4, 3, 2, 1, 8, 7, 6, 5, 10, 9, 11]
+  started = []
+
+  def work(k):
+    started.append(k)
+    return k * 10
+
+  with concurrent.futures.ThreadPoolExecutor(1) as pool:  # one worker: starts in submission order
+    assert list(prepare._ordered_map(pool, work, list(range(12)), 4, order)) == \
+        [k * 10 for k in range(12)]
+  assert started == order
+
+
 def _raw_records(out):
   files = sorted(str(p) for p in out.glob("*.tfrecord"))
   return [r.numpy() for r in tf.data.TFRecordDataset(files)]

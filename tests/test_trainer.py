@@ -112,11 +112,13 @@ def test_one_config_trains_and_evaluates(name, data_dir, tmp_path):
   assert any(f.startswith("events.out.tfevents") for f in os.listdir(tmp_path))
 
 
-def test_selavi_trains_and_is_judged_by_its_clusters(data_dir, tmp_path, capsys):
+@pytest.mark.parametrize("marginals", ["uniform", "gauss"])
+def test_selavi_trains_and_is_judged_by_its_clusters(data_dir, tmp_path, capsys, marginals):
   """No correspondence head: the clustering evaluator scores the cluster heads'
   own assignments, and its NMI picks the best checkpoint."""
   from avjax import train
   config = tiny_config("selavi", data_dir, total_steps=4, log_every=1)
+  config.model.marginals = marginals
   config.checkpoint.every = 2
   config.evals.clustering.update(every=2, batch_size=8)
   metrics = train.train_and_evaluate(config, str(tmp_path))

@@ -15,11 +15,13 @@ so that each modality's heads must be able to label a clip by themselves.
 """
 from __future__ import annotations
 
+import statistics
 from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from avjax import maths
 from avjax.models import vgg
@@ -57,6 +59,26 @@ def modality_keep(rng, n: int, dropout: float):
   return jnp.stack([frame, audio], axis=-1)
 
 
+MARGINALS = ("uniform", "gauss", "zipf")
+
+
+def cluster_prior(kind: str, k: int, *, sd: float, exponent: float) -> np.ndarray:
+  """Relative cluster sizes [k], largest first, that the labelling aims at.
+
+  gauss: SeLaVi's released option, sizes ~ N(1, sd); here its k quantiles
+  rather than one random draw, so every seed and resume aims at the same
+  sizes. zipf: size of the i-th largest proportional to i^-exponent.
+  """
+  if kind == "uniform":
+    return np.ones(k)
+  if kind == "gauss":
+    q = [statistics.NormalDist(1.0, sd).inv_cdf((i + 0.5) / k) for i in range(k)]
+    return np.maximum(np.sort(q)[::-1], 1e-3)  # sizes stay positive for a wide sd
+  if kind == "zipf":
+    return np.arange(1, k + 1, dtype=np.float64) ** -exponent
+  raise ValueError(f"config.model.marginals={kind!r}: must be one of {MARGINALS}")
+
+
 class SeLaVi(vgg.Towers):
   correspondence: ClassVar[str | None] = None  # no AVC head; see models.CORRESPONDENCE
   embed_dim: int = 128
@@ -64,6 +86,15 @@ class SeLaVi(vgg.Towers):
   num_clusters: int = 400
   temperature: float = 0.1
   modality_dropout: float = 0.5
+  # The cluster sizes the Sinkhorn labelling aims at (cluster_prior).
+  marginals: str = "uniform"
+  marginal_sd: float = 0.1
+  zipf_exponent: float = 1.0
+
+  def __post_init__(self):
+    cluster_prior(self.marginals, self.num_clusters, sd=self.marginal_sd,
+                  exponent=self.zipf_exponent)  # a bad setting fails when the model is built
+    super().__post_init__()
 
   @nn.compact
   def __call__(self, frames, spectrogram, train: bool = False):
@@ -90,6 +121,10 @@ class SeLaVi(vgg.Towers):
     for m in ("frame", "audio"):
       if f"{m}_head_logits" in out:
         out[f"{m}_cluster_logits"] = out[f"{m}_head_logits"][0]
+    if self.marginals != "uniform":
+      out["cluster_prior"] = jnp.asarray(cluster_prior(
+          self.marginals, self.num_clusters, sd=self.marginal_sd, exponent=self.zipf_exponent),
+          jnp.float32)
     if frames is not None and spectrogram is not None:
       n = frames.shape[0]
       out["modality_keep"] = (modality_keep(self.make_rng("dropout"), n, self.modality_dropout)
