@@ -79,7 +79,8 @@ def check_training(config, model) -> None:
   for name in config.loss_kwargs:
     if name not in losses.LOSSES:
       raise ConfigError(f"config.loss_kwargs.{name}: unknown loss; known: {sorted(losses.LOSSES)}")
-  losses.check_for_model(weights, model.correspondence, config.model.name)
+  losses.check_for_model(weights, model.correspondence, config.model.name,
+                         getattr(model, "classifier_classes", 0))
 
 
 def check(config, *, training: bool = True):

@@ -127,11 +127,59 @@ def selavi(*, outputs, batch, sharpness=2.0, iterations=3, reduction=True):
   return _reduce(jnp.where(valid > 0, per, 0.0), valid, reduction)
 
 
+def _labelled_pairs(batch, n):
+  """Rows that are corresponding pairs and carry at least one class label."""
+  labels = batch["labels"].astype(jnp.float32)
+  valid = (batch["label"] == 1).astype(jnp.float32) * _mask(batch, n)
+  return labels, valid * (jnp.sum(labels, axis=-1) > 0)
+
+
+def cosine_embedding(*, outputs, batch, margin=0.2, reduction=True):
+  """Cosine cross-modal embedding loss (Suris et al., "Cross-modal embeddings for
+  video and audio retrieval", ECCV-W 2018), a labelled baseline.
+
+  A clip's frame and audio are a pair: 1 - cos. A frame and another clip's
+  audio that share no class label are a non-pair: max(0, cos - margin) /
+  (1 - margin). Each labelled pair of the batch takes the mean over its
+  non-pairs in both directions (its frame against others' audio, its audio
+  against others' frames). Needs `labels` (multi-hot) in the batch.
+  """
+  v = _unit(outputs["frame_embedding"])
+  a = _unit(outputs["audio_embedding"])
+  cos = v @ a.T
+  n = cos.shape[0]
+  labels, valid = _labelled_pairs(batch, n)
+  non_pair = (labels @ labels.T == 0) * valid[:, None] * valid[None, :]
+  hinge = jax.nn.relu(cos - margin) / (1.0 - margin) * non_pair
+  mean_over = lambda x, axis: jnp.sum(x, axis) / jnp.maximum(jnp.sum(non_pair, axis), 1.0)
+  per = (1.0 - jnp.diagonal(cos)) + 0.5 * (mean_over(hinge, 1) + mean_over(hinge, 0))
+  return _reduce(jnp.where(valid > 0, per, 0.0), valid, reduction)
+
+
+def shared_classifier(*, outputs, batch, reduction=True):
+  """The classification term of Suris et al.: one linear classifier shared by
+  both modalities' embeddings (`<modality>_class_logits`), multi-label sigmoid
+  cross-entropy against the clip's `labels`, averaged over classes and the two
+  modalities. Its weight in config.losses is the paper's lambda."""
+  labels, valid = _labelled_pairs(batch, batch["label"].shape[0])
+  per = 0.5 * sum(
+      optax.sigmoid_binary_cross_entropy(outputs[f"{m}_class_logits"].astype(jnp.float32),
+                                         labels).mean(axis=-1) for m in ("frame", "audio"))
+  return _reduce(jnp.where(valid > 0, per, 0.0), valid, reduction)
+
+
+def _unit(x):
+  x = x.astype(jnp.float32)
+  return x / jnp.sqrt(jnp.sum(x * x, axis=-1, keepdims=True) + 1e-12)
+
+
 LOSSES = {
     "avc_softmax_xent": avc_softmax_xent,
     "avc_sigmoid_xent": avc_sigmoid_xent,
     "infonce": infonce,
     "selavi": selavi,
+    "cosine_embedding": cosine_embedding,
+    "shared_classifier": shared_classifier,
 }
 
 
@@ -153,10 +201,15 @@ def avc_predictions(outputs, correspondence: str):
   return (logits > 0).astype(jnp.int32)
 
 
-def check_for_model(weights: dict, correspondence: str | None, model_name: str) -> None:
-  """A config's losses must fit the model's head: an AVC loss needs the head of its kind."""
+def check_for_model(weights: dict, correspondence: str | None, model_name: str,
+                    classifier_classes: int = 0) -> None:
+  """A config's losses must fit the model's heads: an AVC loss needs the head of
+  its kind, the shared-classifier term a classifier."""
   for kind, name in AVC_LOSS.items():
     if name in weights and correspondence != kind:
       has = f"a {correspondence} head" if correspondence else "no correspondence head"
       fit = f"; use {AVC_LOSS[correspondence]}" if correspondence else ""
       raise ValueError(f"config.losses.{name}: model {model_name!r} has {has}{fit}")
+  if "shared_classifier" in weights and not classifier_classes:
+    raise ValueError("config.losses.shared_classifier: the model has no shared classifier; "
+                     "set config.model.classifier_classes to the number of classes")

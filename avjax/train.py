@@ -235,6 +235,11 @@ def _train(config, workdir: str, lock, step_hook) -> dict:
   train_reader = input_lib.make_reader(config.data, config.data.train_split,
                                        global_batch=config.batch_size, seed=config.seed)
 
+  classes = config.model.get("classifier_classes", 0)
+  if classes and classes != train_reader.num_classes:
+    raise ValueError(f"config.model.classifier_classes={classes}: the training data has "
+                     f"{train_reader.num_classes} classes")
+
   # --- Model, init and update ---------------------------------------------------
   fns = make_train_functions(config, mesh)
 

@@ -52,7 +52,8 @@ KEYS: dict[str, Key] = {
     "neg_spectrogram": Key("float32", ("bins", "frames", 1),
                            "the next clip's window: this frame's negative pair", (EVAL,)),
     "neg_label": Key("int32", (), "1 if the next clip is of the same video", (EVAL,)),
-    "labels": Key("int32", ("classes",), "multi-hot class labels (zeros: none)", (EVAL,)),
+    "labels": Key("int32", ("classes",), "multi-hot class labels of the frame's clip (zeros: "
+                  "none); the labelled baselines' losses read them, self-supervised ones never do"),
     "box": Key("float32", (4,), "sounding-object box in the crop (ymin, xmin, ymax, xmax) "
                "in 0..1; -1s when the clip has none", (EVAL,)),
     "filename": Key("string", (), "the clip's source file", (EVAL,), device=False),

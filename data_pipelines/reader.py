@@ -234,13 +234,21 @@ def spread_index(record_index, j, *, examples_per_clip: int, clips_in_flight: in
 
 # What one training example takes from its clip into decoding, and into batching.
 WINDOW_KEYS = ("index", "frame_seed", "jpeg", "pos_audio", "pos_gain", "pos_start",
-               "fps") + pairs.NEGATIVE_KEYS
+               "fps", "labels") + pairs.NEGATIVE_KEYS
 TRAIN_CLIP_KEYS = ("index", "pos_audio", "pos_gain", "pos_start",
-                   "fps") + contract.FRAME_KEYS + pairs.NEGATIVE_KEYS
+                   "fps", "labels") + contract.FRAME_KEYS + pairs.NEGATIVE_KEYS
+
+
+def multi_hot(label_index, num_classes: int):
+  """A clip's label indices -> [classes] int32 (one zero when there are no classes)."""
+  if not num_classes:
+    return tf.zeros([1], tf.int32)
+  return tf.reduce_max(tf.one_hot(label_index, num_classes, dtype=tf.int32), axis=0)
 
 
 def train_dataset(files: Sequence[str], *, spec: ReaderSpec, batch_size: int, seed: int,
-                  start_example: int = 0, epoch_size: int | None = None) -> tf.data.Dataset:
+                  start_example: int = 0, epoch_size: int | None = None,
+                  num_classes: int = 0) -> tf.data.Dataset:
   """Endless, deterministic training batches, starting after `start_example` examples."""
   epoch_size = epoch_size or count_records(files)
   if epoch_size == 0:
@@ -256,6 +264,8 @@ def train_dataset(files: Sequence[str], *, spec: ReaderSpec, batch_size: int, se
     clip = parse(record)
     rows = [clip_ops.clip_windows(clip, spread_index(i, j, examples_per_clip=k, clips_in_flight=m),
                                   seed, spec=spec, train=True) for j in range(k)]
+    for row in rows:
+      row["labels"] = multi_hot(row["label_index"], num_classes)
     return {key: tf.stack([row[key] for row in rows]) for key in WINDOW_KEYS}
 
   def decoded(example):
@@ -299,9 +309,7 @@ def eval_dataset(files: Sequence[str], *, spec: ReaderSpec, batch_size: int,
         "gain": a["pos_gain"],
         "neg_audio": a["neg_audio"],  # this clip's window for the previous clip
         "neg_gain": a["neg_gain"],
-        "labels": tf.reduce_max(tf.one_hot(a["label_index"], max(num_classes, 1),
-                                           dtype=tf.int32), axis=0)
-                  if num_classes else tf.zeros([1], tf.int32),
+        "labels": multi_hot(a["label_index"], num_classes),
         # In the returned frame's coordinates; -1s when the clip has no box.
         "box": tf.where(has_box, clip_ops.box_in_crop(tf.concat([boxes, tf.zeros([1, 4])], 0)[0],
                                                       a["jpeg"], spec), -tf.ones([4])),
@@ -365,7 +373,8 @@ class Reader:
 
   def train_iterator(self, start_step: int = 0) -> Iterator[dict]:
     ds = train_dataset(self.files, spec=self.spec, batch_size=self.batch_size, seed=self.seed,
-                       start_example=start_step * self.batch_size, epoch_size=self.epoch_size)
+                       start_example=start_step * self.batch_size, epoch_size=self.epoch_size,
+                       num_classes=self.num_classes)
     return self._named_errors(ds.as_numpy_iterator())
 
   def _named_errors(self, batches: Iterator[dict]) -> Iterator[dict]:

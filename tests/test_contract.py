@@ -54,7 +54,7 @@ def test_device_and_host_keys_partition_the_contract():
                                         "aug_saturation"}
 
 
-@pytest.mark.parametrize("name", ["l3", "avenet", "avolnet", "selavi", "avcontrastive"])
+@pytest.mark.parametrize("name", ["l3", "avenet", "avolnet", "selavi", "avcontrastive", "cosine"])
 def test_models_declare_their_head_and_outputs(name, data_dir):
   config = tiny_config(name, data_dir)
   model = models.build(config.model)

@@ -178,3 +178,39 @@ def test_selavi_model_gives_its_prior_and_refuses_unknown_marginals():
   c.model.marginals = "pareto"
   with pytest.raises(ValueError, match=r"config.model.marginals='pareto'"):
     models.build(c.model)
+
+
+def test_cosine_embedding_equals_the_hand_computed_value():
+  """3 labelled pairs and a negative: clips 0 and 1 share label 0, clip 2 has
+  label 1; only (0, 2) and (1, 2) are non-pairs, in both directions."""
+  v = np.array([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0], [1.0, 1.0]])
+  a = np.array([[0.8, 0.6], [0.0, 1.0], [1.0, 0.0], [1.0, 0.0]])
+  labels = np.array([[1, 0], [1, 0], [0, 1], [0, 1]], np.int32)
+  batch = {"label": np.array([1, 1, 1, 0], np.int32), "labels": labels}
+  out = {"frame_embedding": jnp.asarray(v * 3.0), "audio_embedding": jnp.asarray(a)}
+  m = 0.2
+  unit = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)
+  cos = unit(v) @ unit(a).T
+  h = lambda c: max(0.0, c - m) / (1 - m)
+  want = [
+      (1 - cos[0, 0]) + 0.5 * (h(cos[0, 2]) + h(cos[2, 0])),
+      (1 - cos[1, 1]) + 0.5 * (h(cos[1, 2]) + h(cos[2, 1])),
+      (1 - cos[2, 2]) + 0.5 * ((h(cos[2, 0]) + h(cos[2, 1])) / 2 + (h(cos[0, 2]) + h(cos[1, 2])) / 2),
+  ]
+  per = losses.cosine_embedding(outputs=out, batch=batch, margin=m, reduction=False)
+  np.testing.assert_allclose(per[:3], want, rtol=1e-5)
+  assert per[3] == 0.0  # the negative pair takes no part
+  np.testing.assert_allclose(losses.cosine_embedding(outputs=out, batch=batch, margin=m),
+                             np.mean(want), rtol=1e-5)
+
+
+def test_shared_classifier_is_the_mean_sigmoid_xent_of_both_modalities():
+  logits_v = np.array([[2.0, -1.0], [0.5, 0.5]])
+  logits_a = np.array([[1.0, 0.0], [-2.0, 3.0]])
+  labels = np.array([[1, 0], [0, 1]], np.int32)
+  batch = {"label": np.array([1, 1], np.int32), "labels": labels}
+  out = {"frame_class_logits": jnp.asarray(logits_v), "audio_class_logits": jnp.asarray(logits_a)}
+  xent = lambda z, y: np.log1p(np.exp(-z)) * y + np.log1p(np.exp(z)) * (1 - y)
+  want = 0.5 * (xent(logits_v, labels).mean(-1) + xent(logits_a, labels).mean(-1))
+  np.testing.assert_allclose(losses.shared_classifier(outputs=out, batch=batch, reduction=False),
+                             want, rtol=1e-5)

@@ -256,3 +256,24 @@ def test_a_loss_that_does_not_fit_the_head_is_a_config_error(data_dir, tmp_path)
   with pytest.raises(ValueError, match="config.losses.avc_softmax_xent: model 'avolnet' has a "
                                        "sigmoid head; use avc_sigmoid_xent"):
     train.train_and_evaluate(config, str(tmp_path))
+
+
+def test_cosine_config_trains_on_labels_and_validates_by_retrieval(data_dir, tmp_path):
+  """The labelled baseline: training batches carry the clips' multi-hot labels,
+  which its losses read; the shared classifier needs its classes."""
+  from avjax import config_check, train
+  config = tiny_config("cosine", data_dir, total_steps=2, log_every=1)
+  config.losses.shared_classifier = 0.5
+  config.model.classifier_classes = 3
+  with pytest.raises(ValueError, match=r"classifier_classes=3: the training data has \d+ classes"):
+    train.train_and_evaluate(config, str(tmp_path / "wrong"))
+  with open(data_dir / "train" / "manifest.json") as f:
+    config.model.classifier_classes = len(json.load(f)["labels"])
+  config.checkpoint.every = 2
+  config.evals.retrieval.update(every=2, batch_size=8)
+  metrics = train.train_and_evaluate(config, str(tmp_path))
+  assert "avc_accuracy" not in metrics
+  assert 0.0 <= metrics[config.checkpoint.best_metric] <= 1.0
+  config.model.classifier_classes = 0
+  with pytest.raises(ValueError, match="config.losses.shared_classifier: the model has no shared"):
+    config_check.check(config)

@@ -41,6 +41,8 @@ OUTPUTS = {
     "frame_cluster_logits": "[B, K] head 0 of the frame cluster heads (clustering evaluator)",
     "audio_cluster_logits": "[B, K] head 0 of the audio cluster heads",
     "modality_keep": "[B, 2] SeLaVi's modality drop-out draws (frame, audio)",
+    "frame_class_logits": "[B, classes] AVE-Net's shared classifier on the frame embedding",
+    "audio_class_logits": "[B, classes] AVE-Net's shared classifier on the audio embedding",
     "cluster_prior": "[K] SeLaVi's relative target cluster sizes, largest first (absent: equal)",
 }
 

@@ -39,6 +39,9 @@ class AVENet(vgg.Towers):
   embed_dim: int = 128
   calibration: str = "default"   # "default" (Flax init) or "distance" (see calibration_init)
   calibration_scale: float = 5.0
+  # > 0: one linear classifier shared by both embeddings (`<modality>_class_logits`),
+  # for the labelled cosine-embedding baseline's classification term.
+  classifier_classes: int = 0
 
   @nn.compact
   def __call__(self, frames, spectrogram, train: bool = False):
@@ -56,6 +59,11 @@ class AVENet(vgg.Towers):
     if spectrogram is not None:
       out.update(vgg.audio_embedding_branch(spectrogram, widths=self.audio_widths,
                                             embed_dim=self.embed_dim, dtype=self.dtype, train=train))
+    if self.classifier_classes:
+      classifier = nn.Dense(self.classifier_classes, name="shared_classifier")
+      for m in ("frame", "audio"):
+        if f"{m}_embedding" in out:
+          out[f"{m}_class_logits"] = classifier(out[f"{m}_embedding"]).astype(jnp.float32)
     if frames is None or spectrogram is None:
       return out
     v_emb, a_emb = out["frame_embedding"], out["audio_embedding"]
