@@ -32,6 +32,25 @@ def check_data(config) -> None:
     raise ConfigError(str(e) if str(e).startswith("config.") else f"config.data.spectrogram: {e}")
 
 
+def check_sound_targets(config) -> None:
+  """The ambient-sound settings agree: targets kind, loss and the model's outputs."""
+  from data_pipelines import sound_targets
+  d = config.data
+  kind = d.get("sound_targets", "")
+  if not kind:
+    return
+  _require(kind in sound_targets.KINDS, "data.sound_targets", kind,
+           f"must be '' (none) or one of {sound_targets.KINDS}")
+  _require(d.sound_features in sound_targets.FEATURES, "data.sound_features", d.sound_features,
+           f"must be one of {sound_targets.FEATURES}")
+  _require(d.sound_k >= 2, "data.sound_k", d.sound_k, "must be at least 2")
+  loss = {"clusters": "sound_cluster_xent", "bits": "sound_bits_xent"}[kind]
+  _require(float(config.losses.get(loss, 0.0)) > 0, f"losses.{loss}",
+           config.losses.get(loss, 0.0), f"must be positive with data.sound_targets={kind!r}")
+  _require(config.model.get("num_targets", d.sound_k) == d.sound_k, "model.num_targets",
+           config.model.get("num_targets"), f"must equal config.data.sound_k={d.sound_k}")
+
+
 def check_model(config):
   """-> the model (building it is the check)."""
   try:
@@ -86,6 +105,7 @@ def check_training(config, model) -> None:
 def check(config, *, training: bool = True):
   """Raises ConfigError for the first value that cannot work; -> the model."""
   check_data(config)
+  check_sound_targets(config)
   model = check_model(config)
   check_evals(config)
   if training:

@@ -32,7 +32,8 @@ def reader_spec(data):
       negatives_on_grid=data.negatives_on_grid, shuffle_buffer=data.shuffle_buffer,
       flip=data.flip, colour_jitter=data.colour_jitter, gain_db=data.gain_db,
       num_classes=data.num_classes, stored_spectrogram=data.stored_spectrogram,
-      examples_per_clip=data.examples_per_clip)
+      examples_per_clip=data.examples_per_clip, sound_targets=data.get("sound_targets", ""),
+      sound_k=data.get("sound_k", 0))
 
 
 def prepare_settings(data, **overrides) -> prepare_lib.PrepareSettings:
@@ -61,11 +62,31 @@ def make_reader(data_config, split: str, *, global_batch: int, seed: int):
   from data_pipelines import reader as reader_lib
   if global_batch % jax.process_count():
     raise ValueError(f"batch size {global_batch} is not divisible by {jax.process_count()} hosts")
-  files = reader_lib.resolve_files(data_dir(data_config, split), split)
+  base = data_dir(data_config, split)
+  if data_config.get("sound_targets") and split == data_config.train_split and not data_config.dir:
+    ensure_default_sound_targets(data_config, base)
+  files = reader_lib.resolve_files(base, split)
   return reader_lib.Reader(files, spec=reader_spec(data_config),
                            batch_size=global_batch // jax.process_count(), seed=seed,
                            process_index=jax.process_index(),
                            process_count=jax.process_count())
+
+
+def ensure_default_sound_targets(data_config, base: str) -> None:
+  """The embedded dataset gets its ambient-sound targets on first use, as it gets
+  its shards; other data needs `avjax-sound-clusters` run on it."""
+  from data_pipelines import fs, sound_targets
+  split_dir = fs.join(base, data_config.train_split)
+  if fs.exists(fs.join(split_dir, sound_targets.TARGETS)) and fs.exists(
+      fs.join(base, sound_targets.MODEL)):
+    model = sound_targets.load_model(base)
+    if (model["kind"], model["k"], model["features"]) == (
+        data_config.sound_targets, data_config.sound_k, data_config.sound_features):
+      return
+  print(f"fitting {data_config.sound_targets} of {data_config.sound_features} statistics "
+        f"(k={data_config.sound_k}) on {split_dir}", flush=True)
+  sound_targets.fit_and_write(base, data_config.train_split, kind=data_config.sound_targets,
+                              k=data_config.sound_k, features=data_config.sound_features)
 
 
 def to_global(local_batch: dict, sharding) -> dict:

@@ -168,6 +168,23 @@ def shared_classifier(*, outputs, batch, reduction=True):
   return _reduce(jnp.where(valid > 0, per, 0.0), valid, reduction)
 
 
+def sound_cluster_xent(*, outputs, batch, reduction=True):
+  """Ambient sound: softmax cross-entropy of `sound_logits` [B, k] against the
+  clip's sound cluster (`sound_target` [B, 1])."""
+  logits = outputs["sound_logits"].astype(jnp.float32)
+  per = optax.softmax_cross_entropy_with_integer_labels(logits, batch["sound_target"][:, 0])
+  return _reduce(per, _mask(batch, logits.shape[0]), reduction)
+
+
+def sound_bits_xent(*, outputs, batch, reduction=True):
+  """Ambient sound, the paper's binary code: per-bit sigmoid cross-entropy of
+  `sound_logits` [B, bits] against `sound_target` [B, bits], mean over bits."""
+  logits = outputs["sound_logits"].astype(jnp.float32)
+  bits = batch["sound_target"].astype(jnp.float32)
+  per = optax.sigmoid_binary_cross_entropy(logits, bits).mean(axis=-1)
+  return _reduce(per, _mask(batch, logits.shape[0]), reduction)
+
+
 def _unit(x):
   x = x.astype(jnp.float32)
   return x / jnp.sqrt(jnp.sum(x * x, axis=-1, keepdims=True) + 1e-12)
@@ -180,6 +197,8 @@ LOSSES = {
     "selavi": selavi,
     "cosine_embedding": cosine_embedding,
     "shared_classifier": shared_classifier,
+    "sound_cluster_xent": sound_cluster_xent,
+    "sound_bits_xent": sound_bits_xent,
 }
 
 

@@ -7,7 +7,7 @@ PAPER_WIDTHS = (64, 128, 256, 512)
 # avjax.losses.LOSSES's names, listed here so that loading a config imports no JAX
 # (tests/test_contract.py checks that the two lists agree).
 LOSS_NAMES = ("avc_softmax_xent", "avc_sigmoid_xent", "infonce", "selavi", "cosine_embedding",
-              "shared_classifier")
+              "shared_classifier", "sound_cluster_xent", "sound_bits_xent")
 TINY_WIDTHS = (16, 32, 64, 128)
 
 

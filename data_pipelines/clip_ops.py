@@ -37,6 +37,10 @@ class ReaderSpec:
   # Reading, checking and parsing a record costs more than one pair's decode;
   # a 10 s paper-scale clip has ~9 distinct 1 s windows to give.
   examples_per_clip: int = 1
+  # Join each training clip's ambient-sound target (SPLIT/sound_targets.json) into
+  # the batch as `sound_target` (data_pipelines.sound_targets).
+  sound_targets: str = ""   # "", "clusters" or "bits"
+  sound_k: int = 0          # clusters, or bits
 
   def __post_init__(self):
     if self.negatives not in ("stream", "in_batch"):
@@ -137,6 +141,12 @@ def box_in_crop(box, jpeg, spec: ReaderSpec):
   return tf.clip_by_value((box * scale - shift) / spec.crop, 0.0, 1.0)
 
 
+def clip_id(filename, start_us):
+  """int32 hash of data_pipelines.sound_targets.clip_key(filename, start_us)."""
+  key = tf.strings.join([filename, "@", tf.strings.as_string(start_us)])
+  return tf.cast(tf.strings.to_hash_bucket_fast(key, 2**31 - 1), tf.int32)
+
+
 def clip_windows(clip: dict, index, seed, *, spec: ReaderSpec, train: bool) -> dict:
   """Chooses the frame and the audio windows of one parsed clip.
 
@@ -196,6 +206,7 @@ def clip_windows(clip: dict, index, seed, *, spec: ReaderSpec, train: bool) -> d
       "neg_audio": tf.ensure_shape(neg, shape),
       "neg_start": tf.cast(neg_start, tf.float32) / aspec.sample_rate,
       "video_id": clip["video_id"],
+      "clip_id": clip_id(clip["filename"], clip["clip_start_us"]),
       "filename": clip["filename"],
       "fps": fps,
       "label_index": clip["label_index"],

@@ -28,6 +28,7 @@ class Key:
   modes: tuple = (TRAIN, EVAL)
   device: bool = True        # False: host bookkeeping, never sent to the accelerator
   augmentation: bool = False  # a random draw that avjax.frames applies on device
+  optional: bool = False     # only in the batches of a method that asks for it
 
 
 KEYS: dict[str, Key] = {
@@ -44,6 +45,11 @@ KEYS: dict[str, Key] = {
                        "log |STFT| of the 1 s window paired with the frame"),
     "label": Key("int32", (), "1 = the audio comes from the frame's video", (TRAIN,)),
     "video_id": Key("int32", (), "hash of the frame's source file", device=False),
+    "clip_id": Key("int32", (), "hash of the frame's clip (file and start time; "
+                   "data_pipelines.sound_targets.clip_key)", (TRAIN,), device=False),
+    "sound_target": Key("int32", ("target_dims",), "the frame's clip's ambient-sound target: "
+                        "[1] cluster index, or [bits] 0/1 (config.data.sound_targets)", (TRAIN,),
+                        optional=True),
     "audio_video_id": Key("int32", (), "hash of the audio's source file", (TRAIN,), device=False),
     "audio_start": Key("float32", (), "start of the audio window in its clip, seconds",
                        device=False),
@@ -74,7 +80,7 @@ def violations(batch: Mapping[str, np.ndarray], mode: str, sizes: Mapping[str, i
   """What in a host batch breaks the contract (empty: nothing); `sizes` gives
   the named sizes, and `batch` its batch size as `sizes["batch"]`."""
   wanted = keys(mode)
-  out = [f"missing {k!r}" for k in wanted if k not in batch]
+  out = [f"missing {k!r}" for k, key in wanted.items() if k not in batch and not key.optional]
   out += [f"unexpected {k!r}" for k in batch if k not in wanted]
   for name, k in wanted.items():
     if name not in batch:

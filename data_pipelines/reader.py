@@ -234,9 +234,9 @@ def spread_index(record_index, j, *, examples_per_clip: int, clips_in_flight: in
 
 # What one training example takes from its clip into decoding, and into batching.
 WINDOW_KEYS = ("index", "frame_seed", "jpeg", "pos_audio", "pos_gain", "pos_start",
-               "fps", "labels") + pairs.NEGATIVE_KEYS
+               "fps", "labels", "clip_id") + pairs.NEGATIVE_KEYS
 TRAIN_CLIP_KEYS = ("index", "pos_audio", "pos_gain", "pos_start",
-                   "fps", "labels") + contract.FRAME_KEYS + pairs.NEGATIVE_KEYS
+                   "fps", "labels", "clip_id") + contract.FRAME_KEYS + pairs.NEGATIVE_KEYS
 
 
 def multi_hot(label_index, num_classes: int):
@@ -337,6 +337,29 @@ def pad_batch(batch: dict, batch_size: int) -> dict:
   return out
 
 
+class SoundTargets:
+  """A split's ambient-sound targets (SPLIT/sound_targets.json), joined into
+  batches by clip id."""
+
+  def __init__(self, split_dir: str):
+    from data_pipelines import sound_targets
+    t = sound_targets.load_targets(split_dir)
+    self.path, self.kind, self.k = fs.join(split_dir, sound_targets.TARGETS), t["kind"], t["k"]
+    ids = tf.strings.to_hash_bucket_fast(tf.constant(t["keys"]), 2**31 - 1).numpy().astype(np.int32)
+    order = np.argsort(ids, kind="stable")
+    self.ids, self.targets = ids[order], np.asarray(t["targets"], np.int32)[order]
+    self.dims = self.targets.shape[1]
+
+  def join(self, batch: dict) -> dict:
+    ids = batch["clip_id"]
+    pos = np.minimum(np.searchsorted(self.ids, ids), len(self.ids) - 1)
+    missing = self.ids[pos] != ids
+    if missing.any():
+      raise DataError(f"{self.path}: no target for {int(missing.sum())} clips of a batch; the "
+                      "shards changed since it was written: run avjax-sound-clusters again")
+    return {**batch, "sound_target": self.targets[pos]}
+
+
 # ----------------------------------------------------------------------------
 # The object the trainer holds
 # ----------------------------------------------------------------------------
@@ -375,7 +398,15 @@ class Reader:
     ds = train_dataset(self.files, spec=self.spec, batch_size=self.batch_size, seed=self.seed,
                        start_example=start_step * self.batch_size, epoch_size=self.epoch_size,
                        num_classes=self.num_classes)
-    return self._named_errors(ds.as_numpy_iterator())
+    batches = self._named_errors(ds.as_numpy_iterator())
+    if self.spec.sound_targets:
+      targets = SoundTargets(fs.dirname(self.all_files[0]))
+      if (targets.kind, targets.k) != (self.spec.sound_targets, self.spec.sound_k):
+        raise ValueError(f"{targets.path}: {targets.kind} with k={targets.k}, but the config asks "
+                         f"for {self.spec.sound_targets} with k={self.spec.sound_k}; run "
+                         "avjax-sound-clusters with the config's settings")
+      batches = map(targets.join, batches)
+    return batches
 
   def _named_errors(self, batches: Iterator[dict]) -> Iterator[dict]:
     """Read errors become DataError naming the shard, instead of TensorFlow's

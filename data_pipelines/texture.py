@@ -99,7 +99,9 @@ def envelopes(waveform: np.ndarray, sample_rate: int, spec: TextureSpec = Textur
   if sample_rate != spec.rate:
     g = math.gcd(int(sample_rate), spec.rate)
     x = sps.resample_poly(x, spec.rate // g, int(sample_rate) // g)
-  subbands = _filter(x, erb_filters(len(x), spec.rate, spec))
+  # Bands above the source's Nyquist frequency would hold only resampling residue.
+  bank = dataclasses.replace(spec, high_hz=min(spec.high_hz, sample_rate / 2))
+  subbands = _filter(x, erb_filters(len(x), spec.rate, bank))
   env = np.abs(sps.hilbert(subbands, axis=0)) ** spec.compression
   g = math.gcd(spec.rate, spec.env_rate)
   env = sps.resample_poly(env, spec.env_rate // g, spec.rate // g, axis=0)

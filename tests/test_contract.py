@@ -49,12 +49,13 @@ def test_violations_are_found():
 
 def test_device_and_host_keys_partition_the_contract():
   assert set(contract.HOST_ONLY) == {"video_id", "audio_video_id", "audio_start", "fps",
-                                     "filename"}
+                                     "filename", "clip_id"}
   assert set(contract.AUGMENT_KEYS) == {"aug_flip", "aug_brightness", "aug_contrast",
                                         "aug_saturation"}
 
 
-@pytest.mark.parametrize("name", ["l3", "avenet", "avolnet", "selavi", "avcontrastive", "cosine"])
+@pytest.mark.parametrize("name", ["l3", "avenet", "avolnet", "selavi", "avcontrastive", "cosine",
+                                  "ambient"])
 def test_models_declare_their_head_and_outputs(name, data_dir):
   config = tiny_config(name, data_dir)
   model = models.build(config.model)

@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
+from avjax.models.ambient import AmbientSound
 from avjax.models.ave import AVENet
 from avjax.models.avol import AVOLNet
 from avjax.models.l3 import L3Net
 from avjax.models.selavi import SeLaVi
 
-MODELS = {"l3": L3Net, "avenet": AVENet, "avolnet": AVOLNet, "selavi": SeLaVi}
+MODELS = {"l3": L3Net, "avenet": AVENet, "avolnet": AVOLNet, "selavi": SeLaVi,
+          "ambient": AmbientSound}
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 CORRESPONDENCE = {
     "softmax": "`logits` [B, 2]: class 1 = the audio belongs to the frame (L3-Net, AVE-Net)",
     "sigmoid": "`logits` [B]: > 0 = the audio belongs to the frame (AVOL-Net, max over the map)",
-    None: "no correspondence head (AV contrastive towers, SeLaVi)",
+    None: "no correspondence head (AV contrastive towers, SeLaVi, ambient sound)",
 }
 
 OUTPUTS = {
@@ -41,6 +43,8 @@ OUTPUTS = {
     "frame_cluster_logits": "[B, K] head 0 of the frame cluster heads (clustering evaluator)",
     "audio_cluster_logits": "[B, K] head 0 of the audio cluster heads",
     "modality_keep": "[B, 2] SeLaVi's modality drop-out draws (frame, audio)",
+    "sound_logits": "[B, targets] the ambient-sound network's prediction of the clip's sound "
+                    "cluster (softmax) or code bits (sigmoid), from the frame alone",
     "frame_class_logits": "[B, classes] AVE-Net's shared classifier on the frame embedding",
     "audio_class_logits": "[B, classes] AVE-Net's shared classifier on the audio embedding",
     "cluster_prior": "[K] SeLaVi's relative target cluster sizes, largest first (absent: equal)",
