@@ -46,53 +46,6 @@ PROGRESS = "sweep_progress.json"  # wall time spent so far, for runs that are re
 
 
 # ----------------------------------------------------------------------------
-# Loading
-# ----------------------------------------------------------------------------
-def load_sweep(config_arg: str) -> sweeps.Sweep:
-  """The `get_sweep(arg)` of `path[:arg]`."""
-  import importlib.util
-  path, _, arg = config_arg.partition(":")
-  spec = importlib.util.spec_from_file_location("_avjax_sweep_config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  if not hasattr(module, "get_sweep"):
-    raise ValueError(f"--config={config_arg}: {path} defines no get_sweep(arg)")
-  sweep = module.get_sweep(arg or None)
-  if not isinstance(sweep, sweeps.Sweep):
-    raise ValueError(f"--config={config_arg}: get_sweep returned {type(sweep).__name__}, "
-                     "not avjax.sweeps.Sweep")
-  return sweep
-
-
-def run_config(base, sweep: sweeps.Sweep, rid: str):
-  """The training config of run `<point>/seed<k>`."""
-  name, seed = sweeps.parse_run_id(rid)
-  config = sweeps.apply_overrides(base, sweep.point(name).overrides, f"sweep point {name!r}")
-  config.seed = seed
-  return config
-
-
-def evaluation_config(config, ev: sweeps.Evaluation, point: str):
-  return sweeps.apply_overrides(config, ev.overrides,
-                                f"sweep point {point!r}, evaluation {ev.name!r}")
-
-
-def check_all(base, sweep: sweeps.Sweep) -> None:
-  """Every run's config, and its evaluations', built and checked before any
-  training: a misspelt key fails here, naming the point and the key."""
-  from avjax import config_check
-  for p in sweep.points:
-    config = run_config(base, sweep, sweeps.run_id(p.name, 0))
-    config_check.check(config)
-    for ev in sweep.evaluations:
-      ev_config = evaluation_config(config, ev, p.name)
-      unknown = [n for n in ev.evals if n not in ev_config.evals]
-      if unknown:
-        raise ValueError(f"sweep evaluation {ev.name!r}: unknown evaluators {unknown}")
-      config_check.check_evals(ev_config, list(ev.evals))
-
-
-# ----------------------------------------------------------------------------
 # One run
 # ----------------------------------------------------------------------------
 def execute_run(base, sweep: sweeps.Sweep, root: str, rid: str) -> dict:
@@ -104,20 +57,20 @@ def execute_run(base, sweep: sweeps.Sweep, root: str, rid: str) -> dict:
   if fs.exists(result_path):
     return json.loads(fs.read_text(result_path))
   point, seed = sweeps.parse_run_id(rid)
-  config = run_config(base, sweep, rid)
+  config = sweeps.run_config(base, sweep, rid)
   fs.makedirs(workdir)
   share_compilations(root)
   clock = _Clock(fs.join(workdir, PROGRESS))
   train.train_and_evaluate(config, workdir, step_hook=clock.tick)
   metrics, init_metrics = {}, {}
   for ev in sweep.evaluations:
-    ev_config = evaluation_config(config, ev, point)
+    ev_config = sweeps.evaluation_config(config, ev, point)
     rec = evaluation.evaluate(ev_config, workdir, evals=list(ev.evals), split=ev.split,
                                 checkpoint=sweep.checkpoint, pictures=False, name=ev.name)
     metrics.update({f"{ev.name}/{k}": v for k, v in rec["metrics"].items()})
     step = rec["step"]
     if sweep.random_init:
-      rec = evaluation.evaluate(evaluation_config(config, ev, point), workdir,
+      rec = evaluation.evaluate(sweeps.evaluation_config(config, ev, point), workdir,
                                   evals=list(ev.evals), split=ev.split, random_init=True,
                                   pictures=False, name=ev.name)
       init_metrics.update({f"{ev.name}/{k}": v for k, v in rec["metrics"].items()})
@@ -388,20 +341,20 @@ def main(argv):
   config_arg = flags.FLAGS["config"].config_filename
   root = _WORKDIR.value
   base = cli.loaded_config(_CONFIG)
-  sweep = load_sweep(config_arg)
+  sweep = sweeps.load_sweep(config_arg)
   overrides = config_overrides(sys.argv)
   if _POINT.value:
     cli.quiet_logging()
     cli.hide_accelerators_from_tf()
     sweeps.parse_run_id(_POINT.value)
-    check_all(base, sweep)
+    sweeps.check_all(base, sweep)
     result = execute_run(base, sweep, root, _POINT.value)
     cli.print_table(f"{_POINT.value}:", result["metrics"])
     return
   if _COLLECT.value:
     _say_collected(collect(root, sweep))
     return
-  check_all(base, sweep)  # before anything runs or is written
+  sweeps.check_all(base, sweep)  # before anything runs or is written
   runs = sweep.runs()
   if _PRINT_COMMANDS.value:
     for rid in runs:

@@ -164,3 +164,51 @@ def apply_overrides(config, overrides: Mapping[str, Any], where: str):
     except TypeError as e:
       raise ValueError(f"{where}: config key {key!r}: {e}") from None
   return out
+
+
+# ----------------------------------------------------------------------------
+# Loading a sweep and building its configs (no flags here: tests and other
+# commands import this module)
+# ----------------------------------------------------------------------------
+def load_sweep(config_arg: str) -> Sweep:
+  """The `get_sweep(arg)` of `path[:arg]`."""
+  import importlib.util
+  path, _, arg = config_arg.partition(":")
+  spec = importlib.util.spec_from_file_location("_avjax_sweep_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  if not hasattr(module, "get_sweep"):
+    raise ValueError(f"--config={config_arg}: {path} defines no get_sweep(arg)")
+  sweep = module.get_sweep(arg or None)
+  if not isinstance(sweep, Sweep):
+    raise ValueError(f"--config={config_arg}: get_sweep returned {type(sweep).__name__}, "
+                     "not avjax.sweeps.Sweep")
+  return sweep
+
+
+def run_config(base, sweep: Sweep, rid: str):
+  """The training config of run `<point>/seed<k>`."""
+  name, seed = parse_run_id(rid)
+  config = apply_overrides(base, sweep.point(name).overrides, f"sweep point {name!r}")
+  config.seed = seed
+  return config
+
+
+def evaluation_config(config, ev: Evaluation, point: str):
+  return apply_overrides(config, ev.overrides,
+                                f"sweep point {point!r}, evaluation {ev.name!r}")
+
+
+def check_all(base, sweep: Sweep) -> None:
+  """Every run's config, and its evaluations', built and checked before any
+  training: a misspelt key fails here, naming the point and the key."""
+  from avjax import config_check
+  for p in sweep.points:
+    config = run_config(base, sweep, run_id(p.name, 0))
+    config_check.check(config)
+    for ev in sweep.evaluations:
+      ev_config = evaluation_config(config, ev, p.name)
+      unknown = [n for n in ev.evals if n not in ev_config.evals]
+      if unknown:
+        raise ValueError(f"sweep evaluation {ev.name!r}: unknown evaluators {unknown}")
+      config_check.check_evals(ev_config, list(ev.evals))

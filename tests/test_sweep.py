@@ -76,17 +76,16 @@ def test_overrides_reach_the_config_and_unknown_keys_name_the_point():
 
 
 def test_every_ablation_config_builds_its_points():
-  from avjax import sweep as sweep_cmd
   from avjax import config_check
   import importlib
   for name in ("shortcut", "architecture", "objective", "negatives", "embedding"):
     path = os.path.join(ROOT, "configs", "ablations", f"{name}.py")
     module = importlib.import_module(f"configs.ablations.{name}")
-    sweep = sweep_cmd.load_sweep(f"{path}:tiny")
+    sweep = sweeps.load_sweep(f"{path}:tiny")
     assert sweep.seeds == 3 and sweep.headline
-    sweep_cmd.check_all(module.get_config("tiny"), sweep)
+    sweeps.check_all(module.get_config("tiny"), sweep)
     for p in sweep.points:  # each point changes what it says
-      config = sweep_cmd.run_config(module.get_config("tiny"), sweep, f"{p.name}/seed1")
+      config = sweeps.run_config(module.get_config("tiny"), sweep, f"{p.name}/seed1")
       assert config.seed == 1
       config_check.check(config)
 
