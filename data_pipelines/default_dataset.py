@@ -15,7 +15,7 @@ from typing import Sequence
 from data_pipelines import prepare as prepare_lib
 from data_pipelines import synthetic
 
-VERSION = "v3"
+VERSION = "v4"
 
 
 def cache_root() -> str:

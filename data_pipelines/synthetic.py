@@ -30,8 +30,11 @@ class SplitSpec:
   name: str
   num_clips: int
   seed: int
-  # Probabilities of 0, 1, 2, 3 silent objects beside the sounding one.
-  silent_probs: tuple[float, float, float, float] = (0.7, 0.1, 0.1, 0.1)
+  # Probabilities of 0, 1, 2, ... silent objects beside the sounding one.
+  silent_probs: tuple[float, ...] = (0.7, 0.1, 0.1, 0.1)
+  # Object diameters, as fractions of the frame side: [lo, hi).
+  size_range: tuple[float, float] = (0.22, 0.4)
+  place_tries: int = 60  # random positions tried per object before it is left out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +51,14 @@ DEFAULT_SPLITS = (
     SplitSpec("test", 300, seed=3),
     # One sounding object among 3 or 4: the localisation benchmark.
     SplitSpec("test_crowded", 150, seed=4, silent_probs=(0.0, 0.0, 0.5, 0.5)),
+    # Objects at about half the smallest training size (0.22 of the frame), one
+    # sounding among 2-4: does localisation survive a change of scale?
+    SplitSpec("test_small", 150, seed=5, silent_probs=(0.0, 1 / 3, 1 / 3, 1 / 3),
+              size_range=(0.10, 0.125)),
+    # One sounding object among 5-6: crowding beyond test_crowded's.
+    # Sizes at the small end of training's, so that 5-6 objects fit in the frame.
+    SplitSpec("test_many", 150, seed=6, silent_probs=(0.0, 0.0, 0.0, 0.0, 0.5, 0.5),
+              size_range=(0.22, 0.27), place_tries=1000),
 )
 
 
@@ -203,12 +214,12 @@ def make_scene(split: SplitSpec, index: int, video: VideoSpec):
   rng = np.random.default_rng([split.seed, index])
   size = video.size
   sounding = int(rng.integers(NUM_CLASSES))
-  n_silent = int(rng.choice(4, p=split.silent_probs))
+  n_silent = int(rng.choice(len(split.silent_probs), p=split.silent_probs))
   silent = rng.choice([c for c in range(NUM_CLASSES) if c != sounding], n_silent, replace=False)
   objects = []
   for cls in [sounding, *silent.tolist()]:
-    d = int(rng.integers(int(size * 0.22), int(size * 0.4)))
-    pos = _place(objects, size, d, rng)
+    d = int(rng.integers(int(size * split.size_range[0]), int(size * split.size_range[1])))
+    pos = _place(objects, size, d, rng, tries=split.place_tries)
     if pos is None:
       if cls == sounding:
         raise RuntimeError("cannot place the sounding object")
