@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from avjax import maths
+
 
 def _mask(batch, n):
   return batch.get("mask", jnp.ones((n,), jnp.float32)).astype(jnp.float32)
@@ -144,8 +146,8 @@ def cosine_embedding(*, outputs, batch, margin=0.2, reduction=True):
   non-pairs in both directions (its frame against others' audio, its audio
   against others' frames). Needs `labels` (multi-hot) in the batch.
   """
-  v = _unit(outputs["frame_embedding"])
-  a = _unit(outputs["audio_embedding"])
+  v = maths.l2_normalize(outputs["frame_embedding"])
+  a = maths.l2_normalize(outputs["audio_embedding"])
   cos = v @ a.T
   n = cos.shape[0]
   labels, valid = _labelled_pairs(batch, n)
@@ -183,11 +185,6 @@ def sound_bits_xent(*, outputs, batch, reduction=True):
   bits = batch["sound_target"].astype(jnp.float32)
   per = optax.sigmoid_binary_cross_entropy(logits, bits).mean(axis=-1)
   return _reduce(per, _mask(batch, logits.shape[0]), reduction)
-
-
-def _unit(x):
-  x = x.astype(jnp.float32)
-  return x / jnp.sqrt(jnp.sum(x * x, axis=-1, keepdims=True) + 1e-12)
 
 
 LOSSES = {

@@ -66,13 +66,12 @@ def execute_run(base, sweep: sweeps.Sweep, root: str, rid: str) -> dict:
   for ev in sweep.evaluations:
     ev_config = sweeps.evaluation_config(config, ev, point)
     rec = evaluation.evaluate(ev_config, workdir, evals=list(ev.evals), split=ev.split,
-                                checkpoint=sweep.checkpoint, pictures=False, name=ev.name)
+                              checkpoint=sweep.checkpoint, pictures=False, name=ev.name)
     metrics.update({f"{ev.name}/{k}": v for k, v in rec["metrics"].items()})
     step = rec["step"]
     if sweep.random_init:
-      rec = evaluation.evaluate(sweeps.evaluation_config(config, ev, point), workdir,
-                                  evals=list(ev.evals), split=ev.split, random_init=True,
-                                  pictures=False, name=ev.name)
+      rec = evaluation.evaluate(ev_config, workdir, evals=list(ev.evals), split=ev.split,
+                                random_init=True, pictures=False, name=ev.name)
       init_metrics.update({f"{ev.name}/{k}": v for k, v in rec["metrics"].items()})
   result = {"point": point, "seed": seed, "steps": config.total_steps, "evaluated_step": step,
             "wall_s": clock.total(), "metrics": metrics, "random_init_metrics": init_metrics,
@@ -283,12 +282,11 @@ def plot(metrics: list[str], rows: list[dict], path: str) -> None:
     pos = x - 0.4 + width * (i + 0.5)
     mean = [r["stats"].get(m, (np.nan, 0))[0] for m in metrics]
     std = [r["stats"].get(m, (np.nan, 0))[1] for m in metrics]
-    bars = ax.bar(pos, mean, width * 0.9, yerr=std, capsize=3, label=r["point"])
+    ax.bar(pos, mean, width * 0.9, yerr=std, capsize=3, label=r["point"])
     if r["point"] in init:
       base = [init[r["point"]]["stats"].get(m, (np.nan, 0))[0] for m in metrics]
       ax.bar(pos, base, width * 0.9, fill=False, edgecolor="black", linestyle="--",
              linewidth=0.8, label="random init" if i == 0 else None)
-    del bars
   ax.set_xticks(x)
   ax.set_xticklabels(metrics, rotation=15, ha="right", fontsize=8)
   ax.legend(fontsize=7)

@@ -133,12 +133,15 @@ def fit_and_write(data_dir: str, fit_split: str = "train", *, kind: str = "clust
   return model
 
 
-def load_model(data_dir: str) -> dict:
-  path = fs.join(data_dir, MODEL)
+def _read_json(path: str, missing: str) -> dict:
   if not fs.exists(path):
-    raise FileNotFoundError(f"{path}: no fitted sound model; run avjax-sound-clusters "
-                            f"--data={data_dir} --split=train first")
+    raise FileNotFoundError(f"{path}: {missing}")
   return json.loads(fs.read_text(path))
+
+
+def load_model(data_dir: str) -> dict:
+  return _read_json(fs.join(data_dir, MODEL), "no fitted sound model; run avjax-sound-clusters "
+                    f"--data={data_dir} --split=train first")
 
 
 def assign_and_write(data_dir: str, split: str, workers: int = 0) -> str:
@@ -149,8 +152,5 @@ def assign_and_write(data_dir: str, split: str, workers: int = 0) -> str:
 
 
 def load_targets(split_dir: str) -> dict:
-  path = fs.join(split_dir, TARGETS)
-  if not fs.exists(path):
-    raise FileNotFoundError(f"{path}: no sound targets; run avjax-sound-clusters "
-                            f"--data={fs.dirname(split_dir)} --split={fs.basename(split_dir)}")
-  return json.loads(fs.read_text(path))
+  return _read_json(fs.join(split_dir, TARGETS), "no sound targets; run avjax-sound-clusters "
+                    f"--data={fs.dirname(split_dir)} --split={fs.basename(split_dir)}")
