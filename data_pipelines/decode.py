@@ -90,14 +90,65 @@ def _frames_at(container, stream, fps: float, short_side: int, *, first_n: int =
       n += 1
 
 
-def _audio_chunks(container, stream, sample_rate: int) -> Iterator[np.ndarray]:
-  """Mono float32 at `sample_rate`, one decoded packet's worth at a time."""
+def _audio_chunks(container, stream, sample_rate: int, frames=None) -> Iterator[np.ndarray]:
+  """Mono float32 at `sample_rate`, one decoded packet's worth at a time (of
+  `frames` if given, else the stream decoded from where the container is)."""
   resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
-  for frame in container.decode(stream):
+  for frame in container.decode(stream) if frames is None else frames:
     for resampled in resampler.resample(frame):
       yield resampled.to_ndarray().reshape(-1).astype(np.float32)
   for resampled in resampler.resample(None):
     yield resampled.to_ndarray().reshape(-1).astype(np.float32)
+
+
+# A range's audio goes through the resampler from this far before it: its filter
+# then holds what it holds in a whole decode (17 output samples differ at 44.1 ->
+# 16 kHz), and the samples are the whole decode's, bit for bit.
+RESAMPLER_WARMUP_SECONDS = 1.0
+
+
+def _rate_periods(in_rate: int, out_rate: int) -> tuple[int, int]:
+  """Input and output samples per period of the resampling ratio: a fresh
+  resampler started on a multiple of the input period lines up with one started
+  at zero."""
+  g = math.gcd(in_rate, out_rate)
+  return in_rate // g, out_rate // g
+
+
+def _frames_after(frames: Iterator, start: int) -> Iterator:
+  """Decoded frames from input sample `start` on (counted over the frames as
+  they come), the one holding it cut to begin there."""
+  n = 0
+  for frame in frames:
+    if n + frame.samples <= start:
+      n += frame.samples
+      continue
+    if n < start:
+      cut = av.AudioFrame.from_ndarray(np.ascontiguousarray(frame.to_ndarray()[..., start - n:]),
+                                       format=frame.format.name, layout=frame.layout.name)
+      cut.sample_rate = frame.sample_rate
+      frame = cut
+    yield frame
+    yield from frames
+    return
+
+
+def audio_from(container, stream, sample_rate: int, keep_from: int = 0
+               ) -> tuple[Iterator[np.ndarray], int]:
+  """Audio chunks equal to _audio_chunks' for the whole stream from output sample
+  `start` on, and start (<= keep_from). The decoder still runs from the stream's
+  start (its state, e.g. AAC noise substitution's random generator, depends on
+  every frame before), but resampling, four times the decoding's cost, starts
+  RESAMPLER_WARMUP_SECONDS before the range, on a period of the rate ratio."""
+  in_rate = stream.codec_context.sample_rate
+  if not in_rate:
+    return _audio_chunks(container, stream, sample_rate), 0
+  period_in, period_out = _rate_periods(in_rate, sample_rate)
+  periods = (keep_from - int(RESAMPLER_WARMUP_SECONDS * sample_rate)) // period_out
+  if periods <= 0:
+    return _audio_chunks(container, stream, sample_rate), 0
+  frames = _frames_after(container.decode(stream), periods * period_in)
+  return _audio_chunks(container, stream, sample_rate, frames), periods * period_out
 
 
 @contextlib.contextmanager
@@ -186,11 +237,11 @@ class _Audio:
   resampler sees every sample from the first, so a time range's audio is the same
   samples the whole file's audio holds there. Holds at most a clip's samples."""
 
-  def __init__(self, chunks: Iterator[np.ndarray], keep_from: int = 0):
+  def __init__(self, chunks: Iterator[np.ndarray], keep_from: int = 0, start: int = 0):
     self._chunks, self.done = chunks, False
-    self.total = 0              # samples decoded so far
+    self.total = start          # samples decoded so far, counted from the file's first
     self._keep_from = keep_from  # samples before this are dropped as they come
-    self._start = 0             # the sample index of the first kept chunk's start
+    self._start = start         # the sample index of the first kept chunk's start
     self._kept: list[np.ndarray] = []
 
   def pull(self) -> None:
@@ -217,18 +268,19 @@ class _Audio:
 
 def stream_clips(path: str, *, fps: float, sample_rate: int, short_side: int,
                  clip_seconds: float, min_seconds: float, first_frame: int = 0,
-                 end_frame: int | None = None) -> Iterator[ClipPiece]:
+                 end_frame: int | None = None, threads: int = 0) -> Iterator[ClipPiece]:
   """Cuts a video into clips of `clip_seconds` on the frame grid (frames at
   `fps`, shorter side `short_side`; mono audio at `sample_rate`), decoding one
   clip at a time: memory holds a clip, whatever the video's length.
 
   The clips of frames [first_frame, end_frame) (end None: to the end of the
   file), a time range on the clip grid; the video is sought to the range, the
-  audio decoded from the start. Every range gives the clips the whole file gives
+  audio decoded from the start but resampled only from just before it
+  (audio_from). Every range gives the clips the whole file gives
   there. A trailing piece shorter than `min_seconds` is dropped. Raises
   BadMediaError (no stream, undecodable, too short, NaN audio) as it goes; a
   caller keeping a file's clips only if it completes keeps what a whole decode
-  would have.
+  would have. `threads`: the video decoder's (0: FFmpeg's choice, every core).
   """
   frames_per_clip = max(1, int(math.floor(clip_seconds * fps)))
   with _bad_media_on_decode_errors(), fs.local_copy(path) as local:
@@ -238,14 +290,17 @@ def stream_clips(path: str, *, fps: float, sample_rate: int, short_side: int,
       if not audio_container.streams.audio:
         raise BadMediaError("no audio track")
       vstream = video_container.streams.video[0]
+      vstream.codec_context.thread_count = threads
       t0 = None
       if first_frame > 0:
         t0 = first_frame_time(video_container, vstream)
         if t0 is None:
           return
       frames = _frames_at(video_container, vstream, fps, short_side, first_n=first_frame, t0=t0)
-      audio = _Audio(_audio_chunks(audio_container, audio_container.streams.audio[0], sample_rate),
-                     keep_from=int(round(first_frame / fps * sample_rate)))
+      keep_from = int(round(first_frame / fps * sample_rate))
+      chunks, start = audio_from(audio_container, audio_container.streams.audio[0], sample_rate,
+                                 keep_from)
+      audio = _Audio(chunks, keep_from=keep_from, start=start)
       yield from _cut(frames, audio, fps=fps, sample_rate=sample_rate,
                       frames_per_clip=frames_per_clip, min_seconds=min_seconds,
                       first_frame=first_frame, end_frame=end_frame)

@@ -370,3 +370,27 @@ def test_a_file_failing_in_a_later_range_is_cut_back_out(tmp_path):
       str(root), "b_good.mp4", settings)
   with pytest.raises(Exception, match="NaN"):
     whole_decode.whole_file_records(str(root), "a_nan.mkv", settings)
+
+
+@pytest.mark.parametrize("rate", [16000, 22050])
+def test_a_range_resampled_from_near_its_start_has_the_whole_decodes_samples(tmp_path, rate):
+  """audio_from starts the resampler a second before a range, on a period of the
+  rate ratio, after decoding (not resampling) what comes before: the samples from
+  the range on are the whole decode's, bit for bit (the AAC encoder's noise
+  substitution makes the decoder's output depend on every frame before)."""
+  from data_pipelines import decode
+  split = synthetic.SplitSpec("x", 1, seed=11)
+  video = synthetic.VideoSpec(size=32, seconds=6.0)
+  frames, wav, _, _ = synthetic.make_scene(split, 0, video)
+  path = str(tmp_path / "six.mp4")
+  synthetic.write_mp4(path, frames, wav, video)
+  with av.open(path) as c:
+    whole = np.concatenate(list(decode._audio_chunks(c, c.streams.audio[0], rate)))
+  for seconds in (0.5, 2.3, 4.1):
+    keep_from = int(seconds * rate)
+    with av.open(path) as c:
+      chunks, start = decode.audio_from(c, c.streams.audio[0], rate, keep_from)
+      ranged = np.concatenate(list(chunks))
+    assert start <= keep_from - decode.RESAMPLER_WARMUP_SECONDS * rate or start == 0
+    assert (start > 0) == (seconds > 1.5)
+    np.testing.assert_array_equal(ranged[keep_from - start:], whole[keep_from:])
