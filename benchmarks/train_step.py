@@ -4,12 +4,19 @@
 
 Times the jitted, donated update that the trainer runs (paper scale: 224 px
 frames, 257x199 spectrograms) on synthetic batches, after compilation. In the
-same process it times, as references: the forward pass alone (evaluation) and
-the update with bfloat16 compute, and prints each ratio to the float32 update.
+same process it times, as references: the forward pass alone (evaluation), the
+update with bfloat16 compute, and, for AVE-Net when `torch` is importable (the
+`bench` extra), a PyTorch AVE-Net of the same shapes (benchmarks/torch_avenet.py)
+in NCHW and channels_last layouts. It prints each one's ratio to avjax's float32
+update, the update's FLOPs per example (XLA's cost analysis of the compiled
+update) and each one's achieved FLOP/s, and on an accelerator of known peak the
+model FLOPs utilisation against its bfloat16 and float32 peaks.
 """
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
 
 import jax
@@ -46,16 +53,64 @@ def time_fn(fn, steps: int) -> float:
   return (time.perf_counter() - t) / steps
 
 
-def bench_update(config, batch, steps, mesh) -> float:
+# Dense peak TFLOP/s (bfloat16, float32) by device kind, from the vendors' data
+# sheets (float32: without TF32 tensor cores). Unknown kinds print no MFU.
+PEAK_TFLOPS = {
+    "NVIDIA H200": (989.0, 67.0), "NVIDIA H100 80GB HBM3": (989.0, 67.0),
+    "NVIDIA H100 PCIe": (756.0, 51.0), "NVIDIA A100-SXM4-80GB": (312.0, 19.5),
+    "NVIDIA A100-SXM4-40GB": (312.0, 19.5), "NVIDIA L4": (121.0, 30.3),
+    "TPU v4": (275.0, None), "TPU v5 lite": (197.0, None), "TPU v5p": (459.0, None),
+    "TPU v6 lite": (918.0, None),
+}
+
+
+def peak_tflops(device) -> tuple[float | None, float | None]:
+  """(bfloat16, float32) dense peak of one device, by its kind; (None, None) if unknown."""
+  kind = getattr(device, "device_kind", "")
+  for name, peaks in PEAK_TFLOPS.items():
+    if kind.startswith(name):
+      return peaks
+  return None, None
+
+
+def bench_update(config, batch, steps, mesh) -> tuple[float, float | None]:
+  """(seconds per update, FLOPs per update from XLA's cost analysis or None)."""
   fns = train.make_train_functions(config, mesh)
   state = [fns.init(jax.random.PRNGKey(0))]
   data = synthetic_batch(config, batch, mesh_lib.batch_sharding(mesh))
+  flops = update_flops(fns.update, state[0], data)
 
   def step():
     state[0], metrics = fns.update(state[0], data)
     return metrics["loss"]
 
-  return time_fn(step, steps)
+  return time_fn(step, steps), flops
+
+
+def update_flops(update, state, data) -> float | None:
+  """The compiled update's FLOPs (all devices), from XLA's cost analysis."""
+  analysis = update.lower(state, data).compile().cost_analysis()
+  if isinstance(analysis, (list, tuple)):  # older jax: one dict per device program
+    analysis = analysis[0] if analysis else None
+  flops = (analysis or {}).get("flops")
+  return float(flops) if flops and flops > 0 else None
+
+
+def bench_torch(config, batch, steps) -> list[tuple[str, float]]:
+  """The PyTorch AVE-Net's seconds per update, NCHW and channels_last; [] without torch."""
+  try:
+    import torch  # noqa: F401
+  except ImportError:
+    print("  (torch not importable: pip install -e '.[bench]' adds the PyTorch reference)")
+    return []
+  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+  import torch_avenet
+  frames, spectrogram = predict.dummy_inputs(config.data, 1)
+  spec_shape = tuple(spectrogram.shape[1:3])
+  return [(f"PyTorch {torch.__version__}, {name}",
+           torch_avenet.time_update(batch, frames.shape[1], spec_shape, steps, channels_last=cl,
+                                    threads=os.cpu_count()))
+          for name, cl in (("NCHW", False), ("channels_last", True))]
 
 
 def bench_forward(config, batch, steps, mesh) -> float:
@@ -73,21 +128,41 @@ def main():
   p.add_argument("--batch", type=int, default=16)
   p.add_argument("--steps", type=int, default=5)
   p.add_argument("--tiny", action="store_true", help="the CPU-sized config instead")
+  p.add_argument("--no_torch", action="store_true", help="skip the PyTorch reference")
   args = p.parse_args()
   config = CONFIGS[args.model].get_config("tiny" if args.tiny else None)
   mesh = mesh_lib.make_mesh(config)
   spec = config.data
+  device = jax.devices()[0]
   print(f"{args.model} ({'tiny' if args.tiny else 'paper'} scale): frames {spec.crop}px, "
-        f"batch {args.batch}, {jax.device_count()} x {jax.devices()[0].platform}")
-  base = bench_update(config, args.batch, args.steps, mesh)
-  rows = [("train step, float32", base)]
-  rows.append(("forward only (eval)", bench_forward(config, args.batch, args.steps, mesh)))
+        f"batch {args.batch}, {jax.device_count()} x {device.platform} ({device.device_kind})")
+  base, flops = bench_update(config, args.batch, args.steps, mesh)
+  rows = [("avjax train step, float32", base)]
+  rows.append(("avjax forward only (eval)", bench_forward(config, args.batch, args.steps, mesh)))
   bf16 = config.copy_and_resolve_references()
   bf16.model.dtype = "bfloat16"
-  rows.append(("train step, bfloat16 compute", bench_update(bf16, args.batch, args.steps, mesh)))
+  bf16_sec, _ = bench_update(bf16, args.batch, args.steps, mesh)
+  rows.append(("avjax train step, bfloat16", bf16_sec))
+  if args.model == "avenet" and not args.no_torch and device.platform == "cpu":
+    rows += bench_torch(config, args.batch, args.steps)
+  per_example = flops / args.batch if flops else None
+  if per_example:
+    print(f"  update: {per_example / 1e9:.1f} GFLOP per example (XLA cost analysis)")
   for name, sec in rows:
-    print(f"  {name:30s} {sec * 1e3:9.1f} ms/step  {args.batch / sec:8.1f} examples/s  "
-          f"x{base / sec:.2f} vs float32 train step")
+    achieved = (f"  {per_example * args.batch / sec / 1e9:7.1f} GFLOP/s"
+                if per_example and "forward" not in name else "")
+    print(f"  {name:36s} {sec * 1e3:9.1f} ms/step  {args.batch / sec:8.1f} examples/s  "
+          f"x{base / sec:.2f} the float32 update's speed{achieved}")
+  for name, sec in rows:
+    if name.startswith("PyTorch"):
+      print(f"  avjax float32 update vs {name}: x{sec / base:.2f} (>1: avjax faster)")
+  bf16_peak, f32_peak = peak_tflops(device)
+  if flops and (bf16_peak or f32_peak):
+    n = jax.device_count()
+    for name, sec, peak in (("float32", base, f32_peak), ("bfloat16", bf16_sec, bf16_peak)):
+      if peak:
+        print(f"  MFU, {name} update: {flops / sec / (peak * 1e12 * n):.1%} of {n} x "
+              f"{peak:g} TFLOP/s {name} peak")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,132 @@
+"""Where the training step's time goes: each AVE-Net convolution, timed apart.
+
+  python benchmarks/conv_layers.py [--batch 16] [--repeats 3] [--tiny]
+
+For every 3x3 convolution of AVE-Net's two VGG towers at the config's shapes
+(paper scale: 224 px frames, 257x199 spectrograms), times the three parts of its
+update on this machine's default device, each jitted alone: the forward
+convolution, the input gradient and the filter gradient. Prints GFLOP/s for
+each and the share of the update's convolution time each layer takes. When
+`torch` is importable (the `bench` extra) and the device is a CPU, the same
+layer in PyTorch (channels_last, forward + both gradients) is timed beside it.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from avjax import predict
+from configs import avenet
+
+
+def conv_shapes(config) -> list[tuple[str, tuple[int, int, int], int, int]]:
+  """(name, input [H, W, C], output channels, stride) of each tower's convolutions."""
+  frames, spectrogram = predict.dummy_inputs(config.data, 1)
+  out = []
+  for tower, x, widths in (("vision", frames, config.model.get("vision_widths", (64, 128, 256, 512))),
+                           ("audio", spectrogram, config.model.get("audio_widths", (64, 128, 256, 512)))):
+    h, w, c = x.shape[1:]
+    for i, width in enumerate(widths):
+      for j in range(2):
+        stride = 2 if (i == 0 and j == 0) else 1
+        out.append((f"{tower} block{i} conv{j}", (h, w, c), width, stride))
+        h, w, c = -(-h // stride), -(-w // stride), width
+      if i < len(widths) - 1:
+        h, w = h // 2, w // 2
+  return out
+
+
+def _timeit(fn, repeats: int) -> float:
+  jax.block_until_ready(fn())
+  t = time.perf_counter()
+  for _ in range(repeats):
+    out = fn()
+  jax.block_until_ready(out)
+  return (time.perf_counter() - t) / repeats
+
+
+def time_xla(batch: int, hwc, features: int, stride: int, repeats: int) -> tuple[float, float, float]:
+  """Seconds of (forward, input gradient, filter gradient) of one convolution."""
+  r = np.random.default_rng(0)
+  x = jnp.asarray(r.normal(size=(batch, *hwc)).astype(np.float32))
+  w = jnp.asarray(r.normal(size=(3, 3, hwc[2], features)).astype(np.float32) * 0.05)
+
+  def conv(x, w):
+    return lax.conv_general_dilated(x, w, (stride, stride), "SAME",
+                                    dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+  g = jnp.ones_like(conv(x, w))
+  fwd = jax.jit(conv)
+  dx = jax.jit(lambda x, w, g: jax.vjp(conv, x, w)[1](g)[0])
+  dw = jax.jit(lambda x, w, g: jax.vjp(conv, x, w)[1](g)[1])
+  return (_timeit(lambda: fwd(x, w), repeats), _timeit(lambda: dx(x, w, g), repeats),
+          _timeit(lambda: dw(x, w, g), repeats))
+
+
+def time_torch(batch: int, hwc, features: int, stride: int, repeats: int) -> float | None:
+  """Seconds of a PyTorch channels_last forward + both gradients; None without torch."""
+  try:
+    import torch
+  except ImportError:
+    return None
+  torch.set_num_threads(os.cpu_count())
+  h, w, c = hwc
+  x = torch.randn(batch, c, h, w).to(memory_format=torch.channels_last).requires_grad_()
+  conv = torch.nn.Conv2d(c, features, 3, stride, padding=1, bias=False).to(
+      memory_format=torch.channels_last)
+
+  def step():
+    out = conv(x)
+    out.backward(torch.ones_like(out))
+
+  step()
+  t = time.perf_counter()
+  for _ in range(repeats):
+    step()
+  return (time.perf_counter() - t) / repeats
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("--batch", type=int, default=16)
+  p.add_argument("--repeats", type=int, default=3)
+  p.add_argument("--tiny", action="store_true", help="the CPU-sized config's shapes instead")
+  args = p.parse_args()
+  config = avenet.get_config("tiny" if args.tiny else None)
+  device = jax.devices()[0]
+  print(f"AVE-Net convolutions ({'tiny' if args.tiny else 'paper'} scale), batch {args.batch}, "
+        f"{device.platform} ({device.device_kind}); GFLOP/s of each part:")
+  rows, total = [], 0.0
+  for name, hwc, features, stride in conv_shapes(config):
+    h, w = -(-hwc[0] // stride), -(-hwc[1] // stride)
+    flops = 2 * args.batch * h * w * hwc[2] * features * 9
+    fwd, dx, dw = time_xla(args.batch, hwc, features, stride, args.repeats)
+    ref = time_torch(args.batch, hwc, features, stride, args.repeats) if device.platform == "cpu" else None
+    rows.append((name, hwc, features, flops, fwd, dx, dw, ref))
+    total += fwd + dx + dw
+  print(f"  {'layer':22s} {'input':>14s} {'out':>4s} {'GFLOP':>6s} {'fwd':>6s} {'d input':>8s} "
+        f"{'d filter':>9s} {'share':>6s}" + ("  torch fwd+bwd" if rows[0][7] else ""))
+  for name, hwc, features, flops, fwd, dx, dw, ref in rows:
+    line = (f"  {name:22s} {'x'.join(map(str, hwc)):>14s} {features:4d} {flops / 1e9:6.2f} "
+            f"{flops / fwd / 1e9:6.0f} {flops / dx / 1e9:8.0f} {flops / dw / 1e9:9.0f} "
+            f"{(fwd + dx + dw) / total:6.1%}")
+    if ref:
+      line += f"  {3 * flops / ref / 1e9:9.0f}"
+    print(line)
+  parts = [sum(r[i] for r in rows) for i in (4, 5, 6)]
+  print(f"  all convolutions: {total:.2f} s per update; forward {parts[0] / total:.0%}, "
+        f"input gradient {parts[1] / total:.0%}, filter gradient {parts[2] / total:.0%}")
+  if rows[0][7]:
+    ref_total = sum(r[7] for r in rows)
+    print(f"  PyTorch channels_last, the same convolutions: {ref_total:.2f} s "
+          f"(avjax/XLA x{ref_total / total:.2f} as fast)")
+
+
+if __name__ == "__main__":
+  main()
