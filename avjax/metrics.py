@@ -78,12 +78,27 @@ def box_masks(boxes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
   return in_y[:, :, None] & in_x[:, None, :]
 
 
+def peak_points(maps: np.ndarray) -> np.ndarray:
+  """Each map's maximum as (row, column) -> [N, 2] int. Upsampling a coarse map
+  leaves a plateau of equal maxima between an edge cell's centre and the frame's
+  border; argmax would take the plateau's first pixel, on the top or left border
+  whatever the map says. The plateau pixel nearest its centroid is taken instead
+  (ties within 1e-6 of the map's range)."""
+  maps = np.asarray(maps, np.float64)
+  out = np.zeros((len(maps), 2), np.int64)
+  for i, m in enumerate(maps):
+    top = m.max()
+    ys, xs = np.nonzero(m >= top - 1e-6 * (top - m.min()))
+    k = np.argmin((ys - ys.mean()) ** 2 + (xs - xs.mean()) ** 2)
+    out[i] = ys[k], xs[k]
+  return out
+
+
 def pointing_hits(maps: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-  """Pointing game: whether each map's maximum falls inside its box. -> [N] bool."""
+  """Pointing game: whether each map's maximum (peak_points) falls inside its box. -> [N] bool."""
   maps = np.asarray(maps)
-  n, h, w = maps.shape
-  flat = maps.reshape(n, -1).argmax(1)
-  return box_masks(boxes, (h, w)).reshape(n, -1)[np.arange(n), flat]
+  peaks = peak_points(maps)
+  return box_masks(boxes, maps.shape[1:])[np.arange(len(maps)), peaks[:, 0], peaks[:, 1]]
 
 
 def min_max_normalise(maps: np.ndarray) -> np.ndarray:

@@ -5,6 +5,7 @@ from typing import Sequence
 
 import numpy as np
 
+from avjax import metrics
 from data_pipelines import fs
 
 
@@ -37,7 +38,7 @@ def heatmap_overlays(frames: np.ndarray, maps: np.ndarray, boxes: np.ndarray, pa
     axes[i, 1].imshow(frames[i])
     axes[i, 1].imshow(maps[i], cmap="jet", alpha=0.5)
     axes[i, 1].add_patch(_box_patch(plt, boxes[i], shape, "lime"))
-    y, x = np.unravel_index(np.argmax(maps[i]), maps[i].shape)
+    y, x = metrics.peak_points(maps[i:i + 1])[0]
     axes[i, 1].plot([x], [y], marker="+", color="white", markersize=14, markeredgewidth=3)
     if i < len(titles):
       axes[i, 1].set_title(titles[i], fontsize=8)

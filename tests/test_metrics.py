@@ -48,6 +48,23 @@ def test_box_masks_and_pointing():
   np.testing.assert_array_equal(metrics.pointing_hits(maps, boxes), [True, False])
 
 
+def test_an_upsampled_edge_peak_points_inside_its_cell_not_at_the_border():
+  """A 4x4 map peaking in the left column's second cell, upsampled bilinearly to
+  64 px: the maximum is a plateau from the border to the cell's centre (x 0-7,
+  y 24). argmax would point at x = 0; the plateau's middle is in the cell."""
+  import jax
+  coarse = np.zeros((1, 4, 4), np.float32)
+  coarse[0, 1, 0], coarse[0, 2, 0] = 1.0, 0.3
+  fine = np.asarray(jax.image.resize(coarse, (1, 64, 64), "bilinear"))
+  assert np.unravel_index(fine[0].argmax(), (64, 64)) == (24, 0)
+  np.testing.assert_array_equal(metrics.peak_points(fine), [[24, 3]])  # x 3.5, the first
+  box = np.array([[0.25, 1 / 32, 0.5, 0.25]])  # the cell, less the border column
+  assert metrics.pointing_hits(fine, box).tolist() == [True]
+  sharp = np.zeros((1, 8, 8))
+  sharp[0, 5, 6], sharp[0, 2, 2] = 1.0, 0.999  # a unique maximum is kept as it is
+  np.testing.assert_array_equal(metrics.peak_points(sharp), [[5, 6]])
+
+
 def test_ciou_and_protocols_by_hand():
   gt = np.zeros((1, 4, 4), bool)
   gt[0, :2, :2] = True                          # 4 pixels

@@ -78,7 +78,7 @@ def test_overrides_reach_the_config_and_unknown_keys_name_the_point():
 def test_every_ablation_config_builds_its_points():
   from avjax import config_check
   import importlib
-  for name in ("shortcut", "architecture", "objective", "negatives", "embedding"):
+  for name in ("shortcut", "architecture", "objective", "negatives", "embedding", "localisation"):
     path = os.path.join(ROOT, "configs", "ablations", f"{name}.py")
     module = importlib.import_module(f"configs.ablations.{name}")
     sweep = sweeps.load_sweep(f"{path}:tiny")

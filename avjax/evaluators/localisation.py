@@ -58,7 +58,11 @@ class Localisation(base.Evaluator):
   def run(self, variables) -> dict:
     g = self.boxed(variables)
     scores = metrics.localisation_scores(g["map"], g["box"])
+    # What a map that says nothing scores: its peak is the frame's centre. A map
+    # below it on pointing is a defect, not a weak result.
+    uniform = metrics.pointing_hits(np.zeros_like(g["map"]), g["box"]).mean()
     return {**{f"localisation_{k}": v for k, v in scores.items()},
+            "localisation_pointing_uniform": float(uniform),
             "localisation_examples": int(len(g["box"]))}
 
   def pictures(self, variables, out_dir: str) -> list[str]:

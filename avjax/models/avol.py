@@ -4,16 +4,40 @@ The 14x14 grid of visual embeddings is dotted with the audio embedding; a 1x1
 conv (a scalar affine map) calibrates the scores, a sigmoid makes a localisation
 map, and max-pooling over the map gives the correspondence score (multiple
 instance learning: the clip corresponds if some location makes the sound).
+`pooling` softens that max (see pool_map), so that more of the object than its
+single best cell is trained to light up.
 """
 from __future__ import annotations
 
 from typing import ClassVar
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from avjax import maths
 from avjax.models import vgg
+
+
+POOLINGS = ("max", "lse", "topk")
+
+
+def pool_map(logit_map, pooling: str, temperature: float = 1.0, topk: float = 0.1):
+  """[B, h, w] logits -> [B] correspondence logits.
+
+  "max": the paper's. "lse": temperature * log(mean(exp(map / temperature))),
+  a smooth max that tends to max as temperature -> 0 and to the mean as it
+  grows. "topk": the mean of the `topk` fraction of highest cells (at least one).
+  """
+  flat = logit_map.reshape(logit_map.shape[0], -1)
+  if pooling == "max":
+    return jnp.max(flat, axis=-1)
+  if pooling == "lse":
+    return temperature * (jax.nn.logsumexp(flat / temperature, axis=-1) - jnp.log(flat.shape[-1]))
+  if pooling == "topk":
+    k = max(1, int(round(topk * flat.shape[-1])))
+    return jnp.mean(jax.lax.top_k(flat, k)[0], axis=-1)
+  raise ValueError(f"config.model.pooling: unknown {pooling!r} (one of {', '.join(POOLINGS)})")
 
 
 class AVOLNet(vgg.Towers):
@@ -21,6 +45,9 @@ class AVOLNet(vgg.Towers):
   embed_dim: int = 128
   calibration: str = "default"   # "default" or "distance": positive slope, see ave.py
   calibration_scale: float = 10.0
+  pooling: str = "max"              # see pool_map
+  pooling_temperature: float = 1.0  # "lse"
+  pooling_topk: float = 0.1         # "topk": the fraction of map cells averaged
 
   @nn.compact
   def __call__(self, frames, spectrogram, train: bool = False):
@@ -52,5 +79,7 @@ class AVOLNet(vgg.Towers):
       raise ValueError(f"config.model.calibration: unknown {self.calibration!r}")
     logit_map = w * scores + b
     return {**out,
-            "logits": jnp.max(logit_map, axis=(1, 2)),  # sigmoid is monotone: max before it
+            # Pooled logits (for max, the same as max-pooling the sigmoid map).
+            "logits": pool_map(logit_map, self.pooling, self.pooling_temperature,
+                               self.pooling_topk),
             "heatmap": nn.sigmoid(logit_map)}
