@@ -8,6 +8,7 @@ the accelerator. Frames that are already float pass through unchanged.
 """
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 from data_pipelines import contract
@@ -35,6 +36,24 @@ def colour_matrix(brightness, contrast, saturation, channel_mean):
   return m, jnp.einsum("...ij,...j->...i", sat, offset)
 
 
+def zoom_out(x, zoom):
+  """[B, H, W, 3] on [0, 1], zoom [B, 3] = (scale s, y, x in [0, 1]) -> each frame
+  shrunk by s (antialiased) and placed s-sized at (y, x) of the room left, on a
+  canvas of its mean colour: objects as they would look from further away."""
+  h, w = x.shape[1:3]
+
+  def one(img, z):
+    s, room = z[0], 1.0 - z[0]
+    scale = jnp.stack([s, s])
+    shift = jnp.stack([z[1] * room * h, z[2] * room * w])
+    shrunk = jax.image.scale_and_translate(img, img.shape, (0, 1), scale, shift, "linear")
+    cover = jax.image.scale_and_translate(jnp.ones((h, w, 1), img.dtype), (h, w, 1), (0, 1),
+                                          scale, shift, "linear")
+    return shrunk + (1.0 - cover) * jnp.mean(img, axis=(0, 1))
+
+  return jax.vmap(one)(x, zoom)
+
+
 def normalise(x):
   """[0, 1] RGB -> ImageNet-normalised."""
   return (x - jnp.asarray(IMAGENET_MEAN)) / jnp.asarray(IMAGENET_STD)
@@ -42,13 +61,15 @@ def normalise(x):
 
 def to_model_frames(frames, augment: dict | None = None):
   """uint8 [B, H, W, 3] -> float32 normalised, with `augment` (aug_* arrays [B])
-  applied: horizontal flip, then brightness / contrast / saturation, clipped to
-  [0, 1] before normalising."""
+  applied: horizontal flip, zoom-out (when drawn), then brightness / contrast /
+  saturation, clipped to [0, 1] before normalising."""
   if frames.dtype != jnp.uint8:
     return frames
   x = frames.astype(jnp.float32) * (1.0 / 255.0)
   if augment:
     x = jnp.where(augment["aug_flip"][:, None, None, None], x[:, :, ::-1], x)
+    if "aug_zoom" in augment:
+      x = zoom_out(x, augment["aug_zoom"])
     m, o = colour_matrix(augment["aug_brightness"], augment["aug_contrast"],
                          augment["aug_saturation"], jnp.mean(x, axis=(1, 2)))
     x = jnp.clip(jnp.einsum("bhwc,bcd->bhwd", x, m) + o[:, None, None, :], 0.0, 1.0)

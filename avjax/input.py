@@ -30,7 +30,8 @@ def reader_spec(data):
       spectrogram=spectrogram_spec(data), fps=data.fps, resize=data.resize, crop=data.crop,
       negative_fraction=data.negative_fraction, negatives=data.negatives,
       negatives_on_grid=data.negatives_on_grid, shuffle_buffer=data.shuffle_buffer,
-      flip=data.flip, colour_jitter=data.colour_jitter, gain_db=data.gain_db,
+      flip=data.flip, colour_jitter=data.colour_jitter, zoom_out=data.zoom_out,
+      gain_db=data.gain_db,
       num_classes=data.num_classes, stored_spectrogram=data.stored_spectrogram,
       examples_per_clip=data.examples_per_clip, sound_targets=data.get("sound_targets", ""),
       sound_k=data.get("sound_k", 0))

@@ -44,6 +44,7 @@ def data_config(tiny: bool) -> ml_collections.ConfigDict:
   d.shuffle_buffer = 256
   d.flip = True
   d.colour_jitter = 0.3
+  d.zoom_out = 0.0               # > 0: frames shrunk by up to this onto a canvas (scale aug)
   d.gain_db = 3.0
   d.num_classes = 0              # 0: from the dataset manifest
   # Slice 1 s windows out of the |STFT| that prepare stored (same framing) rather

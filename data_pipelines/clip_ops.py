@@ -28,6 +28,10 @@ class ReaderSpec:
   shuffle_buffer: int = 1024
   flip: bool = True
   colour_jitter: float = 0.3        # 0 disables
+  # Zoom-out: each training frame shrunk by a factor in [1 - zoom_out, 1] onto a
+  # canvas of its mean colour (avjax.frames.zoom_out), so objects appear smaller
+  # than the data shows them; 0 disables.
+  zoom_out: float = 0.0
   gain_db: float = 3.0              # random gain range (+/-) in dB; 0 disables
   num_classes: int = 0              # 0: from the manifest
   # Slice windows out of the |STFT| that prepare stored, instead of parsing the
@@ -45,6 +49,8 @@ class ReaderSpec:
   def __post_init__(self):
     if self.negatives not in ("stream", "in_batch"):
       raise ValueError(f"config.data.negatives must be 'stream' or 'in_batch', got {self.negatives!r}")
+    if not 0.0 <= self.zoom_out < 1.0:
+      raise ValueError(f"config.data.zoom_out must be in [0, 1), got {self.zoom_out}")
     if not 0.0 <= self.negative_fraction < 1.0:
       raise ValueError(f"config.data.negative_fraction must be in [0, 1), got {self.negative_fraction}")
     if self.examples_per_clip < 1:
@@ -74,13 +80,19 @@ def frame_augment_params(seed, *, spec: ReaderSpec) -> dict:
   that avjax.frames applies on device (keys avjax.frames.AUGMENT_KEYS)."""
   seeds = tf.random.experimental.stateless_split(seed, 5)
   j = spec.colour_jitter
-  return {
+  out = {
       "crop_seed": seeds[0],
       "aug_flip": tf.logical_and(spec.flip, tf.random.stateless_uniform([], seeds[1]) < 0.5),
       "aug_brightness": tf.random.stateless_uniform([], seeds[2], -j * 0.5, j * 0.5),
       "aug_contrast": tf.random.stateless_uniform([], seeds[3], 1 - j, 1 + j),
       "aug_saturation": tf.random.stateless_uniform([], seeds[4], 1 - j, 1 + j),
   }
+  if spec.zoom_out > 0:
+    # Its own stream (folded in), so that turning it on leaves the other draws as they were.
+    zoom_seed = tf.random.experimental.stateless_fold_in(seed, 1)
+    u = tf.random.stateless_uniform([3], zoom_seed)
+    out["aug_zoom"] = tf.concat([1.0 - spec.zoom_out * u[:1], u[1:]], 0)
+  return out
 
 
 def _crop_offsets(shape, crop: int, seed, train: bool):

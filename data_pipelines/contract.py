@@ -41,6 +41,9 @@ KEYS: dict[str, Key] = {
                         augmentation=True),
     "aug_saturation": Key("float32", (), "saturation factor (blend with grey)", (TRAIN,),
                           augmentation=True),
+    "aug_zoom": Key("float32", (3,), "zoom-out: scale of the frame on its canvas, and its "
+                    "offset down and across as fractions of the room left",
+                    (TRAIN,), augmentation=True, optional=True),
     "spectrogram": Key("float32", ("bins", "frames", 1),
                        "log |STFT| of the 1 s window paired with the frame"),
     "label": Key("int32", (), "1 = the audio comes from the frame's video", (TRAIN,)),

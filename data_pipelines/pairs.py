@@ -89,7 +89,7 @@ def pair_batch(anchors: dict, others: dict, *, negative_fraction: float) -> dict
   negative window of `others`' example i."""
   neg = is_negative(anchors["index"], negative_fraction)
   other = {k: others[k] for k in NEGATIVE_KEYS}
-  return {**{k: anchors[k] for k in contract.FRAME_KEYS + ("labels", "clip_id")},
+  return {**{k: anchors[k] for k in contract.FRAME_KEYS + ("labels", "clip_id") if k in anchors},
           **mix_pair(anchors, other, neg)}
 
 

@@ -270,7 +270,7 @@ def train_dataset(files: Sequence[str], *, spec: ReaderSpec, batch_size: int, se
 
   def decoded(example):
     example = {**example, **clip_ops.decode_for_batch(example, spec=spec, train=True)}
-    return {key: example[key] for key in TRAIN_CLIP_KEYS}
+    return {key: example[key] for key in TRAIN_CLIP_KEYS if key in example}  # optional draws
 
   records = indexed_records(files, seed=seed, epoch_size=epoch_size, start=first_block * m,
                             shuffle_buffer=spec.shuffle_buffer)

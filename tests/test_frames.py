@@ -48,3 +48,24 @@ def test_without_draws_only_normalises_and_float_passes_through():
                                "aug_flip": jnp.zeros(1, bool), "aug_brightness": jnp.zeros(1),
                                "aug_contrast": jnp.ones(1), "aug_saturation": jnp.ones(1)})
   assert set(batch) == {"frames", "label"} and batch["frames"].dtype == jnp.float32
+
+
+def test_zoom_out_shrinks_onto_a_mean_colour_canvas():
+  x = np.zeros((2, 16, 16, 3), np.float32)
+  x[:, 4:12, 4:12] = 1.0  # a white square, a quarter of the frame, in the middle
+  z = np.array([[1.0, 0.5, 0.5], [0.5, 0.0, 1.0]], np.float32)  # as is; half size, top right
+  y = np.asarray(frames.zoom_out(jnp.asarray(x), jnp.asarray(z)))
+  np.testing.assert_allclose(y[0], x[0], atol=1e-6)
+  np.testing.assert_allclose(y[1, 8:], 0.25, atol=1e-6)   # the canvas: the frame's mean
+  np.testing.assert_allclose(y[1, :, :8], 0.25, atol=1e-6)
+  top_right = y[1, :8, 8:, 0]
+  assert top_right[3:5, 3:5].min() > 0.99 and top_right[0].max() < 0.01  # the square, 4 px
+  assert abs(top_right.sum() - 16.0) < 0.5  # a quarter of the area: 8x8 px -> 4x4 px
+  # In the step: drawn per frame, applied between the flip and the colour jitter.
+  u8 = (x * 255).astype(np.uint8)
+  draws = {"aug_flip": np.zeros(2, bool), "aug_brightness": np.zeros(2, np.float32),
+           "aug_contrast": np.ones(2, np.float32), "aug_saturation": np.ones(2, np.float32)}
+  plain = frames.to_model_frames(jnp.asarray(u8), draws)
+  zoomed = frames.to_model_frames(jnp.asarray(u8), {**draws, "aug_zoom": jnp.asarray(z)})
+  np.testing.assert_allclose(zoomed[0], plain[0], atol=1e-5)
+  np.testing.assert_allclose(zoomed[1], frames.normalise(jnp.asarray(y[1])), atol=1e-5)

@@ -96,6 +96,19 @@ def test_same_seed_same_batches(data_dir):
   assert not np.array_equal(a[0]["frames"], c["frames"])
 
 
+def test_zoom_out_draws_come_only_when_asked_and_leave_the_others(data_dir):
+  plain = next(make_reader(data_dir, seed=3).train_iterator())
+  zoomed = next(make_reader(data_dir, seed=3, zoom_out=0.5).train_iterator())
+  assert "aug_zoom" not in plain
+  assert_same(plain, {k: v for k, v in zoomed.items() if k != "aug_zoom"})
+  z = zoomed["aug_zoom"]
+  assert z.shape == (BATCH, 3) and z.dtype == np.float32
+  assert np.all((z[:, 0] >= 0.5) & (z[:, 0] <= 1.0)) and np.all((z[:, 1:] >= 0) & (z[:, 1:] <= 1))
+  assert len(np.unique(z[:, 0])) == BATCH
+  with pytest.raises(ValueError, match="config.data.zoom_out must be in"):
+    make_reader(data_dir, zoom_out=1.0)
+
+
 @pytest.mark.parametrize("negatives", ["stream", "in_batch"])
 @pytest.mark.parametrize("k", [2, 5])  # 5 crosses the 24-clip epoch boundary
 @pytest.mark.parametrize("per_clip", [1, 3])  # 3: steps 2 and 5 start inside 27-pair blocks
