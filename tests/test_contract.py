@@ -51,7 +51,7 @@ def test_device_and_host_keys_partition_the_contract():
   assert set(contract.HOST_ONLY) == {"video_id", "audio_video_id", "audio_start", "fps",
                                      "filename", "clip_id"}
   assert set(contract.AUGMENT_KEYS) == {"aug_flip", "aug_brightness", "aug_contrast",
-                                        "aug_saturation"}
+                                        "aug_saturation", "aug_zoom"}
 
 
 @pytest.mark.parametrize("name", ["l3", "avenet", "avolnet", "selavi", "avcontrastive", "cosine",
