@@ -195,8 +195,7 @@ def run_config(base, sweep: Sweep, rid: str):
 
 
 def evaluation_config(config, ev: Evaluation, point: str):
-  return apply_overrides(config, ev.overrides,
-                                f"sweep point {point!r}, evaluation {ev.name!r}")
+  return apply_overrides(config, ev.overrides, f"sweep point {point!r}, evaluation {ev.name!r}")
 
 
 def check_all(base, sweep: Sweep) -> None:

@@ -23,14 +23,15 @@ from jax import lax
 
 from avjax import predict
 from configs import avenet
+from train_step import time_fn  # benchmarks/, on the path when run as a script
 
 
 def conv_shapes(config) -> list[tuple[str, tuple[int, int, int], int, int]]:
   """(name, input [H, W, C], output channels, stride) of each tower's convolutions."""
   frames, spectrogram = predict.dummy_inputs(config.data, 1)
   out = []
-  for tower, x, widths in (("vision", frames, config.model.get("vision_widths", (64, 128, 256, 512))),
-                           ("audio", spectrogram, config.model.get("audio_widths", (64, 128, 256, 512)))):
+  for tower, x, widths in (("vision", frames, config.model.vision_widths),
+                           ("audio", spectrogram, config.model.audio_widths)):
     h, w, c = x.shape[1:]
     for i, width in enumerate(widths):
       for j in range(2):
@@ -40,15 +41,6 @@ def conv_shapes(config) -> list[tuple[str, tuple[int, int, int], int, int]]:
       if i < len(widths) - 1:
         h, w = h // 2, w // 2
   return out
-
-
-def _timeit(fn, repeats: int) -> float:
-  jax.block_until_ready(fn())
-  t = time.perf_counter()
-  for _ in range(repeats):
-    out = fn()
-  jax.block_until_ready(out)
-  return (time.perf_counter() - t) / repeats
 
 
 def time_xla(batch: int, hwc, features: int, stride: int, repeats: int) -> tuple[float, float, float]:
@@ -65,8 +57,8 @@ def time_xla(batch: int, hwc, features: int, stride: int, repeats: int) -> tuple
   fwd = jax.jit(conv)
   dx = jax.jit(lambda x, w, g: jax.vjp(conv, x, w)[1](g)[0])
   dw = jax.jit(lambda x, w, g: jax.vjp(conv, x, w)[1](g)[1])
-  return (_timeit(lambda: fwd(x, w), repeats), _timeit(lambda: dx(x, w, g), repeats),
-          _timeit(lambda: dw(x, w, g), repeats))
+  return (time_fn(lambda: fwd(x, w), repeats), time_fn(lambda: dx(x, w, g), repeats),
+          time_fn(lambda: dw(x, w, g), repeats))
 
 
 def time_torch(batch: int, hwc, features: int, stride: int, repeats: int) -> float | None:

@@ -233,9 +233,10 @@ def probe_seconds(path: str) -> float | None:
 
 
 class _Audio:
-  """The audio of a file from its start, kept from a sample index on: the
-  resampler sees every sample from the first, so a time range's audio is the same
-  samples the whole file's audio holds there. Holds at most a clip's samples."""
+  """The audio of a file, counted from its first sample and kept from a sample
+  index on. Its chunks start at sample `start` (audio_from), where they equal the
+  whole file's, so a time range's audio is the same samples the whole file's
+  audio holds there. Holds at most a clip's samples."""
 
   def __init__(self, chunks: Iterator[np.ndarray], keep_from: int = 0, start: int = 0):
     self._chunks, self.done = chunks, False
