@@ -102,6 +102,22 @@ def check_training(config, model) -> None:
                          getattr(model, "classifier_classes", 0))
 
 
+def check_teachers(config, model) -> None:
+  """Distillation settings agree: the loss, the teachers and the student's heads
+  (their classes are checked against the checkpoints when the trainer loads them)."""
+  teachers = config.get("teachers") or {}
+  uses = float(config.losses.get("soundnet_kl", 0.0)) > 0
+  _require(not uses or len(teachers) > 0, "teachers", dict(teachers),
+           "losses.soundnet_kl needs at least one teacher")
+  if uses:
+    heads = tuple(getattr(model, "head_classes", ()))
+    _require(len(heads) == len(teachers), "model.head_classes", heads,
+             f"needs one entry per teacher ({', '.join(teachers)})")
+  for name, t in teachers.items():
+    _require(str(t.checkpoint) in ("best", "latest") or str(t.checkpoint).isdigit(),
+             f"teachers.{name}.checkpoint", t.checkpoint, "must be best, latest or a step")
+
+
 def check(config, *, training: bool = True):
   """Raises ConfigError for the first value that cannot work; -> the model."""
   check_data(config)
@@ -110,4 +126,5 @@ def check(config, *, training: bool = True):
   check_evals(config)
   if training:
     check_training(config, model)
+    check_teachers(config, model)
   return model

@@ -32,9 +32,13 @@ def reader_spec(data):
       negatives_on_grid=data.negatives_on_grid, shuffle_buffer=data.shuffle_buffer,
       flip=data.flip, colour_jitter=data.colour_jitter, zoom_out=data.zoom_out,
       gain_db=data.gain_db,
-      num_classes=data.num_classes, stored_spectrogram=data.stored_spectrogram,
+      num_classes=data.num_classes,
+      # A waveform reader parses the stored waveform; prepare still stores the
+      # |STFT| the config's framing asks for (prepare_settings), so one prepared
+      # folder serves both kinds of model.
+      stored_spectrogram=data.stored_spectrogram and data.audio == "spectrogram",
       examples_per_clip=data.examples_per_clip, sound_targets=data.get("sound_targets", ""),
-      sound_k=data.get("sound_k", 0))
+      sound_k=data.get("sound_k", 0), audio=data.audio, frame_stack=data.frame_stack)
 
 
 def prepare_settings(data, **overrides) -> prepare_lib.PrepareSettings:

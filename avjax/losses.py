@@ -187,6 +187,35 @@ def sound_bits_xent(*, outputs, batch, reduction=True):
   return _reduce(per, _mask(batch, logits.shape[0]), reduction)
 
 
+def frame_class_xent(*, outputs, batch, reduction=True):
+  """A supervised frame classifier (SoundNet's teacher): softmax cross-entropy
+  of `frame_class_logits` [B, classes] against the clip's labels, a multi-label
+  clip's mass shared equally among its labels; clips without a label and
+  non-corresponding pairs count zero."""
+  labels, valid = _labelled_pairs(batch, batch["label"].shape[0])
+  target = labels / jnp.maximum(jnp.sum(labels, axis=-1, keepdims=True), 1.0)
+  per = optax.softmax_cross_entropy(outputs["frame_class_logits"].astype(jnp.float32), target)
+  return _reduce(jnp.where(valid > 0, per, 0.0), valid, reduction)
+
+
+def soundnet_kl(*, outputs, batch, reduction=True):
+  """SoundNet's distillation: KL(teacher || student) of each teacher's class
+  posteriors `teacher_probs[t]` [B, steps, K_t] (avjax/teacher.py) and the
+  student's head `audio_step_logits[t]` [B, steps, K_t], averaged over steps and
+  summed over teachers (the paper sums its ImageNet and Places terms)."""
+  students, teachers = outputs["audio_step_logits"], batch["teacher_probs"]
+  if len(students) != len(teachers):
+    raise ValueError(f"SoundNet has {len(students)} heads (config.model.head_classes) but "
+                     f"{len(teachers)} teachers (config.teachers)")
+  per = 0.0
+  for logits, p in zip(students, teachers):
+    log_q = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    p = p.astype(jnp.float32)
+    kl = jnp.sum(jnp.where(p > 0, p * (jnp.log(jnp.where(p > 0, p, 1.0)) - log_q), 0.0), axis=-1)
+    per = per + jnp.mean(kl, axis=-1)
+  return _reduce(per, _mask(batch, students[0].shape[0]), reduction)
+
+
 LOSSES = {
     "avc_softmax_xent": avc_softmax_xent,
     "avc_sigmoid_xent": avc_sigmoid_xent,
@@ -196,6 +225,8 @@ LOSSES = {
     "shared_classifier": shared_classifier,
     "sound_cluster_xent": sound_cluster_xent,
     "sound_bits_xent": sound_bits_xent,
+    "frame_class_xent": frame_class_xent,
+    "soundnet_kl": soundnet_kl,
 }
 
 

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 
 from avjax import frames as frames_lib
 from avjax import input as input_lib
+from avjax import models
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,14 +33,17 @@ class ModelFns:
   # The model's declared correspondence head: "softmax", "sigmoid", or None.
   correspondence: str | None
   name: str  # the model's class name, for messages
+  # The batch key of the model's audio input: "spectrogram" or "waveform".
+  audio_input: str = "spectrogram"
 
 
-def dummy_inputs(data_config, batch: int = 1):
-  """Zero frames and spectrogram of the shapes `data_config` gives (for model.init)."""
+def dummy_inputs(data_config, batch: int = 1, audio_input: str = "spectrogram"):
+  """Zero frames and audio of the shapes `data_config` gives (for model.init)."""
   spec = input_lib.spectrogram_spec(data_config)
   frames = jnp.zeros((batch, data_config.crop, data_config.crop, 3), jnp.float32)
-  spectrogram = jnp.zeros((batch, *spec.shape, 1), jnp.float32)
-  return frames, spectrogram
+  if audio_input == "waveform":
+    return frames, jnp.zeros((batch, spec.num_samples), jnp.float32)
+  return frames, jnp.zeros((batch, *spec.shape, 1), jnp.float32)
 
 
 def init_rngs(rng: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -49,17 +53,20 @@ def init_rngs(rng: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 
 def model_fns(model: nn.Module, data_config) -> ModelFns:
-  def predict(variables, frames, spectrogram):
+  audio_input = models.audio_input(model)
+
+  def predict(variables, frames, audio):
     if frames is not None:
       frames = frames_lib.to_model_frames(frames)
-    return model.apply(variables, frames, spectrogram, train=False)
+    return model.apply(variables, frames, audio, train=False)
 
   def init(rng):
-    return model.init(init_rngs(rng)[0], *dummy_inputs(data_config), train=False)
+    return model.init(init_rngs(rng)[0], *dummy_inputs(data_config, 1, audio_input), train=False)
 
   def output_shapes():
     return jax.eval_shape(lambda: model.init_with_output(
-        jax.random.PRNGKey(0), *dummy_inputs(data_config), False)[0])
+        jax.random.PRNGKey(0), *dummy_inputs(data_config, 1, audio_input), False)[0])
 
   return ModelFns(predict=predict, init=init, output_shapes=output_shapes,
-                  correspondence=type(model).correspondence, name=type(model).__name__)
+                  correspondence=type(model).correspondence, name=type(model).__name__,
+                  audio_input=audio_input)

@@ -90,10 +90,11 @@ def make_loss_fn(model: nn.Module, config) -> Callable:
   # Names and weights were checked with the config (config_check.check_training).
   weights = {k: float(v) for k, v in config.losses.items() if float(v) != 0.0}
   kwargs = {k: dict(v) for k, v in config.loss_kwargs.items()}
+  audio = models.audio_input(model)
 
   def loss_fn(params, batch_stats, batch, rng):
     outputs, new_vars = model.apply(
-        {"params": params, "batch_stats": batch_stats}, batch["frames"], batch["spectrogram"],
+        {"params": params, "batch_stats": batch_stats}, batch["frames"], batch[audio],
         train=True, mutable=["batch_stats"], rngs={"dropout": rng})
     parts = {name: losses_lib.get(name)(outputs=outputs, batch=batch, **kwargs.get(name, {}))
              for name in weights}
@@ -198,6 +199,21 @@ def make_train_functions(config, mesh: Mesh) -> TrainFunctions:
   return TrainFunctions(model=model, model_fns=model_fns, shapes=shapes, init=init, update=update)
 
 
+def teacher_annotate_fn(config, mesh: Mesh) -> Callable[[dict], dict]:
+  """global batch -> the batch with each frozen teacher's `teacher_probs` for
+  distillation (avjax/teacher.py); the identity when the config has no teachers."""
+  if not config.get("teachers"):
+    return lambda batch: batch
+  from avjax import teacher as teacher_lib
+  teachers = teacher_lib.load_all(config, sharding=mesh_lib.replicated(mesh))
+  for t in teachers:
+    print(f"teacher {t.name}: {t.output} of {config.teachers[t.name].workdir} at step {t.step}",
+          flush=True)
+  annotate = teacher_lib.make_annotate_fn(teachers)
+  variables = [t.variables for t in teachers]
+  return lambda batch: annotate(variables, batch)
+
+
 def due_evaluators(evals_config, step: int, total_steps: int) -> list[str]:
   """The enabled evaluators whose own `every` divides `step`; all of them at the end."""
   return [name for name, cfg in evaluators.enabled(evals_config).items()
@@ -242,6 +258,7 @@ def _train(config, workdir: str, lock, step_hook) -> dict:
 
   # --- Model, init and update ---------------------------------------------------
   fns = make_train_functions(config, mesh)
+  annotate = teacher_annotate_fn(config, mesh)
 
   # --- Checkpoint: always try to resume first ---------------------------------
   mngr = checkpoint_lib.make_manager(workdir, config)
@@ -284,7 +301,7 @@ def _train(config, workdir: str, lock, step_hook) -> dict:
   t_last, step_last = time.perf_counter(), start
   try:
     for step in range(start + 1, config.total_steps + 1):
-      batch = input_lib.to_global(next(batches), data_sharding)
+      batch = annotate(input_lib.to_global(next(batches), data_sharding))
       state, metrics = fns.update(state, batch)
       if step_hook is not None:
         step_hook(step)

@@ -7,7 +7,8 @@ PAPER_WIDTHS = (64, 128, 256, 512)
 # avjax.losses.LOSSES's names, listed here so that loading a config imports no JAX
 # (tests/test_contract.py checks that the two lists agree).
 LOSS_NAMES = ("avc_softmax_xent", "avc_sigmoid_xent", "infonce", "selavi", "cosine_embedding",
-              "shared_classifier", "sound_cluster_xent", "sound_bits_xent")
+              "shared_classifier", "sound_cluster_xent", "sound_bits_xent", "frame_class_xent",
+              "soundnet_kl")
 TINY_WIDTHS = (16, 32, 64, 128)
 
 
@@ -55,6 +56,8 @@ def data_config(tiny: bool) -> ml_collections.ConfigDict:
   # record costs several pairs' decoding, and a 10 s clip has ~9 distinct 1 s
   # windows. A clip's pairs land in different batches (see data_pipelines.reader).
   d.examples_per_clip = 4
+  d.audio = "spectrogram"        # or "waveform": the raw window (SoundNet)
+  d.frame_stack = 0              # n > 0: also the frames under n segments of the window
   if tiny:
     # 8 kHz, 32 ms window, 20 ms hop: 129x49, an eighth of the paper's 257x199
     # pixels, so that the audio net costs about what the 64 px vision net does.

@@ -45,8 +45,22 @@ class ReaderSpec:
   # the batch as `sound_target` (data_pipelines.sound_targets).
   sound_targets: str = ""   # "", "clusters" or "bits"
   sound_k: int = 0          # clusters, or bits
+  # The audio the batches carry: "spectrogram" (log |STFT|) or "waveform" (the
+  # raw window, SoundNet's input; read from the stored waveform).
+  audio: str = "spectrogram"
+  # n > 0: training and evaluation examples also carry `frame_stack`, the frames
+  # at the centres of n equal segments of the audio window (SoundNet's teachers
+  # label each of its n output steps from one).
+  frame_stack: int = 0
 
   def __post_init__(self):
+    if self.audio not in ("spectrogram", "waveform"):
+      raise ValueError(f"config.data.audio must be 'spectrogram' or 'waveform', got {self.audio!r}")
+    if self.audio == "waveform" and self.stored_spectrogram:
+      raise ValueError("config.data.audio='waveform' reads the stored waveform: set "
+                       "config.data.stored_spectrogram=False")
+    if self.frame_stack < 0:
+      raise ValueError(f"config.data.frame_stack must be >= 0, got {self.frame_stack}")
     if self.negatives not in ("stream", "in_batch"):
       raise ValueError(f"config.data.negatives must be 'stream' or 'in_batch', got {self.negatives!r}")
     if not 0.0 <= self.zoom_out < 1.0:
@@ -225,13 +239,28 @@ def clip_windows(clip: dict, index, seed, *, spec: ReaderSpec, train: bool) -> d
       "boxes": clip["boxes"],
   }
   out["jpeg"] = clip["jpeg_frames"][frame_k]
+  if spec.frame_stack:
+    out["jpeg_stack"] = tf.gather(clip["jpeg_frames"], stack_frames(
+        pos_start, n_frames, fps, aspec, spec.frame_stack))
   return out
+
+
+def stack_frames(start_sample, num_frames, fps, aspec, n: int):
+  """Indices of the frames nearest the centres of n equal segments of the audio
+  window starting at `start_sample` (frame k shows time k / fps)."""
+  centres = (tf.cast(start_sample, tf.float32) / aspec.sample_rate
+             + (tf.range(n, dtype=tf.float32) + 0.5) * (aspec.seconds / n))
+  return tf.clip_by_value(tf.cast(tf.round(centres * fps), tf.int32), 0, num_frames - 1)
 
 
 def decode_for_batch(clip: dict, *, spec: ReaderSpec, train: bool) -> dict:
   """The chosen frame as a uint8 crop, plus (training) its augmentation draws."""
   params = frame_augment_params(clip["frame_seed"], spec=spec)
-  out = {"frames": decode_crop(clip["jpeg"], params.pop("crop_seed"), spec=spec, train=train)}
+  crop_seed = params.pop("crop_seed")
+  out = {"frames": decode_crop(clip["jpeg"], crop_seed, spec=spec, train=train)}
+  if "jpeg_stack" in clip:  # one crop window for the whole stack
+    out["frame_stack"] = tf.stack([decode_crop(clip["jpeg_stack"][i], crop_seed, spec=spec,
+                                               train=train) for i in range(spec.frame_stack)])
   if train:
     out.update(params)
   return out
@@ -240,10 +269,14 @@ def decode_for_batch(clip: dict, *, spec: ReaderSpec, train: bool) -> dict:
 def add_spectrograms(batch: dict, spec: ReaderSpec,
                      keys=(("audio", "gain", "spectrogram"),)) -> dict:
   """Replaces batched waveforms [B, N] (or stored |STFT| windows [B, T, F]) and
-  their gains [B] by log-spectrograms [B, F, T, 1]."""
+  their gains [B] by log-spectrograms [B, F, T, 1]; with spec.audio="waveform",
+  by the waveforms times their gains, under "waveform" for "spectrogram"."""
   batch = dict(batch)
   for audio_key, gain_key, spec_key in keys:
     audio, gain = batch.pop(audio_key), batch.pop(gain_key)
+    if spec.audio == "waveform":
+      batch[spec_key.replace("spectrogram", "waveform")] = audio * gain[:, None]
+      continue
     if spec.stored_spectrogram:
       magnitude = audio
     else:

@@ -29,6 +29,9 @@ class Key:
   device: bool = True        # False: host bookkeeping, never sent to the accelerator
   augmentation: bool = False  # a random draw that avjax.frames applies on device
   optional: bool = False     # only in the batches of a method that asks for it
+  # The audio input: a batch carries the spectrogram keys or the waveform keys
+  # (config.data.audio), so each is required only in the absence of the other.
+  audio: bool = False
 
 
 KEYS: dict[str, Key] = {
@@ -44,8 +47,14 @@ KEYS: dict[str, Key] = {
     "aug_zoom": Key("float32", (3,), "zoom-out: scale of the frame on its canvas, and its "
                     "offset down and across as fractions of the room left",
                     (TRAIN,), augmentation=True, optional=True),
+    "frame_stack": Key("uint8", ("stack", "crop", "crop", 3),
+                       "the frames at the centres of config.data.frame_stack equal segments of "
+                       "the audio window, cropped as `frames` (SoundNet's teacher inputs)",
+                       optional=True),
     "spectrogram": Key("float32", ("bins", "frames", 1),
-                       "log |STFT| of the 1 s window paired with the frame"),
+                       "log |STFT| of the 1 s window paired with the frame", audio=True),
+    "waveform": Key("float32", ("samples",), "the raw audio window paired with the frame, "
+                    "gain applied (config.data.audio='waveform': SoundNet's input)", audio=True),
     "label": Key("int32", (), "1 = the audio comes from the frame's video", (TRAIN,)),
     "video_id": Key("int32", (), "hash of the frame's source file", device=False),
     "clip_id": Key("int32", (), "hash of the frame's clip (file and start time; "
@@ -59,7 +68,9 @@ KEYS: dict[str, Key] = {
     "fps": Key("float32", (), "frame rate of the clip", device=False),
     # Evaluation: every clip once, in file order, padded to whole batches.
     "neg_spectrogram": Key("float32", ("bins", "frames", 1),
-                           "the next clip's window: this frame's negative pair", (EVAL,)),
+                           "the next clip's window: this frame's negative pair", (EVAL,), audio=True),
+    "neg_waveform": Key("float32", ("samples",), "neg_spectrogram's window as a waveform "
+                        "(config.data.audio='waveform')", (EVAL,), audio=True),
     "neg_label": Key("int32", (), "1 if the next clip is of the same video", (EVAL,)),
     "labels": Key("int32", ("classes",), "multi-hot class labels of the frame's clip (zeros: "
                   "none); the labelled baselines' losses read them, self-supervised ones never do"),
@@ -76,14 +87,20 @@ def keys(mode: str) -> dict[str, Key]:
 
 AUGMENT_KEYS = tuple(name for name, k in KEYS.items() if k.augmentation)
 HOST_ONLY = tuple(name for name, k in KEYS.items() if not k.device)
-FRAME_KEYS = ("frames",) + AUGMENT_KEYS   # what a training example's frame brings
+FRAME_KEYS = ("frames", "frame_stack") + AUGMENT_KEYS   # what a training example's frame brings
+AUDIO_KEYS = {"spectrogram": tuple(n for n, k in KEYS.items() if k.audio and "spectrogram" in n),
+              "waveform": tuple(n for n, k in KEYS.items() if k.audio and "waveform" in n)}
 
 
 def violations(batch: Mapping[str, np.ndarray], mode: str, sizes: Mapping[str, int]) -> list[str]:
   """What in a host batch breaks the contract (empty: nothing); `sizes` gives
   the named sizes, and `batch` its batch size as `sizes["batch"]`."""
   wanted = keys(mode)
-  out = [f"missing {k!r}" for k, key in wanted.items() if k not in batch and not key.optional]
+  audio = "waveform" if "waveform" in batch else "spectrogram"
+  absent_audio = {k for kind, names in AUDIO_KEYS.items() if kind != audio for k in names}
+  out = [f"missing {k!r}" for k, key in wanted.items()
+         if k not in batch and not key.optional and k not in absent_audio]
+  out += [f"unexpected {k!r} beside {audio!r}" for k in absent_audio if k in batch]
   out += [f"unexpected {k!r}" for k in batch if k not in wanted]
   for name, k in wanted.items():
     if name not in batch:

@@ -233,7 +233,7 @@ def spread_index(record_index, j, *, examples_per_clip: int, clips_in_flight: in
 
 
 # What one training example takes from its clip into decoding, and into batching.
-WINDOW_KEYS = ("index", "frame_seed", "jpeg", "pos_audio", "pos_gain", "pos_start",
+WINDOW_KEYS = ("index", "frame_seed", "jpeg", "jpeg_stack", "pos_audio", "pos_gain", "pos_start",
                "fps", "labels", "clip_id") + pairs.NEGATIVE_KEYS
 TRAIN_CLIP_KEYS = ("index", "pos_audio", "pos_gain", "pos_start",
                    "fps", "labels", "clip_id") + contract.FRAME_KEYS + pairs.NEGATIVE_KEYS
@@ -266,7 +266,7 @@ def train_dataset(files: Sequence[str], *, spec: ReaderSpec, batch_size: int, se
                                   seed, spec=spec, train=True) for j in range(k)]
     for row in rows:
       row["labels"] = multi_hot(row["label_index"], num_classes)
-    return {key: tf.stack([row[key] for row in rows]) for key in WINDOW_KEYS}
+    return {key: tf.stack([row[key] for row in rows]) for key in WINDOW_KEYS if key in rows[0]}
 
   def decoded(example):
     example = {**example, **clip_ops.decode_for_batch(example, spec=spec, train=True)}

@@ -59,8 +59,9 @@ def tiny_config(name: str, data_dir, **overrides):
   config = importlib.import_module(f"configs.{name}").get_config("tiny")
   config.data.dir = str(data_dir)
   config.data.resize, config.data.crop = FRAME_SIZE, 32
-  config.model.vision_widths = (4, 8, 8, 8)
-  config.model.audio_widths = (4, 8, 8, 8)
+  for key in ("vision_widths", "audio_widths"):  # the VGG towers, where the model has them
+    if key in config.model:
+      config.model[key] = (4, 8, 8, 8)
   config.batch_size = 8
   config.evals.avc.batch_size = 8
   config.progress_bar = False

@@ -13,7 +13,8 @@ from tests.conftest import tiny_config
 def sizes(config, reader, batch_size):
   bins, frames = input_lib.spectrogram_spec(config.data).shape
   return {"batch": batch_size, "crop": config.data.crop, "bins": bins, "frames": frames,
-          "classes": reader.num_classes}
+          "classes": reader.num_classes, "stack": config.data.frame_stack,
+          "samples": input_lib.spectrogram_spec(config.data).num_samples}
 
 
 @pytest.mark.parametrize("negatives", ["stream", "in_batch"])
@@ -35,11 +36,40 @@ def test_evaluation_batches_keep_the_contract(data_dir):
     assert contract.violations(b, contract.EVAL, sizes(config, reader, 8)) == []
 
 
+def test_waveform_batches_with_frame_stacks_keep_the_contract(data_dir):
+  """SoundNet's reader: the raw window under `waveform` in place of the
+  log-spectrogram, and the frames under each of its steps."""
+  config = tiny_config("soundnet", data_dir)
+  config.data.frame_stack = 3
+  train = input_lib.make_reader(config.data, "train", global_batch=8, seed=0)
+  batch = next(train.train_iterator())
+  assert contract.violations(batch, contract.TRAIN, sizes(config, train, 8)) == []
+  assert "spectrogram" not in batch and batch["waveform"].shape == (8, 8000)
+  # The stack's crops are the same window of different frames: not all equal.
+  stack = batch["frame_stack"].astype(np.int32)
+  assert np.abs(stack[:, 0] - stack[:, -1]).max() > 0
+  evaluation = input_lib.make_reader(config.data, "validation", global_batch=8, seed=0)
+  for b in evaluation.eval_iterator():
+    assert contract.violations(b, contract.EVAL, sizes(config, evaluation, 8)) == []
+
+
+def test_stack_frames_sit_under_their_segments():
+  import tensorflow as tf
+  from data_pipelines import clip_ops, spectrogram
+  aspec = spectrogram.SpectrogramSpec(sample_rate=8000, win_length=256, hop_length=160,
+                                      n_fft=256, seconds=2.0)
+  # A 2 s window from 0.5 s in 4 segments: centres 0.75, 1.25, 1.75, 2.25 s at 10 fps.
+  got = clip_ops.stack_frames(tf.constant(4000), 100, 10.0, aspec, 4).numpy()
+  np.testing.assert_array_equal(got, [8, 12, 18, 22])  # rounded half to even
+  assert clip_ops.stack_frames(tf.constant(4000), 20, 10.0, aspec, 4).numpy().max() == 19
+
+
 def test_violations_are_found():
   good = {k: np.zeros((2, *(3 if isinstance(d, str) else d for d in key.shape)),
                       "S1" if key.dtype == "string" else key.dtype)
-          for k, key in contract.keys(contract.EVAL).items()}
-  s = {"batch": 2, "crop": 3, "bins": 3, "frames": 3, "classes": 3}
+          for k, key in contract.keys(contract.EVAL).items()
+          if k not in contract.AUDIO_KEYS["waveform"]}
+  s = {"batch": 2, "crop": 3, "bins": 3, "frames": 3, "classes": 3, "stack": 3, "samples": 3}
   assert contract.violations(good, contract.EVAL, s) == []
   bad = {**good, "frames": good["frames"].astype(np.float32), "extra": good["mask"]}
   del bad["mask"]
@@ -55,7 +85,7 @@ def test_device_and_host_keys_partition_the_contract():
 
 
 @pytest.mark.parametrize("name", ["l3", "avenet", "avolnet", "selavi", "avcontrastive", "cosine",
-                                  "ambient"])
+                                  "ambient", "frame_classifier", "soundnet"])
 def test_models_declare_their_head_and_outputs(name, data_dir):
   config = tiny_config(name, data_dir)
   model = models.build(config.model)

@@ -36,7 +36,7 @@ class Evaluator:
 
   def apply(self, variables, batch: dict) -> dict:
     """The model on an evaluation batch (inside jit)."""
-    return self.fns.predict(variables, batch["frames"], batch["spectrogram"])
+    return self.fns.predict(variables, batch["frames"], batch[self.fns.audio_input])
 
   def run(self, variables) -> dict:
     raise NotImplementedError
@@ -58,15 +58,18 @@ class Evaluator:
       raise ValueError(f"config.evals.{name}.modalities: {value!r}; use audio, frame")
     return out
 
-  def gather(self, fn: Callable, variables, *, inputs: Sequence[str] = ("frames", "spectrogram"),
+  def gather(self, fn: Callable, variables, *, inputs: Sequence[str] | None = None,
              host_keys: Sequence[str] | dict[str, Callable] = (),
              limit: int | None = None) -> dict:
     """Runs `fn(variables, batch) -> {name: [B, ...]}` over the split.
 
     -> {name: [N, ...]} numpy over this host's real clips, plus `host_keys`
     from the batches (a dict maps each through its function per batch, e.g. to
-    shrink it); `limit` stops after that many clips.
+    shrink it); `limit` stops after that many clips. `inputs`: the batch keys
+    sent to the devices (default: the frames and the model's audio input).
     """
+    if inputs is None:
+      inputs = ("frames", self.fns.audio_input)
     if not isinstance(host_keys, dict):
       host_keys = {k: None for k in host_keys}
     out = collections.defaultdict(list)

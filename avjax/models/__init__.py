@@ -1,10 +1,12 @@
 """Model families, built by name from `config.model`, and the contract of their outputs.
 
-Every model is a flax.linen module called as `model(frames, spectrogram, train)`
-(frames [B,H,W,3] float32 normalised, spectrogram [B,F,T,1] float32; either may
-be None for one modality's outputs) that returns a dict with keys from OUTPUTS,
-and declares the kind of correspondence head it has (CORRESPONDENCE) as the
-class attribute `correspondence`. Losses and evaluators read these keys, never
+Every model is a flax.linen module called as `model(frames, audio, train)`
+(frames [B,H,W,3] float32 normalised; audio the batch key the model's class
+attribute `audio_input` names, by default `spectrogram` [B,F,T,1] float32,
+SoundNet's `waveform` [B,samples]; either may be None for one modality's
+outputs) that returns a dict with keys from OUTPUTS, and declares the kind of
+correspondence head it has (CORRESPONDENCE) as the class attribute
+`correspondence`. Losses and evaluators read these keys, never
 a model's internals.
 """
 from __future__ import annotations
@@ -14,11 +16,13 @@ import jax.numpy as jnp
 from avjax.models.ambient import AmbientSound
 from avjax.models.ave import AVENet
 from avjax.models.avol import AVOLNet
+from avjax.models.classifier import FrameClassifier
 from avjax.models.l3 import L3Net
 from avjax.models.selavi import SeLaVi
+from avjax.models.soundnet import SoundNet
 
 MODELS = {"l3": L3Net, "avenet": AVENet, "avolnet": AVOLNet, "selavi": SeLaVi,
-          "ambient": AmbientSound}
+          "ambient": AmbientSound, "frame_classifier": FrameClassifier, "soundnet": SoundNet}
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 CORRESPONDENCE = {
@@ -45,10 +49,17 @@ OUTPUTS = {
     "modality_keep": "[B, 2] SeLaVi's modality drop-out draws (frame, audio)",
     "sound_logits": "[B, targets] the ambient-sound network's prediction of the clip's sound "
                     "cluster (softmax) or code bits (sigmoid), from the frame alone",
-    "frame_class_logits": "[B, classes] AVE-Net's shared classifier on the frame embedding",
+    "frame_class_logits": "[B, classes] AVE-Net's shared classifier on the frame embedding, "
+                          "or the frame classifier's (SoundNet's teacher)",
+    "audio_step_logits": "[teachers] of [B, steps, classes]: SoundNet's conv8 head per teacher",
     "audio_class_logits": "[B, classes] AVE-Net's shared classifier on the audio embedding",
     "cluster_prior": "[K] SeLaVi's relative target cluster sizes, largest first (absent: equal)",
 }
+
+
+def audio_input(model) -> str:
+  """The batch key a model takes as its audio: "spectrogram" or "waveform"."""
+  return getattr(type(model), "audio_input", "spectrogram")
 
 
 def build(model_config):
