@@ -53,11 +53,15 @@ def get_config(arg=None):
   c.teachers = ml_collections.ConfigDict({"objects": dict(
       workdir="", output="frame_class_logits", checkpoint="best")})
   c.evals.linear_probe.modalities = "audio"
+  # The paper's protocol: pool5 features of 1 s windows, a clip's prediction the
+  # mean decision value over its windows.
+  c.evals.linear_probe.update(window_seconds=1.0, window_hop=1.0)
   c.evals.clustering.modalities = "audio"
   if common.parse_arg(arg).tiny:
     c.data.sample_rate = 8000
     c.data.spectrogram.seconds = 1.0
     c.data.frame_stack = 0   # one step: the teacher sees the window's centre frame
+    c.evals.linear_probe.window_hop = 0.2  # 1.4 s clips: 3 overlapping 1 s windows
     c.model.update(widths=TINY_WIDTHS, pools=(4, 4, 1, 1, 2, 1, 1), head_kernel=3, head_stride=1,
                    head_classes=(12,))
   return common.without_correspondence(c, evaluator="linear_probe",

@@ -173,12 +173,13 @@ def clip_id(filename, start_us):
   return tf.cast(tf.strings.to_hash_bucket_fast(key, 2**31 - 1), tf.int32)
 
 
-def clip_windows(clip: dict, index, seed, *, spec: ReaderSpec, train: bool) -> dict:
+def clip_windows(clip: dict, index, seed, *, spec: ReaderSpec, train: bool, frame=None) -> dict:
   """Chooses the frame and the audio windows of one parsed clip.
 
   Returns the chosen JPEG, the positive window (centred on that frame) and a
   negative candidate window (used when this clip is another clip's negative),
-  placed by the pair sampler's rules (data_pipelines/pairs.py).
+  placed by the pair sampler's rules (data_pipelines/pairs.py). `frame`
+  (evaluation) names the frame instead of the box's or the middle one.
   """
   aspec = spec.spectrogram
   # Checks gate what follows through control dependencies: in a traced tf.data
@@ -199,6 +200,8 @@ def clip_windows(clip: dict, index, seed, *, spec: ReaderSpec, train: bool) -> d
     lo, hi = tf.identity(lo), tf.identity(hi)
   if train:
     k = tf.random.stateless_uniform([], seeds[0], lo, hi + 1, dtype=tf.int32)
+  elif frame is not None:
+    k = tf.cast(frame, tf.int32)
   else:
     # The frame the first box refers to, else the middle frame.
     box_t = tf.cast(tf.concat([clip["box_times_us"], [-1]], 0)[0], tf.float32) / 1e6
@@ -243,6 +246,16 @@ def clip_windows(clip: dict, index, seed, *, spec: ReaderSpec, train: bool) -> d
     out["jpeg_stack"] = tf.gather(clip["jpeg_frames"], stack_frames(
         pos_start, n_frames, fps, aspec, spec.frame_stack))
   return out
+
+
+def window_frames(clip: dict, *, spec: ReaderSpec, hop_seconds: float):
+  """The frames whose windows tile an evaluation clip every `hop_seconds` (at least
+  one; frame grid as in pairs.window_frame_range)."""
+  fps = clip["fps"]
+  lo, hi = pairs.window_frame_range(clip["num_frames"], clip["num_samples"], fps,
+                                    spec.spectrogram)
+  hop = tf.maximum(1, tf.cast(tf.round(hop_seconds * fps), tf.int32))
+  return tf.range(lo, tf.maximum(hi, lo) + 1, hop)
 
 
 def stack_frames(start_sample, num_frames, fps, aspec, n: int):

@@ -77,6 +77,8 @@ KEYS: dict[str, Key] = {
     "box": Key("float32", (4,), "sounding-object box in the crop (ymin, xmin, ymax, xmax) "
                "in 0..1; -1s when the clip has none", (EVAL,)),
     "filename": Key("string", (), "the clip's source file", (EVAL,), device=False),
+    "clip_index": Key("int32", (), "the clip's position in the split (with evaluation windows, "
+                      "the clip the window belongs to)", (EVAL,), device=False),
     "mask": Key("float32", (), "1 = a real clip, 0 = padding of the last batch", (EVAL,)),
 }
 

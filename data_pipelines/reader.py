@@ -292,15 +292,17 @@ def train_dataset(files: Sequence[str], *, spec: ReaderSpec, batch_size: int, se
 
 
 def eval_dataset(files: Sequence[str], *, spec: ReaderSpec, batch_size: int,
-                 num_classes: int) -> tf.data.Dataset:
+                 num_classes: int, window_hop: float = 0.0) -> tf.data.Dataset:
   """Every clip once, in file order, with a negative spectrogram from the next clip
-  (the last clip's from the first)."""
+  (the last clip's from the first). `window_hop` > 0: every window of each clip,
+  one every `window_hop` seconds, each with its centre frame and its clip's
+  `clip_index` (the probes' clip-level protocol)."""
   parse = parse_fn(spec)
   records = tf.data.Dataset.from_tensor_slices(tf_readable(files)).interleave(
       tf.data.TFRecordDataset, cycle_length=1)
 
-  def example(i, record):
-    a = clip_ops.clip_windows(parse(record), i, 0, spec=spec, train=False)
+  def example(i, clip, frame=None):
+    a = clip_ops.clip_windows(clip, i, 0, spec=spec, train=False, frame=frame)
     boxes = a["boxes"]
     has_box = tf.shape(boxes)[0] > 0
     return {
@@ -317,9 +319,19 @@ def eval_dataset(files: Sequence[str], *, spec: ReaderSpec, batch_size: int,
         "filename": a["filename"],
         "audio_start": a["pos_start"],
         "fps": a["fps"],
+        "clip_index": tf.cast(i, tf.int32),
     }
 
-  clips = records.enumerate().map(graph_fn(example), num_parallel_calls=AUTOTUNE)
+  if window_hop > 0:
+    def windows(i, record):
+      clip = parse(record)
+      frames = clip_ops.window_frames(clip, spec=spec, hop_seconds=window_hop)
+      return tf.data.Dataset.from_tensor_slices(frames).map(
+          graph_fn(lambda k: example(i, clip, k)))
+    clips = records.enumerate().flat_map(graph_fn(windows))
+  else:
+    clips = records.enumerate().map(graph_fn(lambda i, r: example(i, parse(r))),
+                                    num_parallel_calls=AUTOTUNE)
   ds = pairs.with_next(clips.concatenate(clips.take(1)), pairs.with_next_negative)
   ds = ds.batch(batch_size).map(
       graph_fn(lambda b: clip_ops.add_spectrograms(
@@ -423,9 +435,14 @@ class Reader:
               for i in range(self.process_count)]
     return max(1, math.ceil(max(counts) / self.batch_size))
 
-  def eval_iterator(self) -> Iterator[dict]:
+  def eval_iterator(self, window_hop: float = 0.0) -> Iterator[dict]:
+    """Padded evaluation batches: one per clip, or with `window_hop` > 0 one per
+    window (see eval_dataset; one host only, as hosts' window counts differ)."""
+    if window_hop > 0 and self.process_count > 1:
+      raise ValueError("evaluation windows (window_hop > 0) run on one host; the hosts' "
+                       "batch counts would differ")
     ds = eval_dataset(self.files, spec=self.spec, batch_size=self.batch_size,
-                      num_classes=self.num_classes)
+                      num_classes=self.num_classes, window_hop=window_hop)
     n = 0
     last = None
     for batch in self._named_errors(ds.as_numpy_iterator()):

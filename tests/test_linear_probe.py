@@ -55,3 +55,32 @@ def test_folds_from_csv(tmp_path):
     linear_probe.folds_from_csv(str(meta), ["d.wav"], file_column="filename", fold_column="fold")
   with pytest.raises(ValueError, match="no column 'split'"):
     linear_probe.folds_from_csv(str(meta), ["a.wav"], file_column="filename", fold_column="split")
+
+
+def test_clip_accuracy_averages_decision_values_over_a_clips_windows():
+  # Clip 0's two windows disagree; their mean favours class 1 (its label).
+  # Clip 1's single window says class 0 against its label 2.
+  d = np.array([[2.0, 1.0, 0.0], [0.0, 3.5, 0.0], [1.0, 0.0, 0.5]])
+  y = np.array([1, 1, 2])
+  clips = np.array([7, 7, 3])
+  assert linear_probe.clip_accuracy(d, y, clips) == 0.5
+  assert linear_probe.clip_accuracy(d[:1], y[:1], clips[:1]) == 0.0  # window 0 alone is wrong
+
+
+def test_evaluation_windows_tile_each_clip(data_dir):
+  """window_hop: every window of a clip, in time order, sharing its clip_index;
+  the one-window reader's window is among them."""
+  from avjax import input as input_lib
+  from tests.conftest import tiny_config
+  config = tiny_config("avenet", data_dir)
+  reader = input_lib.make_reader(config.data, "validation", global_batch=8, seed=0)
+  one = [b for b in reader.eval_iterator()]
+  many = [b for b in reader.eval_iterator(window_hop=0.1)]
+  cat = lambda bs, k: np.concatenate([b[k][b["mask"] > 0] for b in bs])
+  clips, starts = cat(many, "clip_index"), cat(many, "audio_start")
+  # 1.4 s clips at 25 fps, 1 s windows on the frame grid: centre frames 12..22, every 2nd.
+  assert np.bincount(clips).tolist() == [6] * 10
+  for c in range(10):
+    s = starts[clips == c]
+    np.testing.assert_allclose(np.diff(s), 0.08, atol=1e-6)
+    assert cat(one, "audio_start")[c] in s

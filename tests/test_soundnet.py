@@ -37,10 +37,18 @@ def test_output_steps_rule_matches_the_model(n):
       head_stride=m.head_stride)
 
 
-def test_too_short_a_window_is_a_clear_error():
+def test_short_windows_give_features_only_and_cannot_train():
+  """The probe's 1 s windows at paper scale have no conv8 step: features only;
+  initialising or training on them is a clear error."""
   m = models.build(soundnet_config.get_config().model)
   with pytest.raises(ValueError, match="lengthen config.data.spectrogram.seconds"):
     m.init(jax.random.PRNGKey(0), None, jnp.zeros((1, 22050)))
+  variables = jax.eval_shape(lambda: m.init(jax.random.PRNGKey(0), None, jnp.zeros((1, 441000))))
+  out = jax.eval_shape(lambda v: m.apply(v, None, jnp.zeros((2, 22050))), variables)
+  assert set(out) == {"audio_features"} and out["audio_features"].shape == (2, 256)
+  with pytest.raises(ValueError, match="before conv8"):
+    jax.eval_shape(lambda v: m.apply(v, None, jnp.zeros((2, 22050)), train=True,
+                                     mutable=["batch_stats"]), variables)
 
 
 def test_soundnet_kl_equals_a_hand_computation():
@@ -102,3 +110,25 @@ def test_teacher_mistakes_are_named(data_dir, tmp_path):
   student.model.head_classes = (12, 5)
   with pytest.raises(config_check.ConfigError, match="one entry per teacher"):
     config_check.check(student)
+
+
+def test_one_paper_scale_update_step():
+  """The paper's network, window and 4 steps: one update on two examples lowers
+  nothing to NaN and moves the weights."""
+  from avjax import predict, train
+  c = soundnet_config.get_config()
+  model = models.build(c.model)
+  fns = predict.model_fns(model, c.data)
+  schedule = train.make_schedule(c)
+  tx = train.make_optimizer(c, schedule)
+  state = train.make_init_fn(fns.init, tx)(jax.random.PRNGKey(0))
+  rng = np.random.default_rng(0)
+  probs = rng.dirichlet(np.ones(1000), size=(2, 4)).astype(np.float32)
+  batch = {"frames": np.zeros((2, 8, 8, 3), np.uint8),
+           "waveform": rng.normal(0, 0.1, (2, 441000)).astype(np.float32),
+           "teacher_probs": [probs], "label": np.ones(2, np.int32)}
+  update = jax.jit(train.make_update_fn(model, tx, schedule, c))
+  new, metrics = update(state, batch)
+  assert np.isfinite(float(metrics["loss"])) and float(metrics["loss"]) > 0
+  before, after = state.params["conv1"]["kernel"], new.params["conv1"]["kernel"]
+  assert float(jnp.abs(after - before).max()) > 0

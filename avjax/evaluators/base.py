@@ -25,6 +25,9 @@ class Evaluator:
   def __init__(self, eval_config, *, fns, mesh, data_config, default_split: str, seed: int = 0):
     self.config = eval_config
     self.split = eval_config.split or default_split
+    if eval_config.get("window_seconds"):  # audio windows of their own length
+      data_config = data_config.copy_and_resolve_references()
+      data_config.spectrogram.seconds = eval_config.window_seconds
     self.reader = input_lib.make_reader(data_config, self.split,
                                         global_batch=eval_config.batch_size, seed=0)
     self.sharding = mesh_lib.batch_sharding(mesh)
@@ -60,13 +63,14 @@ class Evaluator:
 
   def gather(self, fn: Callable, variables, *, inputs: Sequence[str] | None = None,
              host_keys: Sequence[str] | dict[str, Callable] = (),
-             limit: int | None = None) -> dict:
+             limit: int | None = None, window_hop: float = 0.0) -> dict:
     """Runs `fn(variables, batch) -> {name: [B, ...]}` over the split.
 
     -> {name: [N, ...]} numpy over this host's real clips, plus `host_keys`
     from the batches (a dict maps each through its function per batch, e.g. to
     shrink it); `limit` stops after that many clips. `inputs`: the batch keys
-    sent to the devices (default: the frames and the model's audio input).
+    sent to the devices (default: the frames and the model's audio input);
+    `window_hop` > 0: a row per window of each clip (Reader.eval_iterator).
     """
     if inputs is None:
       inputs = ("frames", self.fns.audio_input)
@@ -76,7 +80,7 @@ class Evaluator:
     seen = 0
     # Every host reads the same number of (padded) batches, so the collectives
     # below line up, and `seen` counts every host's clips.
-    for local in self.reader.eval_iterator():
+    for local in self.reader.eval_iterator(window_hop):
       batch = input_lib.to_global({k: local[k] for k in inputs}, self.sharding)
       keep = all_hosts(local["mask"]) > 0
       for k, v in every_row(fn(variables, batch)).items():

@@ -7,6 +7,11 @@ with L-BFGS on the objective scikit-learn's LogisticRegression minimises
 features. Folds come from a CSV column, as ESC-50's `fold`, or from the video
 so that clips of one video never straddle folds. The same network at random
 initialisation is probed beside the trained one.
+
+`window_hop` > 0 is SoundNet's clip-level protocol: features of every window
+of each clip (one every `window_hop` seconds), the classifier fitted on the
+training folds' windows, and a clip's prediction the argmax of the mean
+decision value over its windows.
 """
 from __future__ import annotations
 
@@ -62,23 +67,49 @@ def standardise(train: np.ndarray, test: np.ndarray):
   return (train - mean) / std, (test - mean) / std
 
 
-def probe_accuracy(x_train, y_train, x_test, y_test, *, num_classes: int, C: float,
-                   max_iter: int) -> float:
-  """Fits on one part, returns accuracy on the other (features standardised on the train part)."""
+def probe_decisions(x_train, y_train, x_test, *, num_classes: int, C: float,
+                    max_iter: int) -> np.ndarray:
+  """Fits on one part -> decision values [N_test, K] on the other (features
+  standardised on the train part)."""
   x_train, x_test = standardise(np.asarray(x_train, np.float64), np.asarray(x_test, np.float64))
   w, b = fit_logistic_regression(jnp.asarray(x_train, jnp.float32), jnp.asarray(y_train, jnp.int32),
                                  num_classes=num_classes, C=C, max_iter=max_iter)
-  pred = np.asarray(jnp.asarray(x_test, jnp.float32) @ w + b).argmax(1)
+  return np.asarray(jnp.asarray(x_test, jnp.float32) @ w + b)
+
+
+def probe_accuracy(x_train, y_train, x_test, y_test, *, num_classes: int, C: float,
+                   max_iter: int) -> float:
+  """Fits on one part, returns accuracy on the other."""
+  pred = probe_decisions(x_train, y_train, x_test, num_classes=num_classes, C=C,
+                         max_iter=max_iter).argmax(1)
   return float(np.mean(pred == y_test))
 
 
-def cross_validate(x, y, folds, *, num_classes: int, C: float, max_iter: int) -> list[float]:
-  """Accuracy on each fold with the others as training data."""
+def clip_accuracy(decisions: np.ndarray, y: np.ndarray, clips: np.ndarray) -> float:
+  """Windows' decision values [N, K] -> the accuracy of clip predictions, each
+  the argmax of the mean decision value over its windows (SoundNet's protocol)."""
+  ids, inverse = np.unique(clips, return_inverse=True)
+  sums = np.zeros((len(ids), decisions.shape[1]))
+  np.add.at(sums, inverse, decisions)
+  label = np.zeros(len(ids), y.dtype)
+  label[inverse] = y
+  return float(np.mean(sums.argmax(1) == label))
+
+
+def cross_validate(x, y, folds, *, num_classes: int, C: float, max_iter: int,
+                   clips: np.ndarray | None = None) -> list[float]:
+  """Accuracy on each fold with the others as training data. With `clips` (one
+  id per row, rows being windows of those clips): clip-level accuracy."""
   accs = []
   for f in np.unique(folds):
     test = folds == f
-    accs.append(probe_accuracy(x[~test], y[~test], x[test], y[test], num_classes=num_classes,
-                               C=C, max_iter=max_iter))
+    if clips is None:
+      accs.append(probe_accuracy(x[~test], y[~test], x[test], y[test], num_classes=num_classes,
+                                 C=C, max_iter=max_iter))
+    else:
+      d = probe_decisions(x[~test], y[~test], x[test], num_classes=num_classes, C=C,
+                          max_iter=max_iter)
+      accs.append(clip_accuracy(d, y[test], clips[test]))
   return accs
 
 
@@ -132,17 +163,22 @@ class LinearProbe(base.Evaluator):
     return np.asarray(video_ids) % c.num_folds
 
   def probe(self, variables, prefix: str) -> dict:
-    g = self.gather(self._features, variables, host_keys=("labels", "filename", "video_id"))
+    hop = self.config.window_hop
+    g = self.gather(self._features, variables, window_hop=hop,
+                    host_keys=("labels", "filename", "video_id", "clip_index"))
     y, one = base.single_labels(g["labels"])
     folds = self.folds(g["filename"][one], g["video_id"][one])
+    clips = g["clip_index"][one] if hop > 0 else None
     out = {}
     for m in self.modalities:
       accs = cross_validate(g[m][one], y, folds, num_classes=self.reader.num_classes,
-                            C=self.config.C, max_iter=self.config.max_iter)
+                            C=self.config.C, max_iter=self.config.max_iter, clips=clips)
       out[f"{prefix}_{m}_accuracy_mean"] = float(np.mean(accs))
       out[f"{prefix}_{m}_accuracy_std"] = float(np.std(accs))
     out[f"{prefix}_folds"] = int(len(np.unique(folds)))
-    out[f"{prefix}_examples"] = int(one.sum())
+    out[f"{prefix}_examples"] = int(len(np.unique(clips)) if hop > 0 else one.sum())
+    if hop > 0:
+      out[f"{prefix}_windows"] = int(one.sum())
     return out
 
   def run(self, variables) -> dict:

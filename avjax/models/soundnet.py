@@ -9,7 +9,8 @@ conv8 is one head per teacher, without BatchNorm or ReLU: its outputs are logits
 
 With the paper's settings (22,050 Hz, 20 s windows) conv8 gives 4 output steps;
 `features` (pool5, the layer the paper probes) averaged over time are the
-`audio_features` that the linear probe reads.
+`audio_features` that the linear probe reads; windows too short for a conv8
+step (the probe's 1 s windows at paper scale) give only those.
 """
 from __future__ import annotations
 
@@ -81,12 +82,17 @@ class SoundNet(nn.Module):
         x = nn.max_pool(x, (p,), strides=(p,), padding="VALID")
       if i == POOL5:
         pool5 = x
+    out = {"audio_features": jnp.mean(pool5, axis=1).astype(jnp.float32)}
     if x.shape[1] < self.head_kernel:
-      raise ValueError(f"a {waveform.shape[1]}-sample waveform leaves {x.shape[1]} steps before "
-                       f"conv8 (kernel {self.head_kernel}): lengthen config.data.spectrogram.seconds "
-                       "or shrink config.model.pools / head_kernel")
-    heads = [nn.Conv(classes, (self.head_kernel,), strides=(self.head_stride,), padding="VALID",
-                     dtype=self.dtype, name=f"conv8_{t}")(x).astype(jnp.float32)
-             for t, classes in enumerate(self.head_classes)]
-    return {"audio_step_logits": heads,
-            "audio_features": jnp.mean(pool5, axis=1).astype(jnp.float32)}
+      # Features of windows shorter than training's (the probes' 1 s windows) have
+      # no conv8 step; training on them is an error.
+      if train or self.is_initializing():
+        raise ValueError(f"a {waveform.shape[1]}-sample waveform leaves {x.shape[1]} steps "
+                         f"before conv8 (kernel {self.head_kernel}): lengthen "
+                         "config.data.spectrogram.seconds or shrink config.model.pools / head_kernel")
+      return out
+    out["audio_step_logits"] = [
+        nn.Conv(classes, (self.head_kernel,), strides=(self.head_stride,), padding="VALID",
+                dtype=self.dtype, name=f"conv8_{t}")(x).astype(jnp.float32)
+        for t, classes in enumerate(self.head_classes)]
+    return out
