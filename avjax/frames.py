@@ -76,11 +76,24 @@ def to_model_frames(frames, augment: dict | None = None):
   return normalise(x)
 
 
+def stack_to_model_frames(stack, augment: dict | None = None):
+  """uint8 [B, T, H, W, 3] -> float32 normalised: each example's draws applied to
+  every frame of its stack (to_model_frames)."""
+  if stack.dtype != jnp.uint8:
+    return stack
+  b, t = stack.shape[:2]
+  repeat = {k: jnp.repeat(v, t, axis=0) for k, v in (augment or {}).items()}
+  flat = to_model_frames(stack.reshape(b * t, *stack.shape[2:]), repeat or None)
+  return flat.reshape(b, t, *flat.shape[1:])
+
+
 def model_inputs(batch: dict) -> dict:
-  """A reader batch (inside jit) -> the same batch with `frames` as the models take
-  them and the augmentation draws consumed."""
+  """A reader batch (inside jit) -> the same batch with `frames` (and a
+  `frame_stack`) as the models take them and the augmentation draws consumed."""
   augment = {k: batch[k] for k in contract.AUGMENT_KEYS if k in batch}
   out = {k: v for k, v in batch.items() if k not in contract.AUGMENT_KEYS}
   if "frames" in out:
     out["frames"] = to_model_frames(out["frames"], augment)
+  if "frame_stack" in out:
+    out["frame_stack"] = stack_to_model_frames(out["frame_stack"], augment)
   return out

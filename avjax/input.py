@@ -28,7 +28,7 @@ def reader_spec(data):
   from data_pipelines import clip_ops
   return clip_ops.ReaderSpec(
       spectrogram=spectrogram_spec(data), fps=data.fps, resize=data.resize, crop=data.crop,
-      negative_fraction=data.negative_fraction, negatives=data.negatives,
+      negative_fraction=data.negative_fraction, negatives=data.negatives, min_shift=data.min_shift,
       negatives_on_grid=data.negatives_on_grid, shuffle_buffer=data.shuffle_buffer,
       flip=data.flip, colour_jitter=data.colour_jitter, zoom_out=data.zoom_out,
       gain_db=data.gain_db,

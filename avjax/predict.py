@@ -33,14 +33,18 @@ class ModelFns:
   # The model's declared correspondence head: "softmax", "sigmoid", or None.
   correspondence: str | None
   name: str  # the model's class name, for messages
-  # The batch key of the model's audio input: "spectrogram" or "waveform".
+  # The batch keys of the model's inputs: "spectrogram" or "waveform"; "frames"
+  # or "frame_stack".
   audio_input: str = "spectrogram"
+  frame_input: str = "frames"
 
 
-def dummy_inputs(data_config, batch: int = 1, audio_input: str = "spectrogram"):
+def dummy_inputs(data_config, batch: int = 1, audio_input: str = "spectrogram",
+                 frame_input: str = "frames"):
   """Zero frames and audio of the shapes `data_config` gives (for model.init)."""
   spec = input_lib.spectrogram_spec(data_config)
-  frames = jnp.zeros((batch, data_config.crop, data_config.crop, 3), jnp.float32)
+  stack = (data_config.frame_stack,) if frame_input == "frame_stack" else ()
+  frames = jnp.zeros((batch, *stack, data_config.crop, data_config.crop, 3), jnp.float32)
   if audio_input == "waveform":
     return frames, jnp.zeros((batch, spec.num_samples), jnp.float32)
   return frames, jnp.zeros((batch, *spec.shape, 1), jnp.float32)
@@ -53,20 +57,24 @@ def init_rngs(rng: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 
 def model_fns(model: nn.Module, data_config) -> ModelFns:
-  audio_input = models.audio_input(model)
+  audio_input, frame_input = models.audio_input(model), models.frame_input(model)
+  to_model = (frames_lib.stack_to_model_frames if frame_input == "frame_stack"
+              else frames_lib.to_model_frames)
 
   def predict(variables, frames, audio):
     if frames is not None:
-      frames = frames_lib.to_model_frames(frames)
+      frames = to_model(frames)
     return model.apply(variables, frames, audio, train=False)
 
+  def dummy():
+    return dummy_inputs(data_config, 1, audio_input, frame_input)
+
   def init(rng):
-    return model.init(init_rngs(rng)[0], *dummy_inputs(data_config, 1, audio_input), train=False)
+    return model.init(init_rngs(rng)[0], *dummy(), train=False)
 
   def output_shapes():
-    return jax.eval_shape(lambda: model.init_with_output(
-        jax.random.PRNGKey(0), *dummy_inputs(data_config, 1, audio_input), False)[0])
+    return jax.eval_shape(lambda: model.init_with_output(jax.random.PRNGKey(0), *dummy(), False)[0])
 
   return ModelFns(predict=predict, init=init, output_shapes=output_shapes,
                   correspondence=type(model).correspondence, name=type(model).__name__,
-                  audio_input=audio_input)
+                  audio_input=audio_input, frame_input=frame_input)

@@ -90,11 +90,11 @@ def make_loss_fn(model: nn.Module, config) -> Callable:
   # Names and weights were checked with the config (config_check.check_training).
   weights = {k: float(v) for k, v in config.losses.items() if float(v) != 0.0}
   kwargs = {k: dict(v) for k, v in config.loss_kwargs.items()}
-  audio = models.audio_input(model)
+  audio, frames = models.audio_input(model), models.frame_input(model)
 
   def loss_fn(params, batch_stats, batch, rng):
     outputs, new_vars = model.apply(
-        {"params": params, "batch_stats": batch_stats}, batch["frames"], batch[audio],
+        {"params": params, "batch_stats": batch_stats}, batch[frames], batch[audio],
         train=True, mutable=["batch_stats"], rngs={"dropout": rng})
     parts = {name: losses_lib.get(name)(outputs=outputs, batch=batch, **kwargs.get(name, {}))
              for name in weights}

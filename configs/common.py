@@ -38,7 +38,8 @@ def data_config(tiny: bool) -> ml_collections.ConfigDict:
   d.resize = 256
   d.crop = 224
   d.negative_fraction = 0.5
-  d.negatives = "stream"         # or "in_batch"
+  d.negatives = "stream"         # or "in_batch", or "shifted" (synchronisation)
+  d.min_shift = 0.0              # shifted negatives: seconds from the aligned window
   d.negatives_on_grid = True     # False: the offset shortcut, for ablations
   # Serialized records: a prepared 10 s paper-scale clip is ~10 MB (JPEGs, waveform,
   # |STFT|), so 256 hold ~2.5 GB per host; files are also shuffled every epoch.

@@ -7,7 +7,7 @@ and audio are pulled together (1 - cos), a frame and the audio of a clip that
 shares no label with it pushed below a cosine margin of 0.2
 (losses.cosine_embedding), plus, weighted by lambda = config.losses.shared_classifier,
 a linear classifier shared by both embeddings (0 = off at paper scale, where
-model.classifier_classes must be set to the data's classes; 1 in the tiny
+model.classifier_classes must be set to the data's classes; 10 in the tiny
 config, measured). Every pair is a
 positive (negative_fraction 0); no correspondence head is trained, so validation
 is cross-modal retrieval.
@@ -27,9 +27,10 @@ def get_config(arg=None):
       losses={"cosine_embedding": 1.0, "shared_classifier": 0.0}, arg=arg)
   c.loss_kwargs.cosine_embedding = dict(margin=0.2)
   if common.parse_arg(arg).tiny:
-    # The embedded dataset's 12 classes; with lambda = 1 the tiny run reached test
-    # nDCG@30 aud-im 0.570 against 0.309 with the cosine term alone (README).
+    # The embedded dataset's 12 classes; with lambda = 10 the tiny run reached test
+    # nDCG@30 aud-im 0.90-0.92 over two seeds, against 0.57 at lambda = 1 and 0.31
+    # with the cosine term alone (README).
     c.model.classifier_classes = 12
-    c.losses.shared_classifier = 1.0
+    c.losses.shared_classifier = 10.0
   return common.without_correspondence(
       c, evaluator="retrieval", best_metric=f"retrieval_aud_im_ndcg@{c.evals.retrieval.k}")

@@ -23,7 +23,10 @@ class ReaderSpec:
   resize: int = 256                 # shorter side before cropping
   crop: int = 224
   negative_fraction: float = 0.5
-  negatives: str = "stream"         # "stream" or "in_batch"
+  # "stream", "in_batch" (another clip's window), or "shifted" (this clip's own
+  # window at least `min_shift` seconds away: synchronisation; label 0 = out of sync).
+  negatives: str = "stream"
+  min_shift: float = 0.0
   negatives_on_grid: bool = True
   shuffle_buffer: int = 1024
   flip: bool = True
@@ -61,8 +64,11 @@ class ReaderSpec:
                        "config.data.stored_spectrogram=False")
     if self.frame_stack < 0:
       raise ValueError(f"config.data.frame_stack must be >= 0, got {self.frame_stack}")
-    if self.negatives not in ("stream", "in_batch"):
-      raise ValueError(f"config.data.negatives must be 'stream' or 'in_batch', got {self.negatives!r}")
+    if self.negatives not in ("stream", "in_batch", "shifted"):
+      raise ValueError("config.data.negatives must be 'stream', 'in_batch' or 'shifted', got "
+                       f"{self.negatives!r}")
+    if self.negatives == "shifted" and not self.min_shift > 0:
+      raise ValueError(f"config.data.min_shift must be > 0 with shifted negatives, got {self.min_shift}")
     if not 0.0 <= self.zoom_out < 1.0:
       raise ValueError(f"config.data.zoom_out must be in [0, 1), got {self.zoom_out}")
     if not 0.0 <= self.negative_fraction < 1.0:
@@ -208,7 +214,17 @@ def clip_windows(clip: dict, index, seed, *, spec: ReaderSpec, train: bool, fram
     k = tf.where(box_t >= 0, tf.cast(tf.round(box_t * fps), tf.int32), n_frames // 2)
   frame_k = tf.clip_by_value(k, 0, n_frames - 1)
   pos_start = pairs.grid_start_sample(tf.clip_by_value(k, lo, hi), fps, aspec)
-  if train:
+  if spec.negatives == "shifted":
+    # Every frame's window then has a shifted partner on one side or the other.
+    shift_ok = tf.debugging.assert_greater_equal(
+        hi - lo, 2 * pairs.shift_frames(fps, spec.min_shift),
+        message=f"a clip is too short for a window shifted by config.data.min_shift="
+                f"{spec.min_shift}s beside its own: it needs the window plus twice the shift")
+    with tf.control_dependencies([shift_ok]):
+      j = pairs.shifted_frame(seeds[1] if train else None, tf.clip_by_value(k, lo, hi), lo, hi,
+                              fps, spec.min_shift)
+    neg_start = pairs.grid_start_sample(j, fps, aspec)
+  elif train:
     neg_start = pairs.negative_start_sample(seeds[1], lo, hi, n_samples, fps, aspec,
                                             on_grid=spec.negatives_on_grid)
   elif spec.negatives_on_grid:  # deterministic: the middle grid window

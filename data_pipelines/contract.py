@@ -55,7 +55,8 @@ KEYS: dict[str, Key] = {
                        "log |STFT| of the 1 s window paired with the frame", audio=True),
     "waveform": Key("float32", ("samples",), "the raw audio window paired with the frame, "
                     "gain applied (config.data.audio='waveform': SoundNet's input)", audio=True),
-    "label": Key("int32", (), "1 = the audio comes from the frame's video", (TRAIN,)),
+    "label": Key("int32", (), "1 = the audio comes from the frame's video (with shifted "
+                 "negatives: 1 = in sync)", (TRAIN,)),
     "video_id": Key("int32", (), "hash of the frame's source file", device=False),
     "clip_id": Key("int32", (), "hash of the frame's clip (file and start time; "
                    "data_pipelines.sound_targets.clip_key)", (TRAIN,), device=False),
@@ -65,13 +66,17 @@ KEYS: dict[str, Key] = {
     "audio_video_id": Key("int32", (), "hash of the audio's source file", (TRAIN,), device=False),
     "audio_start": Key("float32", (), "start of the audio window in its clip, seconds",
                        device=False),
+    "audio_shift": Key("float32", (), "seconds the audio window is moved from the frames' "
+                       "(shifted negatives; 0 for a positive)", (TRAIN,), device=False,
+                       optional=True),
     "fps": Key("float32", (), "frame rate of the clip", device=False),
     # Evaluation: every clip once, in file order, padded to whole batches.
     "neg_spectrogram": Key("float32", ("bins", "frames", 1),
                            "the next clip's window: this frame's negative pair", (EVAL,), audio=True),
     "neg_waveform": Key("float32", ("samples",), "neg_spectrogram's window as a waveform "
                         "(config.data.audio='waveform')", (EVAL,), audio=True),
-    "neg_label": Key("int32", (), "1 if the next clip is of the same video", (EVAL,)),
+    "neg_label": Key("int32", (), "1 if the next clip is of the same video (with shifted "
+                     "negatives: 0, the clip's own window out of sync)", (EVAL,)),
     "labels": Key("int32", ("classes",), "multi-hot class labels of the frame's clip (zeros: "
                   "none); the labelled baselines' losses read them, self-supervised ones never do"),
     "box": Key("float32", (4,), "sounding-object box in the crop (ymin, xmin, ymax, xmax) "

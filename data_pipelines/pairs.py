@@ -7,7 +7,8 @@ i.e. centred on frame k to within half a frame. Negative: the frame with a 1 s
 window of another clip that also starts on the frame grid, so the start phase
 never tells positives from negatives; `negatives_on_grid=False` draws negative
 starts anywhere, the shortcut the "Objects that Sound" paper warns of (for
-ablations).
+ablations). Synchronisation ("shifted"): the negative is the clip's own window
+moved by at least `min_shift` seconds, and its label says out of sync.
 
 Negatives are spread evenly over the example stream (`is_negative`). Their
 audio comes from the next batch (`pair_with_next_batch`: example i takes the
@@ -54,6 +55,25 @@ def negative_start_sample(seed, lo, hi, num_samples, fps, spec, *, on_grid: bool
     return grid_start_sample(j, fps, spec)
   return tf.random.stateless_uniform([], seed, 0, num_samples - spec.num_samples + 1,
                                      dtype=tf.int32)
+
+
+def shift_frames(fps, min_shift: float):
+  """`min_shift` seconds in whole frames, rounded up."""
+  return tf.cast(tf.math.ceil(min_shift * fps - 1e-6), tf.int32)
+
+
+def shifted_frame(seed, k, lo, hi, fps, min_shift: float):
+  """A frame in [lo, hi] at least `min_shift` seconds from frame k: its window is
+  k's audio shifted (synchronisation negatives). Drawn uniformly from both
+  sides (`seed`), or with seed None the nearest such frame after k, else before.
+  The caller guarantees hi - lo >= 2 shift_frames, so one exists."""
+  gap = shift_frames(fps, min_shift)
+  before = tf.maximum(0, k - gap - lo + 1)   # frames lo .. k - gap
+  after = tf.maximum(0, hi - (k + gap) + 1)  # frames k + gap .. hi
+  if seed is None:
+    return tf.where(after > 0, k + gap, k - gap)
+  i = tf.random.stateless_uniform([], seed, 0, tf.maximum(before + after, 1), dtype=tf.int32)
+  return tf.where(i < before, lo + i, k + gap + (i - before))
 
 
 # ----------------------------------------------------------------------------
@@ -117,11 +137,27 @@ def pair_with_next_batch(batches: tf.data.Dataset, *, negative_fraction: float) 
       previous, current, negative_fraction=negative_fraction))
 
 
+def pair_shifted(batch: dict, *, negative_fraction: float) -> dict:
+  """Synchronisation: a negative takes its own clip's shifted window, and the
+  label says whether the audio is in sync with the frames (not only whether it
+  comes from their video)."""
+  neg = is_negative(batch["index"], negative_fraction)
+  out = pair_batch(batch, {k: batch[k] for k in NEGATIVE_KEYS},
+                   negative_fraction=negative_fraction)
+  out["label"] = tf.cast(tf.logical_not(neg), tf.int32)
+  out["audio_shift"] = out["audio_start"] - batch["pos_start"]
+  return out
+
+
 def pair_batches(batches: tf.data.Dataset, *, negatives: str,
                  negative_fraction: float) -> tf.data.Dataset:
-  """Batches of clips -> batches of pairs, by `negatives` ("stream" or "in_batch")."""
+  """Batches of clips -> batches of pairs, by `negatives` ("stream", "in_batch"
+  or "shifted")."""
   if negatives == "stream":
     return pair_with_next_batch(batches, negative_fraction=negative_fraction)
+  if negatives == "shifted":
+    return batches.map(graph_fn(lambda b: pair_shifted(b, negative_fraction=negative_fraction)),
+                       num_parallel_calls=tf.data.AUTOTUNE)
   return batches.map(graph_fn(lambda b: pair_in_batch(b, negative_fraction=negative_fraction)),
                      num_parallel_calls=tf.data.AUTOTUNE)
 
@@ -135,12 +171,12 @@ def with_next_negative(clip: dict, following: dict) -> dict:
           "neg_label": tf.cast(tf.equal(clip["video_id"], following["video_id"]), tf.int32)}
 
 
-def avc_halves(batch: dict, xp) -> dict:
+def avc_halves(batch: dict, xp, frames: str = "frames", audio: str = "spectrogram") -> dict:
   """An evaluation batch -> 2B pairs for AVC scoring: each clip with its own
   window (label 1), then with the next clip's (`neg_label`). `xp` is the array
-  module (numpy, or jax.numpy inside jit)."""
+  module (numpy, or jax.numpy inside jit); `frames` and `audio` the model's input keys."""
   twice = lambda x: xp.concatenate([x, x])
-  return {"frames": twice(batch["frames"]),
-          "spectrogram": xp.concatenate([batch["spectrogram"], batch["neg_spectrogram"]]),
+  return {frames: twice(batch[frames]),
+          audio: xp.concatenate([batch[audio], batch["neg_" + audio]]),
           "label": xp.concatenate([xp.ones_like(batch["neg_label"]), batch["neg_label"]]),
           "mask": twice(batch["mask"])}

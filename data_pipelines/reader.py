@@ -294,7 +294,8 @@ def train_dataset(files: Sequence[str], *, spec: ReaderSpec, batch_size: int, se
 def eval_dataset(files: Sequence[str], *, spec: ReaderSpec, batch_size: int,
                  num_classes: int, window_hop: float = 0.0) -> tf.data.Dataset:
   """Every clip once, in file order, with a negative spectrogram from the next clip
-  (the last clip's from the first). `window_hop` > 0: every window of each clip,
+  (the last clip's from the first; with shifted negatives, its own window
+  `min_shift` later, else earlier, labelled out of sync). `window_hop` > 0: every window of each clip,
   one every `window_hop` seconds, each with its centre frame and its clip's
   `clip_index` (the probes' clip-level protocol)."""
   parse = parse_fn(spec)
@@ -332,7 +333,10 @@ def eval_dataset(files: Sequence[str], *, spec: ReaderSpec, batch_size: int,
   else:
     clips = records.enumerate().map(graph_fn(lambda i, r: example(i, parse(r))),
                                     num_parallel_calls=AUTOTUNE)
-  ds = pairs.with_next(clips.concatenate(clips.take(1)), pairs.with_next_negative)
+  if spec.negatives == "shifted":  # its own window moved by min_shift: out of sync
+    ds = clips.map(graph_fn(lambda c: {**c, "neg_label": tf.constant(0, tf.int32)}))
+  else:
+    ds = pairs.with_next(clips.concatenate(clips.take(1)), pairs.with_next_negative)
   ds = ds.batch(batch_size).map(
       graph_fn(lambda b: clip_ops.add_spectrograms(
           b, spec, (("audio", "gain", "spectrogram"), ("neg_audio", "neg_gain", "neg_spectrogram")))),

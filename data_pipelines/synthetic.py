@@ -35,6 +35,12 @@ class SplitSpec:
   # Object diameters, as fractions of the frame side: [lo, hi).
   size_range: tuple[float, float] = (0.22, 0.4)
   place_tries: int = 60  # random positions tried per object before it is left out
+  seconds: float = 0.0   # clip length; 0: the VideoSpec's
+  # Time structure (the synchronisation splits): the sounding object's sound is a
+  # train of notes, and the object swells and brightens at each note's onset;
+  # silent objects swell at times of their own. Drawn from a stream of their own,
+  # so the other splits' clips are what they were without it.
+  events: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +65,20 @@ DEFAULT_SPLITS = (
     # Sizes at the small end of training's, so that 5-6 objects fit in the frame.
     SplitSpec("test_many", 150, seed=6, silent_probs=(0.0, 0.0, 0.0, 0.0, 0.5, 0.5),
               size_range=(0.22, 0.27), place_tries=1000),
+    # Synchronisation: 3 s clips with time structure (see SplitSpec.events), so that
+    # a 1 s window shifted by 0.4 s or more no longer lines up with the visual events.
+    SplitSpec("sync_train", 1200, seed=21, seconds=3.0, events=True),
+    SplitSpec("sync_validation", 200, seed=22, seconds=3.0, events=True),
+    SplitSpec("sync_test", 200, seed=23, seconds=3.0, events=True),
+    # One sounding object among 3-4, each silent one swelling at its own times:
+    # sync must find the object whose events the sound follows.
+    SplitSpec("sync_crowded", 150, seed=24, seconds=3.0, events=True,
+              silent_probs=(0.0, 0.0, 0.5, 0.5)),
 )
+
+# Notes of the time-structured splits: onsets at least EVENT_GAP apart, about
+# EVENT_RATE per second; each swells the picture for EVENT_SWELL seconds.
+EVENT_RATE, EVENT_GAP, EVENT_SWELL = 2.5, 0.3, 0.12
 
 
 # ----------------------------------------------------------------------------
@@ -206,6 +225,26 @@ def class_sound(cls: int, n: int, sr: int, rng: np.random.Generator) -> np.ndarr
   return x / (np.sqrt(np.mean(x ** 2)) + 1e-9)
 
 
+def event_onsets(seconds: float, rng: np.random.Generator) -> np.ndarray:
+  """Onset times in [0, seconds - 0.1): gaps of EVENT_GAP plus an exponential
+  wait, so about EVENT_RATE notes per second, never two closer than EVENT_GAP."""
+  mean_wait = max(1.0 / EVENT_RATE - EVENT_GAP, 1e-3)
+  t, out = rng.uniform(0, 1.0 / EVENT_RATE), []
+  while t < seconds - 0.1:
+    out.append(t)
+    t += EVENT_GAP + rng.exponential(mean_wait)
+  return np.array(out)
+
+
+def note_envelope(t: np.ndarray, onsets: np.ndarray, decay: float) -> np.ndarray:
+  """Sum over onsets of a 10 ms linear attack then an exponential decay, at times `t`."""
+  out = np.zeros_like(t, dtype=np.float64)
+  for o in onsets:
+    dt = t - o
+    out += np.where(dt < 0, 0.0, np.where(dt < 0.01, dt / 0.01, np.exp(-(dt - 0.01) / decay)))
+  return np.minimum(out, 1.0)
+
+
 # ----------------------------------------------------------------------------
 # Scenes
 # ----------------------------------------------------------------------------
@@ -224,28 +263,65 @@ def make_scene(split: SplitSpec, index: int, video: VideoSpec):
       if cls == sounding:
         raise RuntimeError("cannot place the sounding object")
       continue
-    objects.append(dict(cls=cls, d=d, y=pos[0], x=pos[1],
-                        mask=shape_mask(cls, d, rng.uniform(-0.35, 0.35)),
+    angle = rng.uniform(-0.35, 0.35)
+    objects.append(dict(cls=cls, name=CLASSES[cls], d=d, y=pos[0], x=pos[1], angle=angle,
+                        mask=shape_mask(cls, d, angle),
                         colour=_object_colour(cls, rng),
                         drift=rng.uniform(-4, 4, 2)))
   background = _background(size, rng)
-  n_frames = int(video.seconds * video.fps)
+  seconds = split.seconds or video.seconds
+  n_frames = int(seconds * video.fps)
+  swell = _swells(split, index, objects, n_frames, video.fps, seconds)
   frames = np.empty((n_frames, size, size, 3), np.uint8)
   for f in range(n_frames):
     img = background.copy()
     shift = (f / max(1, n_frames - 1) - 0.5)
-    for o in objects:
+    for j, o in enumerate(objects):
       y = int(np.clip(round(o["y"] + shift * o["drift"][0]), 0, size - o["d"]))
       x = int(np.clip(round(o["x"] + shift * o["drift"][1]), 0, size - o["d"]))
-      patch = img[y:y + o["d"], x:x + o["d"]]
-      patch[o["mask"]] = o["colour"]
+      if swell is None or swell[j][f] < 0.02:
+        patch = img[y:y + o["d"], x:x + o["d"]]
+        patch[o["mask"]] = o["colour"]
+      else:
+        _draw_swollen(img, o, y, x, swell[j][f])
     frames[f] = np.clip(img * 255, 0, 255).astype(np.uint8)
   s = objects[0]  # the sounding object, boxed at mid-clip (drift offset 0)
   box = (s["y"] / size, s["x"] / size, (s["y"] + s["d"]) / size, (s["x"] + s["d"]) / size)
-  n = int(video.seconds * video.sample_rate)
+  n = int(seconds * video.sample_rate)
   sound = class_sound(sounding, n, video.sample_rate, rng) * 10 ** (rng.uniform(-24, -12) / 20)
   noise = _bandnoise(n, 30, 8000, video.sample_rate, rng) * 10 ** (rng.uniform(-48, -34) / 20)
+  if split.events:
+    t = np.arange(n) / video.sample_rate
+    sound = sound * note_envelope(t, objects[0]["onsets"], decay=0.15)
   return frames, (sound + noise).astype(np.float32), sounding, box
+
+
+def _swells(split: SplitSpec, index: int, objects: list, n_frames: int, fps: float,
+            seconds: float):
+  """Per object, its swell (0..1) at each frame; None without time structure.
+  Each object's onsets are stored on it (the sounding object's make its notes)."""
+  if not split.events:
+    return None
+  rng = np.random.default_rng([split.seed, index, 1])  # a stream of its own
+  t = np.arange(n_frames) / fps
+  out = []
+  for o in objects:
+    o["onsets"] = event_onsets(seconds, rng)
+    out.append(note_envelope(t, o["onsets"], decay=EVENT_SWELL))
+  return out
+
+
+def _draw_swollen(img: np.ndarray, o: dict, y: int, x: int, amount: float) -> None:
+  """The object grown by up to 40% about its centre and brightened, at `amount`."""
+  size = img.shape[0]
+  d = int(round(o["d"] * (1 + 0.4 * amount)))
+  cy, cx = y + o["d"] / 2, x + o["d"] / 2
+  y0, x0 = int(round(cy - d / 2)), int(round(cx - d / 2))
+  mask = shape_mask(CLASSES.index(o["name"]), d, o["angle"])
+  ys, xs = np.nonzero(mask)
+  ys, xs = ys + y0, xs + x0
+  keep = (ys >= 0) & (ys < size) & (xs >= 0) & (xs < size)
+  img[ys[keep], xs[keep]] = np.minimum(o["colour"] * (1 + 0.5 * amount) + 0.15 * amount, 1.0)
 
 
 def write_mp4(path: str, frames: np.ndarray, waveform: np.ndarray, video: VideoSpec) -> None:
@@ -280,8 +356,8 @@ def _write_range(args) -> list[tuple[str, str, tuple]]:
   return rows
 
 
-def _write_csvs(rows, out_dir: str, video: VideoSpec) -> None:
-  mid = video.seconds / 2
+def _write_csvs(rows, out_dir: str, seconds: float) -> None:
+  mid = seconds / 2
   with open(os.path.join(out_dir, "labels.csv"), "w", newline="") as f:
     w = csv.writer(f)
     w.writerow(["file", "label"])
@@ -310,7 +386,7 @@ def generate_splits(out_dirs: dict, video: VideoSpec = VideoSpec(),
     results = list(pool.map(_write_range, chunks))
   for split, out_dir in out_dirs.items():
     rows = [r for chunk, rs in zip(chunks, results) if chunk[0] is split for r in rs]
-    _write_csvs(rows, out_dir, video)
+    _write_csvs(rows, out_dir, split.seconds or video.seconds)
 
 
 def generate_split(split: SplitSpec, out_dir: str, video: VideoSpec = VideoSpec(),

@@ -53,11 +53,14 @@ def data_dir(videos_dir, tmp_path_factory):
   return out
 
 
-def tiny_config(name: str, data_dir, **overrides):
-  """The config's tiny variant, shrunk further so a test step takes milliseconds."""
+def tiny_config(name: str, data_dir, *, train_split: str = "", **overrides):
+  """The config's tiny variant, shrunk further so a test step takes milliseconds;
+  `train_split`: the fixture's split for configs that train on another (sync)."""
   import importlib
   config = importlib.import_module(f"configs.{name}").get_config("tiny")
   config.data.dir = str(data_dir)
+  if train_split:
+    config.data.train_split, config.data.eval_split = train_split, "validation"
   config.data.resize, config.data.crop = FRAME_SIZE, 32
   for key in ("vision_widths", "audio_widths"):  # the VGG towers, where the model has them
     if key in config.model:

@@ -39,7 +39,7 @@ class Evaluator:
 
   def apply(self, variables, batch: dict) -> dict:
     """The model on an evaluation batch (inside jit)."""
-    return self.fns.predict(variables, batch["frames"], batch[self.fns.audio_input])
+    return self.fns.predict(variables, batch[self.fns.frame_input], batch[self.fns.audio_input])
 
   def run(self, variables) -> dict:
     raise NotImplementedError
@@ -69,11 +69,11 @@ class Evaluator:
     -> {name: [N, ...]} numpy over this host's real clips, plus `host_keys`
     from the batches (a dict maps each through its function per batch, e.g. to
     shrink it); `limit` stops after that many clips. `inputs`: the batch keys
-    sent to the devices (default: the frames and the model's audio input);
+    sent to the devices (default: the model's frame and audio inputs);
     `window_hop` > 0: a row per window of each clip (Reader.eval_iterator).
     """
     if inputs is None:
-      inputs = ("frames", self.fns.audio_input)
+      inputs = (self.fns.frame_input, self.fns.audio_input)
     if not isinstance(host_keys, dict):
       host_keys = {k: None for k in host_keys}
     out = collections.defaultdict(list)

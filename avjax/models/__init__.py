@@ -1,7 +1,8 @@
 """Model families, built by name from `config.model`, and the contract of their outputs.
 
 Every model is a flax.linen module called as `model(frames, audio, train)`
-(frames [B,H,W,3] float32 normalised; audio the batch key the model's class
+(frames [B,H,W,3] float32 normalised, or [B,T,H,W,3] for a model whose class
+attribute `frame_input` is "frame_stack"; audio the batch key the model's class
 attribute `audio_input` names, by default `spectrogram` [B,F,T,1] float32,
 SoundNet's `waveform` [B,samples]; either may be None for one modality's
 outputs) that returns a dict with keys from OUTPUTS, and declares the kind of
@@ -20,14 +21,17 @@ from avjax.models.classifier import FrameClassifier
 from avjax.models.l3 import L3Net
 from avjax.models.selavi import SeLaVi
 from avjax.models.soundnet import SoundNet
+from avjax.models.sync import SyncNet
 
 MODELS = {"l3": L3Net, "avenet": AVENet, "avolnet": AVOLNet, "selavi": SeLaVi,
-          "ambient": AmbientSound, "frame_classifier": FrameClassifier, "soundnet": SoundNet}
+          "ambient": AmbientSound, "frame_classifier": FrameClassifier, "soundnet": SoundNet,
+          "sync": SyncNet}
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 CORRESPONDENCE = {
     "softmax": "`logits` [B, 2]: class 1 = the audio belongs to the frame (L3-Net, AVE-Net)",
-    "sigmoid": "`logits` [B]: > 0 = the audio belongs to the frame (AVOL-Net, max over the map)",
+    "sigmoid": "`logits` [B]: > 0 = the audio belongs to the frame (AVOL-Net, max over the map), "
+               "or is in sync with the frames (the sync network)",
     None: "no correspondence head (AV contrastive towers, SeLaVi, ambient sound)",
 }
 
@@ -40,7 +44,11 @@ OUTPUTS = {
     "frame_feature_map": "[B, h, w, C] last conv layer of the vision net",
     "frame_location_embeddings": "[B, h, w, D] the frame embedding head at every location",
     "frame_embedding_map": "[B, h, w, D] AVOL-Net's L2-normalised per-location embeddings",
-    "heatmap": "[B, h, w] AVOL-Net's sigmoid localisation map",
+    "heatmap": "[B, h, w] AVOL-Net's sigmoid localisation map, or the sync network's CAM "
+               "averaged over time",
+    "cam": "[B, t, h, w] the sync network's class activation map (its logit layer at every "
+           "location of the last conv layer)",
+    "fused_features": "[B, C] the sync network's last conv layer, pooled (audio and video fused)",
     "distance": "[B] AVE-Net's embedding distance",
     "frame_head_logits": "[heads, B, K] SeLaVi's cluster-head logits (frame)",
     "audio_head_logits": "[heads, B, K] SeLaVi's cluster-head logits (audio)",
@@ -60,6 +68,11 @@ OUTPUTS = {
 def audio_input(model) -> str:
   """The batch key a model takes as its audio: "spectrogram" or "waveform"."""
   return getattr(type(model), "audio_input", "spectrogram")
+
+
+def frame_input(model) -> str:
+  """The batch key a model takes as its frames: "frames" or "frame_stack"."""
+  return getattr(type(model), "frame_input", "frames")
 
 
 def build(model_config):

@@ -1,0 +1,51 @@
+"""Audio-visual synchronisation (Owens & Efros, "Audio-Visual Scene Analysis with
+Self-Supervised Multisensory Features", ECCV 2018; andrewowens/multisensory
+shift_params.py / shift_net.py): is the sound in sync with the frames?
+
+A stack of frames and the raw waveform under it (mu-law compressed) are fused
+early in a 3-D conv net (avjax/models/sync.py). Negatives are the clip's own
+audio shifted by at least config.data.min_shift seconds (negatives="shifted"),
+so the network must find the motion that goes with the sound; the class
+activation map of its logit layer localises the sound. Validation is sync
+accuracy (the AVC evaluator on aligned vs shifted audio); `--evals=localisation`
+on a boxed sync split scores the map.
+
+Paper scale: 4.2 s of frames at 29.97 fps (125 frames, 224 px crops from 256) and
+of audio at 21 kHz, shifts of 2.2 s or more within 10 s clips:
+  python -m avjax.main --config=configs/sync.py --workdir=/ckpt/sync \\
+      --config.data.dir=/data/prepared
+CPU-sized run on the embedded dataset's time-structured splits (3 s clips, 1 s
+windows of 8 frames, shifts of 0.4 s or more):
+  python -m avjax.main --config=configs/sync.py:tiny --workdir=/tmp/sync
+"""
+from configs import common
+
+
+def get_config(arg=None):
+  c = common.base_config(model=dict(
+      name="sync", stem_width=64, stem_kernel=(5, 7, 7), stem_strides=(2, 2, 2),
+      video_widths=(64, 64), video_strides=((1, 1, 1), (2, 2, 2)),
+      sound_stem_width=64, sound_widths=(128, 128, 256), sound_fuse_width=128,
+      merge_hidden=512, merge_width=128, fused_widths=(128, 128, 256, 256, 512, 512),
+      # conv5_1 keeps its spatial resolution, as the paper's CAM model does.
+      fused_strides=((1, 1, 1), (1, 1, 1), (2, 2, 2), (1, 1, 1), (1, 1, 1), (1, 1, 1))),
+      losses={"avc_sigmoid_xent": 1.0}, arg=arg)
+  for key in ("vision_widths", "audio_widths"):  # its own video and sound nets
+    del c.model[key]
+  d = c.data
+  d.update(audio="waveform", negatives="shifted", min_shift=2.2, negative_fraction=0.5,
+           fps=29.97, sample_rate=21000, frame_stack=125, examples_per_clip=1)
+  d.spectrogram.seconds = 4.2
+  c.optimizer.update(grad_clip_norm=5.0)
+  c.checkpoint.best_metric = "avc_accuracy"
+  if common.parse_arg(arg).tiny:
+    d.update(train_split="sync_train", eval_split="sync_validation", fps=25.0, sample_rate=8000,
+             frame_stack=8, min_shift=0.4)
+    d.spectrogram.seconds = 1.0
+    c.batch_size = 32
+    c.model.update(
+        stem_width=16, stem_kernel=(1, 5, 5), stem_strides=(1, 2, 2),
+        video_widths=(16,), video_strides=((1, 2, 2),),
+        sound_stem_width=16, sound_widths=(32, 32), sound_fuse_width=16,
+        merge_hidden=64, merge_width=32, fused_widths=(32,), fused_strides=((2, 1, 1),))
+  return c

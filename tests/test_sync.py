@@ -1,0 +1,94 @@
+"""Audio-visual synchronisation: shifted negatives, the network's parts, and the
+chain through the trainer and evaluators."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from avjax import models, predict
+from avjax.models import sync
+from configs import sync as sync_config
+from tests.conftest import tiny_config
+
+
+@pytest.mark.parametrize("shape,kernel,strides", [
+    ((2, 8, 8, 8, 5), (3, 3, 3), (2, 1, 1)), ((2, 7, 9, 9, 5), (3, 3, 3), (2, 2, 2)),
+    ((2, 8, 16, 16, 3), (5, 7, 7), (2, 2, 2)), ((2, 5, 6, 6, 4), (1, 5, 5), (1, 2, 2))])
+def test_3d_convolution_by_temporal_taps_equals_xla_3d(shape, kernel, strides):
+  r = np.random.default_rng(0)
+  x = jnp.asarray(r.normal(size=shape), jnp.float32)
+  k = jnp.asarray(r.normal(size=(*kernel, shape[-1], 6)), jnp.float32)
+  want = jax.lax.conv_general_dilated(x, k, strides, "SAME",
+                                      dimension_numbers=("NDHWC", "DHWIO", "NDHWC"))
+  np.testing.assert_allclose(sync.conv3d_by_taps(x, k, strides), want, atol=1e-4)
+
+
+def test_pool_to_steps_takes_the_max_of_equal_segments():
+  x = jnp.arange(10.0).reshape(1, 10, 1)
+  np.testing.assert_array_equal(sync.pool_to_steps(x, 4)[0, :, 0], [2, 4, 7, 9])
+  np.testing.assert_array_equal(sync.pool_to_steps(x, 10)[0, :, 0], np.arange(10.0))
+
+
+def test_mu_law_is_odd_monotone_and_keeps_the_unit_range():
+  x = jnp.linspace(-1, 1, 101)
+  y = sync.mu_law(x)
+  np.testing.assert_allclose(y, -sync.mu_law(-x), atol=1e-7)
+  assert float(y[0]) == pytest.approx(-1.0) and float(y[-1]) == pytest.approx(1.0)
+  assert bool(jnp.all(jnp.diff(y) > 0))
+  assert float(sync.mu_law(jnp.array(0.01))) > 0.2  # quiet samples are lifted
+
+
+def test_paper_and_tiny_networks_give_a_logit_and_a_map():
+  for arg, steps, side in [(None, 16, 14), ("tiny", 4, 8)]:
+    c = sync_config.get_config(arg)
+    out = predict.model_fns(models.build(c.model), c.data).output_shapes()
+    assert out["logits"].shape == (1,) and out["cam"].shape == (1, steps, side, side)
+    assert out["heatmap"].shape == (1, side, side)
+
+
+def sync_config_on(data_dir, **overrides):
+  """The tiny sync config on the fixture's 1.4 s clips: 1 s windows leave 0.4 s,
+  room for shifts of 0.2 s either way."""
+  config = tiny_config("sync", data_dir, train_split="train", **overrides)
+  config.data.min_shift = 0.2
+  return config
+
+
+def test_every_negative_is_shifted_by_at_least_min_shift(data_dir):
+  from avjax import input as input_lib
+  config = sync_config_on(data_dir)
+  reader = input_lib.make_reader(config.data, "train", global_batch=8, seed=0)
+  it = reader.train_iterator()
+  shifts, labels = [], []
+  for _ in range(4):
+    b = next(it)
+    shifts.append(b["audio_shift"]), labels.append(b["label"])
+    assert b["frame_stack"].shape == (8, 8, 32, 32, 3) and b["waveform"].shape == (8, 8000)
+  shifts, labels = np.concatenate(shifts), np.concatenate(labels)
+  assert set(labels.tolist()) == {0, 1}
+  assert np.all(np.abs(shifts[labels == 0]) >= config.data.min_shift - 1e-6)
+  assert np.all(shifts[labels == 1] == 0)
+  evaluation = input_lib.make_reader(config.data, "validation", global_batch=8, seed=0)
+  b = next(evaluation.eval_iterator())
+  assert np.all(b["neg_label"] == 0)
+  assert np.abs(b["waveform"] - b["neg_waveform"]).max() > 0
+
+
+def test_a_clip_too_short_for_the_shift_is_a_clear_error(data_dir):
+  from avjax import input as input_lib
+  config = sync_config_on(data_dir)
+  config.data.min_shift = 0.3  # 1.4 s clips, 1 s windows: 0.4 s of room, not 0.6
+  reader = input_lib.make_reader(config.data, "train", global_batch=8, seed=0)
+  with pytest.raises(Exception, match="too short for a window shifted"):
+    next(reader.train_iterator())
+
+
+def test_sync_trains_and_is_scored_on_sync_and_its_map(data_dir, tmp_path):
+  from avjax import evaluation, train
+  config = sync_config_on(data_dir, total_steps=2, log_every=1)
+  config.evals.avc.batch_size = 8
+  metrics = train.train_and_evaluate(config, str(tmp_path))
+  assert metrics["avc_examples"] == 20 and 0.0 <= metrics["avc_accuracy"] <= 1.0
+  out = evaluation.evaluate(config, str(tmp_path), evals=["localisation"], split="validation",
+                            pictures=False)
+  assert 0.0 <= out["metrics"]["localisation_pointing"] <= 1.0
