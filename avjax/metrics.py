@@ -101,6 +101,27 @@ def pointing_hits(maps: np.ndarray, boxes: np.ndarray) -> np.ndarray:
   return box_masks(boxes, maps.shape[1:])[np.arange(len(maps)), peaks[:, 0], peaks[:, 1]]
 
 
+def map_objects(m: np.ndarray, *, max_objects: int = 3, min_distance: int = 2,
+                min_fraction: float = 0.5) -> np.ndarray:
+  """Audio-visual objects of one [h, w] map (a sync network's CAM at one time
+  step; Afouras et al., ECCV 2020): its peaks, strongest first, each at least
+  `min_distance` cells (Chebyshev) from a stronger one kept (non-maximum
+  suppression) and above `min_fraction` of the way from the map's minimum to
+  its maximum. -> [n, 3] rows (y, x, value), y and x cell centres in 0..1."""
+  h, w = m.shape
+  lo, hi = float(m.min()), float(m.max())
+  floor = lo + min_fraction * (hi - lo)
+  kept: list[tuple[int, int]] = []
+  for flat in np.argsort(-m, axis=None, kind="stable"):
+    y, x = divmod(int(flat), w)
+    if m[y, x] < floor or len(kept) == max_objects:
+      break
+    if all(max(abs(y - ky), abs(x - kx)) >= min_distance for ky, kx in kept):
+      kept.append((y, x))
+  return np.array([((y + 0.5) / h, (x + 0.5) / w, m[y, x]) for y, x in kept],
+                  np.float64).reshape(-1, 3)
+
+
 def min_max_normalise(maps: np.ndarray) -> np.ndarray:
   maps = np.asarray(maps, np.float64)
   lo = maps.min(axis=(1, 2), keepdims=True)

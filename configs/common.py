@@ -117,6 +117,10 @@ def base_config(model: dict, losses: dict, arg: str | None) -> ml_collections.Co
   # k-means on embeddings (k = number of classes when 0), or the model's cluster head.
   c.evals.clustering = ml_collections.ConfigDict(dict(every=0, split="", batch_size=256,
                                                       modalities="audio,frame", num_clusters=0))
+  # Synchronisation models: each clip's frames against its audio at offsets of
+  # -max_offset..max_offset seconds, `step` apart; the chosen offset should be 0.
+  c.evals.sync_offsets = ml_collections.ConfigDict(dict(every=0, split="", batch_size=256,
+                                                        max_offset=1.0, step=0.2, tolerance=0.2))
   c.progress_bar = True
   if a.tiny:
     c.model.vision_widths = TINY_WIDTHS
@@ -130,7 +134,7 @@ def base_config(model: dict, losses: dict, arg: str | None) -> ml_collections.Co
     c.checkpoint.every = 300
     c.evals.avc.every = 300
     c.evals.avc.batch_size = 100
-    for name in ("retrieval", "localisation", "linear_probe", "clustering"):
+    for name in ("retrieval", "localisation", "linear_probe", "clustering", "sync_offsets"):
       c.evals[name].batch_size = 100
   return c
 

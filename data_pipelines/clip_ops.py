@@ -179,13 +179,17 @@ def clip_id(filename, start_us):
   return tf.cast(tf.strings.to_hash_bucket_fast(key, 2**31 - 1), tf.int32)
 
 
-def clip_windows(clip: dict, index, seed, *, spec: ReaderSpec, train: bool, frame=None) -> dict:
+def clip_windows(clip: dict, index, seed, *, spec: ReaderSpec, train: bool, frame=None,
+                 audio_offset=None) -> dict:
   """Chooses the frame and the audio windows of one parsed clip.
 
   Returns the chosen JPEG, the positive window (centred on that frame) and a
   negative candidate window (used when this clip is another clip's negative),
   placed by the pair sampler's rules (data_pipelines/pairs.py). `frame`
-  (evaluation) names the frame instead of the box's or the middle one.
+  (evaluation) names the frame instead of the box's or the middle one;
+  `audio_offset` (evaluation, frames) moves the positive window that many frames
+  from the frames' own, within the clip (`audio_offset` in the result: seconds,
+  after clipping to the clip).
   """
   aspec = spec.spectrogram
   # Checks gate what follows through control dependencies: in a traced tf.data
@@ -213,7 +217,9 @@ def clip_windows(clip: dict, index, seed, *, spec: ReaderSpec, train: bool, fram
     box_t = tf.cast(tf.concat([clip["box_times_us"], [-1]], 0)[0], tf.float32) / 1e6
     k = tf.where(box_t >= 0, tf.cast(tf.round(box_t * fps), tf.int32), n_frames // 2)
   frame_k = tf.clip_by_value(k, 0, n_frames - 1)
-  pos_start = pairs.grid_start_sample(tf.clip_by_value(k, lo, hi), fps, aspec)
+  frames_start = pairs.grid_start_sample(tf.clip_by_value(k, lo, hi), fps, aspec)
+  audio_k = tf.clip_by_value(k + (0 if audio_offset is None else audio_offset), lo, hi)
+  pos_start = pairs.grid_start_sample(audio_k, fps, aspec)
   if spec.negatives == "shifted":
     # Every frame's window then has a shifted partner on one side or the other.
     shift_ok = tf.debugging.assert_greater_equal(
@@ -256,11 +262,12 @@ def clip_windows(clip: dict, index, seed, *, spec: ReaderSpec, train: bool, fram
       "fps": fps,
       "label_index": clip["label_index"],
       "boxes": clip["boxes"],
+      "audio_offset": tf.cast(audio_k - tf.clip_by_value(k, lo, hi), tf.float32) / fps,
   }
   out["jpeg"] = clip["jpeg_frames"][frame_k]
   if spec.frame_stack:
     out["jpeg_stack"] = tf.gather(clip["jpeg_frames"], stack_frames(
-        pos_start, n_frames, fps, aspec, spec.frame_stack))
+        frames_start, n_frames, fps, aspec, spec.frame_stack))
   return out
 
 

@@ -84,6 +84,8 @@ KEYS: dict[str, Key] = {
     "filename": Key("string", (), "the clip's source file", (EVAL,), device=False),
     "clip_index": Key("int32", (), "the clip's position in the split (with evaluation windows, "
                       "the clip the window belongs to)", (EVAL,), device=False),
+    "audio_offset": Key("float32", (), "seconds the audio window is moved from the frames' (0 "
+                        "but in the sync offset evaluation)", (EVAL,), device=False),
     "mask": Key("float32", (), "1 = a real clip, 0 = padding of the last batch", (EVAL,)),
 }
 

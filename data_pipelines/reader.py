@@ -292,18 +292,22 @@ def train_dataset(files: Sequence[str], *, spec: ReaderSpec, batch_size: int, se
 
 
 def eval_dataset(files: Sequence[str], *, spec: ReaderSpec, batch_size: int,
-                 num_classes: int, window_hop: float = 0.0) -> tf.data.Dataset:
+                 num_classes: int, window_hop: float = 0.0,
+                 audio_offsets: Sequence[int] = ()) -> tf.data.Dataset:
   """Every clip once, in file order, with a negative spectrogram from the next clip
   (the last clip's from the first; with shifted negatives, its own window
   `min_shift` later, else earlier, labelled out of sync). `window_hop` > 0: every window of each clip,
   one every `window_hop` seconds, each with its centre frame and its clip's
-  `clip_index` (the probes' clip-level protocol)."""
+  `clip_index` (the probes' clip-level protocol). `audio_offsets` (frames): each
+  clip's frames once per offset that fits in the clip, with the audio window moved
+  by it (`audio_offset`, seconds; the sync offset evaluator)."""
   parse = parse_fn(spec)
   records = tf.data.Dataset.from_tensor_slices(tf_readable(files)).interleave(
       tf.data.TFRecordDataset, cycle_length=1)
 
-  def example(i, clip, frame=None):
-    a = clip_ops.clip_windows(clip, i, 0, spec=spec, train=False, frame=frame)
+  def example(i, clip, frame=None, offset=None):
+    a = clip_ops.clip_windows(clip, i, 0, spec=spec, train=False, frame=frame,
+                              audio_offset=offset)
     boxes = a["boxes"]
     has_box = tf.shape(boxes)[0] > 0
     return {
@@ -321,9 +325,21 @@ def eval_dataset(files: Sequence[str], *, spec: ReaderSpec, batch_size: int,
         "audio_start": a["pos_start"],
         "fps": a["fps"],
         "clip_index": tf.cast(i, tf.int32),
+        "audio_offset": a["audio_offset"],
     }
 
-  if window_hop > 0:
+  if audio_offsets:
+    def offsets(i, record):
+      clip = parse(record)
+      wanted = tf.constant(list(audio_offsets), tf.int32)
+      examples = tf.data.Dataset.from_tensor_slices(wanted).map(
+          graph_fn(lambda d: (d, example(i, clip, offset=d))))
+      # An offset clipped at the clip's ends would repeat another: left out.
+      return examples.filter(graph_fn(lambda d, e: tf.abs(
+          e["audio_offset"] * e["fps"] - tf.cast(d, tf.float32)) < 0.5)).map(
+              graph_fn(lambda d, e: e))
+    clips = records.enumerate().flat_map(graph_fn(offsets))
+  elif window_hop > 0:
     def windows(i, record):
       clip = parse(record)
       frames = clip_ops.window_frames(clip, spec=spec, hop_seconds=window_hop)
@@ -439,14 +455,17 @@ class Reader:
               for i in range(self.process_count)]
     return max(1, math.ceil(max(counts) / self.batch_size))
 
-  def eval_iterator(self, window_hop: float = 0.0) -> Iterator[dict]:
+  def eval_iterator(self, window_hop: float = 0.0,
+                    audio_offsets: Sequence[int] = ()) -> Iterator[dict]:
     """Padded evaluation batches: one per clip, or with `window_hop` > 0 one per
-    window (see eval_dataset; one host only, as hosts' window counts differ)."""
-    if window_hop > 0 and self.process_count > 1:
-      raise ValueError("evaluation windows (window_hop > 0) run on one host; the hosts' "
+    window, or with `audio_offsets` one per offset (see eval_dataset; those two on
+    one host only, as hosts' example counts differ)."""
+    if (window_hop > 0 or audio_offsets) and self.process_count > 1:
+      raise ValueError("evaluation windows and audio offsets run on one host; the hosts' "
                        "batch counts would differ")
     ds = eval_dataset(self.files, spec=self.spec, batch_size=self.batch_size,
-                      num_classes=self.num_classes, window_hop=window_hop)
+                      num_classes=self.num_classes, window_hop=window_hop,
+                      audio_offsets=audio_offsets)
     n = 0
     last = None
     for batch in self._named_errors(ds.as_numpy_iterator()):

@@ -79,7 +79,8 @@ def test_violations_are_found():
 
 def test_device_and_host_keys_partition_the_contract():
   assert set(contract.HOST_ONLY) == {"video_id", "audio_video_id", "audio_start", "fps",
-                                     "filename", "clip_id", "clip_index", "audio_shift"}
+                                     "filename", "clip_id", "clip_index", "audio_shift",
+                                     "audio_offset"}
   assert set(contract.AUGMENT_KEYS) == {"aug_flip", "aug_brightness", "aug_contrast",
                                         "aug_saturation", "aug_zoom"}
 

@@ -93,3 +93,14 @@ def test_localisation_scores_perfect_and_inverted_maps():
   assert good["ap50_fixed"] == 1.0
   bad = metrics.localisation_scores(1.0 - gt, boxes)
   assert bad["pointing"] == 0.0 and bad["ciou_fixed"] == 0.0 and bad["ap50_median"] == 0.0
+
+
+def test_map_objects_are_separated_peaks_strongest_first():
+  m = np.zeros((8, 8))
+  m[1, 1], m[1, 2] = 1.0, 0.9   # a peak and its shoulder: one object
+  m[6, 5] = 0.8                  # a second object
+  m[4, 0] = 0.2                  # below half of the range: not an object
+  objs = metrics.map_objects(m, max_objects=3, min_distance=2)
+  np.testing.assert_allclose(objs, [[1.5 / 8, 1.5 / 8, 1.0], [6.5 / 8, 5.5 / 8, 0.8]])
+  assert len(metrics.map_objects(m, max_objects=1)) == 1
+  assert len(metrics.map_objects(m, min_distance=1)) == 3  # no suppression: the shoulder too

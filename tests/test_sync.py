@@ -92,3 +92,25 @@ def test_sync_trains_and_is_scored_on_sync_and_its_map(data_dir, tmp_path):
   out = evaluation.evaluate(config, str(tmp_path), evals=["localisation"], split="validation",
                             pictures=False)
   assert 0.0 <= out["metrics"]["localisation_pointing"] <= 1.0
+
+
+def test_offset_choices_pick_each_clips_highest_score():
+  from avjax.evaluators import sync_offsets
+  scores = np.array([0.1, 0.9, 0.3, 2.0, -1.0])
+  clips = np.array([4, 4, 4, 7, 7])
+  offsets = np.array([-0.2, 0.0, 0.2, 0.4, 0.0])
+  choice, counts = sync_offsets.offset_choices(scores, clips, offsets)
+  np.testing.assert_allclose(choice, [0.0, 0.4])
+  assert counts.tolist() == [3, 2]
+
+
+def test_offset_evaluation_scores_every_fitting_offset(data_dir, tmp_path):
+  from avjax import evaluation
+  config = sync_config_on(data_dir)
+  config.evals.sync_offsets.update(max_offset=0.4, step=0.2)
+  out = evaluation.evaluate(config, str(tmp_path), evals=["sync_offsets"], split="validation",
+                            random_init=True, pictures=False)["metrics"]
+  # 1.4 s clips: the box's frame is 18 and windows fit for frames 12-22, so of
+  # -10, -5, 0, 5, 10 frames only -5 and 0 are scored.
+  assert out["sync_offset_clips"] == 10 and out["sync_offset_chance"] == pytest.approx(0.5)
+  assert 0.0 <= out["sync_offset_accuracy"] <= out["sync_offset_within_0.2s"] <= 1.0

@@ -8,9 +8,10 @@ from avjax.evaluators.clustering import Clustering
 from avjax.evaluators.linear_probe import LinearProbe
 from avjax.evaluators.localisation import Localisation
 from avjax.evaluators.retrieval import Retrieval
+from avjax.evaluators.sync_offsets import SyncOffsets
 
 EVALUATORS = {"avc": AVCAccuracy, "retrieval": Retrieval, "localisation": Localisation,
-              "linear_probe": LinearProbe, "clustering": Clustering}
+              "linear_probe": LinearProbe, "clustering": Clustering, "sync_offsets": SyncOffsets}
 
 
 def enabled(evals_config) -> dict:

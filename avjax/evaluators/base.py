@@ -63,14 +63,16 @@ class Evaluator:
 
   def gather(self, fn: Callable, variables, *, inputs: Sequence[str] | None = None,
              host_keys: Sequence[str] | dict[str, Callable] = (),
-             limit: int | None = None, window_hop: float = 0.0) -> dict:
+             limit: int | None = None, window_hop: float = 0.0,
+             audio_offsets: Sequence[int] = ()) -> dict:
     """Runs `fn(variables, batch) -> {name: [B, ...]}` over the split.
 
     -> {name: [N, ...]} numpy over this host's real clips, plus `host_keys`
     from the batches (a dict maps each through its function per batch, e.g. to
     shrink it); `limit` stops after that many clips. `inputs`: the batch keys
     sent to the devices (default: the model's frame and audio inputs);
-    `window_hop` > 0: a row per window of each clip (Reader.eval_iterator).
+    `window_hop` > 0: a row per window of each clip; `audio_offsets`: a row per
+    audio offset of each clip (Reader.eval_iterator).
     """
     if inputs is None:
       inputs = (self.fns.frame_input, self.fns.audio_input)
@@ -80,7 +82,7 @@ class Evaluator:
     seen = 0
     # Every host reads the same number of (padded) batches, so the collectives
     # below line up, and `seen` counts every host's clips.
-    for local in self.reader.eval_iterator(window_hop):
+    for local in self.reader.eval_iterator(window_hop, audio_offsets):
       batch = input_lib.to_global({k: local[k] for k in inputs}, self.sharding)
       keep = all_hosts(local["mask"]) > 0
       for k, v in every_row(fn(variables, batch)).items():

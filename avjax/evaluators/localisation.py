@@ -6,6 +6,8 @@ of each location's embedding with the clip's audio embedding. Maps are
 upsampled bilinearly to the frame and scored on the clips that carry a box.
 cIoU is reported under both thresholding protocols (see metrics.binarise):
 `*_fixed` thresholds the min-max normalised map at 0.5, `*_median` at its median.
+A model with a class activation map over time (`cam`, the sync network) also
+gets its audio-visual objects per frame scored against the box (object_scores).
 """
 from __future__ import annotations
 
@@ -35,6 +37,23 @@ def localisation_map(outputs: dict, size: int) -> jax.Array:
   return jax.image.resize(m, (m.shape[0], size, size), "bilinear")
 
 
+def object_scores(cams: np.ndarray, boxes: np.ndarray) -> dict:
+  """The audio-visual objects (metrics.map_objects) of every time step of every
+  clip's CAM [N, t, h, w] against its sounding object's box: objects per frame,
+  the share of them inside the box, and of frames whose strongest one is."""
+  counts, inside, top = [], [], []
+  for cam, (y0, x0, y1, x1) in zip(cams, boxes):
+    for m in cam:
+      objs = metrics.map_objects(m)
+      hit = (objs[:, 0] >= y0) & (objs[:, 0] <= y1) & (objs[:, 1] >= x0) & (objs[:, 1] <= x1)
+      counts.append(len(objs))
+      inside.extend(hit.tolist())
+      top.append(bool(hit[0]) if len(hit) else False)
+  return {"localisation_objects_per_frame": float(np.mean(counts)),
+          "localisation_objects_in_box": float(np.mean(inside)) if inside else 0.0,
+          "localisation_top_object_in_box": float(np.mean(top))}
+
+
 class Localisation(base.Evaluator):
   def setup(self):
     size = self.data_config.crop
@@ -42,7 +61,8 @@ class Localisation(base.Evaluator):
     @jax.jit
     def maps(variables, batch):
       out = self.apply(variables, batch)
-      return {"map": localisation_map(out, size)}
+      cam = {"cam": out["cam"].astype(jnp.float32)} if "cam" in out else {}
+      return {"map": localisation_map(out, size), **cam}
 
     self._maps = maps
 
@@ -61,9 +81,12 @@ class Localisation(base.Evaluator):
     # What a map that says nothing scores: its peak is the frame's centre. A map
     # below it on pointing is a defect, not a weak result.
     uniform = metrics.pointing_hits(np.zeros_like(g["map"]), g["box"]).mean()
-    return {**{f"localisation_{k}": v for k, v in scores.items()},
-            "localisation_pointing_uniform": float(uniform),
-            "localisation_examples": int(len(g["box"]))}
+    out = {**{f"localisation_{k}": v for k, v in scores.items()},
+           "localisation_pointing_uniform": float(uniform),
+           "localisation_examples": int(len(g["box"]))}
+    if "cam" in g:
+      out.update(object_scores(g["cam"], g["box"]))
+    return out
 
   def pictures(self, variables, out_dir: str) -> list[str]:
     n = self.config.pictures
