@@ -132,3 +132,21 @@ def test_one_paper_scale_update_step():
   assert np.isfinite(float(metrics["loss"])) and float(metrics["loss"]) > 0
   before, after = state.params["conv1"]["kernel"], new.params["conv1"]["kernel"]
   assert float(jnp.abs(after - before).max()) > 0
+
+
+def test_selavi_cluster_heads_teach_soundnet(data_dir, tmp_path):
+  """The fully self-supervised chain: SeLaVi's frame cluster head is the teacher."""
+  from avjax import predict, train
+  teacher = tiny_config("selavi", data_dir, total_steps=2, log_every=1)
+  teacher.evals.clustering.every = 0
+  train.train_and_evaluate(teacher, str(tmp_path / "selavi"))
+  shapes = predict.model_fns(models.build(teacher.model), teacher.data).output_shapes()
+  student = tiny_config("soundnet", data_dir, total_steps=2, log_every=1)
+  student.teachers.objects.update(workdir=str(tmp_path / "selavi"),
+                                  output="frame_cluster_logits", checkpoint="latest")
+  student.model.head_classes = (shapes["frame_cluster_logits"].shape[-1],)
+  student.evals.linear_probe.every = 0
+  train.train_and_evaluate(student, str(tmp_path / "student"))
+  student.model.head_classes = (3,)
+  with pytest.raises(ValueError, match=r"head_classes=\(3,\): the teachers \(objects\) give"):
+    train.train_and_evaluate(student, str(tmp_path / "other"))
