@@ -114,3 +114,29 @@ def test_offset_evaluation_scores_every_fitting_offset(data_dir, tmp_path):
   # -10, -5, 0, 5, 10 frames only -5 and 0 are scored.
   assert out["sync_offset_clips"] == 10 and out["sync_offset_chance"] == pytest.approx(0.5)
   assert 0.0 <= out["sync_offset_accuracy"] <= out["sync_offset_within_0.2s"] <= 1.0
+
+
+@pytest.mark.slow
+def test_one_paper_scale_update_step_on_small_inputs():
+  """The paper's network and audio window (4.2 s at 21 kHz), on 8 frames of 48 px:
+  one update is finite and moves the weights."""
+  from avjax import train
+  c = sync_config.get_config()
+  model = models.build(c.model)
+  schedule = train.make_schedule(c)
+  tx = train.make_optimizer(c, schedule)
+  init = jax.jit(lambda rng: model.init(rng, jnp.zeros((1, 8, 48, 48, 3)),
+                                        jnp.zeros((1, 88200)), train=False))
+  variables = init(jax.random.PRNGKey(0))
+  state = train.TrainState(step=jnp.zeros((), jnp.int32), params=variables["params"],
+                           batch_stats=variables["batch_stats"],
+                           opt_state=tx.init(variables["params"]), rng=jax.random.PRNGKey(1),
+                           nonfinite_step=-jnp.ones((), jnp.int32))
+  r = np.random.default_rng(0)
+  batch = {"frame_stack": r.integers(0, 255, (2, 8, 48, 48, 3), dtype=np.uint8),
+           "waveform": r.normal(0, 0.1, (2, 88200)).astype(np.float32),
+           "label": np.array([1, 0], np.int32)}
+  new, metrics = jax.jit(train.make_update_fn(model, tx, schedule, c))(state, batch)
+  assert np.isfinite(float(metrics["loss"]))
+  moved = jnp.abs(new.params["logits"]["kernel"] - state.params["logits"]["kernel"]).max()
+  assert float(moved) > 0
