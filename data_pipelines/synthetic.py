@@ -77,8 +77,10 @@ DEFAULT_SPLITS = (
 )
 
 # Notes of the time-structured splits: onsets at least EVENT_GAP apart, about
-# EVENT_RATE per second; each swells the picture for EVENT_SWELL seconds.
-EVENT_RATE, EVENT_GAP, EVENT_SWELL = 2.5, 0.3, 0.12
+# EVENT_RATE per second; each swells the picture for EVENT_SWELL seconds. The
+# gap is short beside the mean wait (0.4 s), so onsets are irregular: with a
+# regular beat a shift by one period would line the notes up again.
+EVENT_RATE, EVENT_GAP, EVENT_SWELL = 2.5, 0.15, 0.12
 
 
 # ----------------------------------------------------------------------------
