@@ -67,7 +67,10 @@ DEFAULT_SPLITS = (
               size_range=(0.22, 0.27), place_tries=1000),
     # Synchronisation: 3 s clips with time structure (see SplitSpec.events), so that
     # a 1 s window shifted by 0.4 s or more no longer lines up with the visual events.
-    SplitSpec("sync_train", 1200, seed=21, seconds=3.0, events=True),
+    # Half the training scenes hold silent objects that swell at their own times,
+    # so that matching the sound to *some* motion is not enough.
+    SplitSpec("sync_train", 1200, seed=21, seconds=3.0, events=True,
+              silent_probs=(0.5, 0.2, 0.15, 0.15)),
     SplitSpec("sync_validation", 200, seed=22, seconds=3.0, events=True),
     SplitSpec("sync_test", 200, seed=23, seconds=3.0, events=True),
     # One sounding object among 3-4, each silent one swelling at its own times:
