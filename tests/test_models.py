@@ -142,3 +142,32 @@ def test_selavi_heads_and_modality_dropout():
                                   rngs={"dropout": jax.random.PRNGKey(s)})[0]["modality_keep"])
            for s in range(8)]
   assert 0 < np.mean([k[:, 0] for k in keeps]) < 1  # both modalities get dropped
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["ambient", "cosine"])
+def test_one_paper_scale_update_step_on_small_inputs(name):
+  """The paper-scale networks of the ambient-sound and cosine configs (SoundNet's
+  and sync's are in their own tests): one update on 32 px frames and a short
+  spectrogram is finite and moves the weights."""
+  import importlib
+  from avjax import predict, train
+  c = importlib.import_module(f"configs.{name}").get_config()
+  c.data.crop, c.data.spectrogram.seconds = 32, 0.25
+  model = models.build(c.model)
+  fns = predict.model_fns(model, c.data)
+  schedule = train.make_schedule(c)
+  tx = train.make_optimizer(c, schedule)
+  state = train.make_init_fn(fns.init, tx)(jax.random.PRNGKey(0))
+  frames, spectrogram = predict.dummy_inputs(c.data, 4)
+  r = np.random.default_rng(0)
+  batch = {"frames": r.integers(0, 255, frames.shape, dtype=np.uint8),
+           "spectrogram": r.normal(size=spectrogram.shape).astype(np.float32),
+           "label": np.ones(4, np.int32),
+           "labels": np.eye(4, 12, dtype=np.int32),
+           "sound_target": np.arange(4, dtype=np.int32)[:, None]}
+  new, metrics = jax.jit(train.make_update_fn(model, tx, schedule, c))(state, batch)
+  assert np.isfinite(float(metrics["loss"]))
+  moved = [float(jnp.abs(a - b).max()) for a, b in zip(jax.tree.leaves(new.params),
+                                                        jax.tree.leaves(state.params))]
+  assert max(moved) > 0
