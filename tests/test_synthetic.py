@@ -11,9 +11,11 @@ SPLITS = {s.name: s for s in synthetic.DEFAULT_SPLITS}
 
 def test_existing_splits_are_the_scenes_they_were():
   """Scene 5 of each split as generated before test_small / test_many existed
-  (dataset v3): the README's figures of these splits stay valid."""
+  (dataset v3), and of those two before the sync splits (v4): the README's
+  figures of these splits stay valid."""
   want = {"train": "f2dff78b48b27626", "validation": "6d61363aad3bd221",
-          "test": "9e37caff715dc829", "test_crowded": "d7e3766e8f7a6387"}
+          "test": "9e37caff715dc829", "test_crowded": "d7e3766e8f7a6387",
+          "test_small": "cc20e0669a866671", "test_many": "7d5eef62573b0bbc"}
   for name, digest in want.items():
     frames, wave, _, _ = synthetic.make_scene(SPLITS[name], 5, VIDEO)
     assert hashlib.sha256(frames.tobytes() + wave.tobytes()).hexdigest()[:16] == digest, name
@@ -49,3 +51,25 @@ def test_small_objects_are_half_the_smallest_training_size():
 def test_many_holds_five_or_six_objects():
   placed = [p for p, _ in _objects_placed(SPLITS["test_many"], 40)]
   assert sum(p in (5, 6) for p in placed) >= 0.95 * len(placed), collections.Counter(placed)
+
+
+def test_sync_scenes_sound_at_the_sounding_objects_onsets():
+  """Time structure: the sound's notes start at the sounding object's onsets (its
+  energy jumps there), onsets are never closer than EVENT_GAP, and a silent
+  object swells at times of its own."""
+  import numpy as np
+  split = SPLITS["sync_crowded"]
+  assert split.seconds == 3.0 and split.events
+  for i in range(3):
+    _, wave, _, _ = synthetic.make_scene(split, i, VIDEO)
+    rng = np.random.default_rng([split.seed, i, 1])  # the scene's event stream
+    onsets = [synthetic.event_onsets(split.seconds, rng) for _ in range(3)]
+    assert all(np.diff(o).min() >= synthetic.EVENT_GAP for o in onsets if len(o) > 1)
+    assert not np.array_equal(onsets[0], onsets[1])
+    sr, w = VIDEO.sample_rate, int(0.03 * VIDEO.sample_rate)
+    for t in onsets[0]:
+      s = int(t * sr)
+      if s >= w and s + w <= len(wave) and (onsets[0][onsets[0] < t].size == 0 or
+                                             t - onsets[0][onsets[0] < t].max() > 0.4):
+        before, after = wave[s - w:s], wave[s:s + w]
+        assert np.sqrt(np.mean(after ** 2)) > 3 * np.sqrt(np.mean(before ** 2)), (i, t)
