@@ -15,7 +15,7 @@ from typing import Sequence
 from data_pipelines import prepare as prepare_lib
 from data_pipelines import synthetic
 
-VERSION = "v4"
+VERSION = "v5"  # v5: the time-structured sync splits (the older splits unchanged)
 
 
 def cache_root() -> str:
