@@ -19,7 +19,7 @@ def get_config(arg=None):
   if common.parse_arg(arg).tiny:
     # Keep the paper's receptive field relative to the frame: at 224 px the
     # 4-block net sees 133 px (0.6 of the frame) through a 14x14 map; at 64 px
-    # three blocks see 36 px (0.56) through 16x16. With four blocks every cell
+    # three blocks see 36 px (0.56) through 8x8. With four blocks every cell
     # would see the whole 64 px frame and the map could not point (README).
     c.model.vision_widths = common.TINY_WIDTHS[:3]
   return c
