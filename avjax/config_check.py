@@ -59,6 +59,17 @@ def check_model(config):
     raise ConfigError(str(e) if str(e).startswith("config.") else f"config.model: {e}") from None
 
 
+def check_inputs(config, model) -> None:
+  """The reader gives what the model takes: a waveform model needs
+  data.audio='waveform', a frame-stack model data.frame_stack >= 1."""
+  audio, frames = models.audio_input(model), models.frame_input(model)
+  _require(config.data.audio == audio, "data.audio", config.data.audio,
+           f"model {config.model.name!r} takes the {audio!r}")
+  if frames == "frame_stack":
+    _require(config.data.frame_stack >= 1, "data.frame_stack", config.data.frame_stack,
+             f"model {config.model.name!r} takes a stack of frames: set it to their number")
+
+
 def check_evals(config, names=None) -> None:
   for name in names if names is not None else config.evals:
     if name not in evaluators.EVALUATORS:
@@ -123,6 +134,7 @@ def check(config, *, training: bool = True):
   check_data(config)
   check_sound_targets(config)
   model = check_model(config)
+  check_inputs(config, model)
   check_evals(config)
   if training:
     check_training(config, model)

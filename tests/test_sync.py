@@ -140,3 +140,15 @@ def test_one_paper_scale_update_step_on_small_inputs():
   assert np.isfinite(float(metrics["loss"]))
   moved = jnp.abs(new.params["logits"]["kernel"] - state.params["logits"]["kernel"]).max()
   assert float(moved) > 0
+
+
+def test_inputs_the_model_takes_are_asked_of_the_reader():
+  from avjax import config_check
+  c = sync_config.get_config("tiny")
+  c.data.frame_stack = 0
+  with pytest.raises(config_check.ConfigError, match="data.frame_stack=0: model 'sync' takes a stack"):
+    config_check.check(c)
+  c = sync_config.get_config("tiny")
+  c.data.audio = "spectrogram"
+  with pytest.raises(config_check.ConfigError, match="data.audio='spectrogram': model 'sync' takes the 'waveform'"):
+    config_check.check(c)
