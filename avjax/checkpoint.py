@@ -178,6 +178,11 @@ def captured_stderr():
       os.close(saved)
 
 
+def is_choice(which) -> bool:
+  """Whether `which` names a checkpoint: "best", "latest" or a step number."""
+  return str(which) in ("best", "latest") or str(which).isdigit()
+
+
 def checkpoint_step(mngr: ocp.CheckpointManager, which: str | int) -> int:
   """"best" (highest best_metric; the latest if none was evaluated), "latest", or a step."""
   steps = mngr.all_steps()
@@ -188,7 +193,7 @@ def checkpoint_step(mngr: ocp.CheckpointManager, which: str | int) -> int:
     return mngr.latest_step() if best is None else best
   if which == "latest":
     return mngr.latest_step()
-  if not str(which).isdigit() or int(which) not in steps:
+  if not is_choice(which) or int(which) not in steps:
     raise ValueError(f"checkpoint {which!r}: use best, latest or one of the steps {sorted(steps)}")
   return int(which)
 

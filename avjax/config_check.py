@@ -116,6 +116,7 @@ def check_training(config, model) -> None:
 def check_teachers(config, model) -> None:
   """Distillation settings agree: the loss, the teachers and the student's heads
   (their classes are checked against the checkpoints when the trainer loads them)."""
+  from avjax import checkpoint  # orbax: only for configs that reach this far
   teachers = config.get("teachers") or {}
   uses = float(config.losses.get("soundnet_kl", 0.0)) > 0
   _require(not uses or len(teachers) > 0, "teachers", dict(teachers),
@@ -125,8 +126,8 @@ def check_teachers(config, model) -> None:
     _require(len(heads) == len(teachers), "model.head_classes", heads,
              f"needs one entry per teacher ({', '.join(teachers)})")
   for name, t in teachers.items():
-    _require(str(t.checkpoint) in ("best", "latest") or str(t.checkpoint).isdigit(),
-             f"teachers.{name}.checkpoint", t.checkpoint, "must be best, latest or a step")
+    _require(checkpoint.is_choice(t.checkpoint), f"teachers.{name}.checkpoint", t.checkpoint,
+             "must be best, latest or a step")
 
 
 def check(config, *, training: bool = True):

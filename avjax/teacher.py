@@ -44,10 +44,8 @@ def load(name: str, teacher_config, *, crop: int, sharding=None) -> Teacher:
   if teacher_config.output not in shapes:
     raise ValueError(f"{where}.output: the model in {teacher_config.workdir} gives no "
                      f"{teacher_config.output!r} (outputs: {sorted(shapes)})")
-  which = teacher_config.checkpoint
   variables, step = checkpoint_lib.load_variables(
-      teacher_config.workdir, config, fns.init,
-      which=int(which) if str(which).isdigit() else which, sharding=sharding)
+      teacher_config.workdir, config, fns.init, which=teacher_config.checkpoint, sharding=sharding)
   return Teacher(name=name, predict=fns.predict, variables=variables,
                  output=teacher_config.output, classes=shapes[teacher_config.output].shape[-1],
                  step=step)

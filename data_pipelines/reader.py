@@ -296,9 +296,9 @@ def eval_dataset(files: Sequence[str], *, spec: ReaderSpec, batch_size: int,
                  audio_offsets: Sequence[int] = ()) -> tf.data.Dataset:
   """Every clip once, in file order, with a negative spectrogram from the next clip
   (the last clip's from the first; with shifted negatives, its own window
-  `min_shift` later, else earlier, labelled out of sync). `window_hop` > 0: every window of each clip,
-  one every `window_hop` seconds, each with its centre frame and its clip's
-  `clip_index` (the probes' clip-level protocol). `audio_offsets` (frames): each
+  `min_shift` later, else earlier, labelled out of sync). `window_hop` > 0:
+  every window of each clip, one every `window_hop` seconds, each with its
+  centre frame and its clip's `clip_index` (the probes' clip-level protocol). `audio_offsets` (frames): each
   clip's frames once per offset that fits in the clip, with the audio window moved
   by it (`audio_offset`, seconds; the sync offset evaluator)."""
   parse = parse_fn(spec)
