@@ -78,8 +78,9 @@ def test_avol_soft_pooling():
   np.testing.assert_allclose(avol.pool_map(m, "topk", topk=0.25),
                              np.sort(flat, 1)[:, -4:].mean(1), rtol=1e-6)
   np.testing.assert_allclose(avol.pool_map(m, "topk", topk=1e-3), flat.max(1), rtol=1e-6)
-  with pytest.raises(ValueError, match="config.model.pooling: unknown 'mean'"):
-    avol.pool_map(m, "mean")
+  np.testing.assert_allclose(avol.pool_map(m, "mean"), flat.mean(1), rtol=1e-6)
+  with pytest.raises(ValueError, match="config.model.pooling: unknown 'median'"):
+    avol.pool_map(m, "median")
   model = tiny("avolnet", embed_dim=16, pooling="topk", pooling_topk=0.25)
   out, _ = model.init_with_output(jax.random.PRNGKey(1), *tiny_inputs(), False)
   logit_map = jnp.log(out["heatmap"]) - jnp.log1p(-out["heatmap"])

@@ -46,6 +46,27 @@ def test_paper_and_tiny_networks_give_a_logit_and_a_map():
     assert out["heatmap"].shape == (1, side, side)
 
 
+@pytest.mark.parametrize("pooling", ["mean", "topk"])
+def test_the_logit_pools_the_time_averaged_cam(pooling):
+  """With the paper's mean pooling the logit is the logit layer on the mean-pooled
+  features; with topk it is the mean of the map's highest cells."""
+  c = sync_config.get_config("tiny")
+  c.model.update(pooling=pooling, pooling_topk=0.25)
+  model = models.build(c.model)
+  r = np.random.default_rng(0)
+  frames = jnp.asarray(r.uniform(size=(2, 8, 64, 64, 3)), jnp.float32)
+  wave = jnp.asarray(r.uniform(-1, 1, size=(2, 8000)), jnp.float32)
+  out, variables = model.init_with_output(jax.random.PRNGKey(0), frames, wave, False)
+  flat = np.asarray(out["heatmap"]).reshape(2, -1)
+  np.testing.assert_allclose(out["heatmap"], np.asarray(out["cam"]).mean(1), rtol=1e-5, atol=1e-6)
+  if pooling == "mean":
+    head = variables["params"]["logits"]
+    want = np.asarray(out["fused_features"]) @ np.asarray(head["kernel"])[:, 0] + head["bias"][0]
+    np.testing.assert_allclose(out["logits"], want, rtol=1e-4, atol=1e-5)
+  else:
+    np.testing.assert_allclose(out["logits"], np.sort(flat, 1)[:, -16:].mean(1), rtol=1e-5)
+
+
 def sync_config_on(data_dir, **overrides):
   """The tiny sync config on the fixture's 1.4 s clips: 1 s windows leave 0.4 s,
   room for shifts of 0.2 s either way."""

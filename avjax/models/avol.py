@@ -19,7 +19,7 @@ from avjax import maths
 from avjax.models import vgg
 
 
-POOLINGS = ("max", "lse", "topk")
+POOLINGS = ("max", "lse", "topk", "mean")
 
 
 def pool_map(logit_map, pooling: str, temperature: float = 1.0, topk: float = 0.1):
@@ -28,6 +28,7 @@ def pool_map(logit_map, pooling: str, temperature: float = 1.0, topk: float = 0.
   "max": the paper's. "lse": temperature * log(mean(exp(map / temperature))),
   a smooth max that tends to max as temperature -> 0 and to the mean as it
   grows. "topk": the mean of the `topk` fraction of highest cells (at least one).
+  "mean": global average pooling (the CAM papers', where every cell counts).
   """
   flat = logit_map.reshape(logit_map.shape[0], -1)
   if pooling == "max":
@@ -37,6 +38,8 @@ def pool_map(logit_map, pooling: str, temperature: float = 1.0, topk: float = 0.
   if pooling == "topk":
     k = max(1, int(round(topk * flat.shape[-1])))
     return jnp.mean(jax.lax.top_k(flat, k)[0], axis=-1)
+  if pooling == "mean":
+    return jnp.mean(flat, axis=-1)
   raise ValueError(f"config.model.pooling: unknown {pooling!r} (one of {', '.join(POOLINGS)})")
 
 

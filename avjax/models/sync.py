@@ -20,6 +20,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from avjax.models.avol import pool_map
+
 
 def mu_law(x, mu: float = 255.0):
   """sign(x) log(1 + mu |x|) / log(1 + mu): the paper's waveform compression."""
@@ -133,6 +135,12 @@ class SyncNet(nn.Module):
   fused_strides: Sequence[Sequence[int]] = ((1, 1, 1), (1, 1, 1), (2, 2, 2), (1, 1, 1),
                                             (1, 1, 1), (1, 1, 1))
   mu: float = 255.0
+  # How the logit map (averaged over time) becomes the clip's logit, see
+  # avol.pool_map: "mean" is the paper's global average pooling; "topk"/"lse"/"max"
+  # let the sounding object alone carry the decision.
+  pooling: str = "mean"
+  pooling_temperature: float = 1.0
+  pooling_topk: float = 0.1
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -170,9 +178,10 @@ class SyncNet(nn.Module):
     for i, (w, s) in enumerate(zip(self.fused_widths, self.fused_strides)):
       x = ResBlock(w, (3, 3, 3), s, dtype=d, name=f"fused_block{i}")(x, train)
 
-    # The logit layer on the pooled features, and on every location: the CAM.
-    head = nn.Dense(1, dtype=d, name="logits")
-    cam = head(x)[..., 0].astype(jnp.float32)                      # [B, t, h, w]
-    logits = head(jnp.mean(x, axis=(1, 2, 3)))[..., 0].astype(jnp.float32)
-    return {"logits": logits, "cam": cam, "heatmap": jnp.mean(cam, axis=1),
+    # The logit layer on every location: the CAM. Being linear, its mean over the
+    # map equals the layer on the mean-pooled features (the paper's logit).
+    cam = nn.Dense(1, dtype=d, name="logits")(x)[..., 0].astype(jnp.float32)  # [B, t, h, w]
+    heatmap = jnp.mean(cam, axis=1)
+    logits = pool_map(heatmap, self.pooling, self.pooling_temperature, self.pooling_topk)
+    return {"logits": logits, "cam": cam, "heatmap": heatmap,
             "fused_features": jnp.mean(x, axis=(1, 2, 3)).astype(jnp.float32)}
