@@ -15,7 +15,8 @@ of audio at 21 kHz, shifts of 2.2 s or more within 10 s clips:
   python -m avjax.main --config=configs/sync.py --workdir=/ckpt/sync \\
       --config.data.dir=/data/prepared
 CPU-sized run on the embedded dataset's time-structured splits (3 s clips, 1 s
-windows of 8 frames, shifts of 0.4 s or more):
+windows of 8 frames, shifts of 0.4 s or more; the logit is the mean of the CAM's
+top 10% cells, not of all of them):
   python -m avjax.main --config=configs/sync.py:tiny --workdir=/tmp/sync
 """
 from configs import common
@@ -50,5 +51,8 @@ def get_config(arg=None):
         stem_width=16, stem_kernel=(1, 5, 5), stem_strides=(1, 2, 2),
         video_widths=(16,), video_strides=((1, 2, 2),),
         sound_stem_width=16, sound_widths=(32, 32), sound_fuse_width=16,
-        merge_hidden=64, merge_width=32, fused_widths=(32,), fused_strides=((2, 1, 1),))
+        merge_hidden=64, merge_width=32, fused_widths=(32,), fused_strides=((2, 1, 1),),
+        # Measured (README): top-k pooling of the 8x8 CAM lifted crowded pointing from
+        # 71.3% / 59.3% (seeds 0 / 1, mean pooling) to 82.0% / 73.3%, sync accuracy too.
+        pooling="topk")
   return c
