@@ -25,8 +25,8 @@ def spectrogram_spec(data) -> spectrogram_lib.SpectrogramSpec:
 
 def reader_spec(data):
   """`config.data` -> what the reader needs, as a frozen clip_ops.ReaderSpec."""
-  from data_pipelines import clip_ops
-  return clip_ops.ReaderSpec(
+  from data_pipelines.reader_spec import ReaderSpec
+  return ReaderSpec(
       spectrogram=spectrogram_spec(data), fps=data.fps, resize=data.resize, crop=data.crop,
       negative_fraction=data.negative_fraction, negatives=data.negatives, min_shift=data.min_shift,
       negatives_on_grid=data.negatives_on_grid, shuffle_buffer=data.shuffle_buffer,
