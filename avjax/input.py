@@ -24,7 +24,7 @@ def spectrogram_spec(data) -> spectrogram_lib.SpectrogramSpec:
 
 
 def reader_spec(data):
-  """`config.data` -> what the reader needs, as a frozen clip_ops.ReaderSpec."""
+  """`config.data` -> what the reader needs, as a frozen reader_spec.ReaderSpec."""
   from data_pipelines.reader_spec import ReaderSpec
   return ReaderSpec(
       spectrogram=spectrogram_spec(data), fps=data.fps, resize=data.resize, crop=data.crop,

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from data_pipelines import pairs
 from data_pipelines import spectrogram as spectrogram_lib
-from data_pipelines.reader_spec import ReaderSpec  # noqa: F401  (clip_ops.ReaderSpec)
+from data_pipelines.reader_spec import ReaderSpec
 
 
 def magnitude_window(magnitude_bytes, start_sample, spec: spectrogram_lib.SpectrogramSpec):

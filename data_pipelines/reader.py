@@ -36,7 +36,7 @@ from data_pipelines import fs
 from data_pipelines import host_memory
 from data_pipelines import pairs
 from data_pipelines import spectrogram as spectrogram_lib
-from data_pipelines.clip_ops import ReaderSpec
+from data_pipelines.reader_spec import ReaderSpec
 from data_pipelines.graph import graph_fn
 from data_pipelines.tfrecord import DataError
 

@@ -195,3 +195,13 @@ def test_streamed_windows_equal_cutting_the_whole_signal(chunk, size, hop):
   got = list(embed.stream_windows((x[i:i + chunk] for i in range(0, len(x), chunk)), rate, size, hop))
   np.testing.assert_allclose([t for t, _ in got], np.arange(n) * hop)
   np.testing.assert_array_equal(np.stack([w for _, w in got]), expected)
+
+
+def test_every_named_evaluator_imports_from_its_own_module():
+  """The registry names classes without importing them (the config check stays free
+  of TensorFlow); each name must still resolve, in avjax/evaluators/<name>.py."""
+  from avjax import evaluators
+  from avjax.evaluators import base
+  for name in evaluators.EVALUATORS:
+    cls = evaluators.evaluator_class(name)
+    assert cls.__module__ == f"avjax.evaluators.{name}" and issubclass(cls, base.Evaluator), name

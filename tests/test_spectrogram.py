@@ -68,9 +68,9 @@ def test_rejects_window_longer_than_fft():
 def test_stored_magnitude_windows_match_librosa_inside_tf_data():
   """prepare's float32 whole-clip |STFT|, sliced and gained by the reader, is the
   log-spectrogram of the gained window to 1e-4, as computing it would be."""
-  from data_pipelines import clip_ops
+  from data_pipelines import clip_ops, reader_spec
   from data_pipelines.spectrogram import stft_magnitude
-  spec = clip_ops.ReaderSpec(spectrogram=PAPER, stored_spectrogram=True)
+  spec = reader_spec.ReaderSpec(spectrogram=PAPER, stored_spectrogram=True)
   starts, gains = [0, 240 * 40, 240 * 200], [1.0, 0.71, 1.41]
   for name, y in signals(SpectrogramSpec(seconds=2.0)):
     y = y.astype(np.float32)

@@ -5,17 +5,16 @@ and runs on its own schedule, `config.evals.<name>.every` steps.
 """
 import importlib
 
-# name -> "module:class", imported when built: the config check names evaluators
-# without importing TensorFlow, so a bad command line fails in a fraction of the time.
-EVALUATORS = {"avc": "avc:AVCAccuracy", "retrieval": "retrieval:Retrieval",
-              "localisation": "localisation:Localisation",
-              "linear_probe": "linear_probe:LinearProbe", "clustering": "clustering:Clustering",
-              "sync_offsets": "sync_offsets:SyncOffsets"}
+# name (also its module, avjax/evaluators/<name>.py) -> class name, imported when
+# built: the config check names evaluators without importing TensorFlow, so a bad
+# command line fails in a fraction of the time.
+EVALUATORS = {"avc": "AVCAccuracy", "retrieval": "Retrieval", "localisation": "Localisation",
+              "linear_probe": "LinearProbe", "clustering": "Clustering",
+              "sync_offsets": "SyncOffsets"}
 
 
 def evaluator_class(name: str):
-  module, cls = EVALUATORS[name].split(":")
-  return getattr(importlib.import_module(f"avjax.evaluators.{module}"), cls)
+  return getattr(importlib.import_module(f"avjax.evaluators.{name}"), EVALUATORS[name])
 
 
 def enabled(evals_config) -> dict:
