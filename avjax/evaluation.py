@@ -32,7 +32,8 @@ def evaluate(config, workdir: str, *, evals: list[str] = (), checkpoint: str = "
   mesh = mesh_lib.make_mesh(config)
   fns = predict.model_fns(model, config.data)
   if random_init:
-    variables, step, tag = fns.init(jax.random.PRNGKey(config.seed)), 0, "random_init"
+    variables = predict.jit_once(fns.init)(jax.random.PRNGKey(config.seed))
+    step, tag = 0, "random_init"
   else:
     variables, step = checkpoint_lib.load_variables(workdir, config, fns.init, which=checkpoint,
                                                     sharding=mesh_lib.replicated(mesh))

@@ -192,7 +192,7 @@ def make_train_functions(config, mesh: Mesh) -> TrainFunctions:
   init_fn = make_init_fn(model_fns.init, tx)
   shapes = jax.eval_shape(init_fn, jax.random.PRNGKey(0))
   state_sharding = jax.tree.map(lambda _: repl, shapes)
-  init = jax.jit(init_fn, out_shardings=state_sharding)
+  init = predict.jit_once(init_fn, out_shardings=state_sharding)
   update = jax.jit(make_update_fn(model, tx, schedule, config),
                    in_shardings=(state_sharding, mesh_lib.batch_sharding(mesh)),
                    out_shardings=(state_sharding, repl), donate_argnums=0)

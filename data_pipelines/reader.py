@@ -445,6 +445,8 @@ class Reader:
     offset-only message."""
     try:
       yield from batches
+    except GeneratorExit:  # closed (at exit, TensorFlow's module may be gone already)
+      raise
     except (tf.errors.DataLossError, tf.errors.InvalidArgumentError,
             tf.errors.NotFoundError, tf.errors.UnknownError) as e:
       raise DataError(explain_read_error(self.files, e)) from None

@@ -163,14 +163,14 @@ def test_sinkhorn_labels_follow_the_chosen_marginal_largest_to_largest(kind):
 
 
 def test_selavi_model_gives_its_prior_and_refuses_unknown_marginals():
-  from avjax import models
+  from avjax import models, predict
   from configs import selavi
   c = selavi.get_config("tiny")
   c.model.marginals = "zipf"
   model = models.build(c.model)
   frames, spec = jnp.zeros((2, 32, 32, 3)), jnp.zeros((2, 129, 49, 1))
-  variables = model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)},
-                         frames, spec)
+  variables = predict.jit_once(model.init)({"params": jax.random.PRNGKey(0),
+                                            "dropout": jax.random.PRNGKey(1)}, frames, spec)
   out = model.apply(variables, frames, spec)
   np.testing.assert_allclose(out["cluster_prior"], 1 / np.arange(1, 13), rtol=1e-6)
   c.model.marginals = "uniform"

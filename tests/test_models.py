@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from ml_collections import ConfigDict
 
-from avjax import models
+from avjax import models, predict
 from avjax.models import vgg
 
 
@@ -44,6 +44,12 @@ def tiny(name, **kw):
   return models.build(ConfigDict(dict(name=name, vision_widths=(4, 8), audio_widths=(4, 8), **kw)))
 
 
+def init_with_output(model, rng, *inputs):
+  """model.init_with_output in inference mode, compiled as one program (run
+  eagerly, every op of the init compiles apart)."""
+  return predict.jit_once(lambda r, *x: model.init_with_output(r, *x, False))(rng, *inputs)
+
+
 def tiny_inputs(seed=0):
   r = np.random.default_rng(seed)
   return (jnp.asarray(r.normal(size=(3, 32, 32, 3)), jnp.float32),
@@ -53,7 +59,7 @@ def tiny_inputs(seed=0):
 @pytest.mark.parametrize("name", ["avenet", "avolnet"])
 def test_embeddings_are_unit_norm(name):
   model = tiny(name, embed_dim=16)
-  out, _ = model.init_with_output(jax.random.PRNGKey(0), *tiny_inputs(), False)
+  out, _ = init_with_output(model, jax.random.PRNGKey(0), *tiny_inputs())
   np.testing.assert_allclose(np.linalg.norm(out["audio_embedding"], axis=-1), 1, rtol=1e-5)
   key = "frame_embedding_map" if name == "avolnet" else "frame_embedding"
   np.testing.assert_allclose(np.linalg.norm(out[key], axis=-1), 1, rtol=1e-5)
@@ -61,7 +67,7 @@ def test_embeddings_are_unit_norm(name):
 
 def test_avol_score_is_max_of_map():
   model = tiny("avolnet", embed_dim=16)
-  out, _ = model.init_with_output(jax.random.PRNGKey(1), *tiny_inputs(), False)
+  out, _ = init_with_output(model, jax.random.PRNGKey(1), *tiny_inputs())
   np.testing.assert_allclose(jax.nn.sigmoid(out["logits"]), out["heatmap"].max(axis=(1, 2)),
                              rtol=1e-6)
 
@@ -82,7 +88,7 @@ def test_avol_soft_pooling():
   with pytest.raises(ValueError, match="config.model.pooling: unknown 'median'"):
     avol.pool_map(m, "median")
   model = tiny("avolnet", embed_dim=16, pooling="topk", pooling_topk=0.25)
-  out, _ = model.init_with_output(jax.random.PRNGKey(1), *tiny_inputs(), False)
+  out, _ = init_with_output(model, jax.random.PRNGKey(1), *tiny_inputs())
   logit_map = jnp.log(out["heatmap"]) - jnp.log1p(-out["heatmap"])
   np.testing.assert_allclose(out["logits"], avol.pool_map(logit_map, "topk", topk=0.25),
                              rtol=1e-4, atol=1e-4)
@@ -90,7 +96,7 @@ def test_avol_soft_pooling():
 
 def test_ave_distance_calibration_prefers_close_pairs():
   model = tiny("avenet", embed_dim=16, calibration="distance")
-  variables = model.init(jax.random.PRNGKey(0), *tiny_inputs(), False)
+  _, variables = init_with_output(model, jax.random.PRNGKey(0), *tiny_inputs())
   cal = variables["params"]["calibration"]
   # logit(match) - logit(mismatch) falls as the distance grows.
   slope = cal["kernel"][0, 1] - cal["kernel"][0, 0]
@@ -99,7 +105,7 @@ def test_ave_distance_calibration_prefers_close_pairs():
 
 def test_bfloat16_compute_keeps_float32_params_and_outputs():
   model = tiny("avenet", embed_dim=16, dtype="bfloat16")
-  out, variables = model.init_with_output(jax.random.PRNGKey(0), *tiny_inputs(), False)
+  out, variables = init_with_output(model, jax.random.PRNGKey(0), *tiny_inputs())
   assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(variables["params"]))
   assert out["logits"].dtype == jnp.float32
 
@@ -118,7 +124,7 @@ def test_one_modality_alone_gives_the_joint_call_outputs(name, kw):
   """Embedding extraction runs one branch; it must agree with the full forward pass."""
   model = tiny(name, **kw)
   frames, spec = tiny_inputs()
-  joint, variables = model.init_with_output(jax.random.PRNGKey(0), frames, spec, False)
+  joint, variables = init_with_output(model, jax.random.PRNGKey(0), frames, spec)
   vision = model.apply(variables, frames, None, False)
   audio = model.apply(variables, None, spec, False)
   assert "logits" not in vision and "logits" not in audio
@@ -131,7 +137,7 @@ def test_one_modality_alone_gives_the_joint_call_outputs(name, kw):
 def test_selavi_heads_and_modality_dropout():
   model = tiny("selavi", embed_dim=16, num_heads=3, num_clusters=5, modality_dropout=1.0)
   frames, spec = tiny_inputs()
-  out, variables = model.init_with_output(jax.random.PRNGKey(0), frames, spec, False)
+  out, variables = init_with_output(model, jax.random.PRNGKey(0), frames, spec)
   assert out["frame_head_logits"].shape == (3, 3, 5)
   np.testing.assert_array_equal(out["audio_cluster_logits"], out["audio_head_logits"][0])
   np.testing.assert_array_equal(out["modality_keep"], np.ones((3, 2)))  # evaluation: both
@@ -159,7 +165,7 @@ def test_one_paper_scale_update_step_on_small_inputs(name):
   fns = predict.model_fns(model, c.data)
   schedule = train.make_schedule(c)
   tx = train.make_optimizer(c, schedule)
-  state = train.make_init_fn(fns.init, tx)(jax.random.PRNGKey(0))
+  state = predict.jit_once(train.make_init_fn(fns.init, tx))(jax.random.PRNGKey(0))
   frames, spectrogram = predict.dummy_inputs(c.data, 4)
   r = np.random.default_rng(0)
   batch = {"frames": r.integers(0, 255, frames.shape, dtype=np.uint8),

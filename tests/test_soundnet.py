@@ -121,7 +121,7 @@ def test_one_paper_scale_update_step():
   fns = predict.model_fns(model, c.data)
   schedule = train.make_schedule(c)
   tx = train.make_optimizer(c, schedule)
-  state = train.make_init_fn(fns.init, tx)(jax.random.PRNGKey(0))
+  state = predict.jit_once(train.make_init_fn(fns.init, tx))(jax.random.PRNGKey(0))
   rng = np.random.default_rng(0)
   probs = rng.dirichlet(np.ones(1000), size=(2, 4)).astype(np.float32)
   batch = {"frames": np.zeros((2, 8, 8, 3), np.uint8),

@@ -56,7 +56,8 @@ def test_the_logit_pools_the_time_averaged_cam(pooling):
   r = np.random.default_rng(0)
   frames = jnp.asarray(r.uniform(size=(2, 8, 64, 64, 3)), jnp.float32)
   wave = jnp.asarray(r.uniform(-1, 1, size=(2, 8000)), jnp.float32)
-  out, variables = model.init_with_output(jax.random.PRNGKey(0), frames, wave, False)
+  out, variables = predict.jit_once(
+      lambda r, f, w: model.init_with_output(r, f, w, False))(jax.random.PRNGKey(0), frames, wave)
   flat = np.asarray(out["heatmap"]).reshape(2, -1)
   np.testing.assert_allclose(out["heatmap"], np.asarray(out["cam"]).mean(1), rtol=1e-5, atol=1e-6)
   if pooling == "mean":
@@ -146,7 +147,7 @@ def test_one_paper_scale_update_step_on_small_inputs():
   model = models.build(c.model)
   schedule = train.make_schedule(c)
   tx = train.make_optimizer(c, schedule)
-  init = jax.jit(lambda rng: model.init(rng, jnp.zeros((1, 8, 48, 48, 3)),
+  init = predict.jit_once(lambda rng: model.init(rng, jnp.zeros((1, 8, 48, 48, 3)),
                                         jnp.zeros((1, 88200)), train=False))
   variables = init(jax.random.PRNGKey(0))
   state = train.TrainState(step=jnp.zeros((), jnp.int32), params=variables["params"],

@@ -25,6 +25,7 @@ import numpy as np
 import optax
 import optax.tree_utils as otu
 
+from avjax import predict
 from avjax.evaluators import base
 from data_pipelines import fs
 
@@ -182,7 +183,7 @@ class LinearProbe(base.Evaluator):
     out = self.probe(variables, "linear_probe")
     if self.config.random_init:
       if self._random_init is None:
-        self._random_init = self.fns.init(jax.random.PRNGKey(self.seed))
+        self._random_init = predict.jit_once(self.fns.init)(jax.random.PRNGKey(self.seed))
       out.update({k: v for k, v in self.probe(self._random_init, "linear_probe_random_init").items()
                   if "accuracy" in k})
     return out
