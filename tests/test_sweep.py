@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -127,32 +128,36 @@ def test_sweep_trains_evaluates_tabulates_and_plots(uninterrupted, data_dir):
 def test_killed_sweep_resumes_without_retraining_and_tabulates_the_same(uninterrupted, data_dir,
                                                                          tmp_path):
   root = tmp_path / "sweep"
+  whole_root, _ = uninterrupted
+  # The first run is the uninterrupted sweep's, finished: the sweep is killed in
+  # the middle of its second run.
+  shutil.copytree(whole_root / RUNS[0], root / RUNS[0])
+  first = root / RUNS[0] / "sweep_result.json"
+  first_mtime = os.path.getmtime(first)
+  log_size = os.path.getsize(root / RUNS[0] / "sweep.log")
   env = dict(os.environ, PYTHONPATH=ROOT)
   env.pop("XLA_FLAGS", None)
   proc = subprocess.Popen([sys.executable, *sweep_args(root, data_dir)], env=env,
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  first = root / RUNS[0] / "sweep_result.json"
   second_ckpt = root / RUNS[1] / "checkpoints" / "10"
   deadline = time.time() + 400
-  while not (first.exists() and second_ckpt.exists()) and time.time() < deadline:
+  while not second_ckpt.exists() and time.time() < deadline:
     assert proc.poll() is None, "the sweep ended before it could be killed"
     time.sleep(0.01)
   # Only the sweep is killed: its runs must die with it (else the re-run would
   # find the second run's workdir locked).
   os.kill(proc.pid, signal.SIGKILL)
   proc.wait()
-  assert first.exists() and not (root / RUNS[1] / "sweep_result.json").exists(), \
+  assert not (root / RUNS[1] / "sweep_result.json").exists(), \
       "not killed in the middle of the second run"
-  first_mtime = os.path.getmtime(first)
-  log_size = os.path.getsize(root / RUNS[0] / "sweep.log")
 
   r = run_python(sweep_args(root, data_dir))
   assert r.returncode == 0, r.stderr[-3000:]
   assert "2 runs, 1 already finished" in r.stdout
+  # Neither the killed sweep nor the re-run ran the finished run again.
   assert os.path.getmtime(first) == first_mtime
-  assert os.path.getsize(root / RUNS[0] / "sweep.log") == log_size  # not run again
+  assert os.path.getsize(root / RUNS[0] / "sweep.log") == log_size
   assert "resumed from step 10" in open(root / RUNS[1] / "sweep.log").read()
-  whole_root, _ = uninterrupted
   assert table_without_wall_time(root) == table_without_wall_time(whole_root)
   assert open(root / "results.md").read() == open(whole_root / "results.md").read()
 
