@@ -26,7 +26,8 @@ from tests.conftest import (FRAME_SIZE, ROOT, SAMPLE_RATE, TINY_SPECTROGRAM, TRA
 BUCKET = "avjax-test"
 SCRIPT = os.path.join(ROOT, "tests", "scripts", "train_until.py")
 
-pytestmark = pytest.mark.slow
+# One worker runs this module: its emulator and bucket fixtures are built once.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_cloud_storage")]
 
 # The emulator, with one fix: its downloads omit the x-goog-generation header that
 # real GCS sends with every object read, and without which TensorStore (orbax's

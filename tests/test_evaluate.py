@@ -11,6 +11,9 @@ from PIL import Image
 from avjax import embed, evaluate, train
 from tests.conftest import VAL, run_python, tiny_config
 
+# One worker runs this module: its module-scoped fixtures are built once.
+pytestmark = pytest.mark.xdist_group("test_evaluate")
+
 ALL_EVALS = ["avc", "retrieval", "localisation", "linear_probe", "clustering"]
 
 

@@ -14,6 +14,9 @@ from data_pipelines import dmvr, prepare, spectrogram, synthetic
 from data_pipelines import reader as reader_lib
 from tests.conftest import ROOT, run_python
 
+# One worker runs this module: its module-scoped fixtures are built once.
+pytestmark = pytest.mark.xdist_group("test_prepare")
+
 VIDEO = synthetic.VideoSpec(size=48, seconds=1.6)
 
 

@@ -14,6 +14,9 @@ import pytest
 from avjax import sweeps
 from tests.conftest import ROOT, run_python
 
+# One worker runs this module: its module-scoped fixtures are built once.
+pytestmark = pytest.mark.xdist_group("test_sweep")
+
 CONFIG = os.path.join(ROOT, "tests", "scripts", "sweep_config.py")
 RUNS = ("lr=0.001/seed0", "lr=0.003/seed0")
 
