@@ -33,6 +33,18 @@ def finished_checkpoint(path) -> bool:
   return fs.exists(fs.join(path, "commit_success.txt") if fs.is_url(path) else path)
 
 
+def make_config(data_dir, total: int, every: int | None = None, shuffle_buffer: int | None = None):
+  """The job this script trains (tests that need it uninterrupted run it in their own process)."""
+  config = tiny_config("avenet", data_dir, total_steps=total, log_every=1)
+  config.losses.infonce = 0.5
+  config.checkpoint.every = every or total
+  config.evals.avc.every = 10**9
+  config.checkpoint.async_save = True
+  if shuffle_buffer:
+    config.data.shuffle_buffer = shuffle_buffer
+  return config
+
+
 def main():
   p = argparse.ArgumentParser()
   p.add_argument("data_dir")
@@ -44,13 +56,8 @@ def main():
   p.add_argument("--every", type=int)
   p.add_argument("--shuffle_buffer", type=int)
   a = p.parse_args()
-  config = tiny_config("avenet", a.data_dir, total_steps=a.total, log_every=1)
-  config.losses.infonce = 0.5
-  config.checkpoint.every = a.every or a.kill_after or a.total
-  config.evals.avc.every = 10**9
-  config.checkpoint.async_save = True
-  if a.shuffle_buffer:
-    config.data.shuffle_buffer = a.shuffle_buffer
+  config = make_config(a.data_dir, a.total, every=a.every or a.kill_after,
+                       shuffle_buffer=a.shuffle_buffer)
 
   def hook(step):
     # Die mid-run, the way a preempted or OOM-killed job does: some steps past
