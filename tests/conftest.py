@@ -72,6 +72,13 @@ def tiny_config(name: str, data_dir, *, train_split: str = "", **overrides):
   return config
 
 
+def init_with_output(model, rng, *inputs):
+  """model.init_with_output in inference mode, compiled as one program (run
+  eagerly, every op of the init compiles apart)."""
+  from avjax import predict
+  return predict.jit_once(lambda r, *x: model.init_with_output(r, *x, False))(rng, *inputs)
+
+
 def run_python(args, **kw):
   """Runs `python ARGS` in a fresh process with the repository importable."""
   env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")

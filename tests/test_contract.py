@@ -104,11 +104,11 @@ def test_init_is_the_trainers_step_zero(data_dir):
   """One init rule: jit_once(ModelFns.init)(PRNGKey(seed)) (evaluation's random
   init) are the trainer's step-0 weights."""
   from avjax import mesh as mesh_lib
+  from avjax import predict
   from avjax import train
   config = tiny_config("avenet", data_dir)
   fns = train.make_train_functions(config, mesh_lib.make_mesh(config))
   state = fns.init(jax.random.PRNGKey(3))
-  from avjax import predict
   direct = predict.jit_once(fns.model_fns.init)(jax.random.PRNGKey(3))
   for a, b in zip(jax.tree.leaves(train.variables_of(state)), jax.tree.leaves(direct)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 from ml_collections import ConfigDict
 
-from avjax import models, predict
+from avjax import models
 from avjax.models import vgg
+from tests.conftest import init_with_output
 
 
 def paper_inputs(batch=2):
@@ -42,12 +43,6 @@ def test_paper_scale_outputs(name, keys):
 
 def tiny(name, **kw):
   return models.build(ConfigDict(dict(name=name, vision_widths=(4, 8), audio_widths=(4, 8), **kw)))
-
-
-def init_with_output(model, rng, *inputs):
-  """model.init_with_output in inference mode, compiled as one program (run
-  eagerly, every op of the init compiles apart)."""
-  return predict.jit_once(lambda r, *x: model.init_with_output(r, *x, False))(rng, *inputs)
 
 
 def tiny_inputs(seed=0):

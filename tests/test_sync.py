@@ -8,7 +8,7 @@ import pytest
 from avjax import models, predict
 from avjax.models import sync
 from configs import sync as sync_config
-from tests.conftest import tiny_config
+from tests.conftest import init_with_output, tiny_config
 
 
 @pytest.mark.parametrize("shape,kernel,strides", [
@@ -56,8 +56,7 @@ def test_the_logit_pools_the_time_averaged_cam(pooling):
   r = np.random.default_rng(0)
   frames = jnp.asarray(r.uniform(size=(2, 8, 64, 64, 3)), jnp.float32)
   wave = jnp.asarray(r.uniform(-1, 1, size=(2, 8000)), jnp.float32)
-  out, variables = predict.jit_once(
-      lambda r, f, w: model.init_with_output(r, f, w, False))(jax.random.PRNGKey(0), frames, wave)
+  out, variables = init_with_output(model, jax.random.PRNGKey(0), frames, wave)
   flat = np.asarray(out["heatmap"]).reshape(2, -1)
   np.testing.assert_allclose(out["heatmap"], np.asarray(out["cam"]).mean(1), rtol=1e-5, atol=1e-6)
   if pooling == "mean":
