@@ -68,6 +68,45 @@ def infonce(*, outputs, batch, temperature=0.1, reduction=True):
   return _reduce(per, valid, reduction)
 
 
+def hard_negatives(*, outputs, batch, positive=0.65, negative=0.4, sharpness=0.03,
+                   temperature=0.07, reduction=True):
+  """Hard negatives from the same frame (Chen et al., "Localizing Visual Sounds the
+  Hard Way", CVPR 2021), on a model's per-location embeddings.
+
+  With S the cosine map of a frame's locations against an audio, a soft mask
+  sigmoid((S - positive) / sharpness) picks where the sound is and
+  1 - sigmoid((S - negative) / sharpness) the background. The positive is the
+  mask-weighted mean of S on the own pair; the negatives are the own frame's
+  background (the hard one: it trains the map to fall off outside the object,
+  not only to peak on it) and the other corresponding pairs' masked means.
+  Frame-anchored softmax cross-entropy, as the paper's.
+  """
+  if "frame_embedding_map" not in outputs:
+    raise ValueError("config.losses.hard_negatives: needs a model with a per-location frame "
+                     f"embedding map (avolnet); the model gives {sorted(outputs)}")
+  v = outputs["frame_embedding_map"].astype(jnp.float32)     # [B, h, w, D], unit
+  a = outputs["audio_embedding"].astype(jnp.float32)         # [B, D], unit
+  s = jnp.einsum("ihwd,jd->ijhw", v, a)                       # frame i, audio j
+
+  def masked_mean(values, weights):
+    return jnp.sum(values * weights, axis=(-2, -1)) / (jnp.sum(weights, axis=(-2, -1)) + 1e-30)
+
+  pairs = masked_mean(s, jax.nn.sigmoid((s - positive) / sharpness))      # [B, B]
+  own = jnp.diagonal(s).transpose(2, 0, 1)                                 # [B, h, w]
+  # sigmoid(-x), not 1 - sigmoid(x): the latter rounds to 0 on a map without
+  # background, which would then count as no hard negative at all.
+  background = masked_mean(own, jax.nn.sigmoid((negative - own) / sharpness))
+  n = s.shape[0]
+  valid = (batch["label"] == 1).astype(jnp.float32) * _mask(batch, n)
+  big_neg = jnp.finfo(jnp.float32).min / 4
+  others = jnp.where((valid[None, :] > 0) & ~jnp.eye(n, dtype=bool), pairs, big_neg)
+  logits = jnp.concatenate([jnp.diagonal(pairs)[:, None], background[:, None], others],
+                           axis=1) / temperature
+  per = jax.nn.logsumexp(logits, axis=1) - logits[:, 0]
+  per = jnp.where(valid > 0, per, 0.0)
+  return _reduce(per, valid, reduction)
+
+
 def sinkhorn(log_scores, *, weights, iterations: int = 3, log_marginal=None):
   """Sinkhorn-Knopp in the log domain: scores [..., B, K] -> assignments Q of the
   same shape whose rows sum to 1 and whose columns hold the target shares of
@@ -220,6 +259,7 @@ LOSSES = {
     "avc_softmax_xent": avc_softmax_xent,
     "avc_sigmoid_xent": avc_sigmoid_xent,
     "infonce": infonce,
+    "hard_negatives": hard_negatives,
     "selavi": selavi,
     "cosine_embedding": cosine_embedding,
     "shared_classifier": shared_classifier,
@@ -248,10 +288,17 @@ def avc_predictions(outputs, correspondence: str):
   return (logits > 0).astype(jnp.int32)
 
 
+# The models whose outputs carry `frame_embedding_map` (hard_negatives needs it).
+MAP_MODELS = ("avolnet",)
+
+
 def check_for_model(weights: dict, correspondence: str | None, model_name: str,
                     classifier_classes: int = 0) -> None:
   """A config's losses must fit the model's heads: an AVC loss needs the head of
   its kind, the shared-classifier term a classifier."""
+  if "hard_negatives" in weights and model_name not in MAP_MODELS:
+    raise ValueError(f"config.losses.hard_negatives: model {model_name!r} has no per-location "
+                     f"frame embedding map; use one of {MAP_MODELS}")
   for kind, name in AVC_LOSS.items():
     if name in weights and correspondence != kind:
       has = f"a {correspondence} head" if correspondence else "no correspondence head"

@@ -6,9 +6,9 @@ import ml_collections
 PAPER_WIDTHS = (64, 128, 256, 512)
 # avjax.losses.LOSSES's names, listed here so that loading a config imports no JAX
 # (tests/test_contract.py checks that the two lists agree).
-LOSS_NAMES = ("avc_softmax_xent", "avc_sigmoid_xent", "infonce", "selavi", "cosine_embedding",
-              "shared_classifier", "sound_cluster_xent", "sound_bits_xent", "frame_class_xent",
-              "soundnet_kl")
+LOSS_NAMES = ("avc_softmax_xent", "avc_sigmoid_xent", "infonce", "hard_negatives", "selavi",
+              "cosine_embedding", "shared_classifier", "sound_cluster_xent", "sound_bits_xent",
+              "frame_class_xent", "soundnet_kl")
 TINY_WIDTHS = (16, 32, 64, 128)
 
 
@@ -80,7 +80,12 @@ def base_config(model: dict, losses: dict, arg: str | None) -> ml_collections.Co
   # {loss name: weight} over every loss of avjax.losses.LOSSES; zero weight =
   # unused, so any loss can be switched on by an override or a sweep.
   c.losses = ml_collections.ConfigDict({**{name: 0.0 for name in LOSS_NAMES}, **losses})
-  c.loss_kwargs = ml_collections.ConfigDict({"infonce": {"temperature": 0.1}})
+  # hard_negatives: Chen et al. 2021's mask thresholds on the cosine map, mask
+  # sharpness and softmax temperature (their values).
+  c.loss_kwargs = ml_collections.ConfigDict({
+      "infonce": {"temperature": 0.1},
+      "hard_negatives": {"positive": 0.65, "negative": 0.4, "sharpness": 0.03,
+                         "temperature": 0.07}})
   c.optimizer = ml_collections.ConfigDict(dict(
       name="adam", lr=1e-4, weight_decay=1e-5, b1=0.9, b2=0.999, grad_clip_norm=0.0))
   c.schedule = ml_collections.ConfigDict(dict(name="constant", warmup_steps=0))
@@ -102,8 +107,10 @@ def base_config(model: dict, losses: dict, arg: str | None) -> ml_collections.Co
   c.evals.retrieval = ml_collections.ConfigDict(dict(every=0, split="", batch_size=256, k=30,
                                                      graded=False, pictures=4))
   # Needs boxes; on the embedded dataset use split "test_crowded" (3-4 objects, one sounding).
+  # scales: the frame enlarged by each factor too, the map the per-pixel max
+  # over them ("1,2": objects half the training size met at the trained size).
   c.evals.localisation = ml_collections.ConfigDict(dict(every=0, split="", batch_size=256,
-                                                        pictures=8))
+                                                        pictures=8, scales="1"))
   # features: "features" (pooled conv features) or "embedding". Folds from
   # folds_csv's fold_column (matched on file_column's base name), else num_folds
   # folds by video. C is scikit-learn's inverse L2 strength.

@@ -67,6 +67,39 @@ def test_infonce_on_maps_uses_best_location():
   assert np.all(sims[~np.eye(3, dtype=bool)] < 0.6)
 
 
+def _object_maps(background_like_object: bool):
+  """3 frames of 4x4 unit embeddings: a 2x2 object matching its audio (basis
+  vector i), and a background orthogonal to every audio, or the object again."""
+  a = np.eye(3, 4)
+  vmap = np.tile(np.eye(4)[3], (3, 4, 4, 1))
+  if background_like_object:
+    vmap[:] = a[:, None, None, :]
+  vmap[:, 1:3, 1:3] = a[:, None, None, :]
+  return {"frame_embedding_map": jnp.asarray(vmap), "audio_embedding": jnp.asarray(a)}
+
+
+def test_hard_negatives_punish_a_map_that_covers_the_background():
+  """Same positives and easy negatives; only the own frame's background differs."""
+  batch = {"label": np.ones(3, np.int32)}
+  sharp = losses.hard_negatives(outputs=_object_maps(False), batch=batch)
+  flat = losses.hard_negatives(outputs=_object_maps(True), batch=batch)
+  assert sharp < 0.01 and flat > np.log(2.0) - 0.01  # the background ties the positive
+  grads = jax.grad(lambda o: losses.hard_negatives(outputs=o, batch=batch))(_object_maps(True))
+  assert all(np.isfinite(g).all() for g in jax.tree.leaves(grads))
+
+
+def test_hard_negatives_use_corresponding_rows_only():
+  outputs = _object_maps(False)
+  outputs["audio_embedding"] = outputs["audio_embedding"].at[2].set(outputs["audio_embedding"][0])
+  per = losses.hard_negatives(outputs=outputs, batch={"label": np.array([1, 1, 0])},
+                              reduction=False)
+  assert per[2] == 0.0 and np.all(np.asarray(per[:2]) < 0.01)  # row 2 is no negative of row 0
+  with pytest.raises(ValueError, match="losses.hard_negatives"):
+    losses.hard_negatives(outputs={"frame_embedding": outputs["audio_embedding"],
+                                   "audio_embedding": outputs["audio_embedding"]},
+                          batch={"label": np.ones(3, np.int32)})
+
+
 def test_unknown_loss_is_named():
   with pytest.raises(ValueError, match="infonse"):
     losses.get("infonse")

@@ -8,6 +8,11 @@ cIoU is reported under both thresholding protocols (see metrics.binarise):
 `*_fixed` thresholds the min-max normalised map at 0.5, `*_median` at its median.
 A model with a class activation map over time (`cam`, the sync network) also
 gets its audio-visual objects per frame scored against the box (object_scores).
+
+`scales` (config.evals.localisation.scales, e.g. "1,2") runs the model on the
+frame enlarged by each factor as well (an image pyramid) and keeps, per pixel,
+the largest map value over scales: an object smaller than any seen in training
+is met at a size the model knows, without changing the model or its training.
 """
 from __future__ import annotations
 
@@ -54,15 +59,41 @@ def object_scores(cams: np.ndarray, boxes: np.ndarray) -> dict:
           "localisation_top_object_in_box": float(np.mean(top))}
 
 
+def parse_scales(value: str) -> tuple[float, ...]:
+  """config.evals.localisation.scales "1,2" -> (1.0, 2.0); every factor >= 1."""
+  try:
+    scales = tuple(float(v) for v in str(value).split(",") if v.strip())
+  except ValueError:
+    scales = ()
+  if not scales or min(scales) < 1.0:
+    raise ValueError(f"config.evals.localisation.scales: {value!r}; use factors >= 1 "
+                     "separated by commas, e.g. 1,2")
+  return scales
+
+
+def enlarge(frames: jax.Array, scale: float) -> jax.Array:
+  """uint8 frames [..., H, W, 3] -> the same enlarged bilinearly by `scale`, still
+  uint8, so that the model's own input path (normalisation) is unchanged."""
+  if scale == 1.0:
+    return frames
+  h, w = frames.shape[-3:-1]
+  shape = (*frames.shape[:-3], round(h * scale), round(w * scale), frames.shape[-1])
+  big = jax.image.resize(frames.astype(jnp.float32), shape, "bilinear")
+  return jnp.clip(jnp.round(big), 0, 255).astype(jnp.uint8)
+
+
 class Localisation(base.Evaluator):
   def setup(self):
     size = self.data_config.crop
+    scales = parse_scales(self.config.scales)
+    key = self.fns.frame_input
 
     @jax.jit
     def maps(variables, batch):
-      out = self.apply(variables, batch)
-      cam = {"cam": out["cam"].astype(jnp.float32)} if "cam" in out else {}
-      return {"map": localisation_map(out, size), **cam}
+      outs = [self.apply(variables, {**batch, key: enlarge(batch[key], s)}) for s in scales]
+      m = jnp.max(jnp.stack([localisation_map(o, size) for o in outs]), axis=0)
+      cam = {"cam": outs[0]["cam"].astype(jnp.float32)} if "cam" in outs[0] else {}
+      return {"map": m, **cam}
 
     self._maps = maps
 

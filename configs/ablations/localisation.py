@@ -1,8 +1,10 @@
 """AVOL-Net's localisation options: how the map pools into the correspondence
-score (max, log-sum-exp, top-k mean), crossed with zoom-out scale augmentation.
-Each point is scored on the three boxed test splits (test_crowded: one sounding
-object among 3-4; test_small: objects at half the training size; test_many:
-among 5-6), beside its random initialisation.
+score (max, log-sum-exp, top-k mean), crossed with zoom-out scale augmentation
+and with same-frame hard negatives (losses.hard_negatives). Each point is scored
+on the three boxed test splits (test_crowded: one sounding object among 3-4;
+test_small: objects at half the training size; test_many: among 5-6), on the
+frame alone and with the 1,2 image pyramid (`*_pyramid`), beside its random
+initialisation.
 
   avjax-sweep --config=configs/ablations/localisation.py:tiny --workdir=workdirs/sweep_loc
 """
@@ -18,12 +20,15 @@ def get_sweep(arg=None):
              sweeps.Point("pool=lse", {"model.pooling": "lse", "model.pooling_temperature": 1.0}),
              sweeps.Point("pool=topk", {"model.pooling": "topk", "model.pooling_topk": 0.1})]
   zoom = sweeps.axis("zoom", "data.zoom_out", [0.0, 0.5])
+  hard = sweeps.axis("hard_neg", "losses.hard_negatives", [0.0, 1.0])
+  splits = ("test_crowded", "test_small", "test_many")
   return sweeps.Sweep(
-      points=sweeps.product(pooling, zoom),
+      points=sweeps.product(pooling, zoom, hard),
       seeds=3,
       evaluations=[sweeps.Evaluation("test", split="test", evals=("avc",))] + [
-          sweeps.Evaluation(split.replace("test_", ""), split=split, evals=("localisation",))
-          for split in ("test_crowded", "test_small", "test_many")],
+          sweeps.Evaluation(split.replace("test_", "") + tag, split=split, evals=("localisation",),
+                            overrides={"evals.localisation.scales": scales})
+          for split in splits for tag, scales in (("", "1"), ("_pyramid", "1,2"))],
       headline=("test/avc_accuracy",
-                *(f"{s}/localisation_{m}" for s in ("crowded", "small", "many")
-                  for m in ("pointing", "ciou_fixed", "ap50_fixed"))))
+                *(f"{s.replace('test_', '')}{tag}/localisation_{m}" for s in splits
+                  for tag in ("", "_pyramid") for m in ("pointing", "ciou_fixed", "ap50_fixed"))))
