@@ -1,11 +1,12 @@
-"""The localisation evaluator's image pyramid (config.evals.localisation.scales)."""
+"""The localisation evaluator: its image pyramid (config.evals.localisation.scales)
+and the map it scores (config.evals.localisation.map)."""
 import jax
 import numpy as np
 import pytest
 
 from avjax import config_check, evaluators, mesh as mesh_lib, predict
 from avjax.evaluators import localisation
-from tests.conftest import tiny_config
+from tests.conftest import init_with_output, tiny_config
 
 
 def test_enlarge_keeps_uint8_and_the_picture():
@@ -46,3 +47,39 @@ def test_pyramid_map_is_the_per_pixel_max_over_scales(data_dir):
   assert one.shape == two.shape == both.shape and one.shape[1:] == (config.data.crop,) * 2
   np.testing.assert_allclose(both, np.maximum(one, two), rtol=1e-6, atol=1e-6)
   assert np.abs(one - two).max() > 1e-3
+
+
+def _avol_outputs():
+  from avjax import models
+  config = tiny_config("avolnet", "unused")
+  model = models.build(config.model)
+  frames = jax.random.uniform(jax.random.PRNGKey(1), (3, 64, 64, 3))  # a 4x4 map
+  spec = jax.random.normal(jax.random.PRNGKey(2), (3, 40, 64, 1))
+  return init_with_output(model, jax.random.PRNGKey(0), frames, spec)[0]
+
+
+def test_similarity_map_is_the_logit_map_under_min_max():
+  """AVOL-Net's "similarity" map is its calibrated logit map up to a positive
+  affine map: the same after min-max normalisation, so the same fixed-threshold
+  foreground, and the sigmoid "heatmap" has the same peak but a smaller one."""
+  from avjax import metrics
+  out = _avol_outputs()
+  # At the map's own size: upsampling after the sigmoid is another matter.
+  sim = np.asarray(localisation.localisation_map(out, 4, "similarity"))
+  heat = np.asarray(localisation.localisation_map(out, 4, "heatmap"))
+  logit = np.log(heat) - np.log1p(-heat)
+  np.testing.assert_allclose(metrics.min_max_normalise(sim), metrics.min_max_normalise(logit),
+                             atol=1e-3)
+  assert (sim.reshape(3, -1).argmax(1) == heat.reshape(3, -1).argmax(1)).all()
+  # The sigmoid is convex below 0 (an untrained map's logits): its min-max
+  # normalised map sits under the logit's, so fewer pixels pass the threshold.
+  fg_sim, fg_heat = metrics.binarise(sim, "fixed"), metrics.binarise(heat, "fixed")
+  assert (fg_heat <= fg_sim).all() and fg_heat.sum() < fg_sim.sum()
+
+
+def test_unknown_map_names_the_key():
+  with pytest.raises(ValueError, match="config.evals.localisation.map: unknown 'cam'"):
+    localisation.localisation_map(_avol_outputs(), 32, "cam")
+  with pytest.raises(ValueError, match="config.evals.localisation.map='heatmap' needs"):
+    localisation.localisation_map({"frame_embedding_map": np.zeros((1, 2, 2, 4)),
+                                   "audio_embedding": np.zeros((1, 4))}, 32, "heatmap")

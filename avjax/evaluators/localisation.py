@@ -1,9 +1,17 @@
 """Sound-source localisation against boxes: pointing game, cIoU / AP50 / AUC.
 
-The map is AVOL-Net's sigmoid heatmap, or, for models that only expose spatial
-frame embeddings (AVE-Net, L3-Net with contrastive heads), the cosine similarity
-of each location's embedding with the clip's audio embedding. Maps are
-upsampled bilinearly to the frame and scored on the clips that carry a box.
+`map` (config.evals.localisation.map) chooses what is scored:
+- "similarity" (default): the cosine of each location's frame embedding with the
+  clip's audio embedding (AVOL-Net, AVE-Net, L3-Net with contrastive heads), as
+  Chen et al. 2021 and Mo & Morgado 2022 score it; for AVOL-Net this is its
+  logit map up to the calibration's positive affine map, which the min-max
+  normalisation of cIoU removes. The sync network has no embeddings: its CAM
+  (a logit map too) is scored.
+- "heatmap": the model's `heatmap` output as it is (AVOL-Net's sigmoid, the
+  paper's picture). The sigmoid squashes the background to 0 and the object's
+  shoulders towards it, so under the fixed threshold (half the peak) it keeps
+  only the peak's core: pointing is the same, cIoU is not.
+Maps are upsampled bilinearly to the frame and scored on the clips that carry a box.
 cIoU is reported under both thresholding protocols (see metrics.binarise):
 `*_fixed` thresholds the min-max normalised map at 0.5, `*_median` at its median.
 A model with a class activation map over time (`cam`, the sync network) also
@@ -28,16 +36,23 @@ from avjax.evaluators import base
 from data_pipelines import fs
 
 
-def localisation_map(outputs: dict, size: int) -> jax.Array:
-  """A model's outputs -> [B, size, size] map, larger where the sound comes from."""
-  if "heatmap" in outputs:
-    m = outputs["heatmap"]
-  else:
-    grid = outputs.get("frame_embedding_map", outputs.get("frame_location_embeddings"))
-    if grid is None or "audio_embedding" not in outputs:
-      raise ValueError("localisation needs a heatmap, or spatial frame embeddings and an audio "
-                       f"embedding; the model gives {sorted(outputs)}")
+MAPS = ("similarity", "heatmap")
+
+
+def localisation_map(outputs: dict, size: int, kind: str = "similarity") -> jax.Array:
+  """A model's outputs -> [B, size, size] map, larger where the sound comes from.
+  `kind`: see the module's docstring."""
+  grid = outputs.get("frame_embedding_map", outputs.get("frame_location_embeddings"))
+  if kind == "similarity" and grid is not None and "audio_embedding" in outputs:
     m = maths.cosine_map(grid, outputs["audio_embedding"])
+  elif kind in MAPS and "heatmap" in outputs:
+    m = outputs["heatmap"]
+  elif kind not in MAPS:
+    raise ValueError(f"config.evals.localisation.map: unknown {kind!r} (one of "
+                     f"{', '.join(MAPS)})")
+  else:
+    raise ValueError(f"config.evals.localisation.map={kind!r} needs spatial frame embeddings "
+                     f"and an audio embedding, or a heatmap; the model gives {sorted(outputs)}")
   m = m.astype(jnp.float32)
   return jax.image.resize(m, (m.shape[0], size, size), "bilinear")
 
@@ -86,12 +101,13 @@ class Localisation(base.Evaluator):
   def setup(self):
     size = self.data_config.crop
     scales = parse_scales(self.config.scales)
+    kind = self.config.map
     key = self.fns.frame_input
 
     @jax.jit
     def maps(variables, batch):
       outs = [self.apply(variables, {**batch, key: enlarge(batch[key], s)}) for s in scales]
-      m = jnp.max(jnp.stack([localisation_map(o, size) for o in outs]), axis=0)
+      m = jnp.max(jnp.stack([localisation_map(o, size, kind) for o in outs]), axis=0)
       cam = {"cam": outs[0]["cam"].astype(jnp.float32)} if "cam" in outs[0] else {}
       return {"map": m, **cam}
 

@@ -3,7 +3,7 @@ score (max, log-sum-exp, top-k mean), crossed with zoom-out scale augmentation
 and with same-frame hard negatives (losses.hard_negatives). Each point is scored
 on the three boxed test splits (test_crowded: one sounding object among 3-4;
 test_small: objects at half the training size; test_many: among 5-6), on the
-frame alone and with the 1,2 image pyramid (`*_pyramid`), beside its random
+frame alone and with the 1,2,3 image pyramid (`*_pyramid`), beside its random
 initialisation.
 
   avjax-sweep --config=configs/ablations/localisation.py:tiny --workdir=workdirs/sweep_loc
@@ -28,7 +28,7 @@ def get_sweep(arg=None):
       evaluations=[sweeps.Evaluation("test", split="test", evals=("avc",))] + [
           sweeps.Evaluation(split.replace("test_", "") + tag, split=split, evals=("localisation",),
                             overrides={"evals.localisation.scales": scales})
-          for split in splits for tag, scales in (("", "1"), ("_pyramid", "1,2"))],
+          for split in splits for tag, scales in (("", "1"), ("_pyramid", "1,2,3"))],
       headline=("test/avc_accuracy",
                 *(f"{s.replace('test_', '')}{tag}/localisation_{m}" for s in splits
                   for tag in ("", "_pyramid") for m in ("pointing", "ciou_fixed", "ap50_fixed"))))
