@@ -36,26 +36,31 @@ def avc_sigmoid_xent(*, outputs, batch, reduction=True):
   return _reduce(per, _mask(batch, logits.shape[0]), reduction)
 
 
-def pair_similarities(outputs):
+def pair_similarities(outputs, pooling: str = "max", topk: float = 0.1):
   """[B, B] similarity of frame i with audio j from a model's embeddings.
 
-  With an embedding map (AVOL), the similarity is the best location's score,
-  the same multiple-instance rule the model uses for its own output.
+  With an embedding map (AVOL), the locations' scores are pooled into the pair's
+  (maths.pool_map): "max", the best location's (the multiple-instance rule of
+  AVOL-Net and EZ-VSL), or "topk", the mean of the best `topk` fraction, which
+  trains more of the object than its peak.
   """
   a = outputs["audio_embedding"].astype(jnp.float32)
   if "frame_embedding_map" in outputs:
     v = outputs["frame_embedding_map"].astype(jnp.float32)
-    return jnp.max(jnp.einsum("ihwd,jd->ijhw", v, a), axis=(2, 3))
+    return maths.pool_map(jnp.einsum("ihwd,jd->ijhw", v, a), pooling, topk=topk,
+                          key="config.loss_kwargs.infonce.pooling")
   return outputs["frame_embedding"].astype(jnp.float32) @ a.T
 
 
-def infonce(*, outputs, batch, temperature=0.1, reduction=True):
+def infonce(*, outputs, batch, temperature=0.1, pooling="max", topk=0.1, reduction=True):
   """Bidirectional InfoNCE over the corresponding pairs of the batch.
 
   Rows with `label` 1 are positives; every other corresponding pair's audio (or
   frame) serves as a negative, so one batch gives B-1 negatives per positive.
+  `pooling`, `topk`: how an embedding map's locations make a pair's similarity
+  (pair_similarities).
   """
-  sim = pair_similarities(outputs) / temperature
+  sim = pair_similarities(outputs, pooling, topk) / temperature
   n = sim.shape[0]
   valid = (batch["label"] == 1).astype(jnp.float32) * _mask(batch, n)
   big_neg = jnp.finfo(jnp.float32).min / 4

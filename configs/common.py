@@ -83,7 +83,7 @@ def base_config(model: dict, losses: dict, arg: str | None) -> ml_collections.Co
   # hard_negatives: Chen et al. 2021's mask thresholds on the cosine map, mask
   # sharpness and softmax temperature (their values).
   c.loss_kwargs = ml_collections.ConfigDict({
-      "infonce": {"temperature": 0.1},
+      "infonce": {"temperature": 0.1, "pooling": "max", "topk": 0.1},
       "hard_negatives": {"positive": 0.65, "negative": 0.4, "sharpness": 0.03,
                          "temperature": 0.07}})
   c.optimizer = ml_collections.ConfigDict(dict(

@@ -67,6 +67,22 @@ def test_infonce_on_maps_uses_best_location():
   assert np.all(sims[~np.eye(3, dtype=bool)] < 0.6)
 
 
+def test_infonce_topk_pools_the_best_locations():
+  """pooling="topk" makes a pair's similarity the mean of its best locations, so
+  a frame whose audio matches one cell of four scores 1/2 at topk 0.5 (max: 1)."""
+  a = _unit(np.eye(3, 4))
+  vmap = np.tile(_unit(np.eye(4)[3]), (3, 2, 2, 1))  # orthogonal to every audio
+  vmap[np.arange(3), 1, 1] = a
+  out = {"frame_embedding_map": vmap, "audio_embedding": a}
+  np.testing.assert_allclose(np.diag(losses.pair_similarities(out, "topk", 0.5)), 0.5, rtol=1e-5)
+  np.testing.assert_allclose(np.diag(losses.pair_similarities(out, "max")), 1.0, rtol=1e-5)
+  batch = {"label": np.ones(3, np.int32), "mask": np.ones(3)}
+  assert losses.infonce(outputs=out, batch=batch, pooling="topk", topk=0.5) > \
+      losses.infonce(outputs=out, batch=batch)
+  with pytest.raises(ValueError, match="config.loss_kwargs.infonce.pooling: unknown 'median'"):
+    losses.pair_similarities(out, "median")
+
+
 def _object_maps(background_like_object: bool):
   """3 frames of 4x4 unit embeddings: a 2x2 object matching its audio (basis
   vector i), and a background orthogonal to every audio, or the object again."""

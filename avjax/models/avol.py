@@ -12,35 +12,14 @@ from __future__ import annotations
 from typing import ClassVar
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
 from avjax import maths
 from avjax.models import vgg
 
 
-POOLINGS = ("max", "lse", "topk", "mean")
-
-
-def pool_map(logit_map, pooling: str, temperature: float = 1.0, topk: float = 0.1):
-  """[B, h, w] logits -> [B] correspondence logits.
-
-  "max": the paper's. "lse": temperature * log(mean(exp(map / temperature))),
-  a smooth max that tends to max as temperature -> 0 and to the mean as it
-  grows. "topk": the mean of the `topk` fraction of highest cells (at least one).
-  "mean": global average pooling (the CAM papers', where every cell counts).
-  """
-  flat = logit_map.reshape(logit_map.shape[0], -1)
-  if pooling == "max":
-    return jnp.max(flat, axis=-1)
-  if pooling == "lse":
-    return temperature * (jax.nn.logsumexp(flat / temperature, axis=-1) - jnp.log(flat.shape[-1]))
-  if pooling == "topk":
-    k = max(1, int(round(topk * flat.shape[-1])))
-    return jnp.mean(jax.lax.top_k(flat, k)[0], axis=-1)
-  if pooling == "mean":
-    return jnp.mean(flat, axis=-1)
-  raise ValueError(f"config.model.pooling: unknown {pooling!r} (one of {', '.join(POOLINGS)})")
+# Re-exported: the sync network and tests use it from here.
+POOLINGS, pool_map = maths.POOLINGS, maths.pool_map
 
 
 class AVOLNet(vgg.Towers):

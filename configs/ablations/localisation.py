@@ -1,6 +1,7 @@
 """AVOL-Net's localisation options: how the map pools into the correspondence
-score (max, log-sum-exp, top-k mean), crossed with zoom-out scale augmentation
-and with same-frame hard negatives (losses.hard_negatives). Each point is scored
+score (max, log-sum-exp, top-k mean; or max, with top-k in the InfoNCE term
+only), crossed with zoom-out scale augmentation and with same-frame hard
+negatives (losses.hard_negatives). Each point is scored
 on the three boxed test splits (test_crowded: one sounding object among 3-4;
 test_small: objects at half the training size; test_many: among 5-6), on the
 frame alone and with the 1,2,3 image pyramid (`*_pyramid`), beside its random
@@ -16,9 +17,14 @@ get_config = avolnet.get_config
 
 def get_sweep(arg=None):
   del arg
-  pooling = [sweeps.Point("pool=max", {"model.pooling": "max"}),
-             sweeps.Point("pool=lse", {"model.pooling": "lse", "model.pooling_temperature": 1.0}),
-             sweeps.Point("pool=topk", {"model.pooling": "topk", "model.pooling_topk": 0.1})]
+  def pool(name, model_pooling, nce_pooling="max", **extra):
+    return sweeps.Point(name, {"model.pooling": model_pooling,
+                               "loss_kwargs.infonce.pooling": nce_pooling, **extra})
+  pooling = [pool("pool=max", "max"),
+             pool("pool=lse", "lse", **{"model.pooling_temperature": 1.0}),
+             pool("pool=topk", "topk", **{"model.pooling_topk": 0.1}),
+             # The correspondence logit keeps the max; only the InfoNCE term pools top-k.
+             pool("pool=max,nce=topk", "max", "topk")]
   zoom = sweeps.axis("zoom", "data.zoom_out", [0.0, 0.5])
   hard = sweeps.axis("hard_neg", "losses.hard_negatives", [0.0, 1.0])
   splits = ("test_crowded", "test_small", "test_many")
