@@ -36,6 +36,14 @@ def avc_sigmoid_xent(*, outputs, batch, reduction=True):
   return _reduce(per, _mask(batch, logits.shape[0]), reduction)
 
 
+def location_scores(outputs):
+  """[B, B, h, w] score of every location of frame i against audio j, from a
+  model's per-location frame embedding map (AVOL); cosines when both are unit."""
+  v = outputs["frame_embedding_map"].astype(jnp.float32)
+  a = outputs["audio_embedding"].astype(jnp.float32)
+  return jnp.einsum("ihwd,jd->ijhw", v, a)
+
+
 def pair_similarities(outputs, pooling: str = "max", topk: float = 0.1):
   """[B, B] similarity of frame i with audio j from a model's embeddings.
 
@@ -44,12 +52,11 @@ def pair_similarities(outputs, pooling: str = "max", topk: float = 0.1):
   AVOL-Net and EZ-VSL), or "topk", the mean of the best `topk` fraction, which
   trains more of the object than its peak.
   """
-  a = outputs["audio_embedding"].astype(jnp.float32)
   if "frame_embedding_map" in outputs:
-    v = outputs["frame_embedding_map"].astype(jnp.float32)
-    return maths.pool_map(jnp.einsum("ihwd,jd->ijhw", v, a), pooling, topk=topk,
+    return maths.pool_map(location_scores(outputs), pooling, topk=topk,
                           key="config.loss_kwargs.infonce.pooling")
-  return outputs["frame_embedding"].astype(jnp.float32) @ a.T
+  return (outputs["frame_embedding"].astype(jnp.float32)
+          @ outputs["audio_embedding"].astype(jnp.float32).T)
 
 
 def infonce(*, outputs, batch, temperature=0.1, pooling="max", topk=0.1, reduction=True):
@@ -89,9 +96,7 @@ def hard_negatives(*, outputs, batch, positive=0.65, negative=0.4, sharpness=0.0
   if "frame_embedding_map" not in outputs:
     raise ValueError("config.losses.hard_negatives: needs a model with a per-location frame "
                      f"embedding map (avolnet); the model gives {sorted(outputs)}")
-  v = outputs["frame_embedding_map"].astype(jnp.float32)     # [B, h, w, D], unit
-  a = outputs["audio_embedding"].astype(jnp.float32)         # [B, D], unit
-  s = jnp.einsum("ihwd,jd->ijhw", v, a)                       # frame i, audio j
+  s = location_scores(outputs)                               # frame i, audio j
 
   def masked_mean(values, weights):
     return jnp.sum(values * weights, axis=(-2, -1)) / (jnp.sum(weights, axis=(-2, -1)) + 1e-30)

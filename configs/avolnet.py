@@ -12,8 +12,8 @@ from configs import common
 def get_config(arg=None):
   c = common.base_config(
       model=dict(name="avolnet", embed_dim=128, calibration="distance", calibration_scale=10.0,
-                 # How the map pools into the correspondence score (models/avol.py
-                 # pool_map): "max" (the paper), "lse", "topk".
+                 # How the map pools into the correspondence score
+                 # (avjax/maths.py pool_map): "max" (the paper), "lse", "topk".
                  pooling="max", pooling_temperature=1.0, pooling_topk=0.1),
       losses={"avc_sigmoid_xent": 1.0, "infonce": 1.0}, arg=arg)
   if common.parse_arg(arg).tiny:

@@ -30,7 +30,7 @@ def get_config(arg=None):
       merge_hidden=512, merge_width=128, fused_widths=(128, 128, 256, 256, 512, 512),
       # conv5_1 keeps its spatial resolution, as the paper's CAM model does.
       fused_strides=((1, 1, 1), (1, 1, 1), (2, 2, 2), (1, 1, 1), (1, 1, 1), (1, 1, 1)),
-      # The logit from the time-averaged CAM (avol.pool_map): "mean", the paper's
+      # The logit from the time-averaged CAM (maths.pool_map): "mean", the paper's
       # global average pooling, or "topk" / "lse" / "max".
       pooling="mean", pooling_temperature=1.0, pooling_topk=0.1),
       losses={"avc_sigmoid_xent": 1.0}, arg=arg)

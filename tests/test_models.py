@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from ml_collections import ConfigDict
 
-from avjax import models
+from avjax import maths, models
 from avjax.models import vgg
 from tests.conftest import init_with_output
 
@@ -70,22 +70,21 @@ def test_avol_score_is_max_of_map():
 def test_avol_soft_pooling():
   """lse tends to the max as its temperature falls and to the mean as it grows;
   topk averages the highest fraction of cells; the model uses the one it is given."""
-  from avjax.models import avol
   m = jnp.asarray(np.random.default_rng(0).normal(size=(3, 4, 4)), jnp.float32)
   flat = np.asarray(m).reshape(3, -1)
-  np.testing.assert_allclose(avol.pool_map(m, "lse", temperature=1e-3), flat.max(1), atol=1e-2)
-  np.testing.assert_allclose(avol.pool_map(m, "lse", temperature=1e2), flat.mean(1), atol=2e-2)
-  assert np.all(np.asarray(avol.pool_map(m, "lse", temperature=1.0)) < flat.max(1))
-  np.testing.assert_allclose(avol.pool_map(m, "topk", topk=0.25),
+  np.testing.assert_allclose(maths.pool_map(m, "lse", temperature=1e-3), flat.max(1), atol=1e-2)
+  np.testing.assert_allclose(maths.pool_map(m, "lse", temperature=1e2), flat.mean(1), atol=2e-2)
+  assert np.all(np.asarray(maths.pool_map(m, "lse", temperature=1.0)) < flat.max(1))
+  np.testing.assert_allclose(maths.pool_map(m, "topk", topk=0.25),
                              np.sort(flat, 1)[:, -4:].mean(1), rtol=1e-6)
-  np.testing.assert_allclose(avol.pool_map(m, "topk", topk=1e-3), flat.max(1), rtol=1e-6)
-  np.testing.assert_allclose(avol.pool_map(m, "mean"), flat.mean(1), rtol=1e-6)
+  np.testing.assert_allclose(maths.pool_map(m, "topk", topk=1e-3), flat.max(1), rtol=1e-6)
+  np.testing.assert_allclose(maths.pool_map(m, "mean"), flat.mean(1), rtol=1e-6)
   with pytest.raises(ValueError, match="config.model.pooling: unknown 'median'"):
-    avol.pool_map(m, "median")
+    maths.pool_map(m, "median")
   model = tiny("avolnet", embed_dim=16, pooling="topk", pooling_topk=0.25)
   out, _ = init_with_output(model, jax.random.PRNGKey(1), *tiny_inputs())
   logit_map = jnp.log(out["heatmap"]) - jnp.log1p(-out["heatmap"])
-  np.testing.assert_allclose(out["logits"], avol.pool_map(logit_map, "topk", topk=0.25),
+  np.testing.assert_allclose(out["logits"], maths.pool_map(logit_map, "topk", topk=0.25),
                              rtol=1e-4, atol=1e-4)
 
 

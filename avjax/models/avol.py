@@ -4,7 +4,7 @@ The 14x14 grid of visual embeddings is dotted with the audio embedding; a 1x1
 conv (a scalar affine map) calibrates the scores, a sigmoid makes a localisation
 map, and max-pooling over the map gives the correspondence score (multiple
 instance learning: the clip corresponds if some location makes the sound).
-`pooling` softens that max (see pool_map), so that more of the object than its
+`pooling` softens that max (see maths.pool_map), so that more of the object than its
 single best cell is trained to light up.
 """
 from __future__ import annotations
@@ -18,16 +18,12 @@ from avjax import maths
 from avjax.models import vgg
 
 
-# Re-exported: the sync network and tests use it from here.
-POOLINGS, pool_map = maths.POOLINGS, maths.pool_map
-
-
 class AVOLNet(vgg.Towers):
   correspondence: ClassVar[str | None] = "sigmoid"  # see models.CORRESPONDENCE
   embed_dim: int = 128
   calibration: str = "default"   # "default" or "distance": positive slope, see ave.py
   calibration_scale: float = 10.0
-  pooling: str = "max"              # see pool_map
+  pooling: str = "max"              # see maths.pool_map
   pooling_temperature: float = 1.0  # "lse"
   pooling_topk: float = 0.1         # "topk": the fraction of map cells averaged
 
@@ -62,6 +58,6 @@ class AVOLNet(vgg.Towers):
     logit_map = w * scores + b
     return {**out,
             # Pooled logits (for max, the same as max-pooling the sigmoid map).
-            "logits": pool_map(logit_map, self.pooling, self.pooling_temperature,
-                               self.pooling_topk),
+            "logits": maths.pool_map(logit_map, self.pooling, self.pooling_temperature,
+                                     self.pooling_topk),
             "heatmap": nn.sigmoid(logit_map)}

@@ -20,7 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from avjax.models.avol import pool_map
+from avjax import maths
 
 
 def mu_law(x, mu: float = 255.0):
@@ -136,7 +136,7 @@ class SyncNet(nn.Module):
                                             (1, 1, 1), (1, 1, 1))
   mu: float = 255.0
   # How the logit map (averaged over time) becomes the clip's logit, see
-  # avol.pool_map: "mean" is the paper's global average pooling; "topk"/"lse"/"max"
+  # maths.pool_map: "mean" is the paper's global average pooling; "topk"/"lse"/"max"
   # let the sounding object alone carry the decision.
   pooling: str = "mean"
   pooling_temperature: float = 1.0
@@ -182,6 +182,6 @@ class SyncNet(nn.Module):
     # map equals the layer on the mean-pooled features (the paper's logit).
     cam = nn.Dense(1, dtype=d, name="logits")(x)[..., 0].astype(jnp.float32)  # [B, t, h, w]
     heatmap = jnp.mean(cam, axis=1)
-    logits = pool_map(heatmap, self.pooling, self.pooling_temperature, self.pooling_topk)
+    logits = maths.pool_map(heatmap, self.pooling, self.pooling_temperature, self.pooling_topk)
     return {"logits": logits, "cam": cam, "heatmap": heatmap,
             "fused_features": jnp.mean(x, axis=(1, 2, 3)).astype(jnp.float32)}
