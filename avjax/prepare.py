@@ -43,6 +43,8 @@ _NO_SPECTROGRAM = flags.DEFINE_bool("no_spectrogram", False,
 _CLIP_SECONDS = flags.DEFINE_float("clip_seconds", 10.0, "longer videos are cut into clips of this length")
 _MIN_SECONDS = flags.DEFINE_float("min_seconds", 1.0, "shorter files and tails are skipped")
 _WORKERS = flags.DEFINE_integer("workers", None, "processes (default: all cores)")
+_THREADS = flags.DEFINE_integer("threads", None, "FFmpeg decoder and scaler threads per worker "
+                                "(default: cores / workers)")
 _FILES_PER_SHARD = flags.DEFINE_integer("files_per_shard", 32, "input files per output shard")
 _NUM_SHARDS = flags.DEFINE_integer("num_shards", None, "output shards (default: "
                                    "inputs / --files_per_shard)")
@@ -112,8 +114,12 @@ def main(argv):
   if _RUNNER.value is None:
     if len(argv) > 1:
       raise ValueError(f"unexpected arguments {argv[1:]} (Beam options need --runner)")
-    prepare_lib.prepare(_INPUT.value, _OUTPUT.value, workers=_WORKERS.value, **common)
+    prepare_lib.prepare(_INPUT.value, _OUTPUT.value, workers=_WORKERS.value,
+                        threads=_THREADS.value, **common)
     return
+  if _WORKERS.value is not None or _THREADS.value is not None:
+    raise ValueError("--workers and --threads set the local process pool; with --runner the "
+                     "runner's options decide the parallelism (e.g. --direct_num_workers)")
   from data_pipelines import beam_prepare
   beam_prepare.run(_INPUT.value, _OUTPUT.value, beam_args=beam_args(_RUNNER.value, argv[1:]),
                    **common)

@@ -8,10 +8,12 @@ Generates (once, into --cache, never committed) a long H.264 720p video at
 (25 fps frames at a 256-pixel short side, 48 kHz mono, 10 s clips with stored
 |STFT|) with the avjax-prepare command in a fresh process: with --workers 1,
 and with --workers = every core (the long file then goes to the workers as
-60-second time ranges). Prints, for each, the peak RSS of the whole job (all its
-processes together, sampled every 500 ms) and of its largest process, the wall
-time, and the real-time factor per core (seconds of video prepared per second of
-wall time, per worker). With --reference, it also runs the whole-file decode
+60-second time ranges), and with one worker on one thread (--threads 1, what
+each of the N workers gets: against it, N workers show the range split's own
+scaling). Prints, for each, the peak RSS of the whole job (all its processes
+together, sampled every 500 ms) and of its largest process, the wall time, and
+the real-time factor per worker (seconds of video prepared per second of wall
+time, per worker). With --reference, it also runs the whole-file decode
 that prepare used before it streamed (tests/whole_decode.py) in one process.
 """
 from __future__ import annotations
@@ -170,30 +172,36 @@ def main():
     src = os.path.join(tmp, "in")
     os.makedirs(src)
     os.symlink(os.path.abspath(video), os.path.join(src, os.path.basename(video)))
+    # (workers, threads per worker): one worker with FFmpeg's threads on every
+    # core (the default), one on a single thread (what each of N workers gets,
+    # so their ratio is the time-range split's own scaling), and N workers.
+    runs = [(1, None)] + ([(1, 1), (args.workers, None)] if args.workers > 1 else [])
     for repeat in range(args.repeats):
-      for workers in sorted({1, args.workers}):
+      for workers, threads in runs:
         out = os.path.join(tmp, f"out{workers}")
         r = measure(["-m", "avjax.prepare", f"--input={src}", f"--output={out}",
-                     f"--workers={workers}"])
+                     f"--workers={workers}"] + ([f"--threads={threads}"] if threads else []))
         with open(os.path.join(out, "manifest.json")) as f:
           r["clips"] = json.load(f)["num_clips"]
-        if workers not in results or r["wall_s"] < results[workers]["wall_s"]:
-          results[workers] = r
-        print(f"  --workers {workers}: {r['clips']} clips, peak memory of the job (PSS) "
+        if (workers, threads) not in results or r["wall_s"] < results[workers, threads]["wall_s"]:
+          results[workers, threads] = r
+        label = f"--workers {workers}" + (f" --threads {threads}" if threads else "")
+        print(f"  {label:24s}: {r['clips']} clips, peak memory of the job (PSS) "
               f"{r['sum_mb']:6.0f} MB, largest process RSS {r['largest_mb']:5.0f} MB, "
-              f"{r['wall_s']:6.1f} s, real-time factor per core "
+              f"{r['wall_s']:6.1f} s, real-time factor per worker "
               f"{seconds / r['wall_s'] / workers:5.1f}x", flush=True)
         shutil.rmtree(out)
     if args.workers > 1:
-      one, all_ = results[1], results[args.workers]
-      print(f"  {args.workers} workers / 1 (fastest of {args.repeats} each): "
-            f"x{one['wall_s'] / all_['wall_s']:.2f} faster, "
-            f"job memory x{all_['sum_mb'] / one['sum_mb']:.2f}")
+      all_ = results[args.workers, None]
+      for key, what in (((1, 1), "1 single-threaded worker"), ((1, None), "1 worker on every core")):
+        print(f"  {args.workers} workers against {what} (fastest of {args.repeats} each): "
+              f"x{results[key]['wall_s'] / all_['wall_s']:.2f} faster, "
+              f"job memory x{all_['sum_mb'] / results[key]['sum_mb']:.2f}")
     if args.reference:
       r = measure(["-c", WHOLE_FILE, src, os.path.basename(video)])
       print(f"  reference, whole-file decode (1 process): {r['stdout'].strip()} clips, peak RSS "
             f"{r['largest_mb']:6.0f} MB, {r['wall_s']:6.1f} s; streaming's largest process "
-            f"uses x{results[1]['largest_mb'] / r['largest_mb']:.3f} of its memory")
+            f"uses x{results[1, None]['largest_mb'] / r['largest_mb']:.3f} of its memory")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import math
 from typing import Iterator
 
 import av
+from av.video.reformatter import VideoReformatter
 import numpy as np
 
 from data_pipelines import fs
@@ -59,19 +60,25 @@ def first_frame_time(container, stream) -> float | None:
 
 
 def _frames_at(container, stream, fps: float, short_side: int, *, first_n: int = 0,
-               t0: float | None = None) -> Iterator[np.ndarray]:
+               t0: float | None = None, threads: int = 0) -> Iterator[np.ndarray]:
   """Frames at times t0 + n/fps for n = first_n, first_n + 1, ..., each the last
   source frame shown at or before it, one at a time: memory holds one decoded
   frame, whatever the video's length. From first_n > 0 (t0 given) the decoder
-  seeks there instead of decoding what comes before."""
+  seeks there instead of decoding what comes before. `threads`: the scaler's
+  (0: FFmpeg's choice, every core); the pixels do not depend on it."""
   w, h = _resized_shape(stream.codec_context.width, stream.codec_context.height, short_side)
   n = first_n
   prev = prev_image = None
+  # One scaler for the stream: frame.to_ndarray(width=...) builds a fresh
+  # SwsContext, and its thread pool, for every frame (2.74 ms per 720p frame
+  # against 2.07 ms reused, on one thread; benchmarks/prepare.py).
+  scaler = VideoReformatter()
 
   def prev_as_array():
     nonlocal prev_image
     if prev_image is None:  # convert lazily: most source frames are never emitted
-      prev_image = prev.to_ndarray(width=w, height=h, format="rgb24")
+      prev_image = scaler.reformat(prev, width=w, height=h, format="rgb24",
+                                   threads=threads).to_ndarray()
     return prev_image
 
   for frame in _frames_from(container, stream, None if first_n == 0 else t0 + first_n / fps):
@@ -281,7 +288,8 @@ def stream_clips(path: str, *, fps: float, sample_rate: int, short_side: int,
   there. A trailing piece shorter than `min_seconds` is dropped. Raises
   BadMediaError (no stream, undecodable, too short, NaN audio) as it goes; a
   caller keeping a file's clips only if it completes keeps what a whole decode
-  would have. `threads`: the video decoder's (0: FFmpeg's choice, every core).
+  would have. `threads`: the video decoder's and the scaler's (0: FFmpeg's
+  choice, every core); the records do not depend on it.
   """
   frames_per_clip = max(1, int(math.floor(clip_seconds * fps)))
   with _bad_media_on_decode_errors(), fs.local_copy(path) as local:
@@ -297,7 +305,8 @@ def stream_clips(path: str, *, fps: float, sample_rate: int, short_side: int,
         t0 = first_frame_time(video_container, vstream)
         if t0 is None:
           return
-      frames = _frames_at(video_container, vstream, fps, short_side, first_n=first_frame, t0=t0)
+      frames = _frames_at(video_container, vstream, fps, short_side, first_n=first_frame, t0=t0,
+                         threads=threads)
       keep_from = int(round(first_frame / fps * sample_rate))
       chunks, start = audio_from(audio_container, audio_container.streams.audio[0], sample_rate,
                                  keep_from)

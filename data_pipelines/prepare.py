@@ -188,16 +188,16 @@ def plan_units(rel: str, root: str, settings: PrepareSettings,
 
 
 def unit_records(root: str, unit: Unit, settings: PrepareSettings, label_map: dict,
-                 labels: list[str], boxes: list, decoder_threads: int = 0) -> Iterator[bytes]:
+                 labels: list[str], boxes: list, threads: int = 0) -> Iterator[bytes]:
   """The serialized records of one unit, a clip at a time (decoded clip by clip:
   memory is bounded by a clip). Raises decode.BadMediaError for a bad file.
-  `decoder_threads` changes the speed, never the records."""
+  `threads` (the video decoder's and scaler's) changes the speed, never the records."""
   from data_pipelines import decode
   for clip in decode.stream_clips(
       fs.join(root, unit.file), fps=settings.fps, sample_rate=settings.sample_rate,
       short_side=settings.frame_size, clip_seconds=settings.clip_seconds,
       min_seconds=settings.min_seconds, first_frame=unit.first_frame, end_frame=unit.end_frame,
-      threads=decoder_threads):
+      threads=threads):
     yield _clip_record(clip, unit.file, settings, label_map, labels, boxes)
 
 
@@ -261,7 +261,7 @@ def write_piece(item: dict) -> dict:
     n = 0
     with open(item["piece"], "wb") as writer:
       for record in unit_records(item["root"], unit, item["settings"], item["label_map"],
-                                 item["labels"], item["boxes"], item["decoder_threads"]):
+                                 item["labels"], item["boxes"], item["threads"]):
         tfrecord.write_record(writer, record)
         n += 1
     return {"clips": n, "reason": None}
@@ -300,18 +300,18 @@ def _ordered_map(pool, fn, items, window: int, order: list[int] | None = None):
     yield futures.pop(k).result()
 
 
-def decoder_threads(workers: int) -> int:
-  """Video decoder threads per worker: the cores shared out, not every worker's
-  decoder taking them all (measured on 2 cores, 2 workers: a range 3% faster
-  with one thread each than with FFmpeg's two each; one worker: its decoder
-  keeps both)."""
+def worker_threads(workers: int) -> int:
+  """Video decoder and scaler threads per worker: the cores shared out, not
+  every worker's FFmpeg taking them all (measured on 2 cores, 2 workers: a range
+  3% faster with one decoder thread each than with two each; one worker: its
+  decoder and scaler keep both)."""
   return max(1, (os.cpu_count() or 1) // workers)
 
 
 def _shard_pieces(job: dict, units: dict, pieces_dir: str, threads: int) -> list[dict]:
   name = fs.basename(_shard_paths(job["output"], job["index"], job["num_shards"])[0])
   return [dict(root=job["root"], unit=unit, settings=job["settings"], label_map=job["label_map"],
-               decoder_threads=threads,
+               threads=threads,
                labels=job["labels"].get(rel, []), boxes=job["boxes"].get(rel, []),
                piece=os.path.join(pieces_dir, f"{name}.{i}.{unit.index}.piece"), shard=job["index"])
           for i, rel in enumerate(job["files"]) for unit in units[rel]]
@@ -385,7 +385,7 @@ class ShardAssembler:
     return self.summary
 
 
-def _write_shards(todo: list[dict], workers: int, range_seconds: float | None,
+def _write_shards(todo: list[dict], workers: int, threads: int, range_seconds: float | None,
                   quiet: bool) -> list[dict]:
   """Plans the units of the shards to do (probing each file's header), decodes
   them on a process pool, and assembles each shard once its units are in."""
@@ -402,7 +402,6 @@ def _write_shards(todo: list[dict], workers: int, range_seconds: float | None,
                          [job["settings"] for job in todo for _ in job["files"]],
                          [range_seconds] * len(files), chunksize=max(1, len(files) // (4 * workers)))
       units = dict(zip(files, planned))
-      threads = decoder_threads(workers)
       items = [it for job in todo for it in _shard_pieces(job, units, pieces_dir, threads)]
       bar = None if quiet else _progress(len(files))
       by_shard = collections.defaultdict(list)
@@ -496,7 +495,7 @@ def describe(manifest: dict, output: str, skipped: list[dict]) -> str:
 
 def prepare(input_path: str, output: str, *, labels_csv: str | None = None,
             boxes_csv: str | None = None, settings: PrepareSettings = PrepareSettings(),
-            workers: int | None = None, files_per_shard: int = 32,
+            workers: int | None = None, threads: int | None = None, files_per_shard: int = 32,
             num_shards: int | None = None, quiet: bool = False, overwrite: bool = False,
             range_seconds: float | None = RANGE_SECONDS) -> dict:
   """Runs the whole prepare job on a local process pool; returns the manifest
@@ -504,7 +503,8 @@ def prepare(input_path: str, output: str, *, labels_csv: str | None = None,
 
   Re-running the same job finishes an interrupted one. An output folder that
   holds another job's shards is refused (PrepareError), unless `overwrite`,
-  which removes everything a prepare job writes there first.
+  which removes everything a prepare job writes there first. `threads`: FFmpeg's
+  decoder and scaler threads in each worker (default worker_threads).
   """
   plan = plan_job(input_path, labels_csv, boxes_csv, files_per_shard, num_shards)
   num_shards, files = plan["num_shards"], plan["files"]
@@ -525,7 +525,9 @@ def prepare(input_path: str, output: str, *, labels_csv: str | None = None,
     else:
       todo.append(job)
   if todo:
-    summaries += _write_shards(todo, workers or os.cpu_count() or 1, range_seconds, quiet)
+    workers = workers or os.cpu_count() or 1
+    summaries += _write_shards(todo, workers, threads or worker_threads(workers), range_seconds,
+                               quiet)
   summaries.sort(key=lambda s: s["shard"])
   skipped = [s for sm in summaries for s in sm["skipped"]]
   write_report(output, skipped)

@@ -328,6 +328,9 @@ def test_beam_options_are_checked(mixed_folder, tmp_path):
   r = run_python(["-m", "avjax.prepare", "--input", str(root), "--output", str(tmp_path / "o"),
                   "--direct_num_workers=2"])
   assert r.returncode != 0 and "direct_num_workers" in r.stderr.strip().splitlines()[-1]
+  r = run_python(["-m", "avjax.prepare", "--input", str(root), "--output", str(tmp_path / "o"),
+                  "--runner=DirectRunner", "--threads=2"])
+  assert r.returncode != 0 and "--threads" in r.stderr.strip().splitlines()[-1]
 
 
 def _write_mkv_with_pcm(path, frames, waveform, fps, rate):
@@ -397,3 +400,27 @@ def test_a_range_resampled_from_near_its_start_has_the_whole_decodes_samples(tmp
     assert start <= keep_from - decode.RESAMPLER_WARMUP_SECONDS * rate or start == 0
     assert (start > 0) == (seconds > 1.5)
     np.testing.assert_array_equal(ranged[keep_from - start:], whole[keep_from:])
+
+
+def test_one_scaler_per_stream_gives_each_frames_own_conversion(tmp_path):
+  """decode._frames_at reuses one scaler, on any number of threads: its frames are
+  what a fresh conversion of each decoded frame gives, pixel for pixel."""
+  from data_pipelines import decode
+  path = str(tmp_path / "noise.mp4")
+  rng = np.random.default_rng(0)
+  with av.open(path, "w") as c:
+    s = c.add_stream("libx264", rate=25)
+    s.width, s.height, s.pix_fmt = 320, 180, "yuv420p"
+    for _ in range(8):
+      image = rng.integers(0, 255, (180, 320, 3), np.uint8)
+      c.mux(s.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+    c.mux(s.encode())
+  w, h = decode._resized_shape(320, 180, 64)
+  with av.open(path) as c:
+    expected = [f.to_ndarray(width=w, height=h, format="rgb24") for f in c.decode(video=0)]
+  assert len(expected) == 8 and expected[0].shape == (64, w, 3)
+  for threads in (1, 2, 0):
+    with av.open(path) as c:
+      got = list(decode._frames_at(c, c.streams.video[0], 25.0, 64, threads=threads))
+    assert len(got) == len(expected)
+    assert all(np.array_equal(a, b) for a, b in zip(got, expected)), threads
