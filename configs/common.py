@@ -109,10 +109,11 @@ def base_config(model: dict, losses: dict, arg: str | None) -> ml_collections.Co
   # Needs boxes; on the embedded dataset use split "test_crowded" (3-4 objects, one sounding).
   # scales: the frame enlarged by each factor too, the map the per-pixel max
   # over them ("1,2": objects half the training size met at the trained size).
+  # fusion: "max" or "mean" of the scales' maps, per pixel.
   # map: "similarity" (location embeddings' cosine with the audio embedding) or
   # "heatmap" (the model's own, AVOL-Net's sigmoid); evaluators/localisation.py.
   c.evals.localisation = ml_collections.ConfigDict(dict(every=0, split="", batch_size=256,
-                                                        pictures=8, scales="1",
+                                                        pictures=8, scales="1", fusion="max",
                                                         map="similarity"))
   # features: "features" (pooled conv features) or "embedding". Folds from
   # folds_csv's fold_column (matched on file_column's base name), else num_folds

@@ -26,9 +26,10 @@ def test_bad_scales_name_the_key(bad):
     localisation.parse_scales(bad)
 
 
-def test_pyramid_map_is_the_per_pixel_max_over_scales(data_dir):
+def test_pyramid_map_is_the_per_pixel_max_or_mean_over_scales(data_dir):
   """scales "1,2" gives exactly the larger of the plain map and the map of the
-  frame enlarged twice (each resized to the crop), and the two differ."""
+  frame enlarged twice (each resized to the crop), and the two differ; fusion
+  "mean" their mean; an unknown fusion names the key."""
   config = tiny_config("avolnet", data_dir)
   config.data.eval_split = "validation"
   model = config_check.check(config, training=False)
@@ -36,9 +37,9 @@ def test_pyramid_map_is_the_per_pixel_max_over_scales(data_dir):
   variables = predict.jit_once(fns.init)(jax.random.PRNGKey(0))
   mesh = mesh_lib.make_mesh(config)
 
-  def maps(scales):
+  def maps(scales, fusion="max"):
     cfg = config.evals.localisation.copy_and_resolve_references()
-    cfg.update(batch_size=8, scales=scales)
+    cfg.update(batch_size=8, scales=scales, fusion=fusion)
     ev = evaluators.build("localisation", cfg, fns=fns, mesh=mesh, data_config=config.data,
                           default_split="validation")
     return ev.boxed(variables)["map"]
@@ -47,6 +48,9 @@ def test_pyramid_map_is_the_per_pixel_max_over_scales(data_dir):
   assert one.shape == two.shape == both.shape and one.shape[1:] == (config.data.crop,) * 2
   np.testing.assert_allclose(both, np.maximum(one, two), rtol=1e-6, atol=1e-6)
   assert np.abs(one - two).max() > 1e-3
+  np.testing.assert_allclose(maps("1,2", "mean"), (one + two) / 2, rtol=1e-5, atol=1e-6)
+  with pytest.raises(ValueError, match="config.evals.localisation.fusion: unknown 'median'"):
+    maps("1,2", "median")
 
 
 def _avol_outputs():

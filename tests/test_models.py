@@ -60,6 +60,20 @@ def test_embeddings_are_unit_norm(name):
   np.testing.assert_allclose(np.linalg.norm(out[key], axis=-1), 1, rtol=1e-5)
 
 
+@pytest.mark.parametrize("last_kernel,seen", [(3, 61), (1, 29)])
+def test_last_kernel_sets_what_a_map_cell_sees(last_kernel, seen):
+  """Three blocks (the tiny AVOL-Net's vision net): a cell of the map depends on
+  61 rows of pixels with 3x3 convs throughout, on 29 when the last block's are
+  1x1 (a 128 px frame, so that the frame's edge does not cut the window)."""
+  net = vgg.VGGSubnet((4, 4, 4), last_kernel=last_kernel)
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(1, 128, 128, 3)), jnp.float32)
+  variables = net.init(jax.random.PRNGKey(0), x, False)
+  assert net.apply(variables, x, False).shape == (1, 16, 16, 4)
+  grad = jax.grad(lambda x: net.apply(variables, x, False)[0, 8, 8].sum())(x)
+  rows = np.flatnonzero(np.abs(np.asarray(grad)).sum(axis=(0, 2, 3)) > 0)
+  assert rows.max() - rows.min() + 1 == seen
+
+
 def test_avol_score_is_max_of_map():
   model = tiny("avolnet", embed_dim=16)
   out, _ = init_with_output(model, jax.random.PRNGKey(1), *tiny_inputs())

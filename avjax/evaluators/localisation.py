@@ -19,8 +19,10 @@ gets its audio-visual objects per frame scored against the box (object_scores).
 
 `scales` (config.evals.localisation.scales, e.g. "1,2") runs the model on the
 frame enlarged by each factor as well (an image pyramid) and keeps, per pixel,
-the largest map value over scales: an object smaller than any seen in training
-is met at a size the model knows, without changing the model or its training.
+the largest map value over scales (`fusion` "max"), or their mean ("mean"): an
+object smaller than any seen in training is met at a size the model knows,
+without changing the model or its training. The max keeps the widest response
+of any scale; the mean keeps what the scales agree on, a tighter foreground.
 """
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ from data_pipelines import fs
 
 
 MAPS = ("similarity", "heatmap")
+FUSIONS = {"max": jnp.max, "mean": jnp.mean}
 
 
 def localisation_map(outputs: dict, size: int, kind: str = "similarity") -> jax.Array:
@@ -86,6 +89,14 @@ def parse_scales(value: str) -> tuple[float, ...]:
   return scales
 
 
+def fusion_fn(name: str):
+  """config.evals.localisation.fusion -> how the pyramid's maps combine per pixel."""
+  if name not in FUSIONS:
+    raise ValueError(f"config.evals.localisation.fusion: unknown {name!r} (one of "
+                     f"{', '.join(FUSIONS)})")
+  return FUSIONS[name]
+
+
 def enlarge(frames: jax.Array, scale: float) -> jax.Array:
   """uint8 frames [..., H, W, 3] -> the same enlarged bilinearly by `scale`, still
   uint8, so that the model's own input path (normalisation) is unchanged."""
@@ -102,12 +113,13 @@ class Localisation(base.Evaluator):
     size = self.data_config.crop
     scales = parse_scales(self.config.scales)
     kind = self.config.map
+    fuse = fusion_fn(self.config.fusion)
     key = self.fns.frame_input
 
     @jax.jit
     def maps(variables, batch):
       outs = [self.apply(variables, {**batch, key: enlarge(batch[key], s)}) for s in scales]
-      m = jnp.max(jnp.stack([localisation_map(o, size, kind) for o in outs]), axis=0)
+      m = fuse(jnp.stack([localisation_map(o, size, kind) for o in outs]), axis=0)
       cam = {"cam": outs[0]["cam"].astype(jnp.float32)} if "cam" in outs[0] else {}
       return {"map": m, **cam}
 

@@ -26,13 +26,15 @@ class AVOLNet(vgg.Towers):
   pooling: str = "max"              # see maths.pool_map
   pooling_temperature: float = 1.0  # "lse"
   pooling_topk: float = 0.1         # "topk": the fraction of map cells averaged
+  vision_last_kernel: int = 3       # see vgg.VGGSubnet.last_kernel
 
   @nn.compact
   def __call__(self, frames, spectrogram, train: bool = False):
     """Either input may be None: then only the other modality's outputs are returned."""
     out = {}
     if frames is not None:
-      v = vgg.VGGSubnet(self.vision_widths, dtype=self.dtype, name="vision")(frames, train)
+      v = vgg.VGGSubnet(self.vision_widths, last_kernel=self.vision_last_kernel, dtype=self.dtype,
+                        name="vision")(frames, train)
       x = nn.relu(nn.Conv(self.embed_dim, (1, 1), dtype=self.dtype, name="vision_conv1")(v))
       v_grid = maths.l2_normalize(nn.Conv(self.embed_dim, (1, 1), dtype=self.dtype,
                                         name="vision_conv2")(x))       # [B, h, w, D]

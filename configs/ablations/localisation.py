@@ -1,11 +1,12 @@
 """AVOL-Net's localisation options: how the map pools into the correspondence
 score (max, log-sum-exp, top-k mean; or max, with top-k in the InfoNCE term
-only), crossed with zoom-out scale augmentation and with same-frame hard
-negatives (losses.hard_negatives). Each point is scored
-on the three boxed test splits (test_crowded: one sounding object among 3-4;
-test_small: objects at half the training size; test_many: among 5-6), on the
-frame alone and with the 1,2,3 image pyramid (`*_pyramid`), beside its random
-initialisation.
+only), crossed with zoom-out scale augmentation, with same-frame hard
+negatives (losses.hard_negatives) and with the last vision block's kernel
+(3, or 1: what a map cell sees shrinks from 61 to 29 px of the 64 px frame).
+Each point is scored on the three boxed test splits (test_crowded: one sounding
+object among 3-4; test_small: objects at half the training size; test_many:
+among 5-6), on the frame alone and with the 1,2,3 image pyramid fused by max
+(`*_pyramid`) and by mean (`*_pyramid_mean`), beside its random initialisation.
 
   avjax-sweep --config=configs/ablations/localisation.py:tiny --workdir=workdirs/sweep_loc
 """
@@ -27,14 +28,17 @@ def get_sweep(arg=None):
              pool("pool=max,nce=topk", "max", "topk")]
   zoom = sweeps.axis("zoom", "data.zoom_out", [0.0, 0.5])
   hard = sweeps.axis("hard_neg", "losses.hard_negatives", [0.0, 1.0])
+  kernel = sweeps.axis("last_kernel", "model.vision_last_kernel", [3, 1])
   splits = ("test_crowded", "test_small", "test_many")
+  pyramids = (("", "1", "max"), ("_pyramid", "1,2,3", "max"), ("_pyramid_mean", "1,2,3", "mean"))
   return sweeps.Sweep(
-      points=sweeps.product(pooling, zoom, hard),
+      points=sweeps.product(pooling, zoom, hard, kernel),
       seeds=3,
       evaluations=[sweeps.Evaluation("test", split="test", evals=("avc",))] + [
           sweeps.Evaluation(split.replace("test_", "") + tag, split=split, evals=("localisation",),
-                            overrides={"evals.localisation.scales": scales})
-          for split in splits for tag, scales in (("", "1"), ("_pyramid", "1,2,3"))],
+                            overrides={"evals.localisation.scales": scales,
+                                       "evals.localisation.fusion": fusion})
+          for split in splits for tag, scales, fusion in pyramids],
       headline=("test/avc_accuracy",
                 *(f"{s.replace('test_', '')}{tag}/localisation_{m}" for s in splits
-                  for tag in ("", "_pyramid") for m in ("pointing", "ciou_fixed", "ap50_fixed"))))
+                  for tag, _, _ in pyramids for m in ("pointing", "ciou_fixed", "ap50_fixed"))))
