@@ -107,9 +107,9 @@ def base_config(model: dict, losses: dict, arg: str | None) -> ml_collections.Co
   c.evals.retrieval = ml_collections.ConfigDict(dict(every=0, split="", batch_size=256, k=30,
                                                      graded=False, pictures=4))
   # Needs boxes; on the embedded dataset use split "test_crowded" (3-4 objects, one sounding).
-  # scales: the frame enlarged by each factor too, the map the per-pixel max
-  # over them ("1,2": objects half the training size met at the trained size).
-  # fusion: "max" or "mean" of the scales' maps, per pixel.
+  # scales: the frame enlarged by each factor too ("1,2": objects half the
+  # training size met at the trained size); fusion: the scales' maps combined
+  # per pixel by "max" (the widest response) or "mean" (what they agree on).
   # map: "similarity" (location embeddings' cosine with the audio embedding) or
   # "heatmap" (the model's own, AVOL-Net's sigmoid); evaluators/localisation.py.
   c.evals.localisation = ml_collections.ConfigDict(dict(every=0, split="", batch_size=256,

@@ -22,8 +22,9 @@ class ConvBNReLU(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool):
-    x = nn.Conv(self.features, (self.kernel, self.kernel), strides=self.strides, padding="SAME", use_bias=False,
-                dtype=self.dtype, kernel_init=nn.initializers.kaiming_normal())(x)
+    x = nn.Conv(self.features, (self.kernel, self.kernel), strides=self.strides, padding="SAME",
+                use_bias=False, dtype=self.dtype,
+                kernel_init=nn.initializers.kaiming_normal())(x)
     # Statistics over the whole (global) batch: under jit on a mesh the mean is
     # taken over the sharded batch axis, so every device sees the same numbers.
     x = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype)(x)
