@@ -44,7 +44,7 @@ _CLIP_SECONDS = flags.DEFINE_float("clip_seconds", 10.0, "longer videos are cut 
 _MIN_SECONDS = flags.DEFINE_float("min_seconds", 1.0, "shorter files and tails are skipped")
 _WORKERS = flags.DEFINE_integer("workers", None, "processes (default: all cores)")
 _THREADS = flags.DEFINE_integer("threads", None, "FFmpeg decoder and scaler threads per worker "
-                                "(default: cores / workers)")
+                                "(default: cores / workers; 0: FFmpeg's choice)")
 _FILES_PER_SHARD = flags.DEFINE_integer("files_per_shard", 32, "input files per output shard")
 _NUM_SHARDS = flags.DEFINE_integer("num_shards", None, "output shards (default: "
                                    "inputs / --files_per_shard)")

@@ -504,8 +504,11 @@ def prepare(input_path: str, output: str, *, labels_csv: str | None = None,
   Re-running the same job finishes an interrupted one. An output folder that
   holds another job's shards is refused (PrepareError), unless `overwrite`,
   which removes everything a prepare job writes there first. `threads`: FFmpeg's
-  decoder and scaler threads in each worker (default worker_threads).
+  decoder and scaler threads in each worker (None: worker_threads; 0: FFmpeg's
+  choice, every core).
   """
+  if threads is not None and threads < 0:
+    raise ValueError(f"--threads: {threads} (use 0 for FFmpeg's choice, or a count >= 1)")
   plan = plan_job(input_path, labels_csv, boxes_csv, files_per_shard, num_shards)
   num_shards, files = plan["num_shards"], plan["files"]
   # Interleaved assignment spreads long and short files evenly over shards.
@@ -526,8 +529,8 @@ def prepare(input_path: str, output: str, *, labels_csv: str | None = None,
       todo.append(job)
   if todo:
     workers = workers or os.cpu_count() or 1
-    summaries += _write_shards(todo, workers, threads or worker_threads(workers), range_seconds,
-                               quiet)
+    threads = worker_threads(workers) if threads is None else threads
+    summaries += _write_shards(todo, workers, threads, range_seconds, quiet)
   summaries.sort(key=lambda s: s["shard"])
   skipped = [s for sm in summaries for s in sm["skipped"]]
   write_report(output, skipped)
