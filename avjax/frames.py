@@ -1,8 +1,9 @@
 """Frames from the reader's uint8 crops to the models' float32 input, on device.
 
 The reader ships uint8 crops and each frame's random draws (`aug_*` keys); the
-jitted step flips, colour-jitters and normalises them here, where XLA fuses the
-per-pixel arithmetic into one pass. In tf.data these unfused float ops cost as
+jitted step (avjax/step_inputs.py) flips, colour-jitters and normalises them
+with these functions, where XLA fuses the per-pixel arithmetic into one pass.
+In tf.data these unfused float ops cost as
 much as decoding the JPEG, and shipping uint8 moves a quarter of the bytes to
 the accelerator. Frames that are already float pass through unchanged.
 """
@@ -10,8 +11,6 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-
-from data_pipelines import contract
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -85,15 +84,3 @@ def stack_to_model_frames(stack, augment: dict | None = None):
   repeat = {k: jnp.repeat(v, t, axis=0) for k, v in (augment or {}).items()}
   flat = to_model_frames(stack.reshape(b * t, *stack.shape[2:]), repeat or None)
   return flat.reshape(b, t, *flat.shape[1:])
-
-
-def model_inputs(batch: dict) -> dict:
-  """A reader batch (inside jit) -> the same batch with `frames` (and a
-  `frame_stack`) as the models take them and the augmentation draws consumed."""
-  augment = {k: batch[k] for k in contract.AUGMENT_KEYS if k in batch}
-  out = {k: v for k, v in batch.items() if k not in contract.AUGMENT_KEYS}
-  if "frames" in out:
-    out["frames"] = to_model_frames(out["frames"], augment)
-  if "frame_stack" in out:
-    out["frame_stack"] = stack_to_model_frames(out["frame_stack"], augment)
-  return out

@@ -24,12 +24,12 @@ from jax.sharding import Mesh
 from avjax import checkpoint as checkpoint_lib
 from avjax import config_check
 from avjax import evaluators
-from avjax import frames as frames_lib
 from avjax import input as input_lib
 from avjax import losses as losses_lib
 from avjax import mesh as mesh_lib
 from avjax import models
 from avjax import predict
+from avjax import step_inputs
 from avjax import summaries
 from avjax import workdir as workdir_lib
 from data_pipelines import fs
@@ -110,9 +110,11 @@ def make_loss_fn(model: nn.Module, config) -> Callable:
 
 def make_update_fn(model, tx, schedule, config):
   loss_fn = make_loss_fn(model, config)
+  spectrogram = input_lib.spectrogram_spec(config.data)
 
   def update(state: TrainState, batch: dict):
-    batch = frames_lib.model_inputs(batch)  # uint8 crops + draws -> augmented float frames
+    # uint8 crops, |STFT| and their draws -> augmented float frames, log-spectrograms
+    batch = step_inputs.model_inputs(batch, spectrogram)
     rng = jax.random.fold_in(state.rng, state.step)
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
     (loss, (batch_stats, loss_metrics)), grads = grad_fn(

@@ -81,7 +81,9 @@ def time_update(batch: int, crop: int, spec_shape: tuple[int, int], steps: int,
   opt = torch.optim.Adam(model.parameters(), lr=1e-4)
   frames = torch.randint(0, 256, (batch, 3, crop, crop), dtype=torch.uint8).to(
       memory_format=memory_format)
-  spec = torch.randn(batch, 1, *spec_shape).to(memory_format=memory_format)
+  # |STFT| windows [B, T, F] and gains, logged in the step as avjax's reader ships them.
+  magnitude = torch.empty(batch, spec_shape[1], spec_shape[0]).exponential_()
+  gain = torch.empty(batch).uniform_(0.5, 2.0)
   flip = torch.rand(batch) < 0.5
   brightness = torch.empty(batch).uniform_(-0.15, 0.15)
   contrast = torch.empty(batch).uniform_(0.7, 1.3)
@@ -90,7 +92,8 @@ def time_update(batch: int, crop: int, spec_shape: tuple[int, int], steps: int,
   def step():
     opt.zero_grad(set_to_none=True)
     x = _augment(frames, flip, brightness, contrast).contiguous(memory_format=memory_format)
-    logits, v, a = model(x, spec)
+    spec = torch.log(magnitude * gain[:, None, None] + 1e-5).transpose(1, 2)[:, None]
+    logits, v, a = model(x, spec.contiguous(memory_format=memory_format))
     loss = _loss(logits, v, a, label)
     loss.backward()
     opt.step()

@@ -34,7 +34,7 @@ def random_gain(seed, gain_db):
 
 def frame_augment_params(seed, *, spec: ReaderSpec) -> dict:
   """One frame's random draws: the crop seed, and the flip and colour jitter
-  that avjax.frames applies on device (keys avjax.frames.AUGMENT_KEYS)."""
+  that the jitted step applies (avjax/step_inputs.py; contract.AUGMENT_KEYS)."""
   seeds = tf.random.experimental.stateless_split(seed, 5)
   j = spec.colour_jitter
   out = {
@@ -240,10 +240,15 @@ def decode_for_batch(clip: dict, *, spec: ReaderSpec, train: bool) -> dict:
 
 
 def add_spectrograms(batch: dict, spec: ReaderSpec,
-                     keys=(("audio", "gain", "spectrogram"),)) -> dict:
+                     keys=(("audio", "gain", "spectrogram"),), *, log_on_device: bool = False) -> dict:
   """Replaces batched waveforms [B, N] (or stored |STFT| windows [B, T, F]) and
   their gains [B] by log-spectrograms [B, F, T, 1]; with spec.audio="waveform",
-  by the waveforms times their gains, under "waveform" for "spectrogram"."""
+  by the waveforms times their gains, under "waveform" for "spectrogram".
+
+  `log_on_device` (training): float32 |STFT| [B, T, F] under "stft_magnitude"
+  and the gains under "aug_gain" instead, for the jitted step to take the log
+  (avjax/step_inputs.py); one key triple only.
+  """
   batch = dict(batch)
   for audio_key, gain_key, spec_key in keys:
     audio, gain = batch.pop(audio_key), batch.pop(gain_key)
@@ -254,6 +259,10 @@ def add_spectrograms(batch: dict, spec: ReaderSpec,
       magnitude = audio
     else:
       magnitude = spectrogram_lib.stft_magnitude(audio, spec.spectrogram)
+    if log_on_device:
+      assert len(keys) == 1, "the step logs one spectrogram per example"
+      batch["stft_magnitude"], batch["aug_gain"] = tf.cast(magnitude, tf.float32), gain
+      continue
     magnitude = magnitude * tf.cast(gain, magnitude.dtype)[:, None, None]
     batch[spec_key] = spectrogram_lib.log_of_magnitude(magnitude, spec.spectrogram)[..., None]
   return batch

@@ -1,8 +1,9 @@
 """The batch contract: every key a reader batch carries, its dtype, shape and meaning.
 
 The reader (data_pipelines/reader.py) produces host batches of these keys;
-avjax/input.py ships the device keys to the mesh, avjax/frames.py consumes the
-augmentation draws inside the jitted step, and models and losses read the rest.
+avjax/input.py ships the device keys to the mesh, avjax/step_inputs.py turns a
+training batch's uint8 crops, |STFT| windows and augmentation draws into the
+models' inputs inside the jitted step, and models and losses read the rest.
 Shapes are per example (the batch axis comes first); names in them are sizes
 fixed by the reader's spec: `crop` (frame side), `bins` and `frames` (the
 log-spectrogram's), `classes` (the manifest's labels).
@@ -27,11 +28,11 @@ class Key:
   meaning: str
   modes: tuple = (TRAIN, EVAL)
   device: bool = True        # False: host bookkeeping, never sent to the accelerator
-  augmentation: bool = False  # a random draw that avjax.frames applies on device
+  augmentation: bool = False  # a random draw that the jitted step applies (avjax.step_inputs)
   optional: bool = False     # only in the batches of a method that asks for it
   # The audio input: a batch carries the spectrogram keys or the waveform keys
   # (config.data.audio), so each is required only in the absence of the other.
-  audio: bool = False
+  audio: str = ""            # "spectrogram" or "waveform": the kind of audio this key serves
 
 
 KEYS: dict[str, Key] = {
@@ -52,9 +53,18 @@ KEYS: dict[str, Key] = {
                        "the audio window, cropped as `frames` (SoundNet's teacher inputs)",
                        optional=True),
     "spectrogram": Key("float32", ("bins", "frames", 1),
-                       "log |STFT| of the 1 s window paired with the frame", audio=True),
+                       "log |STFT| of the 1 s window paired with the frame", (EVAL,),
+                       audio="spectrogram"),
+    # Training ships |STFT| and its gain, and the step takes the log (avjax/step_inputs.py):
+    # on the host the log was a quarter of the reader's work per example.
+    "stft_magnitude": Key("float32", ("frames", "bins"),
+                          "|STFT| of the 1 s window paired with the frame, before its gain; "
+                          "the step turns it into `spectrogram`", (TRAIN,), audio="spectrogram"),
+    "aug_gain": Key("float32", (), "the audio window's random gain (+-config.data.gain_db), "
+                    "a factor on stft_magnitude", (TRAIN,), augmentation=True,
+                    audio="spectrogram"),
     "waveform": Key("float32", ("samples",), "the raw audio window paired with the frame, "
-                    "gain applied (config.data.audio='waveform': SoundNet's input)", audio=True),
+                    "gain applied (config.data.audio='waveform': SoundNet's input)", audio="waveform"),
     "label": Key("int32", (), "1 = the audio comes from the frame's video (with shifted "
                  "negatives: 1 = in sync)", (TRAIN,)),
     "video_id": Key("int32", (), "hash of the frame's source file", device=False),
@@ -72,9 +82,10 @@ KEYS: dict[str, Key] = {
     "fps": Key("float32", (), "frame rate of the clip", device=False),
     # Evaluation: every clip once, in file order, padded to whole batches.
     "neg_spectrogram": Key("float32", ("bins", "frames", 1),
-                           "the next clip's window: this frame's negative pair", (EVAL,), audio=True),
+                           "the next clip's window: this frame's negative pair", (EVAL,),
+                           audio="spectrogram"),
     "neg_waveform": Key("float32", ("samples",), "neg_spectrogram's window as a waveform "
-                        "(config.data.audio='waveform')", (EVAL,), audio=True),
+                        "(config.data.audio='waveform')", (EVAL,), audio="waveform"),
     "neg_label": Key("int32", (), "1 if the next clip is of the same video (with shifted "
                      "negatives: 0, the clip's own window out of sync)", (EVAL,)),
     "labels": Key("int32", ("classes",), "multi-hot class labels of the frame's clip (zeros: "
@@ -96,9 +107,10 @@ def keys(mode: str) -> dict[str, Key]:
 
 AUGMENT_KEYS = tuple(name for name, k in KEYS.items() if k.augmentation)
 HOST_ONLY = tuple(name for name, k in KEYS.items() if not k.device)
-FRAME_KEYS = ("frames", "frame_stack") + AUGMENT_KEYS   # what a training example's frame brings
-AUDIO_KEYS = {"spectrogram": tuple(n for n, k in KEYS.items() if k.audio and "spectrogram" in n),
-              "waveform": tuple(n for n, k in KEYS.items() if k.audio and "waveform" in n)}
+# What a training example's frame brings: its crops and their draws.
+FRAME_KEYS = ("frames", "frame_stack") + tuple(n for n in AUGMENT_KEYS if not KEYS[n].audio)
+AUDIO_KEYS = {kind: tuple(n for n, k in KEYS.items() if k.audio == kind)
+              for kind in ("spectrogram", "waveform")}
 
 
 def violations(batch: Mapping[str, np.ndarray], mode: str, sizes: Mapping[str, int]) -> list[str]:

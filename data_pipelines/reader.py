@@ -3,9 +3,10 @@
 This module is the file and dataset side: shards and their manifest, the
 record stream, batching. What happens to one clip (windows, crops, boxes,
 spectrograms) is in clip_ops.py, the pairing rule in pairs.py, and the keys of
-the batches it yields in contract.py. Frames leave as uint8 crops with their
-augmentation draws (`aug_*`); avjax.frames turns them into the contract's
-float32 frames on the device.
+the batches it yields in contract.py. In training, frames leave as uint8 crops
+and audio as |STFT| windows, with their augmentation draws (`aug_*`); the
+jitted step (avjax/step_inputs.py) jitters and normalises the frames and takes
+the log-spectrograms on the device. Evaluation batches carry log-spectrograms.
 
 Training batches hold frame/audio pairs: a frame at time t with the 1 s of audio
 centred on it (label 1), or with 1 s of audio from another video (label 0). Every
@@ -285,7 +286,8 @@ def train_dataset(files: Sequence[str], *, spec: ReaderSpec, batch_size: int, se
   batches = examples.batch(batch_size, drop_remainder=True)
   ds = pairs.pair_batches(batches, negatives=spec.negatives,
                           negative_fraction=spec.negative_fraction)
-  ds = ds.map(graph_fn(lambda b: clip_ops.add_spectrograms(b, spec)), num_parallel_calls=AUTOTUNE)
+  ds = ds.map(graph_fn(lambda b: clip_ops.add_spectrograms(b, spec, log_on_device=True)),
+              num_parallel_calls=AUTOTUNE)
   options = tf.data.Options()
   options.deterministic = True
   return ds.with_options(options).prefetch(AUTOTUNE)

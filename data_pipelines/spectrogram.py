@@ -96,8 +96,15 @@ def stft_magnitude(waveform, spec: SpectrogramSpec):
   return tf.abs(stft)
 
 
-def log_of_magnitude(magnitude, spec: SpectrogramSpec):
-  """[..., frames, bins] |STFT| -> [..., bins, frames] float32 log(|STFT| + offset)."""
+def log_of_magnitude(magnitude, spec: SpectrogramSpec, xp=None):
+  """[..., frames, bins] |STFT| -> [..., bins, frames] float32 log(|STFT| + offset).
+
+  TensorFlow by default; `xp` (jax.numpy, numpy) for the same in that library:
+  the jitted training step takes its log there (avjax/step_inputs.py).
+  """
+  if xp is not None:
+    logmag = xp.log(magnitude + xp.asarray(spec.log_offset, magnitude.dtype))
+    return xp.swapaxes(logmag, -1, -2).astype(xp.float32)
   import tensorflow as tf
   logmag = tf.math.log(magnitude + tf.cast(spec.log_offset, magnitude.dtype))
   return tf.cast(tf.linalg.matrix_transpose(logmag), tf.float32)

@@ -82,7 +82,8 @@ def test_device_and_host_keys_partition_the_contract():
                                      "filename", "clip_id", "clip_index", "audio_shift",
                                      "audio_offset"}
   assert set(contract.AUGMENT_KEYS) == {"aug_flip", "aug_brightness", "aug_contrast",
-                                        "aug_saturation", "aug_zoom"}
+                                        "aug_saturation", "aug_zoom", "aug_gain"}
+  assert "aug_gain" not in contract.FRAME_KEYS
 
 
 @pytest.mark.parametrize("name", ["l3", "avenet", "avolnet", "selavi", "avcontrastive", "cosine",

@@ -4,7 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import tensorflow as tf
 
-from avjax import frames
+from avjax import frames, step_inputs
+from data_pipelines.spectrogram import SpectrogramSpec
 
 
 def test_colour_matrix_equals_the_ops_it_replaces():
@@ -44,10 +45,16 @@ def test_without_draws_only_normalises_and_float_passes_through():
                              rtol=1e-6)
   already = jnp.ones((1, 2, 2, 3), jnp.float32)
   assert frames.to_model_frames(already) is already
-  batch = frames.model_inputs({"frames": jnp.asarray(crops), "label": jnp.ones(1),
-                               "aug_flip": jnp.zeros(1, bool), "aug_brightness": jnp.zeros(1),
-                               "aug_contrast": jnp.ones(1), "aug_saturation": jnp.ones(1)})
-  assert set(batch) == {"frames", "label"} and batch["frames"].dtype == jnp.float32
+  spec = SpectrogramSpec(sample_rate=8000, win_length=256, hop_length=160, n_fft=256)
+  magnitude = np.full((1, spec.num_frames, spec.num_bins), 6.0, np.float32)
+  batch = step_inputs.model_inputs(
+      {"frames": jnp.asarray(crops), "label": jnp.ones(1), "stft_magnitude": magnitude,
+       "aug_gain": jnp.full(1, 0.5), "aug_flip": jnp.zeros(1, bool),
+       "aug_brightness": jnp.zeros(1), "aug_contrast": jnp.ones(1),
+       "aug_saturation": jnp.ones(1)}, spec)
+  assert set(batch) == {"frames", "label", "spectrogram"} and batch["frames"].dtype == jnp.float32
+  assert batch["spectrogram"].shape == (1, spec.num_bins, spec.num_frames, 1)
+  np.testing.assert_allclose(batch["spectrogram"], np.log(3.0 + spec.log_offset), rtol=1e-6)
 
 
 def test_zoom_out_shrinks_onto_a_mean_colour_canvas():

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from avjax import step_inputs
 from data_pipelines import clip_ops
 from data_pipelines import reader as reader_lib
 from data_pipelines import spectrogram as spectrogram_lib
@@ -41,14 +42,19 @@ def test_contract(data_dir, negatives):
   for k in ("aug_brightness", "aug_contrast", "aug_saturation"):
     assert batch[k].shape == (BATCH,) and batch[k].dtype == np.float32, k
   assert 0.7 <= batch["aug_contrast"].min() and batch["aug_contrast"].max() <= 1.3
-  assert batch["spectrogram"].shape == (BATCH, 129, 49, 1)
-  assert batch["spectrogram"].dtype == np.float32
+  # |STFT| windows and their gains; the step takes the log (avjax.step_inputs).
+  assert batch["stft_magnitude"].shape == (BATCH, 49, 129)
+  assert batch["stft_magnitude"].dtype == np.float32 and batch["aug_gain"].dtype == np.float32
+  assert "spectrogram" not in batch
   assert batch["label"].shape == (BATCH,) and batch["label"].dtype == np.int32
-  assert np.all(np.isfinite(batch["spectrogram"]))
+  spectrogram = np.asarray(step_inputs.log_spectrogram(batch["stft_magnitude"], batch["aug_gain"],
+                                                       SPEC))
+  assert spectrogram.shape == (BATCH, 129, 49, 1) and spectrogram.dtype == np.float32
+  assert np.all(np.isfinite(spectrogram))
   # Real pictures, log-spectrograms of real (not all-zero) audio.
   assert batch["frames"].std() > 5
-  assert batch["spectrogram"].std() > 0.5
-  assert batch["spectrogram"].max() > np.log(SPEC.log_offset) + 5
+  assert spectrogram.std() > 0.5
+  assert spectrogram.max() > np.log(SPEC.log_offset) + 5
 
 
 @pytest.mark.parametrize("negatives", ["stream", "in_batch"])
@@ -222,8 +228,9 @@ def test_stored_spectrogram_equals_computing_it(data_dir, negatives):
   for a, b in zip(take(stored.train_iterator(), 2), take(computed.train_iterator(), 2)):
     assert a.keys() == b.keys()
     for k in a:
-      if k == "spectrogram":
-        np.testing.assert_allclose(a[k], b[k], atol=1e-5, rtol=0)
+      if k == "stft_magnitude":  # compared as the step's log-spectrograms
+        logs = [step_inputs.log_spectrogram(x[k], x["aug_gain"], SPEC) for x in (a, b)]
+        np.testing.assert_allclose(*logs, atol=1e-5, rtol=0)
       else:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
   a, b = next(stored.eval_iterator()), next(computed.eval_iterator())

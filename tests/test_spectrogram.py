@@ -67,7 +67,10 @@ def test_rejects_window_longer_than_fft():
 
 def test_stored_magnitude_windows_match_librosa_inside_tf_data():
   """prepare's float32 whole-clip |STFT|, sliced and gained by the reader, is the
-  log-spectrogram of the gained window to 1e-4, as computing it would be."""
+  log-spectrogram of the gained window to 1e-4, as computing it would be; the
+  training step's log on the device gives the host's to 1e-6."""
+  import jax
+  from avjax import step_inputs
   from data_pipelines import clip_ops, reader_spec
   from data_pipelines.spectrogram import stft_magnitude
   spec = reader_spec.ReaderSpec(spectrogram=PAPER, stored_spectrogram=True)
@@ -77,8 +80,14 @@ def test_stored_magnitude_windows_match_librosa_inside_tf_data():
     stored = stft_magnitude(tf.constant(y), PAPER).numpy().astype("<f4").tobytes()
     ds = tf.data.Dataset.from_tensor_slices((starts, gains)).map(
         lambda s, g: {"audio": clip_ops.magnitude_window(tf.constant(stored), s, PAPER), "gain": g})
-    batch = clip_ops.add_spectrograms(next(iter(ds.batch(3))), spec)
-    for s, g, out in zip(starts, gains, batch["spectrogram"].numpy()[..., 0]):
+    batch = next(iter(ds.batch(3)))
+    host = clip_ops.add_spectrograms(batch, spec)["spectrogram"].numpy()
+    # Training: the reader ships |STFT| and gains, and the jitted step takes the log.
+    shipped = clip_ops.add_spectrograms(batch, spec, log_on_device=True)
+    device = np.asarray(jax.jit(step_inputs.log_spectrogram, static_argnums=2)(
+        shipped["stft_magnitude"].numpy(), shipped["aug_gain"].numpy(), PAPER))
+    np.testing.assert_allclose(device, host, atol=1e-6, rtol=0)
+    for s, g, out in zip(starts, gains, host[..., 0]):
       ref = librosa_reference(y[s:s + PAPER.num_samples].astype(np.float64) * g, PAPER)
       err = np.abs(out - ref).max()
       assert err <= 1e-4, f"{name} at {s}: max abs error {err}"

@@ -1,0 +1,41 @@
+"""A training batch as the reader ships it -> the models' inputs, inside the jitted step.
+
+The reader leaves per-element arithmetic to the device, where XLA fuses it into
+one pass over the batch and the host's cores stay on what only they can do
+(reading records, decoding JPEGs): frames come as uint8 crops with their
+augmentation draws (avjax/frames.py), audio as |STFT| windows with their gains.
+On the host, log-spectrograms were a quarter of the paper-scale reader's work
+per example (benchmarks/pipeline.py). Evaluation batches carry uint8 crops
+without draws and log-spectrograms already computed on the host.
+"""
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from avjax import frames as frames_lib
+from data_pipelines import contract
+from data_pipelines import spectrogram as spectrogram_lib
+
+
+def log_spectrogram(magnitude, gain, spec: spectrogram_lib.SpectrogramSpec):
+  """|STFT| [B, T, F] and gains [B] -> log-spectrograms [B, F, T, 1] float32, as
+  the evaluation reader computes them on the host (clip_ops.add_spectrograms)."""
+  scaled = magnitude * gain.astype(magnitude.dtype)[:, None, None]
+  return spectrogram_lib.log_of_magnitude(scaled, spec, xp=jnp)[..., None]
+
+
+def model_inputs(batch: dict, spec: spectrogram_lib.SpectrogramSpec) -> dict:
+  """A reader batch (inside jit) -> the same batch with `frames` (and a
+  `frame_stack`) as the models take them, `spectrogram` from `stft_magnitude`,
+  and the augmentation draws consumed. `spec` gives the log's offset."""
+  augment = {k: batch[k] for k in contract.AUGMENT_KEYS if k in batch}
+  out = {k: v for k, v in batch.items() if k not in contract.AUGMENT_KEYS}
+  frame_draws = {k: v for k, v in augment.items() if not contract.KEYS[k].audio}
+  if "frames" in out:
+    out["frames"] = frames_lib.to_model_frames(out["frames"], frame_draws)
+  if "frame_stack" in out:
+    out["frame_stack"] = frames_lib.stack_to_model_frames(out["frame_stack"], frame_draws)
+  if "stft_magnitude" in out:
+    gain = augment.get("aug_gain", jnp.ones(out["stft_magnitude"].shape[:1], jnp.float32))
+    out["spectrogram"] = log_spectrogram(out.pop("stft_magnitude"), gain, spec)
+  return out
