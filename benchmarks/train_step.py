@@ -5,8 +5,10 @@
 Times the jitted, donated update that the trainer runs (paper scale: 224 px
 frames, 257x199 spectrograms) on synthetic batches, after compilation. In the
 same process it times, as references: the forward pass alone (evaluation), the
-update with bfloat16 compute, and, for AVE-Net when `torch` is importable (the
-`bench` extra), a PyTorch AVE-Net of the same shapes (benchmarks/torch_avenet.py)
+update with bfloat16 compute, on CPU the update with XLA's own filter gradients
+in place of avjax/models/conv.py's per-tap ones, and, for AVE-Net when `torch`
+is importable (the `bench` extra), a PyTorch AVE-Net of the same shapes
+(benchmarks/torch_avenet.py)
 in NCHW and channels_last layouts. It prints each one's ratio to avjax's float32
 update, the update's FLOPs per example (XLA's cost analysis of the compiled
 update) and each one's achieved FLOP/s, and on an accelerator of known peak the
@@ -24,6 +26,7 @@ import numpy as np
 
 from avjax import mesh as mesh_lib
 from avjax import predict, train
+from avjax.models import conv as conv_lib
 from configs import avenet, avolnet, l3
 
 CONFIGS = {"avenet": avenet, "avolnet": avolnet, "l3": l3}
@@ -143,6 +146,11 @@ def main():
   base, flops = bench_update(config, args.batch, args.steps, mesh)
   rows = [("avjax train step, float32", base)]
   rows.append(("avjax forward only (eval)", bench_forward(config, args.batch, args.steps, mesh)))
+  if device.platform == "cpu":  # the same update with XLA's own filter gradients
+    threshold, conv_lib.MIN_TAP_PIXELS = conv_lib.MIN_TAP_PIXELS, sys.maxsize
+    rows.append(("avjax train step, float32, XLA's filter gradients",
+                 bench_update(config, args.batch, args.steps, mesh)[0]))
+    conv_lib.MIN_TAP_PIXELS = threshold
   bf16 = config.copy_and_resolve_references()
   bf16.model.dtype = "bfloat16"
   bf16_sec, _ = bench_update(bf16, args.batch, args.steps, mesh)

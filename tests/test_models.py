@@ -186,3 +186,38 @@ def test_one_paper_scale_update_step_on_small_inputs(name):
   moved = [float(jnp.abs(a - b).max()) for a, b in zip(jax.tree.leaves(new.params),
                                                         jax.tree.leaves(state.params))]
   assert max(moved) > 0
+
+
+@pytest.mark.parametrize("pads", [((1, 1), (1, 1)), ((0, 2), (2, 0))])
+def test_tap_conv_gradients_equal_lax(pads):
+  """The per-tap filter gradient (conv.tap_conv, taken on CPU from 3,000 output
+  pixels up) gives lax's gradients, with lax's forward and input gradient."""
+  from jax import lax
+  from avjax.models import conv
+  r = np.random.default_rng(0)
+  x = jnp.asarray(r.normal(size=(2, 9, 7, 5)).astype(np.float32))
+  w = jnp.asarray(r.normal(size=(3, 3, 5, 4)).astype(np.float32))
+  plain = lambda x, w: lax.conv_general_dilated(x, w, (1, 1), pads,
+                                                dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  loss = lambda f: lambda x, w: jnp.sum(jnp.sin(f(x, w)))
+  np.testing.assert_array_equal(conv.tap_conv(x, w, pads), plain(x, w))
+  ours, theirs = (jax.grad(loss(f), (0, 1))(x, w)
+                  for f in (lambda x, w: conv.tap_conv(x, w, pads), plain))
+  np.testing.assert_array_equal(ours[0], theirs[0])
+  np.testing.assert_allclose(ours[1], theirs[1], atol=1e-5, rtol=1e-5)
+
+
+def test_vgg_convolutions_take_the_tap_route_on_large_cpu_maps_only():
+  from avjax.models import conv
+  route = lambda hw, strides=(1, 1): conv.takes_tap_route(
+      (16, *hw, 64), (3, 3, 64, 64), strides, None, None, ("NHWC", "HWIO", "NHWC"), 1)
+  assert route((56, 56)) and route((129, 100)) and not route((28, 28))
+  assert not route((112, 112), strides=(2, 2))
+  assert not conv.takes_tap_route((16, 56, 56, 64), (1, 1, 64, 64), (1, 1), None, None,
+                                  ("NHWC", "HWIO", "NHWC"), 1)
+  # A VGG block at a 56x56 map takes it on CPU (tap_conv's gradients are tested above).
+  block = vgg.ConvBNReLU(8)
+  x = jnp.asarray(np.random.default_rng(1).normal(size=(2, 56, 56, 3)).astype(np.float32))
+  variables = block.init(jax.random.PRNGKey(0), x, train=False)
+  jaxpr = str(jax.make_jaxpr(lambda v: block.apply(v, x, train=False))(variables))
+  assert ("custom_vjp_call" in jaxpr) == (jax.default_backend() == "cpu")

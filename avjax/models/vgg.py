@@ -12,6 +12,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from avjax import maths
+from avjax.models import conv as conv_lib
 
 
 class ConvBNReLU(nn.Module):
@@ -22,9 +23,10 @@ class ConvBNReLU(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool):
+    # conv_lib's filter gradient on CPU where XLA:CPU's own is slow; lax's elsewhere.
     x = nn.Conv(self.features, (self.kernel, self.kernel), strides=self.strides, padding="SAME",
-                use_bias=False, dtype=self.dtype,
-                kernel_init=nn.initializers.kaiming_normal())(x)
+                use_bias=False, dtype=self.dtype, kernel_init=nn.initializers.kaiming_normal(),
+                conv_general_dilated=conv_lib.conv_general_dilated)(x)
     # Statistics over the whole (global) batch: under jit on a mesh the mean is
     # taken over the sharded batch axis, so every device sees the same numbers.
     x = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype)(x)
