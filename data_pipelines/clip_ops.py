@@ -249,6 +249,9 @@ def add_spectrograms(batch: dict, spec: ReaderSpec,
   and the gains under "aug_gain" instead, for the jitted step to take the log
   (avjax/step_inputs.py); one key triple only.
   """
+  if log_on_device and len(keys) != 1:
+    raise ValueError(f"log_on_device ships one |STFT| per example under 'stft_magnitude'; "
+                     f"got {len(keys)} audio keys {keys}")
   batch = dict(batch)
   for audio_key, gain_key, spec_key in keys:
     audio, gain = batch.pop(audio_key), batch.pop(gain_key)
@@ -260,7 +263,6 @@ def add_spectrograms(batch: dict, spec: ReaderSpec,
     else:
       magnitude = spectrogram_lib.stft_magnitude(audio, spec.spectrogram)
     if log_on_device:
-      assert len(keys) == 1, "the step logs one spectrogram per example"
       batch["stft_magnitude"], batch["aug_gain"] = tf.cast(magnitude, tf.float32), gain
       continue
     magnitude = magnitude * tf.cast(gain, magnitude.dtype)[:, None, None]
