@@ -6,7 +6,8 @@ Times the jitted, donated update that the trainer runs (paper scale: 224 px
 frames, 257x199 spectrograms) on synthetic batches, after compilation. In the
 same process it times, as references: the forward pass alone (evaluation), the
 update with bfloat16 compute, on CPU the update with XLA's own filter gradients
-in place of avjax/models/conv.py's per-tap ones, and, for AVE-Net when `torch`
+in place of avjax/models/conv.py's per-tap ones and with lax's max-pool gradient
+in place of conv.max_pool_2x2's, and, for AVE-Net when `torch`
 is importable (the `bench` extra), a PyTorch AVE-Net of the same shapes
 (benchmarks/torch_avenet.py)
 in NCHW and channels_last layouts. It prints each one's ratio to avjax's float32
@@ -146,11 +147,17 @@ def main():
   base, flops = bench_update(config, args.batch, args.steps, mesh)
   rows = [("avjax train step, float32", base)]
   rows.append(("avjax forward only (eval)", bench_forward(config, args.batch, args.steps, mesh)))
-  if device.platform == "cpu":  # the same update with XLA's own filter gradients
+  if device.platform == "cpu":  # the same update with lax's own layers, one at a time
     threshold, conv_lib.MIN_TAP_PIXELS = conv_lib.MIN_TAP_PIXELS, sys.maxsize
     rows.append(("avjax train step, float32, XLA's filter gradients",
                  bench_update(config, args.batch, args.steps, mesh)[0]))
-    conv_lib.MIN_TAP_PIXELS = threshold
+    conv_lib.MIN_TAP_PIXELS, conv_lib.CPU_MAX_POOL = threshold, False
+    rows.append(("avjax train step, float32, lax's max-pool gradient",
+                 bench_update(config, args.batch, args.steps, mesh)[0]))
+    conv_lib.MIN_TAP_PIXELS = sys.maxsize
+    rows.append(("avjax train step, float32, lax's layers (both)",
+                 bench_update(config, args.batch, args.steps, mesh)[0]))
+    conv_lib.MIN_TAP_PIXELS, conv_lib.CPU_MAX_POOL = threshold, True
   bf16 = config.copy_and_resolve_references()
   bf16.model.dtype = "bfloat16"
   bf16_sec, _ = bench_update(bf16, args.batch, args.steps, mesh)
@@ -163,7 +170,7 @@ def main():
   for name, sec in rows:
     achieved = (f"  {per_example * args.batch / sec / 1e9:7.1f} GFLOP/s"
                 if per_example and "forward" not in name else "")
-    print(f"  {name:36s} {sec * 1e3:9.1f} ms/step  {args.batch / sec:8.1f} examples/s  "
+    print(f"  {name:50s} {sec * 1e3:9.1f} ms/step  {args.batch / sec:8.1f} examples/s  "
           f"x{base / sec:.2f} the float32 update's speed{achieved}")
   for name, sec in rows:
     if name.startswith("PyTorch"):

@@ -1,4 +1,4 @@
-"""Convolutions whose training step XLA:CPU runs well.
+"""Convolutions (and the VGG towers' pooling) whose training step XLA:CPU runs well.
 
 XLA:CPU computes a 3x3 convolution's filter gradient as one convolution whose
 window is the whole feature map, and runs it at 20-35 GFLOP/s on maps of 56x56
@@ -7,7 +7,8 @@ or more, where the forward convolution and the input gradient run at 110-180
 kernel tap (the tap's shifted input against the output gradient, contracting
 over batch and pixels) runs at 40-75 GFLOP/s there, and slower than XLA's from
 28x28 down. `conv_general_dilated` takes that route for those layers on CPU
-only: accelerators and every other convolution keep lax's.
+only: accelerators and every other convolution keep lax's. `max_pool_2x2`
+does the same for the towers' 2x2 max pooling.
 """
 from __future__ import annotations
 
@@ -20,6 +21,11 @@ from jax import lax
 # Output maps from this many pixels up take the per-tap filter gradient on CPU:
 # at 56x56 (3,136) it was 2.4x XLA's; at 28x28 (784) 0.85x.
 MIN_TAP_PIXELS = 3000
+# Whether the towers' 2x2 max pooling takes `max_pool_2x2`'s gradient on CPU
+# (benchmarks/train_step.py turns it off for its reference row), and from how
+# many input pixels: measured from 56x56 up (74 against 246 ms at 112x112x64).
+CPU_MAX_POOL = True
+MIN_POOL_PIXELS = 3000
 
 
 def tap_filter_grad(x, g, pads, kernel_hw):
@@ -88,3 +94,46 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
   return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                                   dimension_numbers, feature_group_count, precision=precision,
                                   **kwargs)
+
+
+# ----------------------------------------------------------------------------
+# 2x2 max pooling
+# ----------------------------------------------------------------------------
+def _windows(x):
+  """[B, H, W, C] -> [B, H/2, 2, W/2, 2, C], an odd last row or column dropped
+  (VALID pooling)."""
+  b, h, w, c = x.shape
+  return x[:, :h - h % 2, :w - w % 2].reshape(b, h // 2, 2, w // 2, 2, c)
+
+
+@jax.custom_vjp
+def max_pool_2x2(x):
+  """nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID") with a gradient of
+  elementwise ops: XLA:CPU runs lax's (a reduce-window that tracks argmax
+  indices in int32 maps of the input's size, then a scatter) 3-10x slower. The
+  gradient goes to each window's first maximum in row-major order, as lax's does."""
+  return jnp.max(_windows(x), axis=(2, 4))
+
+
+def _max_pool_fwd(x):
+  y = max_pool_2x2(x)
+  return y, (x, y)
+
+
+def _max_pool_bwd(residuals, g):
+  x, y = residuals
+  win = _windows(x)
+  hit = win == y[:, :, None, :, None]
+  # The first hit in (row, column) order takes the gradient, as in lax's.
+  h00, h01, h10, h11 = (hit[:, :, i, :, j] for i in range(2) for j in range(2))
+  f01 = h01 & ~h00
+  f10 = h10 & ~(h00 | h01)
+  f11 = h11 & ~(h00 | h01 | h10)
+  first = jnp.stack([jnp.stack([h00, f01], axis=3), jnp.stack([f10, f11], axis=3)], axis=2)
+  d = jnp.where(first, g[:, :, None, :, None], jnp.zeros((), g.dtype))
+  b, h, w, c = x.shape
+  d = d.reshape(b, h - h % 2, w - w % 2, c)
+  return (jnp.pad(d, ((0, 0), (0, h % 2), (0, w % 2), (0, 0))),)
+
+
+max_pool_2x2.defvjp(_max_pool_fwd, _max_pool_bwd)
