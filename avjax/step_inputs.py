@@ -20,8 +20,7 @@ from data_pipelines import spectrogram as spectrogram_lib
 def log_spectrogram(magnitude, gain, spec: spectrogram_lib.SpectrogramSpec):
   """|STFT| [B, T, F] and gains [B] -> log-spectrograms [B, F, T, 1] float32, as
   the evaluation reader computes them on the host (clip_ops.add_spectrograms)."""
-  scaled = magnitude * gain.astype(magnitude.dtype)[:, None, None]
-  return spectrogram_lib.log_of_magnitude(scaled, spec, xp=jnp)[..., None]
+  return spectrogram_lib.log_of_gained_magnitude(magnitude, gain, spec, xp=jnp)[..., None]
 
 
 def model_inputs(batch: dict, spec: spectrogram_lib.SpectrogramSpec) -> dict:

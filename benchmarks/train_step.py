@@ -7,7 +7,7 @@ frames, 257x199 spectrograms) on synthetic batches, after compilation. In the
 same process it times, as references: the forward pass alone (evaluation), the
 update with bfloat16 compute, on CPU the update with XLA's own filter gradients
 in place of avjax/models/conv.py's per-tap ones and with lax's max-pool gradient
-in place of conv.max_pool_2x2's, and, for AVE-Net when `torch`
+in place of conv.elementwise_max_pool_2x2's, and, for AVE-Net when `torch`
 is importable (the `bench` extra), a PyTorch AVE-Net of the same shapes
 (benchmarks/torch_avenet.py)
 in NCHW and channels_last layouts. It prints each one's ratio to avjax's float32
@@ -18,6 +18,7 @@ model FLOPs utilisation against its bfloat16 and float32 peaks.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -26,7 +27,8 @@ import jax
 import numpy as np
 
 from avjax import mesh as mesh_lib
-from avjax import predict, train
+from avjax import input as input_lib
+from avjax import predict, step_inputs, train
 from avjax.models import conv as conv_lib
 from configs import avenet, avolnet, l3
 
@@ -48,6 +50,21 @@ def synthetic_batch(config, batch: int, sharding) -> dict:
          "aug_gain": r.uniform(0.5, 2.0, batch).astype(np.float32),
          "label": (np.arange(batch) % 2).astype(np.int32)}
   return {k: jax.device_put(v, sharding) for k, v in out.items()}
+
+
+@contextlib.contextmanager
+def lax_layers(*, filter_grad: bool, pool: bool):
+  """Updates traced inside take lax's filter gradient and/or max-pool gradient in
+  place of avjax/models/conv.py's CPU routes."""
+  saved = conv_lib.MIN_TAP_PIXELS, conv_lib.CPU_MAX_POOL
+  if filter_grad:
+    conv_lib.MIN_TAP_PIXELS = sys.maxsize
+  if pool:
+    conv_lib.CPU_MAX_POOL = False
+  try:
+    yield
+  finally:
+    conv_lib.MIN_TAP_PIXELS, conv_lib.CPU_MAX_POOL = saved
 
 
 def time_fn(fn, steps: int) -> float:
@@ -125,8 +142,8 @@ def bench_forward(config, batch, steps, mesh) -> float:
   state = fns.init(jax.random.PRNGKey(0))
   data = synthetic_batch(config, batch, mesh_lib.batch_sharding(mesh))
   apply = jax.jit(lambda v, f, s: fns.model_fns.predict(v, f, s)["logits"])
-  spectrogram = jax.device_put(np.log(np.swapaxes(data["stft_magnitude"], 1, 2) + 1e-5)[..., None],
-                               mesh_lib.batch_sharding(mesh))
+  spectrogram = jax.jit(step_inputs.log_spectrogram, static_argnums=2)(
+      data["stft_magnitude"], data["aug_gain"], input_lib.spectrogram_spec(config.data))
   return time_fn(lambda: apply(train.variables_of(state), data["frames"], spectrogram), steps)
 
 
@@ -147,17 +164,13 @@ def main():
   base, flops = bench_update(config, args.batch, args.steps, mesh)
   rows = [("avjax train step, float32", base)]
   rows.append(("avjax forward only (eval)", bench_forward(config, args.batch, args.steps, mesh)))
-  if device.platform == "cpu":  # the same update with lax's own layers, one at a time
-    threshold, conv_lib.MIN_TAP_PIXELS = conv_lib.MIN_TAP_PIXELS, sys.maxsize
-    rows.append(("avjax train step, float32, XLA's filter gradients",
-                 bench_update(config, args.batch, args.steps, mesh)[0]))
-    conv_lib.MIN_TAP_PIXELS, conv_lib.CPU_MAX_POOL = threshold, False
-    rows.append(("avjax train step, float32, lax's max-pool gradient",
-                 bench_update(config, args.batch, args.steps, mesh)[0]))
-    conv_lib.MIN_TAP_PIXELS = sys.maxsize
-    rows.append(("avjax train step, float32, lax's layers (both)",
-                 bench_update(config, args.batch, args.steps, mesh)[0]))
-    conv_lib.MIN_TAP_PIXELS, conv_lib.CPU_MAX_POOL = threshold, True
+  if device.platform == "cpu":  # the same update with lax's own layers
+    for name, filter_grad, pool in (("XLA's filter gradients", True, False),
+                                    ("lax's max-pool gradient", False, True),
+                                    ("lax's layers (both)", True, True)):
+      with lax_layers(filter_grad=filter_grad, pool=pool):
+        rows.append((f"avjax train step, float32, {name}",
+                     bench_update(config, args.batch, args.steps, mesh)[0]))
   bf16 = config.copy_and_resolve_references()
   bf16.model.dtype = "bfloat16"
   bf16_sec, _ = bench_update(bf16, args.batch, args.steps, mesh)

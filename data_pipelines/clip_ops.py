@@ -265,6 +265,6 @@ def add_spectrograms(batch: dict, spec: ReaderSpec,
     if log_on_device:
       batch["stft_magnitude"], batch["aug_gain"] = tf.cast(magnitude, tf.float32), gain
       continue
-    magnitude = magnitude * tf.cast(gain, magnitude.dtype)[:, None, None]
-    batch[spec_key] = spectrogram_lib.log_of_magnitude(magnitude, spec.spectrogram)[..., None]
+    batch[spec_key] = spectrogram_lib.log_of_gained_magnitude(magnitude, gain,
+                                                              spec.spectrogram)[..., None]
   return batch

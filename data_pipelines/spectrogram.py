@@ -110,6 +110,17 @@ def log_of_magnitude(magnitude, spec: SpectrogramSpec, xp=None):
   return tf.cast(tf.linalg.matrix_transpose(logmag), tf.float32)
 
 
+def log_of_gained_magnitude(magnitude, gain, spec: SpectrogramSpec, xp=None):
+  """|STFT| [B, frames, bins] times gains [B] -> [B, bins, frames] float32 log, in
+  TensorFlow (the evaluation reader) or `xp` (the training step, jax.numpy)."""
+  if xp is None:
+    import tensorflow as tf
+    gain = tf.cast(gain, magnitude.dtype)
+  else:
+    gain = gain.astype(magnitude.dtype)
+  return log_of_magnitude(magnitude * gain[:, None, None], spec, xp)
+
+
 def log_spectrogram(waveform, spec: SpectrogramSpec):
   """[..., samples] float waveform -> [..., bins, frames] float32 log|STFT|."""
   return log_of_magnitude(stft_magnitude(waveform, spec), spec)

@@ -225,8 +225,8 @@ def test_vgg_convolutions_take_the_tap_route_on_large_cpu_maps_only():
 
 @pytest.mark.parametrize("shape", [(2, 6, 8, 3), (2, 7, 5, 3)])
 def test_max_pool_2x2_equals_flax_with_ties(shape):
-  """conv.max_pool_2x2 (the towers' pooling on CPU) gives nn.max_pool's values and
-  gradients, ties included: the first maximum in row-major order takes it."""
+  """conv.elementwise_max_pool_2x2 (the towers' pooling on CPU) gives nn.max_pool's
+  values and gradients, ties included: the first maximum in row-major order takes it."""
   import flax.linen as nn
   from avjax.models import conv
   r = np.random.default_rng(0)
@@ -234,5 +234,6 @@ def test_max_pool_2x2_equals_flax_with_ties(shape):
   for x in (r.normal(size=shape), np.round(np.maximum(r.normal(size=shape), 0))):  # ties: zeros, ones
     x = jnp.asarray(x.astype(np.float32))
     g = jnp.asarray(r.normal(size=ref(x).shape).astype(np.float32))
-    np.testing.assert_array_equal(conv.max_pool_2x2(x), ref(x))
-    np.testing.assert_array_equal(jax.vjp(conv.max_pool_2x2, x)[1](g)[0], jax.vjp(ref, x)[1](g)[0])
+    pool = conv.elementwise_max_pool_2x2
+    np.testing.assert_array_equal(pool(x), ref(x))
+    np.testing.assert_array_equal(jax.vjp(pool, x)[1](g)[0], jax.vjp(ref, x)[1](g)[0])

@@ -8,12 +8,13 @@ kernel tap (the tap's shifted input against the output gradient, contracting
 over batch and pixels) runs at 40-75 GFLOP/s there, and slower than XLA's from
 28x28 down. `conv_general_dilated` takes that route for those layers on CPU
 only: accelerators and every other convolution keep lax's. `max_pool_2x2`
-does the same for the towers' 2x2 max pooling.
+chooses the same way for the towers' 2x2 max pooling.
 """
 from __future__ import annotations
 
 import functools
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -21,7 +22,7 @@ from jax import lax
 # Output maps from this many pixels up take the per-tap filter gradient on CPU:
 # at 56x56 (3,136) it was 2.4x XLA's; at 28x28 (784) 0.85x.
 MIN_TAP_PIXELS = 3000
-# Whether the towers' 2x2 max pooling takes `max_pool_2x2`'s gradient on CPU
+# Whether the towers' 2x2 max pooling takes `elementwise_max_pool_2x2` on CPU
 # (benchmarks/train_step.py turns it off for its reference row), and from how
 # many input pixels: measured from 56x56 up (74 against 246 ms at 112x112x64).
 CPU_MAX_POOL = True
@@ -66,17 +67,16 @@ tap_conv.defvjp(_tap_conv_fwd, _tap_conv_bwd)
 
 
 def takes_tap_route(x_shape, w_shape, strides, lhs_dilation, rhs_dilation, dimension_numbers,
-                    feature_group_count, min_pixels: int | None = None) -> bool:
-  """Whether a convolution of these settings takes `tap_conv` (on CPU); the
-  threshold is MIN_TAP_PIXELS when the call is traced, unless given."""
-  min_pixels = MIN_TAP_PIXELS if min_pixels is None else min_pixels
+                    feature_group_count) -> bool:
+  """Whether a convolution of these settings takes `tap_conv` on CPU (MIN_TAP_PIXELS
+  is read when the call is traced)."""
   dense = (tuple(strides) == (1, 1) and all(tuple(d or (1, 1)) == (1, 1)
                                              for d in (lhs_dilation, rhs_dilation))
            and feature_group_count == 1)
   nhwc = lax.conv_dimension_numbers(x_shape, w_shape, dimension_numbers) == \
       lax.conv_dimension_numbers(x_shape, w_shape, ("NHWC", "HWIO", "NHWC"))
   return (len(x_shape) == 4 and dense and nhwc and w_shape[0] * w_shape[1] > 1
-          and x_shape[1] * x_shape[2] >= min_pixels)
+          and x_shape[1] * x_shape[2] >= MIN_TAP_PIXELS)
 
 
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
@@ -106,8 +106,17 @@ def _windows(x):
   return x[:, :h - h % 2, :w - w % 2].reshape(b, h // 2, 2, w // 2, 2, c)
 
 
-@jax.custom_vjp
 def max_pool_2x2(x):
+  """2x2 max pooling, stride 2 (VALID): on CPU, from MIN_POOL_PIXELS input pixels
+  up (where it was measured), `elementwise_max_pool_2x2`; elsewhere flax's."""
+  if (jax.default_backend() == "cpu" and CPU_MAX_POOL
+      and x.shape[1] * x.shape[2] >= MIN_POOL_PIXELS):
+    return elementwise_max_pool_2x2(x)
+  return nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
+
+
+@jax.custom_vjp
+def elementwise_max_pool_2x2(x):
   """nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID") with a gradient of
   elementwise ops: XLA:CPU runs lax's (a reduce-window that tracks argmax
   indices in int32 maps of the input's size, then a scatter) 3-10x slower. The
@@ -116,7 +125,7 @@ def max_pool_2x2(x):
 
 
 def _max_pool_fwd(x):
-  y = max_pool_2x2(x)
+  y = jnp.max(_windows(x), axis=(2, 4))
   return y, (x, y)
 
 
@@ -136,4 +145,4 @@ def _max_pool_bwd(residuals, g):
   return (jnp.pad(d, ((0, 0), (0, h % 2), (0, w % 2), (0, 0))),)
 
 
-max_pool_2x2.defvjp(_max_pool_fwd, _max_pool_bwd)
+elementwise_max_pool_2x2.defvjp(_max_pool_fwd, _max_pool_bwd)

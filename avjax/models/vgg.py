@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
 from avjax import maths
@@ -53,7 +52,7 @@ class VGGSubnet(nn.Module):
                      dtype=self.dtype, name=f"block{i}_conv0")(x, train)
       x = ConvBNReLU(width, kernel=kernel, dtype=self.dtype, name=f"block{i}_conv1")(x, train)
       if i < len(self.widths) - 1:
-        x = max_pool_2x2(x)
+        x = conv_lib.max_pool_2x2(x)
     return x
 
 
@@ -63,15 +62,6 @@ class Towers(nn.Module):
   vision_widths: Sequence[int] = (64, 128, 256, 512)
   audio_widths: Sequence[int] = (64, 128, 256, 512)
   dtype: Any = jnp.float32
-
-
-def max_pool_2x2(x):
-  """2x2 max pooling, stride 2; on CPU, from conv_lib.MIN_POOL_PIXELS input pixels
-  up (where it was measured), with conv_lib's gradient: lax's is 3-10x slower there."""
-  if (jax.default_backend() == "cpu" and conv_lib.CPU_MAX_POOL
-      and x.shape[1] * x.shape[2] >= conv_lib.MIN_POOL_PIXELS):
-    return conv_lib.max_pool_2x2(x)
-  return nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
 
 
 def global_max_pool(x):
