@@ -5,8 +5,9 @@
 Times the jitted, donated update that the trainer runs (paper scale: 224 px
 frames, 257x199 spectrograms) on synthetic batches, after compilation. In the
 same process it times, as references: the forward pass alone (evaluation), the
-update with bfloat16 compute, on CPU the update with XLA's own filter gradients
-in place of avjax/models/conv.py's per-tap ones and with lax's max-pool gradient
+update with bfloat16 compute, on CPU the update with per-tap dots in place of
+the native filter-gradient kernel (avjax/models/native.py), with XLA's own filter
+gradients in place of avjax/models/conv.py's and with lax's max-pool gradient
 in place of conv.elementwise_max_pool_2x2's, and, for AVE-Net when `torch`
 is importable (the `bench` extra), a PyTorch AVE-Net of the same shapes
 (benchmarks/torch_avenet.py)
@@ -53,18 +54,21 @@ def synthetic_batch(config, batch: int, sharding) -> dict:
 
 
 @contextlib.contextmanager
-def lax_layers(*, filter_grad: bool, pool: bool):
+def lax_layers(*, filter_grad: bool, pool: bool, tap_dots: bool = False):
   """Updates traced inside take lax's filter gradient and/or max-pool gradient in
-  place of avjax/models/conv.py's CPU routes."""
-  saved = conv_lib.MIN_TAP_PIXELS, conv_lib.CPU_MAX_POOL
+  place of avjax/models/conv.py's CPU routes, or (`tap_dots`) the per-tap dots
+  in place of the native filter-gradient kernel (avjax/models/native.py)."""
+  saved = conv_lib.MIN_TAP_PIXELS, conv_lib.CPU_MAX_POOL, conv_lib.NATIVE_FILTER_GRAD
   if filter_grad:
     conv_lib.MIN_TAP_PIXELS = sys.maxsize
   if pool:
     conv_lib.CPU_MAX_POOL = False
+  if tap_dots:
+    conv_lib.NATIVE_FILTER_GRAD = False
   try:
     yield
   finally:
-    conv_lib.MIN_TAP_PIXELS, conv_lib.CPU_MAX_POOL = saved
+    conv_lib.MIN_TAP_PIXELS, conv_lib.CPU_MAX_POOL, conv_lib.NATIVE_FILTER_GRAD = saved
 
 
 def time_fn(fn, steps: int) -> float:
@@ -165,10 +169,12 @@ def main():
   rows = [("avjax train step, float32", base)]
   rows.append(("avjax forward only (eval)", bench_forward(config, args.batch, args.steps, mesh)))
   if device.platform == "cpu":  # the same update with lax's own layers
-    for name, filter_grad, pool in (("XLA's filter gradients", True, False),
-                                    ("lax's max-pool gradient", False, True),
-                                    ("lax's layers (both)", True, True)):
-      with lax_layers(filter_grad=filter_grad, pool=pool):
+    for name, filter_grad, pool, tap_dots in (
+        ("per-tap dot filter gradients", False, False, True),
+        ("XLA's filter gradients", True, False, False),
+        ("lax's max-pool gradient", False, True, False),
+        ("lax's layers (both)", True, True, False)):
+      with lax_layers(filter_grad=filter_grad, pool=pool, tap_dots=tap_dots):
         rows.append((f"avjax train step, float32, {name}",
                      bench_update(config, args.batch, args.steps, mesh)[0]))
   bf16 = config.copy_and_resolve_references()

@@ -1,4 +1,6 @@
 """Model shapes at paper scale (shape inference only) and behaviour at tiny scale."""
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -205,6 +207,38 @@ def test_tap_conv_gradients_equal_lax(pads):
                   for f in (lambda x, w: conv.tap_conv(x, w, pads), plain))
   np.testing.assert_array_equal(ours[0], theirs[0])
   np.testing.assert_allclose(ours[1], theirs[1], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("pads", [((1, 1), (1, 1)), ((0, 2), (2, 0))])
+def test_native_filter_gradient_equals_float64_and_lax(pads):
+  """The native CPU kernel (models/native.py) builds, is taken for float32 maps
+  of 4k channels and 64k features, and gives the filter gradient of a float64
+  einsum to float32 rounding, and lax's to the tap route's tolerance. Three
+  images of 9x7 put image boundaries inside the kernel's row chunks."""
+  import shutil
+  from jax import lax
+  from avjax.models import conv, native
+  if shutil.which(os.environ.get("CXX", "c++")) is None:
+    pytest.skip("no C++ compiler: the library falls back to tap_filter_grad (tested above)")
+  assert native.filter_grad_target() == native.TARGET
+  r = np.random.default_rng(0)
+  x = jnp.asarray(r.normal(size=(3, 9, 7, 8)).astype(np.float32))
+  w = jnp.asarray(r.normal(size=(3, 3, 8, 64)).astype(np.float32))
+  plain = lambda x, w: lax.conv_general_dilated(x, w, (1, 1), pads,
+                                                dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  g = jnp.asarray(r.normal(size=plain(x, w).shape).astype(np.float32))
+  assert native.takes_kernel(x, g) and not native.takes_kernel(x[..., :6], g)
+  ours = jax.jit(lambda x, g: conv.filter_grad(x, g, pads, (3, 3)))(x, g)
+  assert "avjax_filter_grad" in jax.jit(
+      lambda x, g: conv.filter_grad(x, g, pads, (3, 3))).lower(x, g).as_text()
+  (lo_h, hi_h), (lo_w, hi_w) = pads
+  xp = np.pad(np.asarray(x, np.float64), ((0, 0), (lo_h, hi_h), (lo_w, hi_w), (0, 0)))
+  ho, wo = g.shape[1:3]
+  want = np.stack([np.einsum("nhwc,nhwf->cf", xp[:, i:i + ho, j:j + wo], np.asarray(g, np.float64))
+                   for i in range(3) for j in range(3)]).reshape(3, 3, 8, 64)
+  np.testing.assert_allclose(ours, want, atol=1e-5 * np.abs(want).max(), rtol=0)
+  theirs = jax.vjp(lambda w: plain(x, w), w)[1](g)[0]
+  np.testing.assert_allclose(ours, theirs, atol=1e-5, rtol=1e-5)
 
 
 def test_vgg_convolutions_take_the_tap_route_on_large_cpu_maps_only():

@@ -19,9 +19,14 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from avjax.models import native
+
 # Output maps from this many pixels up take the per-tap filter gradient on CPU:
 # at 56x56 (3,136) it was 2.4x XLA's; at 28x28 (784) 0.85x.
 MIN_TAP_PIXELS = 3000
+# Whether those filter gradients take the native kernel (native.py) where it
+# applies (benchmarks/train_step.py turns it off for its reference rows).
+NATIVE_FILTER_GRAD = True
 # Whether the towers' 2x2 max pooling takes `elementwise_max_pool_2x2` on CPU
 # (benchmarks/train_step.py turns it off for its reference row), and from how
 # many input pixels: measured from 56x56 up (74 against 246 ms at 112x112x64).
@@ -29,11 +34,15 @@ CPU_MAX_POOL = True
 MIN_POOL_PIXELS = 3000
 
 
+def _padded(x, pads):
+  (lo_h, hi_h), (lo_w, hi_w) = pads
+  return lax.pad(x, jnp.zeros((), x.dtype), [(0, 0, 0), (lo_h, hi_h, 0), (lo_w, hi_w, 0), (0, 0, 0)])
+
+
 def tap_filter_grad(x, g, pads, kernel_hw):
   """The filter gradient of a stride-1 NHWC/HWIO convolution: for each tap
   (i, j), the padded input shifted by it against the output gradient g."""
-  (lo_h, hi_h), (lo_w, hi_w) = pads
-  xp = lax.pad(x, jnp.zeros((), x.dtype), [(0, 0, 0), (lo_h, hi_h, 0), (lo_w, hi_w, 0), (0, 0, 0)])
+  xp = _padded(x, pads)
   ho, wo, c, f = g.shape[1], g.shape[2], x.shape[-1], g.shape[-1]
   g2 = g.reshape(-1, f)
   taps = [jnp.einsum("kc,kf->cf", xp[:, i:i + ho, j:j + wo].reshape(-1, c), g2,
@@ -60,7 +69,15 @@ def _tap_conv_fwd(x, w, pads):
 def _tap_conv_bwd(pads, residuals, g):
   x, w = residuals
   dx = jax.vjp(lambda x: _plain(x, w, pads), x)[1](g)[0]
-  return dx, tap_filter_grad(x, g, pads, w.shape[:2]).astype(w.dtype)
+  return dx, filter_grad(x, g, pads, w.shape[:2]).astype(w.dtype)
+
+
+def filter_grad(x, g, pads, kernel_hw):
+  """The native kernel's filter gradient where it takes these operands (and
+  NATIVE_FILTER_GRAD is on), else `tap_filter_grad`."""
+  if NATIVE_FILTER_GRAD and native.takes_kernel(x, g):
+    return native.filter_grad(_padded(x, pads), g, kernel_hw)
+  return tap_filter_grad(x, g, pads, kernel_hw)
 
 
 tap_conv.defvjp(_tap_conv_fwd, _tap_conv_bwd)

@@ -1,0 +1,120 @@
+"""The CPU filter-gradient kernel (filter_grad.cc), built on first use.
+
+XLA:CPU has no convolution filter-gradient kernel that reaches its own forward
+convolution's speed on large maps (see conv.py). filter_grad.cc does, as an XLA
+FFI custom call. It is compiled once per machine with the system's C++
+compiler (`$CXX`, else `c++`) against the headers jaxlib ships, for this CPU
+(-march=native), into $AVJAX_KERNEL_CACHE (default ~/.cache/avjax/kernels).
+Where that cannot happen (no compiler, no jax.ffi, not x86-64/ARM Linux or
+macOS) the library logs why, once, and conv.py keeps its XLA formulation.
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+SOURCE = Path(__file__).with_name("filter_grad.cc")
+TARGET = "avjax_filter_grad"
+FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-pthread")
+
+
+def cache_dir() -> Path:
+  return Path(os.environ.get("AVJAX_KERNEL_CACHE")
+              or os.path.join(os.path.expanduser("~"), ".cache", "avjax", "kernels"))
+
+
+def cpu_signature() -> str:
+  """What -march=native compiles for: a library built on one CPU may not run on
+  another that shares the cache folder."""
+  try:
+    with open("/proc/cpuinfo") as f:
+      lines = [l for l in f if l.startswith(("model name", "flags", "Features", "CPU part"))]
+    return "".join(sorted(set(lines)))
+  except OSError:
+    return platform.processor() + platform.machine()
+
+
+def library_path(compiler: str) -> Path:
+  """Where the kernel built from this source, jax's headers and this CPU lives."""
+  key = hashlib.sha256("\0".join(
+      [SOURCE.read_text(), jax.__version__, compiler, " ".join(FLAGS), cpu_signature()]
+  ).encode()).hexdigest()[:16]
+  return cache_dir() / f"filter_grad-{key}.so"
+
+
+def build(compiler: str, out: Path) -> None:
+  """Compiles filter_grad.cc into `out`, atomically (parallel test workers may
+  build it at once)."""
+  out.parent.mkdir(parents=True, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
+  os.close(fd)
+  try:
+    cmd = [compiler, *FLAGS, f"-I{jax.ffi.include_dir()}", str(SOURCE), "-o", tmp]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    if run.returncode:
+      errors = [l for l in run.stderr.splitlines() if "error" in l] or run.stderr.splitlines()
+      raise RuntimeError(f"{' '.join(cmd)} failed: {errors[0] if errors else run.returncode}")
+    os.replace(tmp, out)
+  finally:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+
+
+@functools.cache
+def filter_grad_target() -> str | None:
+  """The registered FFI target's name, building the kernel if needed; None (and
+  one log line saying why) where it cannot be had."""
+  compiler = shutil.which(os.environ.get("CXX", "c++"))
+  if not hasattr(jax, "ffi"):
+    why = f"jax {jax.__version__} has no jax.ffi"
+  elif compiler is None:
+    why = f"no C++ compiler ({os.environ.get('CXX', 'c++')}) on PATH"
+  else:
+    try:
+      path = library_path(compiler)
+      if not path.exists():
+        build(compiler, path)
+      lib = ctypes.cdll.LoadLibrary(str(path))
+      jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(lib.AvjaxFilterGrad), platform="cpu")
+      return TARGET
+    except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+      why = str(e)
+  logging.getLogger(__name__).warning(
+      "avjax: the CPU filter-gradient kernel is unavailable (%s); convolutions keep "
+      "XLA's per-tap filter gradient, which is slower on CPU", why)
+  return None
+
+
+def threads() -> int:
+  try:
+    return len(os.sched_getaffinity(0))
+  except AttributeError:  # macOS
+    return os.cpu_count() or 1
+
+
+def takes_kernel(x, g) -> bool:
+  """Whether filter_grad.cc computes this gradient: float32, 4-channel and
+  64-feature multiples, and one device (a custom call has no sharding rule, so
+  on a mesh of CPU devices the partitioner would gather whole batches to it)."""
+  return (x.dtype == g.dtype == jnp.float32 and x.shape[-1] % 4 == 0 and g.shape[-1] % 64 == 0
+          and jax.device_count() == 1 and filter_grad_target() is not None)
+
+
+def filter_grad(xp, g, kernel_hw) -> jax.Array:
+  """dw [kh, kw, C, F] of a stride-1 NHWC convolution from its padded input xp
+  [N, H + kh - 1, W + kw - 1, C] and output gradient g [N, H, W, F]."""
+  out = jax.ShapeDtypeStruct((*kernel_hw, xp.shape[-1], g.shape[-1]), jnp.float32)
+  return jax.ffi.ffi_call(filter_grad_target(), out, vmap_method="sequential")(
+      xp, g, threads=np.int64(threads()))
