@@ -9,8 +9,9 @@ convolution, the input gradient and the filter gradient. Prints GFLOP/s for
 each and the share of the update's convolution time each layer takes. When
 `torch` is importable (the `bench` extra) and the device is a CPU, the same
 layer in PyTorch (channels_last, forward + both gradients) is timed beside it.
-Stride-1 layers also time the per-tap filter gradient (avjax/models/conv.py),
-which the library takes on CPU for maps from conv.MIN_TAP_PIXELS up.
+Stride-1 layers also time the per-tap filter gradient (avjax/models/conv.py)
+and, where it applies, the native kernel's (avjax/models/native.py), which the
+library takes on CPU from conv.MIN_TAP_PIXELS and conv.MIN_NATIVE_PIXELS up.
 """
 from __future__ import annotations
 
@@ -47,9 +48,10 @@ def conv_shapes(config) -> list[tuple[str, tuple[int, int, int], int, int]]:
 
 
 def time_xla(batch: int, hwc, features: int, stride: int,
-             repeats: int) -> tuple[float, float, float, float | None]:
-  """Seconds of (forward, input gradient, XLA's filter gradient, the per-tap filter
-  gradient of avjax/models/conv.py or None where it does not apply) of one convolution."""
+             repeats: int) -> tuple[float, float, float, float | None, float | None]:
+  """Seconds of (forward, input gradient, XLA's filter gradient, the per-tap and
+  the native filter gradients of avjax/models/conv.py, each None where it does
+  not apply) of one convolution."""
   r = np.random.default_rng(0)
   x = jnp.asarray(r.normal(size=(batch, *hwc)).astype(np.float32))
   w = jnp.asarray(r.normal(size=(3, 3, hwc[2], features)).astype(np.float32) * 0.05)
@@ -62,13 +64,16 @@ def time_xla(batch: int, hwc, features: int, stride: int,
   fwd = jax.jit(conv)
   dx = jax.jit(lambda x, w, g: jax.vjp(conv, x, w)[1](g)[0])
   dw = jax.jit(lambda x, w, g: jax.vjp(conv, x, w)[1](g)[1])
-  taps = None
+  taps = native = None
   if stride == 1:
     pads = tuple(lax.padtype_to_pads(hwc[:2], (3, 3), (1, 1), "SAME"))
     dw_taps = jax.jit(lambda x, g: conv_lib.tap_filter_grad(x, g, pads, (3, 3)))
     taps = time_fn(lambda: dw_taps(x, g), repeats)
+    if conv_lib.takes_native_filter_grad(hwc[2], features, x.dtype):
+      dw_native = jax.jit(lambda x, g: conv_lib.filter_grad(x, g, pads, (3, 3)))
+      native = time_fn(lambda: dw_native(x, g), repeats)
   return (time_fn(lambda: fwd(x, w), repeats), time_fn(lambda: dx(x, w, g), repeats),
-          time_fn(lambda: dw(x, w, g), repeats), taps)
+          time_fn(lambda: dw(x, w, g), repeats), taps, native)
 
 
 def time_torch(batch: int, hwc, features: int, stride: int, repeats: int) -> float | None:
@@ -108,31 +113,39 @@ def main():
   for name, hwc, features, stride in conv_shapes(config):
     h, w = -(-hwc[0] // stride), -(-hwc[1] // stride)
     flops = 2 * args.batch * h * w * hwc[2] * features * 9
-    fwd, dx, dw_xla, dw_taps = time_xla(args.batch, hwc, features, stride, args.repeats)
+    fwd, dx, dw_xla, dw_taps, dw_native = time_xla(args.batch, hwc, features, stride,
+                                                   args.repeats)
     taken = conv_lib.takes_tap_route((args.batch, *hwc), (3, 3, hwc[2], features),
                                      (stride, stride), None, None, ("NHWC", "HWIO", "NHWC"), 1)
-    dw = dw_taps if taken and device.platform == "cpu" else dw_xla
+    dw = dw_xla
+    if taken and device.platform == "cpu":
+      dw = dw_native if dw_native is not None else dw_taps
     ref = time_torch(args.batch, hwc, features, stride, args.repeats) if device.platform == "cpu" else None
-    rows.append((name, hwc, features, flops, fwd, dx, dw_xla, dw_taps, dw, ref))
+    rows.append((name, hwc, features, flops, fwd, dx, dw_xla, dw_taps, dw_native, dw, ref))
     total += fwd + dx + dw
     total_xla += fwd + dx + dw_xla
   print(f"  {'layer':22s} {'input':>14s} {'out':>4s} {'GFLOP':>6s} {'fwd':>6s} {'d input':>8s} "
-        f"{'d filter':>9s} {'per tap':>8s} {'share':>6s}" + ("  torch fwd+bwd" if rows[0][9] else ""))
-  for name, hwc, features, flops, fwd, dx, dw_xla, dw_taps, dw, ref in rows:
-    taps = "" if dw_taps is None else f"{flops / dw_taps / 1e9:.0f}" + ("*" if dw is dw_taps else "")
+        f"{'d filter':>9s} {'per tap':>8s} {'native':>7s} {'share':>6s}"
+        + ("  torch fwd+bwd" if rows[0][10] else ""))
+
+  def column(sec, flops, taken):
+    return "" if sec is None else f"{flops / sec / 1e9:.0f}" + ("*" if taken else "")
+
+  for name, hwc, features, flops, fwd, dx, dw_xla, dw_taps, dw_native, dw, ref in rows:
     line = (f"  {name:22s} {'x'.join(map(str, hwc)):>14s} {features:4d} {flops / 1e9:6.2f} "
             f"{flops / fwd / 1e9:6.0f} {flops / dx / 1e9:8.0f} {flops / dw_xla / 1e9:9.0f} "
-            f"{taps:>8s} {(fwd + dx + dw) / total:6.1%}")
+            f"{column(dw_taps, flops, dw is dw_taps):>8s} "
+            f"{column(dw_native, flops, dw is dw_native):>7s} {(fwd + dx + dw) / total:6.1%}")
     if ref:
       line += f"  {3 * flops / ref / 1e9:9.0f}"
     print(line)
-  parts = [sum(r[i] for r in rows) for i in (4, 5, 8)]
+  parts = [sum(r[i] for r in rows) for i in (4, 5, 9)]
   print("  (* the filter gradient the library takes: avjax/models/conv.py, on CPU)")
   print(f"  all convolutions: {total:.2f} s per update as the library runs them ({total_xla:.2f} s "
         f"with XLA's filter gradients everywhere); forward {parts[0] / total:.0%}, "
         f"input gradient {parts[1] / total:.0%}, filter gradient {parts[2] / total:.0%}")
-  if rows[0][9]:
-    ref_total = sum(r[9] for r in rows)
+  if rows[0][10]:
+    ref_total = sum(r[10] for r in rows)
     print(f"  PyTorch channels_last, the same convolutions: {ref_total:.2f} s "
           f"(avjax x{ref_total / total:.2f} as fast)")
 

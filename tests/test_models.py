@@ -212,7 +212,7 @@ def test_tap_conv_gradients_equal_lax(pads):
 @pytest.mark.parametrize("pads", [((1, 1), (1, 1)), ((0, 2), (2, 0))])
 def test_native_filter_gradient_equals_float64_and_lax(pads):
   """The native CPU kernel (models/native.py) builds, is taken for float32 maps
-  of 4k channels and 64k features, and gives the filter gradient of a float64
+  of 8k channels and 32k features, and gives the filter gradient of a float64
   einsum to float32 rounding, and lax's to the tap route's tolerance. Three
   images of 9x7 put image boundaries inside the kernel's row chunks."""
   import shutil
@@ -227,7 +227,8 @@ def test_native_filter_gradient_equals_float64_and_lax(pads):
   plain = lambda x, w: lax.conv_general_dilated(x, w, (1, 1), pads,
                                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))
   g = jnp.asarray(r.normal(size=plain(x, w).shape).astype(np.float32))
-  assert native.takes_kernel(x, g) and not native.takes_kernel(x[..., :6], g)
+  assert native.takes_kernel(8, 64, jnp.float32) and not native.takes_kernel(4, 64, jnp.float32)
+  assert not native.takes_kernel(8, 64, jnp.bfloat16)
   ours = jax.jit(lambda x, g: conv.filter_grad(x, g, pads, (3, 3)))(x, g)
   assert "avjax_filter_grad" in jax.jit(
       lambda x, g: conv.filter_grad(x, g, pads, (3, 3))).lower(x, g).as_text()
@@ -242,10 +243,12 @@ def test_native_filter_gradient_equals_float64_and_lax(pads):
 
 
 def test_vgg_convolutions_take_the_tap_route_on_large_cpu_maps_only():
-  from avjax.models import conv
+  from avjax.models import conv, native
   route = lambda hw, strides=(1, 1): conv.takes_tap_route(
       (16, *hw, 64), (3, 3, 64, 64), strides, None, None, ("NHWC", "HWIO", "NHWC"), 1)
-  assert route((56, 56)) and route((129, 100)) and not route((28, 28))
+  assert route((56, 56)) and route((129, 100)) and not route((14, 14))
+  # 28x28 maps take it only where the native filter gradient does.
+  assert route((28, 28)) == (conv.NATIVE_FILTER_GRAD and native.takes_kernel(64, 64, jnp.float32))
   assert not route((112, 112), strides=(2, 2))
   assert not conv.takes_tap_route((16, 56, 56, 64), (1, 1, 64, 64), (1, 1), None, None,
                                   ("NHWC", "HWIO", "NHWC"), 1)

@@ -3,12 +3,17 @@
 XLA:CPU computes a 3x3 convolution's filter gradient as one convolution whose
 window is the whole feature map, and runs it at 20-35 GFLOP/s on maps of 56x56
 or more, where the forward convolution and the input gradient run at 110-180
-(benchmarks/conv_layers.py, AVX-512, 2 cores). The same gradient as one dot per
-kernel tap (the tap's shifted input against the output gradient, contracting
-over batch and pixels) runs at 40-75 GFLOP/s there, and slower than XLA's from
-28x28 down. `conv_general_dilated` takes that route for those layers on CPU
-only: accelerators and every other convolution keep lax's. `max_pool_2x2`
-chooses the same way for the towers' 2x2 max pooling.
+(benchmarks/conv_layers.py, AVX-512, 2 cores). On CPU, `conv_general_dilated`
+gives those layers a custom gradient (`tap_conv`: lax's forward and input
+gradient) whose filter gradient is:
+- the native kernel (native.py, filter_grad.cc; 120-170 GFLOP/s) for float32
+  layers of 8k channels and 32k features on one device, from MIN_NATIVE_PIXELS
+  (28x28 maps) up;
+- else one dot per kernel tap (the tap's shifted input against the output
+  gradient, contracting over batch and pixels; 40-75 GFLOP/s), from
+  MIN_TAP_PIXELS (56x56) up, below which XLA's own is faster.
+Accelerators and every other convolution keep lax's. `max_pool_2x2` chooses the
+same way for the towers' 2x2 max pooling.
 """
 from __future__ import annotations
 
@@ -24,9 +29,12 @@ from avjax.models import native
 # Output maps from this many pixels up take the per-tap filter gradient on CPU:
 # at 56x56 (3,136) it was 2.4x XLA's; at 28x28 (784) 0.85x.
 MIN_TAP_PIXELS = 3000
-# Whether those filter gradients take the native kernel (native.py) where it
-# applies (benchmarks/train_step.py turns it off for its reference rows).
+# Whether filter gradients take the native kernel (native.py) where it applies
+# (benchmarks/train_step.py turns it off for its reference rows), and from how
+# many output pixels: at 28x28 it ran at 141-148 GFLOP/s against XLA's 105-112,
+# at 14x14 (512 channels) at 121 against 162.
 NATIVE_FILTER_GRAD = True
+MIN_NATIVE_PIXELS = 600
 # Whether the towers' 2x2 max pooling takes `elementwise_max_pool_2x2` on CPU
 # (benchmarks/train_step.py turns it off for its reference row), and from how
 # many input pixels: measured from 56x56 up (74 against 246 ms at 112x112x64).
@@ -75,7 +83,7 @@ def _tap_conv_bwd(pads, residuals, g):
 def filter_grad(x, g, pads, kernel_hw):
   """The native kernel's filter gradient where it takes these operands (and
   NATIVE_FILTER_GRAD is on), else `tap_filter_grad`."""
-  if NATIVE_FILTER_GRAD and native.takes_kernel(x, g):
+  if takes_native_filter_grad(x.shape[-1], g.shape[-1], x.dtype) and x.dtype == g.dtype:
     return native.filter_grad(_padded(x, pads), g, kernel_hw)
   return tap_filter_grad(x, g, pads, kernel_hw)
 
@@ -83,17 +91,25 @@ def filter_grad(x, g, pads, kernel_hw):
 tap_conv.defvjp(_tap_conv_fwd, _tap_conv_bwd)
 
 
+def takes_native_filter_grad(channels: int, features: int, dtype) -> bool:
+  return NATIVE_FILTER_GRAD and native.takes_kernel(channels, features, dtype)
+
+
 def takes_tap_route(x_shape, w_shape, strides, lhs_dilation, rhs_dilation, dimension_numbers,
-                    feature_group_count) -> bool:
-  """Whether a convolution of these settings takes `tap_conv` on CPU (MIN_TAP_PIXELS
-  is read when the call is traced)."""
+                    feature_group_count, dtype=jnp.float32) -> bool:
+  """Whether a convolution of these settings takes `tap_conv` on CPU: from
+  MIN_TAP_PIXELS input pixels up, or from MIN_NATIVE_PIXELS where the native
+  filter gradient takes it (the settings are read when the call is traced)."""
   dense = (tuple(strides) == (1, 1) and all(tuple(d or (1, 1)) == (1, 1)
                                              for d in (lhs_dilation, rhs_dilation))
            and feature_group_count == 1)
   nhwc = lax.conv_dimension_numbers(x_shape, w_shape, dimension_numbers) == \
       lax.conv_dimension_numbers(x_shape, w_shape, ("NHWC", "HWIO", "NHWC"))
-  return (len(x_shape) == 4 and dense and nhwc and w_shape[0] * w_shape[1] > 1
-          and x_shape[1] * x_shape[2] >= MIN_TAP_PIXELS)
+  if not (len(x_shape) == 4 and dense and nhwc and w_shape[0] * w_shape[1] > 1):
+    return False
+  pixels = x_shape[1] * x_shape[2]
+  return pixels >= MIN_TAP_PIXELS or (
+      pixels >= MIN_NATIVE_PIXELS and takes_native_filter_grad(x_shape[3], w_shape[3], dtype))
 
 
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
@@ -103,7 +119,7 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
   gradient on CPU where it is faster (see the module's docstring)."""
   if (jax.default_backend() == "cpu" and precision is None and not kwargs
       and takes_tap_route(lhs.shape, rhs.shape, window_strides, lhs_dilation, rhs_dilation,
-                          dimension_numbers, feature_group_count)):
+                          dimension_numbers, feature_group_count, lhs.dtype)):
     pads = padding
     if isinstance(padding, str):
       pads = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], window_strides, padding)

@@ -104,11 +104,12 @@ def threads() -> int:
     return os.cpu_count() or 1
 
 
-def takes_kernel(x, g) -> bool:
-  """Whether filter_grad.cc computes this gradient: float32, 4-channel and
-  64-feature multiples, and one device (a custom call has no sharding rule, so
+def takes_kernel(channels: int, features: int, dtype) -> bool:
+  """Whether filter_grad.cc computes the filter gradient of a convolution with
+  these input channels, output features and dtype: float32, 8-channel and
+  32-feature multiples, and one device (a custom call has no sharding rule, so
   on a mesh of CPU devices the partitioner would gather whole batches to it)."""
-  return (x.dtype == g.dtype == jnp.float32 and x.shape[-1] % 4 == 0 and g.shape[-1] % 64 == 0
+  return (dtype == jnp.float32 and channels % 8 == 0 and features % 32 == 0
           and jax.device_count() == 1 and filter_grad_target() is not None)
 
 
