@@ -72,6 +72,16 @@ def _loss(logits, v, a, label, temperature: float = 0.1):
 def time_update(batch: int, crop: int, spec_shape: tuple[int, int], steps: int,
                 channels_last: bool, threads: int | None = None) -> float:
   """Seconds per Adam update on random data, after two warm-up steps."""
+  step = make_update(batch, crop, spec_shape, channels_last, threads)
+  t = time.perf_counter()
+  for _ in range(steps):
+    step()
+  return (time.perf_counter() - t) / steps
+
+
+def make_update(batch: int, crop: int, spec_shape: tuple[int, int], channels_last: bool,
+                threads: int | None = None):
+  """A function that runs one Adam update on fixed random data, warmed up."""
   if threads:
     torch.set_num_threads(threads)
   torch.manual_seed(0)
@@ -102,7 +112,4 @@ def time_update(batch: int, crop: int, spec_shape: tuple[int, int], steps: int,
   model.train()
   for _ in range(2):
     step()
-  t = time.perf_counter()
-  for _ in range(steps):
-    step()
-  return (time.perf_counter() - t) / steps
+  return step

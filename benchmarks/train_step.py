@@ -11,8 +11,9 @@ gradients in place of avjax/models/conv.py's and with lax's max-pool gradient
 in place of conv.elementwise_max_pool_2x2's, and, for AVE-Net when `torch`
 is importable (the `bench` extra), a PyTorch AVE-Net of the same shapes
 (benchmarks/torch_avenet.py)
-in NCHW and channels_last layouts. It prints each one's ratio to avjax's float32
-update, the update's FLOPs per example (XLA's cost analysis of the compiled
+in NCHW and channels_last layouts, then avjax and PyTorch channels_last again in
+alternating rounds (--rounds), since this VM's speed drifts between minutes. It
+prints each one's ratio to avjax's float32 update, the update's FLOPs per example (XLA's cost analysis of the compiled
 update) and each one's achieved FLOP/s, and on an accelerator of known peak the
 model FLOPs utilisation against its bfloat16 and float32 peaks.
 """
@@ -101,6 +102,45 @@ def peak_tflops(device) -> tuple[float | None, float | None]:
   return None, None
 
 
+def update_step(config, batch, mesh):
+  """A function that runs the library's jitted update on a synthetic batch."""
+  fns = train.make_train_functions(config, mesh)
+  state = [fns.init(jax.random.PRNGKey(0))]
+  data = synthetic_batch(config, batch, mesh_lib.batch_sharding(mesh))
+
+  def step():
+    state[0], metrics = fns.update(state[0], data)
+    return metrics["loss"]
+
+  return step
+
+
+def head_to_head(config, batch, steps, mesh, rounds: int) -> list[tuple[float, float]]:
+  """(avjax, PyTorch channels_last) seconds per update in `rounds` alternating
+  rounds of `steps` updates each: this VM's speed drifts by up to 30% between
+  minutes, which a ratio of rows timed minutes apart takes for a difference."""
+  import torch
+  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+  import torch_avenet
+  frames, spectrogram = predict.dummy_inputs(config.data, 1)
+  ours = update_step(config, batch, mesh)
+  jax.block_until_ready(ours())
+  theirs = torch_avenet.make_update(batch, frames.shape[1], tuple(spectrogram.shape[1:3]),
+                                    channels_last=True, threads=os.cpu_count())
+  out = []
+  for _ in range(rounds):
+    out.append((time_fn(ours, steps), time_torch(theirs, steps)))
+  del torch
+  return out
+
+
+def time_torch(step, steps: int) -> float:
+  t = time.perf_counter()
+  for _ in range(steps):
+    step()
+  return (time.perf_counter() - t) / steps
+
+
 def bench_update(config, batch, steps, mesh) -> tuple[float, float | None]:
   """(seconds per update, FLOPs per update from XLA's cost analysis or None).
 
@@ -164,6 +204,8 @@ def main():
   p.add_argument("--steps", type=int, default=5)
   p.add_argument("--tiny", action="store_true", help="the CPU-sized config instead")
   p.add_argument("--no_torch", action="store_true", help="skip the PyTorch reference")
+  p.add_argument("--rounds", type=int, default=3,
+                 help="alternating avjax / PyTorch channels_last rounds after the rows (0: none)")
   args = p.parse_args()
   config = CONFIGS[args.model].get_config("tiny" if args.tiny else None)
   mesh = mesh_lib.make_mesh(config)
@@ -200,6 +242,13 @@ def main():
   for name, sec in rows:
     if name.startswith("PyTorch"):
       print(f"  avjax float32 update vs {name}: x{sec / base:.2f} (>1: avjax faster)")
+  if any(name.startswith("PyTorch") for name, _ in rows) and args.rounds:
+    pairs = head_to_head(config, args.batch, args.steps, mesh, args.rounds)
+    ratios = [t / a for a, t in pairs]
+    print(f"  head to head, {args.rounds} alternating rounds of {args.steps} updates: avjax "
+          + " / ".join(f"{a * 1e3:.0f}" for a, _ in pairs) + " ms, PyTorch channels_last "
+          + " / ".join(f"{t * 1e3:.0f}" for _, t in pairs) + " ms; avjax x"
+          + " / ".join(f"{r:.2f}" for r in ratios) + f" as fast (median x{np.median(ratios):.2f})")
   bf16_peak, f32_peak = peak_tflops(device)
   if flops and (bf16_peak or f32_peak):
     n = jax.device_count()
