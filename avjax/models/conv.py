@@ -31,8 +31,8 @@ from avjax.models import native
 MIN_TAP_PIXELS = 3000
 # Whether filter gradients take the native kernel (native.py) where it applies
 # (benchmarks/train_step.py turns it off for its reference rows), and from how
-# many output pixels: at 28x28 it ran at 141-148 GFLOP/s against XLA's 105-112,
-# at 14x14 (512 channels) at 121 against 162.
+# many output pixels: at 28x28 and 32x25 it ran at 140-163 GFLOP/s against XLA's
+# 95-101; at 14x14 and 16x12 (512 channels) at 122-131 against 128-132.
 NATIVE_FILTER_GRAD = True
 MIN_NATIVE_PIXELS = 600
 # Whether the towers' 2x2 max pooling takes `elementwise_max_pool_2x2` on CPU
@@ -83,7 +83,7 @@ def _tap_conv_bwd(pads, residuals, g):
 def filter_grad(x, g, pads, kernel_hw):
   """The native kernel's filter gradient where it takes these operands (and
   NATIVE_FILTER_GRAD is on), else `tap_filter_grad`."""
-  if takes_native_filter_grad(x.shape[-1], g.shape[-1], x.dtype) and x.dtype == g.dtype:
+  if x.dtype == g.dtype and takes_native_filter_grad(x.shape[-1], g.shape[-1], x.dtype):
     return native.filter_grad(_padded(x, pads), g, kernel_hw)
   return tap_filter_grad(x, g, pads, kernel_hw)
 
