@@ -242,6 +242,20 @@ def test_native_filter_gradient_equals_float64_and_lax(pads):
   np.testing.assert_allclose(ours, theirs, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("compiler", ["avjax-no-such-compiler", "false"])
+def test_native_kernel_unavailable_logs_why_and_falls_back(compiler, monkeypatch, tmp_path,
+                                                           caplog):
+  """No compiler on PATH, or one that fails (`false` exits 1): no target, one
+  warning naming the cause, and nothing left in the kernel cache."""
+  from avjax.models import native
+  monkeypatch.setenv("CXX", compiler)
+  monkeypatch.setenv("AVJAX_KERNEL_CACHE", str(tmp_path))
+  with caplog.at_level("WARNING"):
+    assert native.filter_grad_target.__wrapped__() is None
+  assert "filter-gradient kernel is unavailable" in caplog.text
+  assert (compiler in caplog.text) and not list(tmp_path.iterdir())
+
+
 def test_vgg_convolutions_take_the_tap_route_on_large_cpu_maps_only():
   from avjax.models import conv, native
   route = lambda hw, strides=(1, 1): conv.takes_tap_route(
