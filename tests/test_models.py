@@ -240,6 +240,10 @@ def test_native_filter_gradient_equals_float64_and_lax(pads):
   np.testing.assert_allclose(ours, want, atol=1e-5 * np.abs(want).max(), rtol=0)
   theirs = jax.vjp(lambda w: plain(x, w), w)[1](g)[0]
   np.testing.assert_allclose(ours, theirs, atol=1e-5, rtol=1e-5)
+  # Many-core splits: row groups (with their buffers) and feature ranges.
+  for n in (1, 3, 8):
+    split = native.filter_grad(conv._padded(x, pads), g, (3, 3), num_threads=n)
+    np.testing.assert_allclose(split, want, atol=1e-5 * np.abs(want).max(), rtol=0)
 
 
 @pytest.mark.parametrize("compiler", ["avjax-no-such-compiler", "false"])

@@ -66,11 +66,11 @@ static inline void kernel_tile(const float* const* a_rows, int64_t a_off,
     }
 }
 
-// Adds output rows [row0, row1) (row = n * H + y) into acc [kh, kw, C, F],
-// a chunk of rows at a time.
+// Adds output rows [row0, row1) (row = n * H + y) of features [f0, f1) into
+// acc [kh, kw, C, ld] (feature f at column f - f0), a chunk of rows at a time.
 static void rows_into(const float* xp, const float* g, int64_t H, int64_t W, int64_t C,
                       int64_t F, int64_t kh, int64_t kw, int64_t row0, int64_t row1,
-                      float* acc) {
+                      int64_t f0, int64_t f1, float* acc, int64_t ld) {
   const int64_t Wp = W + kw - 1, Hp = H + kh - 1;
   const int64_t chunk = std::max<int64_t>(1, (kChunkPixels + W / 2) / W);
   std::vector<const float*> a_rows(chunk), b_rows(chunk);
@@ -83,11 +83,11 @@ static void rows_into(const float* xp, const float* g, int64_t H, int64_t W, int
           const int64_t n = (r0 + i) / H, y = (r0 + i) % H;
           a_rows[i] = xp + ((n * Hp + y + ty) * Wp + tx) * C;
         }
-        float* tap = acc + (ty * kw + tx) * C * F;
-        for (int64_t f0 = 0; f0 < F; f0 += kNr)
+        float* tap = acc + (ty * kw + tx) * C * ld;
+        for (int64_t f = f0; f < f1; f += kNr)
           for (int64_t c0 = 0; c0 < C; c0 += kMr)
-            kernel_tile(a_rows.data(), c0, b_rows.data(), f0, rows, W, C, F,
-                        tap + c0 * F + f0, F);
+            kernel_tile(a_rows.data(), c0, b_rows.data(), f, rows, W, C, F,
+                        tap + c0 * ld + (f - f0), ld);
       }
   }
 }
@@ -104,21 +104,47 @@ static ffi::Error FilterGradImpl(ffi::Buffer<ffi::F32> xp, ffi::Buffer<ffi::F32>
     return ffi::Error::InvalidArgument(
         "avjax_filter_grad: shapes must be xp [N, H+kh-1, W+kw-1, C], g [N, H, W, F], "
         "dw [kh, kw, C, F] with C % 8 == 0 and F % 32 == 0");
-  const int64_t rows = N * H, size = kh * kw * C * F;
-  const int64_t T = std::max<int64_t>(1, std::min(threads, rows));
-  // Each thread sums its rows into a buffer of its own; the buffers are added
-  // at the end (no locks, and the same result for the same thread count).
-  std::vector<std::vector<float>> parts(T - 1, std::vector<float>(size, 0.f));
+  const int64_t rows = N * H, blocks = F / kNr;
+  // Threads split the rows into up to kRowGroups groups (on 2 cores splitting
+  // rows ran up to 15% faster than splitting features), then the features
+  // (disjoint parts of dw). A thread past the first row group sums into a
+  // buffer of its own features, added at the end: buffers stay within
+  // kRowGroups - 1 copies of dw however many cores there are.
+  constexpr int64_t kRowGroups = 4;
+  const int64_t T = std::max<int64_t>(1, threads);
+  const int64_t tr = std::max<int64_t>(1, std::min({T, kRowGroups, rows}));
+  const int64_t tf = std::max<int64_t>(1, std::min(blocks, T / tr));
   float* out = dw->typed_data();
-  std::memset(out, 0, size * sizeof(float));
+  std::memset(out, 0, kh * kw * C * F * sizeof(float));
+  struct Part { int64_t f0, f1; std::vector<float> acc; };
+  std::vector<Part> parts;
+  for (int64_t i = 0; i < tf; ++i)
+    for (int64_t j = 1; j < tr; ++j) {
+      const int64_t f0 = blocks * i / tf * kNr, f1 = blocks * (i + 1) / tf * kNr;
+      parts.push_back({f0, f1, std::vector<float>(kh * kw * C * (f1 - f0), 0.f)});
+    }
   std::vector<std::thread> workers;
-  for (int64_t t = 1; t < T; ++t)
-    workers.emplace_back(rows_into, xp.typed_data(), g.typed_data(), H, W, C, F, kh, kw,
-                         rows * t / T, rows * (t + 1) / T, parts[t - 1].data());
-  rows_into(xp.typed_data(), g.typed_data(), H, W, C, F, kh, kw, 0, rows / T, out);
+  size_t p = 0;
+  for (int64_t i = 0; i < tf; ++i) {
+    const int64_t f0 = blocks * i / tf * kNr, f1 = blocks * (i + 1) / tf * kNr;
+    for (int64_t j = 0; j < tr; ++j) {
+      const int64_t r0 = rows * j / tr, r1 = rows * (j + 1) / tr;
+      float* acc = j == 0 ? out + f0 : parts[p].acc.data();
+      const int64_t ld = j == 0 ? F : f1 - f0;
+      if (j > 0) ++p;
+      if (i == 0 && j == 0) continue;  // this thread's share, below
+      workers.emplace_back(rows_into, xp.typed_data(), g.typed_data(), H, W, C, F, kh, kw, r0,
+                           r1, f0, f1, acc, ld);
+    }
+  }
+  rows_into(xp.typed_data(), g.typed_data(), H, W, C, F, kh, kw, 0, rows / tr, 0,
+            blocks / tf * kNr, out, F);
   for (auto& w : workers) w.join();
-  for (const auto& p : parts)
-    for (int64_t i = 0; i < size; ++i) out[i] += p[i];
+  for (const auto& part : parts) {
+    const int64_t width = part.f1 - part.f0;
+    for (int64_t k = 0; k < kh * kw * C; ++k)
+      for (int64_t f = 0; f < width; ++f) out[k * F + part.f0 + f] += part.acc[k * width + f];
+  }
   return ffi::Error::Success();
 }
 

@@ -113,9 +113,10 @@ def takes_kernel(channels: int, features: int, dtype) -> bool:
           and jax.device_count() == 1 and filter_grad_target() is not None)
 
 
-def filter_grad(xp, g, kernel_hw) -> jax.Array:
+def filter_grad(xp, g, kernel_hw, num_threads: int | None = None) -> jax.Array:
   """dw [kh, kw, C, F] of a stride-1 NHWC convolution from its padded input xp
-  [N, H + kh - 1, W + kw - 1, C] and output gradient g [N, H, W, F]."""
+  [N, H + kh - 1, W + kw - 1, C] and output gradient g [N, H, W, F], on
+  `num_threads` threads (default: the cores this process may use)."""
   out = jax.ShapeDtypeStruct((*kernel_hw, xp.shape[-1], g.shape[-1]), jnp.float32)
   return jax.ffi.ffi_call(filter_grad_target(), out, vmap_method="sequential")(
-      xp, g, threads=np.int64(threads()))
+      xp, g, threads=np.int64(num_threads or threads()))
