@@ -4,7 +4,8 @@ The reader ships uint8 crops and each frame's random draws (`aug_*` keys); the
 jitted step (avjax/step_inputs.py) flips, colour-jitters and normalises them
 with these functions, where XLA fuses the per-pixel arithmetic into one pass.
 In tf.data these unfused float ops cost as much as decoding the JPEG, and
-shipping uint8 moves a quarter of the bytes to the accelerator. Frames that are already float pass through unchanged.
+shipping uint8 moves a quarter of the bytes to the accelerator. Frames that are
+already float pass through unchanged.
 """
 from __future__ import annotations
 

@@ -72,7 +72,11 @@ def _loss(logits, v, a, label, temperature: float = 0.1):
 def time_update(batch: int, crop: int, spec_shape: tuple[int, int], steps: int,
                 channels_last: bool, threads: int | None = None) -> float:
   """Seconds per Adam update on random data, after two warm-up steps."""
-  step = make_update(batch, crop, spec_shape, channels_last, threads)
+  return time_steps(make_update(batch, crop, spec_shape, channels_last, threads), steps)
+
+
+def time_steps(step, steps: int) -> float:
+  """Seconds per call of `step` (PyTorch runs eagerly: each call has finished)."""
   t = time.perf_counter()
   for _ in range(steps):
     step()

@@ -13,8 +13,9 @@ is importable (the `bench` extra), a PyTorch AVE-Net of the same shapes
 (benchmarks/torch_avenet.py)
 in NCHW and channels_last layouts, then avjax and PyTorch channels_last again in
 alternating rounds (--rounds), since this VM's speed drifts between minutes. It
-prints each one's ratio to avjax's float32 update, the update's FLOPs per example (XLA's cost analysis of the compiled
-update) and each one's achieved FLOP/s, and on an accelerator of known peak the
+prints each one's ratio to avjax's float32 update, the update's FLOPs per
+example (XLA's cost analysis of the compiled update) and each one's achieved
+FLOP/s, and on an accelerator of known peak the
 model FLOPs utilisation against its bfloat16 and float32 peaks.
 """
 from __future__ import annotations
@@ -103,7 +104,8 @@ def peak_tflops(device) -> tuple[float | None, float | None]:
 
 
 def update_step(config, batch, mesh):
-  """A function that runs the library's jitted update on a synthetic batch."""
+  """(a function that runs the library's jitted update on a synthetic batch,
+  the initial state, the batch)."""
   fns = train.make_train_functions(config, mesh)
   state = [fns.init(jax.random.PRNGKey(0))]
   data = synthetic_batch(config, batch, mesh_lib.batch_sharding(mesh))
@@ -112,33 +114,32 @@ def update_step(config, batch, mesh):
     state[0], metrics = fns.update(state[0], data)
     return metrics["loss"]
 
-  return step
+  return step, state[0], data
+
+
+def torch_reference(config):
+  """(benchmarks/torch_avenet.py, frame crop, spectrogram [bins, frames]) for
+  the PyTorch AVE-Net of this config's shapes; None without torch."""
+  try:
+    import torch  # noqa: F401
+  except ImportError:
+    return None
+  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+  import torch_avenet
+  frames, spectrogram = predict.dummy_inputs(config.data, 1)
+  return torch_avenet, frames.shape[1], tuple(spectrogram.shape[1:3])
 
 
 def head_to_head(config, batch, steps, mesh, rounds: int) -> list[tuple[float, float]]:
   """(avjax, PyTorch channels_last) seconds per update in `rounds` alternating
   rounds of `steps` updates each: this VM's speed drifts by up to 30% between
   minutes, which a ratio of rows timed minutes apart takes for a difference."""
-  import torch
-  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-  import torch_avenet
-  frames, spectrogram = predict.dummy_inputs(config.data, 1)
-  ours = update_step(config, batch, mesh)
+  torch_avenet, crop, spec_shape = torch_reference(config)
+  ours = update_step(config, batch, mesh)[0]
   jax.block_until_ready(ours())
-  theirs = torch_avenet.make_update(batch, frames.shape[1], tuple(spectrogram.shape[1:3]),
-                                    channels_last=True, threads=os.cpu_count())
-  out = []
-  for _ in range(rounds):
-    out.append((time_fn(ours, steps), time_torch(theirs, steps)))
-  del torch
-  return out
-
-
-def time_torch(step, steps: int) -> float:
-  t = time.perf_counter()
-  for _ in range(steps):
-    step()
-  return (time.perf_counter() - t) / steps
+  theirs = torch_avenet.make_update(batch, crop, spec_shape, channels_last=True,
+                                    threads=os.cpu_count())
+  return [(time_fn(ours, steps), torch_avenet.time_steps(theirs, steps)) for _ in range(rounds)]
 
 
 def bench_update(config, batch, steps, mesh) -> tuple[float, float | None]:
@@ -147,17 +148,10 @@ def bench_update(config, batch, steps, mesh) -> tuple[float, float | None]:
   XLA's cost analysis does not see inside custom calls, so the FLOPs are
   those of the same update traced with the per-tap dots in place of the native
   filter-gradient kernel (the same arithmetic, as dots it counts)."""
-  fns = train.make_train_functions(config, mesh)
-  state = [fns.init(jax.random.PRNGKey(0))]
-  data = synthetic_batch(config, batch, mesh_lib.batch_sharding(mesh))
+  step, state, data = update_step(config, batch, mesh)
   with lax_layers(filter_grad=False, pool=False, tap_dots=True):
     counted = train.make_train_functions(config, mesh).update
-    flops = update_flops(counted, state[0], data)
-
-  def step():
-    state[0], metrics = fns.update(state[0], data)
-    return metrics["loss"]
-
+    flops = update_flops(counted, state, data)
   return time_fn(step, steps), flops
 
 
@@ -172,17 +166,13 @@ def update_flops(update, state, data) -> float | None:
 
 def bench_torch(config, batch, steps) -> list[tuple[str, float]]:
   """The PyTorch AVE-Net's seconds per update, NCHW and channels_last; [] without torch."""
-  try:
-    import torch  # noqa: F401
-  except ImportError:
+  reference = torch_reference(config)
+  if reference is None:
     print("  (torch not importable: pip install -e '.[bench]' adds the PyTorch reference)")
     return []
-  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-  import torch_avenet
-  frames, spectrogram = predict.dummy_inputs(config.data, 1)
-  spec_shape = tuple(spectrogram.shape[1:3])
-  return [(f"PyTorch {torch.__version__}, {name}",
-           torch_avenet.time_update(batch, frames.shape[1], spec_shape, steps, channels_last=cl,
+  torch_avenet, crop, spec_shape = reference
+  return [(f"PyTorch {torch_avenet.torch.__version__}, {name}",
+           torch_avenet.time_update(batch, crop, spec_shape, steps, channels_last=cl,
                                     threads=os.cpu_count()))
           for name, cl in (("NCHW", False), ("channels_last", True))]
 

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <thread>
 #include <vector>
 
@@ -116,34 +117,30 @@ static ffi::Error FilterGradImpl(ffi::Buffer<ffi::F32> xp, ffi::Buffer<ffi::F32>
   const int64_t tf = std::max<int64_t>(1, std::min(blocks, T / tr));
   float* out = dw->typed_data();
   std::memset(out, 0, kh * kw * C * F * sizeof(float));
-  struct Part { int64_t f0, f1; std::vector<float> acc; };
-  std::vector<Part> parts;
+  // One job per (feature range, row group); the first row group of a range
+  // writes into dw, the others into buffers of the range's width.
+  struct Job { int64_t r0, r1, f0, f1; std::vector<float> buffer; };
+  std::vector<Job> jobs;
   for (int64_t i = 0; i < tf; ++i)
-    for (int64_t j = 1; j < tr; ++j) {
-      const int64_t f0 = blocks * i / tf * kNr, f1 = blocks * (i + 1) / tf * kNr;
-      parts.push_back({f0, f1, std::vector<float>(kh * kw * C * (f1 - f0), 0.f)});
-    }
-  std::vector<std::thread> workers;
-  size_t p = 0;
-  for (int64_t i = 0; i < tf; ++i) {
-    const int64_t f0 = blocks * i / tf * kNr, f1 = blocks * (i + 1) / tf * kNr;
     for (int64_t j = 0; j < tr; ++j) {
-      const int64_t r0 = rows * j / tr, r1 = rows * (j + 1) / tr;
-      float* acc = j == 0 ? out + f0 : parts[p].acc.data();
-      const int64_t ld = j == 0 ? F : f1 - f0;
-      if (j > 0) ++p;
-      if (i == 0 && j == 0) continue;  // this thread's share, below
-      workers.emplace_back(rows_into, xp.typed_data(), g.typed_data(), H, W, C, F, kh, kw, r0,
-                           r1, f0, f1, acc, ld);
+      const int64_t f0 = blocks * i / tf * kNr, f1 = blocks * (i + 1) / tf * kNr;
+      jobs.push_back({rows * j / tr, rows * (j + 1) / tr, f0, f1,
+                      std::vector<float>(j == 0 ? 0 : kh * kw * C * (f1 - f0), 0.f)});
     }
-  }
-  rows_into(xp.typed_data(), g.typed_data(), H, W, C, F, kh, kw, 0, rows / tr, 0,
-            blocks / tf * kNr, out, F);
+  auto run = [&](Job& job) {
+    const bool direct = job.buffer.empty();
+    rows_into(xp.typed_data(), g.typed_data(), H, W, C, F, kh, kw, job.r0, job.r1, job.f0,
+              job.f1, direct ? out + job.f0 : job.buffer.data(), direct ? F : job.f1 - job.f0);
+  };
+  std::vector<std::thread> workers;
+  for (size_t k = 1; k < jobs.size(); ++k) workers.emplace_back(run, std::ref(jobs[k]));
+  run(jobs[0]);
   for (auto& w : workers) w.join();
-  for (const auto& part : parts) {
-    const int64_t width = part.f1 - part.f0;
+  for (const auto& job : jobs) {
+    if (job.buffer.empty()) continue;
+    const int64_t width = job.f1 - job.f0;
     for (int64_t k = 0; k < kh * kw * C; ++k)
-      for (int64_t f = 0; f < width; ++f) out[k * F + part.f0 + f] += part.acc[k * width + f];
+      for (int64_t f = 0; f < width; ++f) out[k * F + job.f0 + f] += job.buffer[k * width + f];
   }
   return ffi::Error::Success();
 }

@@ -5,8 +5,8 @@ convolution's speed on large maps (see conv.py). filter_grad.cc does, as an XLA
 FFI custom call. It is compiled once per machine with the system's C++
 compiler (`$CXX`, else `c++`) against the headers jaxlib ships, for this CPU
 (-march=native), into $AVJAX_KERNEL_CACHE (default ~/.cache/avjax/kernels).
-Where that cannot happen (no compiler, no jax.ffi, not x86-64/ARM Linux or
-macOS) the library logs why, once, and conv.py keeps its XLA formulation.
+Where that cannot happen (no compiler, no jax.ffi, a build or load that fails)
+the library logs why, once, and conv.py keeps its XLA formulation.
 """
 from __future__ import annotations
 
