@@ -37,9 +37,11 @@ NATIVE_FILTER_GRAD = True
 MIN_NATIVE_PIXELS = 600
 # Whether the towers' 2x2 max pooling takes `elementwise_max_pool_2x2` on CPU
 # (benchmarks/train_step.py turns it off for its reference row), and from how
-# many input pixels: measured from 56x56 up (74 against 246 ms at 112x112x64).
+# many input elements per example (H*W*C): forward + gradient at batch 16, it
+# was 15-36x lax's from 14x14x512 (100k) to 56x56x128 (400k), and 4-7x on the
+# tiny configs' maps (8k-26k), which stay below so their programs are unchanged.
 CPU_MAX_POOL = True
-MIN_POOL_PIXELS = 3000
+MIN_POOL_ELEMENTS = 100_000
 
 
 def _padded(x, pads):
@@ -140,10 +142,10 @@ def _windows(x):
 
 
 def max_pool_2x2(x):
-  """2x2 max pooling, stride 2 (VALID): on CPU, from MIN_POOL_PIXELS input pixels
-  up (where it was measured), `elementwise_max_pool_2x2`; elsewhere flax's."""
+  """2x2 max pooling, stride 2 (VALID): on CPU, from MIN_POOL_ELEMENTS input
+  elements per example up, `elementwise_max_pool_2x2`; elsewhere flax's."""
   if (jax.default_backend() == "cpu" and CPU_MAX_POOL
-      and x.shape[1] * x.shape[2] >= MIN_POOL_PIXELS):
+      and x.shape[1] * x.shape[2] * x.shape[3] >= MIN_POOL_ELEMENTS):
     return elementwise_max_pool_2x2(x)
   return nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
 
