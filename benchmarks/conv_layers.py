@@ -48,10 +48,12 @@ def conv_shapes(config) -> list[tuple[str, tuple[int, int, int], int, int]]:
 
 
 def time_xla(batch: int, hwc, features: int, stride: int,
-             repeats: int) -> tuple[float, float, float, float | None, float | None]:
+             repeats: int) -> tuple[float, float, float, float | None, float | None, tuple | None]:
   """Seconds of (forward, input gradient, XLA's filter gradient, the per-tap and
   the native filter gradients of avjax/models/conv.py, each None where it does
-  not apply) of one convolution."""
+  not apply) of one convolution, and whether the forward and input gradient are
+  conv.py's (the native forward kernel's, where it takes either) rather than
+  lax's: then lax's (forward, input gradient) seconds too, else None."""
   r = np.random.default_rng(0)
   x = jnp.asarray(r.normal(size=(batch, *hwc)).astype(np.float32))
   w = jnp.asarray(r.normal(size=(3, 3, hwc[2], features)).astype(np.float32) * 0.05)
@@ -61,8 +63,18 @@ def time_xla(batch: int, hwc, features: int, stride: int,
                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
   g = jnp.ones_like(conv(x, w))
+  library = stride == 1 and conv_lib.takes_tap_route(
+      x.shape, w.shape, (1, 1), None, None, ("NHWC", "HWIO", "NHWC"), 1) and (
+      conv_lib.takes_native_forward(hwc[2], features, x.dtype)
+      or conv_lib.takes_native_forward(features, hwc[2], x.dtype))
   fwd = jax.jit(conv)
   dx = jax.jit(lambda x, w, g: jax.vjp(conv, x, w)[1](g)[0])
+  lax_parts = None
+  if library:  # lax's as well, for comparison
+    lax_parts = (time_fn(lambda: fwd(x, w), repeats), time_fn(lambda: dx(x, w, g), repeats))
+    pads = tuple(lax.padtype_to_pads(hwc[:2], (3, 3), (1, 1), "SAME"))
+    fwd = jax.jit(lambda x, w: conv_lib.forward(x, w, pads))
+    dx = jax.jit(lambda x, w, g: conv_lib.input_grad(x, w, pads, g))
   dw = jax.jit(lambda x, w, g: jax.vjp(conv, x, w)[1](g)[1])
   taps = native = None
   if stride == 1:
@@ -73,7 +85,7 @@ def time_xla(batch: int, hwc, features: int, stride: int,
       dw_native = jax.jit(lambda x, g: conv_lib.filter_grad(x, g, pads, (3, 3)))
       native = time_fn(lambda: dw_native(x, g), repeats)
   return (time_fn(lambda: fwd(x, w), repeats), time_fn(lambda: dx(x, w, g), repeats),
-          time_fn(lambda: dw(x, w, g), repeats), taps, native)
+          time_fn(lambda: dw(x, w, g), repeats), taps, native, lax_parts)
 
 
 def time_torch(batch: int, hwc, features: int, stride: int, repeats: int) -> float | None:
@@ -113,15 +125,16 @@ def main():
   for name, hwc, features, stride in conv_shapes(config):
     h, w = -(-hwc[0] // stride), -(-hwc[1] // stride)
     flops = 2 * args.batch * h * w * hwc[2] * features * 9
-    fwd, dx, dw_xla, dw_taps, dw_native = time_xla(args.batch, hwc, features, stride,
-                                                   args.repeats)
+    fwd, dx, dw_xla, dw_taps, dw_native, library = time_xla(args.batch, hwc, features, stride,
+                                                            args.repeats)
     taken = conv_lib.takes_tap_route((args.batch, *hwc), (3, 3, hwc[2], features),
                                      (stride, stride), None, None, ("NHWC", "HWIO", "NHWC"), 1)
     dw = dw_xla
     if taken and device.platform == "cpu":
       dw = dw_native if dw_native is not None else dw_taps
     ref = time_torch(args.batch, hwc, features, stride, args.repeats) if device.platform == "cpu" else None
-    rows.append((name, hwc, features, flops, fwd, dx, dw_xla, dw_taps, dw_native, dw, ref))
+    rows.append((name, hwc, features, flops, fwd, dx, dw_xla, dw_taps, dw_native, dw, ref,
+                 library))
     total += fwd + dx + dw
     total_xla += fwd + dx + dw_xla
   print(f"  {'layer':22s} {'input':>14s} {'out':>4s} {'GFLOP':>6s} {'fwd':>6s} {'d input':>8s} "
@@ -131,16 +144,22 @@ def main():
   def column(sec, flops, taken):
     return "" if sec is None else f"{flops / sec / 1e9:.0f}" + ("*" if taken else "")
 
-  for name, hwc, features, flops, fwd, dx, dw_xla, dw_taps, dw_native, dw, ref in rows:
+  for name, hwc, features, flops, fwd, dx, dw_xla, dw_taps, dw_native, dw, ref, library in rows:
+    fwd_native = library and conv_lib.takes_native_forward(hwc[2], features, jnp.float32)
+    dx_native = library and conv_lib.takes_native_forward(features, hwc[2], jnp.float32)
     line = (f"  {name:22s} {'x'.join(map(str, hwc)):>14s} {features:4d} {flops / 1e9:6.2f} "
-            f"{flops / fwd / 1e9:6.0f} {flops / dx / 1e9:8.0f} {flops / dw_xla / 1e9:9.0f} "
+            f"{column(fwd, flops, fwd_native):>6s} {column(dx, flops, dx_native):>8s} "
+            f"{flops / dw_xla / 1e9:9.0f} "
             f"{column(dw_taps, flops, dw is dw_taps):>8s} "
             f"{column(dw_native, flops, dw is dw_native):>7s} {(fwd + dx + dw) / total:6.1%}")
     if ref:
       line += f"  {3 * flops / ref / 1e9:9.0f}"
+    if library:
+      line += f"  (lax: fwd {flops / library[0] / 1e9:.0f}, d input {flops / library[1] / 1e9:.0f})"
     print(line)
   parts = [sum(r[i] for r in rows) for i in (4, 5, 9)]
-  print("  (* the filter gradient the library takes: avjax/models/conv.py, on CPU)")
+  print("  (* in the filter-gradient columns: the one the library takes (avjax/models/conv.py, "
+        "on CPU); in fwd and d input: the native forward kernel's, conv.NATIVE_FORWARD_PAIRS)")
   print(f"  all convolutions: {total:.2f} s per update as the library runs them ({total_xla:.2f} s "
         f"with XLA's filter gradients everywhere); forward {parts[0] / total:.0%}, "
         f"input gradient {parts[1] / total:.0%}, filter gradient {parts[2] / total:.0%}")

@@ -5,8 +5,9 @@
 Times the jitted, donated update that the trainer runs (paper scale: 224 px
 frames, 257x199 spectrograms) on synthetic batches, after compilation. In the
 same process it times, as references: the forward pass alone (evaluation), the
-update with bfloat16 compute, on CPU the update with per-tap dots in place of
-the native filter-gradient kernel (avjax/models/native.py), with XLA's own filter
+update with bfloat16 compute, on CPU the update with lax's forward and input
+gradients in place of the native forward kernel's (avjax/models/native.py), with
+per-tap dots in place of the native filter-gradient kernel, with XLA's own filter
 gradients in place of avjax/models/conv.py's and with lax's max-pool gradient
 in place of conv.elementwise_max_pool_2x2's, and, for AVE-Net when `torch`
 is importable (the `bench` extra), a PyTorch AVE-Net of the same shapes
@@ -56,21 +57,28 @@ def synthetic_batch(config, batch: int, sharding) -> dict:
 
 
 @contextlib.contextmanager
-def lax_layers(*, filter_grad: bool, pool: bool, tap_dots: bool = False):
+def lax_layers(*, filter_grad: bool = False, pool: bool = False, tap_dots: bool = False,
+               forward: bool = False):
   """Updates traced inside take lax's filter gradient and/or max-pool gradient in
   place of avjax/models/conv.py's CPU routes, or (`tap_dots`) the per-tap dots
-  in place of the native filter-gradient kernel (avjax/models/native.py)."""
-  saved = conv_lib.MIN_TAP_PIXELS, conv_lib.CPU_MAX_POOL, conv_lib.NATIVE_FILTER_GRAD
+  in place of the native filter-gradient kernel (avjax/models/native.py), or
+  (`forward`, implied by the first and by `tap_dots`) lax's forward and input
+  gradients in place of the native forward kernel's."""
+  names = ("MIN_TAP_PIXELS", "CPU_MAX_POOL", "NATIVE_FILTER_GRAD", "NATIVE_FORWARD_PAIRS")
+  saved = {name: getattr(conv_lib, name) for name in names}
   if filter_grad:
     conv_lib.MIN_TAP_PIXELS = sys.maxsize
   if pool:
     conv_lib.CPU_MAX_POOL = False
   if filter_grad or tap_dots:
     conv_lib.NATIVE_FILTER_GRAD = False
+  if filter_grad or tap_dots or forward:
+    conv_lib.NATIVE_FORWARD_PAIRS = frozenset()
   try:
     yield
   finally:
-    conv_lib.MIN_TAP_PIXELS, conv_lib.CPU_MAX_POOL, conv_lib.NATIVE_FILTER_GRAD = saved
+    for name, value in saved.items():
+      setattr(conv_lib, name, value)
 
 
 def time_fn(fn, steps: int) -> float:
@@ -146,10 +154,10 @@ def bench_update(config, batch, steps, mesh) -> tuple[float, float | None]:
   """(seconds per update, FLOPs per update from XLA's cost analysis or None).
 
   XLA's cost analysis does not see inside custom calls, so the FLOPs are
-  those of the same update traced with the per-tap dots in place of the native
-  filter-gradient kernel (the same arithmetic, as dots it counts)."""
+  those of the same update traced with the per-tap dots and lax's convolutions
+  in place of the native kernels (the same arithmetic, as ops it counts)."""
   step, state, data = update_step(config, batch, mesh)
-  with lax_layers(filter_grad=False, pool=False, tap_dots=True):
+  with lax_layers(tap_dots=True):
     counted = train.make_train_functions(config, mesh).update
     flops = update_flops(counted, state, data)
   return time_fn(step, steps), flops
@@ -207,12 +215,13 @@ def main():
   rows = [("avjax train step, float32", base)]
   rows.append(("avjax forward only (eval)", bench_forward(config, args.batch, args.steps, mesh)))
   if device.platform == "cpu":  # the same update with lax's own layers
-    for name, filter_grad, pool, tap_dots in (
-        ("per-tap dot filter gradients", False, False, True),
-        ("XLA's filter gradients", True, False, False),
-        ("lax's max-pool gradient", False, True, False),
-        ("lax's layers (both)", True, True, False)):
-      with lax_layers(filter_grad=filter_grad, pool=pool, tap_dots=tap_dots):
+    for name, layers in (
+        ("lax's forward and input gradients", dict(forward=True)),
+        ("per-tap dot filter gradients", dict(tap_dots=True)),
+        ("XLA's filter gradients", dict(filter_grad=True)),
+        ("lax's max-pool gradient", dict(pool=True)),
+        ("lax's layers (all)", dict(filter_grad=True, pool=True))):
+      with lax_layers(**layers):
         rows.append((f"avjax train step, float32, {name}",
                      bench_update(config, args.batch, args.steps, mesh)[0]))
   bf16 = config.copy_and_resolve_references()
@@ -226,7 +235,7 @@ def main():
     print(f"  update: {per_example / 1e9:.1f} GFLOP per example (XLA cost analysis)")
   for name, sec in rows:
     achieved = (f"  {per_example * args.batch / sec / 1e9:7.1f} GFLOP/s"
-                if per_example and "forward" not in name else "")
+                if per_example and "(eval)" not in name else "")
     print(f"  {name:50s} {sec * 1e3:9.1f} ms/step  {args.batch / sec:8.1f} examples/s  "
           f"x{base / sec:.2f} the float32 update's speed{achieved}")
   for name, sec in rows:

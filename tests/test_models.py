@@ -246,6 +246,50 @@ def test_native_filter_gradient_equals_float64_and_lax(pads):
     np.testing.assert_allclose(split, want, atol=1e-5 * np.abs(want).max(), rtol=0)
 
 
+@pytest.mark.parametrize("pads", [((1, 1), (1, 1)), ((0, 2), (2, 0))])
+def test_native_forward_and_input_gradient_equal_float64_and_lax(pads, monkeypatch):
+  """conv_fwd.cc (models/native.py) computes tap_conv's forward and input
+  gradient where conv.NATIVE_FORWARD_PAIRS names the layer's (channels,
+  features), both within float32 rounding of float64 and of lax's. The map is
+  14 wide, so a row holds one full 12-pixel tile and a short one."""
+  import shutil
+  from jax import lax
+  from avjax.models import conv, native
+  if shutil.which(os.environ.get("CXX", "c++")) is None:
+    pytest.skip("no C++ compiler: the library keeps lax's forward and input gradient")
+  r = np.random.default_rng(0)
+  x = jnp.asarray(r.normal(size=(2, 5, 14, 32)).astype(np.float32))
+  w = jnp.asarray(r.normal(size=(3, 3, 32, 64)).astype(np.float32))
+  plain = lambda x, w: lax.conv_general_dilated(x, w, (1, 1), pads,
+                                                dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  g = jnp.asarray(r.normal(size=plain(x, w).shape).astype(np.float32))
+  f64 = lambda a: np.asarray(a, np.float64)
+  with jax.enable_x64():
+    want_y, vjp = jax.vjp(lambda x: lax.conv_general_dilated(
+        x, f64(w), (1, 1), pads, dimension_numbers=("NHWC", "HWIO", "NHWC")), f64(x))
+    want_dx = np.asarray(vjp(f64(g))[0])
+    want_y = np.asarray(want_y)
+  # The forward of a (32, 64) layer, and the input gradient of a (64, 32) one.
+  monkeypatch.setattr(conv, "NATIVE_FORWARD_PAIRS", frozenset({(32, 64)}))
+  assert conv.takes_native_forward(32, 64, jnp.float32)
+  assert not conv.takes_native_forward(64, 32, jnp.float32)
+  fwd = jax.jit(lambda x, w: conv.tap_conv(x, w, pads))
+  assert "avjax_conv_forward" in fwd.lower(x, w).as_text()
+  tol = lambda want: dict(atol=1e-5 * np.abs(want).max(), rtol=0)
+  np.testing.assert_allclose(fwd(x, w), want_y, **tol(want_y))
+  np.testing.assert_allclose(fwd(x, w), plain(x, w), **tol(want_y))
+  monkeypatch.setattr(conv, "NATIVE_FORWARD_PAIRS", frozenset({(64, 32)}))
+  dx = jax.jit(lambda x, w, g: jax.vjp(lambda x: conv.tap_conv(x, w, pads), x)[1](g)[0])
+  assert "avjax_conv_forward" in dx.lower(x, w, g).as_text()
+  np.testing.assert_allclose(dx(x, w, g), want_dx, **tol(want_dx))
+  theirs = jax.vjp(lambda x: plain(x, w), x)[1](g)[0]
+  np.testing.assert_allclose(dx(x, w, g), theirs, **tol(want_dx))
+  # Many threads: rows split unevenly.
+  for n in (1, 3, 7):
+    split = native.conv_forward(conv._padded(x, pads), w, num_threads=n)
+    np.testing.assert_allclose(split, want_y, **tol(want_y))
+
+
 @pytest.mark.parametrize("compiler", ["avjax-no-such-compiler", "false"])
 def test_native_kernel_unavailable_logs_why_and_falls_back(compiler, monkeypatch, tmp_path,
                                                            caplog):
@@ -256,7 +300,7 @@ def test_native_kernel_unavailable_logs_why_and_falls_back(compiler, monkeypatch
   monkeypatch.setenv("AVJAX_KERNEL_CACHE", str(tmp_path))
   with caplog.at_level("WARNING"):
     assert native.filter_grad_target.__wrapped__() is None
-  assert "filter-gradient kernel is unavailable" in caplog.text
+  assert "convolution kernels are unavailable" in caplog.text
   assert (compiler in caplog.text) and not list(tmp_path.iterdir())
 
 

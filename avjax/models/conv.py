@@ -12,6 +12,10 @@ gradient) whose filter gradient is:
 - else one dot per kernel tap (the tap's shifted input against the output
   gradient, contracting over batch and pixels; 40-75 GFLOP/s), from
   MIN_TAP_PIXELS (56x56) up, below which XLA's own is faster.
+Where the native forward kernel (conv_fwd.cc) takes a layer's (channels,
+features) pair (NATIVE_FORWARD_PAIRS: 128 into 64, which YNNPACK runs at half its
+usual speed), it computes that layer's forward, or its input gradient (a
+convolution of the output gradient with the flipped kernel), in lax's place.
 Accelerators and every other convolution keep lax's. `max_pool_2x2` chooses the
 same way for the towers' 2x2 max pooling.
 """
@@ -35,6 +39,12 @@ MIN_TAP_PIXELS = 3000
 # 95-101; at 14x14 and 16x12 (512 channels) at 122-131 against 128-132.
 NATIVE_FILTER_GRAD = True
 MIN_NATIVE_PIXELS = 600
+# (input channels, output features) of the stride-1 convolutions that the native
+# forward kernel computes on CPU, where tap_conv computes them (its forward, or
+# its input gradient: the output gradient's convolution into the layer's input
+# channels). 128 into 64 ran at 163-185 GFLOP/s against lax's (YNNPACK) 82-104
+# on 56x56 and 64x50 maps; AVE-Net's other pairs at 0.8-1.0x lax's speed.
+NATIVE_FORWARD_PAIRS = frozenset({(128, 64)})
 # Whether the towers' 2x2 max pooling takes `elementwise_max_pool_2x2` on CPU
 # (benchmarks/train_step.py turns it off for its reference row), and from how
 # many input elements per example (H*W*C): forward + gradient at batch 16, it
@@ -65,21 +75,48 @@ def _plain(x, w, pads):
   return lax.conv_general_dilated(x, w, (1, 1), pads, dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def tap_conv(x, w, pads):
-  """A stride-1 NHWC/HWIO convolution with explicit padding, lax's forward and
-  input gradient, and `tap_filter_grad` as its filter gradient."""
+def takes_native_forward(channels: int, features: int, dtype) -> bool:
+  return (channels, features) in NATIVE_FORWARD_PAIRS and native.takes_forward_kernel(
+      features, dtype)
+
+
+def forward(x, w, pads):
+  """A stride-1 NHWC/HWIO convolution: the native kernel where it takes the
+  (channels, features) pair, else lax's."""
+  if x.dtype == w.dtype and takes_native_forward(x.shape[-1], w.shape[-1], x.dtype):
+    return native.conv_forward(_padded(x, pads), w)
   return _plain(x, w, pads)
 
 
+def input_grad(x, w, pads, g):
+  """dx of forward(x, w, pads) for output gradient g: g padded by the kernel's
+  size less the forward's padding, convolved with the kernel flipped and its
+  channels and features swapped; lax's transpose where those pads would be
+  negative."""
+  (lo_h, hi_h), (lo_w, hi_w) = pads
+  kh, kw = w.shape[:2]
+  back = ((kh - 1 - lo_h, kh - 1 - hi_h), (kw - 1 - lo_w, kw - 1 - hi_w))
+  if (min(min(p) for p in back) >= 0 and g.dtype == w.dtype
+      and takes_native_forward(w.shape[3], w.shape[2], g.dtype)):
+    return forward(g, jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2), back)
+  return jax.vjp(lambda x: _plain(x, w, pads), x)[1](g)[0]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def tap_conv(x, w, pads):
+  """A stride-1 NHWC/HWIO convolution with explicit padding, `forward` and
+  `input_grad` (lax's, or the native kernel's for NATIVE_FORWARD_PAIRS), and
+  `filter_grad` as its filter gradient."""
+  return forward(x, w, pads)
+
+
 def _tap_conv_fwd(x, w, pads):
-  return _plain(x, w, pads), (x, w)
+  return forward(x, w, pads), (x, w)
 
 
 def _tap_conv_bwd(pads, residuals, g):
   x, w = residuals
-  dx = jax.vjp(lambda x: _plain(x, w, pads), x)[1](g)[0]
-  return dx, filter_grad(x, g, pads, w.shape[:2]).astype(w.dtype)
+  return input_grad(x, w, pads, g), filter_grad(x, g, pads, w.shape[:2]).astype(w.dtype)
 
 
 def filter_grad(x, g, pads, kernel_hw):

@@ -1,12 +1,14 @@
-"""The CPU filter-gradient kernel (filter_grad.cc), built on first use.
+"""The CPU convolution kernels (filter_grad.cc, conv_fwd.cc), built on first use.
 
 XLA:CPU has no convolution filter-gradient kernel that reaches its own forward
-convolution's speed on large maps (see conv.py). filter_grad.cc does, as an XLA
-FFI custom call. It is compiled once per machine with the system's C++
-compiler (`$CXX`, else `c++`) against the headers jaxlib ships, for this CPU
-(-march=native), into $AVJAX_KERNEL_CACHE (default ~/.cache/avjax/kernels).
-Where that cannot happen (no compiler, no jax.ffi, a build or load that fails)
-the library logs why, once, and conv.py keeps its XLA formulation.
+convolution's speed on large maps, and runs convolutions of 128 channels into
+64 features at half its usual speed (see conv.py). filter_grad.cc and
+conv_fwd.cc do better, as XLA FFI custom calls. They are compiled once per
+machine into one library with the system's C++ compiler (`$CXX`, else `c++`)
+against the headers jaxlib ships, for this CPU (-march=native), into
+$AVJAX_KERNEL_CACHE (default ~/.cache/avjax/kernels). Where that cannot happen
+(no compiler, no jax.ffi, a build or load that fails) the library logs why,
+once, and conv.py keeps its XLA formulations.
 """
 from __future__ import annotations
 
@@ -25,8 +27,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-SOURCE = Path(__file__).with_name("filter_grad.cc")
+SOURCES = tuple(Path(__file__).with_name(name) for name in ("filter_grad.cc", "conv_fwd.cc"))
 TARGET = "avjax_filter_grad"
+FORWARD_TARGET = "avjax_conv_forward"
 FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-pthread")
 
 
@@ -47,21 +50,21 @@ def cpu_signature() -> str:
 
 
 def library_path(compiler: str) -> Path:
-  """Where the kernel built from this source, jax's headers and this CPU lives."""
+  """Where the kernels built from these sources, jax's headers and this CPU live."""
   key = hashlib.sha256("\0".join(
-      [SOURCE.read_text(), jax.__version__, compiler, " ".join(FLAGS), cpu_signature()]
-  ).encode()).hexdigest()[:16]
-  return cache_dir() / f"filter_grad-{key}.so"
+      [*(s.read_text() for s in SOURCES), jax.__version__, compiler, " ".join(FLAGS),
+       cpu_signature()]).encode()).hexdigest()[:16]
+  return cache_dir() / f"conv_kernels-{key}.so"
 
 
 def build(compiler: str, out: Path) -> None:
-  """Compiles filter_grad.cc into `out`, atomically (parallel test workers may
+  """Compiles the kernels into `out`, atomically (parallel test workers may
   build it at once)."""
   out.parent.mkdir(parents=True, exist_ok=True)
   fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
   os.close(fd)
   try:
-    cmd = [compiler, *FLAGS, f"-I{jax.ffi.include_dir()}", str(SOURCE), "-o", tmp]
+    cmd = [compiler, *FLAGS, f"-I{jax.ffi.include_dir()}", *map(str, SOURCES), "-o", tmp]
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     if run.returncode:
       errors = [l for l in run.stderr.splitlines() if "error" in l] or run.stderr.splitlines()
@@ -74,8 +77,9 @@ def build(compiler: str, out: Path) -> None:
 
 @functools.cache
 def filter_grad_target() -> str | None:
-  """The registered FFI target's name, building the kernel if needed; None (and
-  one log line saying why) where it cannot be had."""
+  """The filter gradient's registered FFI target, building the kernels (and
+  registering the forward's target too) if needed; None (and one log line
+  saying why) where they cannot be had."""
   compiler = shutil.which(os.environ.get("CXX", "c++"))
   if not hasattr(jax, "ffi"):
     why = f"jax {jax.__version__} has no jax.ffi"
@@ -88,12 +92,14 @@ def filter_grad_target() -> str | None:
         build(compiler, path)
       lib = ctypes.cdll.LoadLibrary(str(path))
       jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(lib.AvjaxFilterGrad), platform="cpu")
+      jax.ffi.register_ffi_target(FORWARD_TARGET, jax.ffi.pycapsule(lib.AvjaxConvForward),
+                                  platform="cpu")
       return TARGET
     except (OSError, RuntimeError, subprocess.SubprocessError) as e:
       why = str(e)
   logging.getLogger(__name__).warning(
-      "avjax: the CPU filter-gradient kernel is unavailable (%s); convolutions keep "
-      "XLA's per-tap filter gradient, which is slower on CPU", why)
+      "avjax: the CPU convolution kernels are unavailable (%s); convolutions keep "
+      "XLA's formulations (per-tap filter gradients), which are slower on CPU", why)
   return None
 
 
@@ -109,8 +115,14 @@ def takes_kernel(channels: int, features: int, dtype) -> bool:
   these input channels, output features and dtype: float32, 8-channel and
   32-feature multiples, and one device (a custom call has no sharding rule, so
   on a mesh of CPU devices the partitioner would gather whole batches to it)."""
-  return (dtype == jnp.float32 and channels % 8 == 0 and features % 32 == 0
-          and jax.device_count() == 1 and filter_grad_target() is not None)
+  return channels % 8 == 0 and takes_forward_kernel(features, dtype)
+
+
+def takes_forward_kernel(features: int, dtype) -> bool:
+  """Whether conv_fwd.cc computes a convolution into `features` of `dtype`:
+  float32, 32-feature multiples, one device (as `takes_kernel`)."""
+  return (dtype == jnp.float32 and features % 32 == 0 and jax.device_count() == 1
+          and filter_grad_target() is not None)
 
 
 def filter_grad(xp, g, kernel_hw, num_threads: int | None = None) -> jax.Array:
@@ -120,3 +132,15 @@ def filter_grad(xp, g, kernel_hw, num_threads: int | None = None) -> jax.Array:
   out = jax.ShapeDtypeStruct((*kernel_hw, xp.shape[-1], g.shape[-1]), jnp.float32)
   return jax.ffi.ffi_call(filter_grad_target(), out, vmap_method="sequential")(
       xp, g, threads=np.int64(num_threads or threads()))
+
+
+def conv_forward(xp, w, num_threads: int | None = None) -> jax.Array:
+  """y [N, H, W, F] of a stride-1 NHWC/HWIO convolution from its padded input xp
+  [N, H + kh - 1, W + kw - 1, C] and kernel w [kh, kw, C, F], on `num_threads`
+  threads (default: the cores this process may use)."""
+  kh, kw, _, features = w.shape
+  out = jax.ShapeDtypeStruct(
+      (xp.shape[0], xp.shape[1] - kh + 1, xp.shape[2] - kw + 1, features), jnp.float32)
+  filter_grad_target()  # registers FORWARD_TARGET
+  return jax.ffi.ffi_call(FORWARD_TARGET, out, vmap_method="sequential")(
+      xp, w, threads=np.int64(num_threads or threads()))
