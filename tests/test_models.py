@@ -244,6 +244,12 @@ def test_native_filter_gradient_equals_float64_and_lax(pads):
   for n in (1, 3, 8):
     split = native.filter_grad(conv._padded(x, pads), g, (3, 3), num_threads=n)
     np.testing.assert_allclose(split, want, atol=1e-5 * np.abs(want).max(), rtol=0)
+  # Two independent calls in one program, which XLA may run side by side on its
+  # pool (as the two towers' layers), each putting parts on that pool.
+  both = jax.jit(lambda x, g: (conv.filter_grad(x, g, pads, (3, 3)),
+                               conv.filter_grad(x, -g, pads, (3, 3))))(x, g)
+  np.testing.assert_array_equal(both[0], ours)
+  np.testing.assert_allclose(both[1], -want, atol=1e-5 * np.abs(want).max(), rtol=0)
 
 
 @pytest.mark.parametrize("pads", [((1, 1), (1, 1)), ((0, 2), (2, 0))])

@@ -10,9 +10,9 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
-#include <thread>
 #include <vector>
 
+#include "native_parallel.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
@@ -91,7 +91,8 @@ void rows_block(const float* xp, const float* packed, float* y, const Shape& s, 
 }
 
 ffi::Error ConvForwardImpl(ffi::Buffer<ffi::F32> xp, ffi::Buffer<ffi::F32> w,
-                           ffi::ResultBuffer<ffi::F32> y, int64_t threads) {
+                           ffi::ResultBuffer<ffi::F32> y, int64_t threads,
+                           ffi::ThreadPool pool) {
   const auto xd = xp.dimensions(), wd = w.dimensions(), yd = y->dimensions();
   if (xd.size() != 4 || wd.size() != 4 || yd.size() != 4)
     return ffi::Error::InvalidArgument("avjax_conv_forward: operands must have rank 4");
@@ -109,9 +110,9 @@ ffi::Error ConvForwardImpl(ffi::Buffer<ffi::F32> xp, ffi::Buffer<ffi::F32> w,
       std::memcpy(&packed[(fb * taps * s.C + k) * kNr], w.typed_data() + k * s.F + fb * kNr,
                   kNr * sizeof(float));
   const bool blocks_inner = static_cast<int64_t>(packed.size() * sizeof(float)) <= kInnerBlockBytes;
-  // Threads take disjoint ranges of output rows.
+  // `threads` jobs (run on XLA's pool) of disjoint ranges of output rows.
   const int64_t T = std::max<int64_t>(1, std::min(threads, rows));
-  auto run = [&](int64_t i) {
+  avjax::parallel_for(pool, T, [&](int64_t i) {
     const int64_t r0 = rows * i / T, r1 = rows * (i + 1) / T;
     if (blocks_inner) {
       for (int64_t r = r0; r < r1; ++r)
@@ -121,11 +122,7 @@ ffi::Error ConvForwardImpl(ffi::Buffer<ffi::F32> xp, ffi::Buffer<ffi::F32> w,
       for (int64_t fb = 0; fb < blocks; ++fb)
         rows_block(xp.typed_data(), packed.data(), y->typed_data(), s, r0, r1, fb);
     }
-  };
-  std::vector<std::thread> workers;
-  for (int64_t i = 1; i < T; ++i) workers.emplace_back(run, i);
-  run(0);
-  for (auto& t : workers) t.join();
+  });
   return ffi::Error::Success();
 }
 
@@ -136,4 +133,5 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(AvjaxConvForward, ConvForwardImpl,
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Attr<int64_t>("threads"));
+                                  .Attr<int64_t>("threads")
+                                  .Ctx<ffi::ThreadPool>());

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 SOURCES = tuple(Path(__file__).with_name(name) for name in ("filter_grad.cc", "conv_fwd.cc"))
+HEADERS = (Path(__file__).with_name("native_parallel.h"),)
 TARGET = "avjax_filter_grad"
 FORWARD_TARGET = "avjax_conv_forward"
 FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-pthread")
@@ -52,7 +53,7 @@ def cpu_signature() -> str:
 def library_path(compiler: str) -> Path:
   """Where the kernels built from these sources, jax's headers and this CPU live."""
   key = hashlib.sha256("\0".join(
-      [*(s.read_text() for s in SOURCES), jax.__version__, compiler, " ".join(FLAGS),
+      [*(s.read_text() for s in SOURCES + HEADERS), jax.__version__, compiler, " ".join(FLAGS),
        cpu_signature()]).encode()).hexdigest()[:16]
   return cache_dir() / f"conv_kernels-{key}.so"
 
@@ -127,8 +128,9 @@ def takes_forward_kernel(features: int, dtype) -> bool:
 
 def filter_grad(xp, g, kernel_hw, num_threads: int | None = None) -> jax.Array:
   """dw [kh, kw, C, F] of a stride-1 NHWC convolution from its padded input xp
-  [N, H + kh - 1, W + kw - 1, C] and output gradient g [N, H, W, F], on
-  `num_threads` threads (default: the cores this process may use)."""
+  [N, H + kh - 1, W + kw - 1, C] and output gradient g [N, H, W, F], in
+  `num_threads` parts (default: the cores this process may use) run on XLA's
+  CPU thread pool."""
   out = jax.ShapeDtypeStruct((*kernel_hw, xp.shape[-1], g.shape[-1]), jnp.float32)
   return jax.ffi.ffi_call(filter_grad_target(), out, vmap_method="sequential")(
       xp, g, threads=np.int64(num_threads or threads()))
@@ -136,8 +138,8 @@ def filter_grad(xp, g, kernel_hw, num_threads: int | None = None) -> jax.Array:
 
 def conv_forward(xp, w, num_threads: int | None = None) -> jax.Array:
   """y [N, H, W, F] of a stride-1 NHWC/HWIO convolution from its padded input xp
-  [N, H + kh - 1, W + kw - 1, C] and kernel w [kh, kw, C, F], on `num_threads`
-  threads (default: the cores this process may use)."""
+  [N, H + kh - 1, W + kw - 1, C] and kernel w [kh, kw, C, F], in `num_threads`
+  parts (default: the cores this process may use) run on XLA's CPU thread pool."""
   kh, kw, _, features = w.shape
   out = jax.ShapeDtypeStruct(
       (xp.shape[0], xp.shape[1] - kh + 1, xp.shape[2] - kw + 1, features), jnp.float32)
