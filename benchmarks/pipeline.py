@@ -11,7 +11,9 @@ the stored |STFT|: as configured (config.data.examples_per_clip pairs per record
 read), with one pair per record, and computing the float64 STFT from the waveform
 (shards without |STFT|). For reference it also times, in the same process, a
 plain tf.data map of JPEG decode + crop + tf.signal.stft over the same records,
-and then each stage alone to say what dominates. The reader tunes glibc malloc
+and then each stage alone to say what dominates. Beside each rate it prints the
+process's CPU time per example and the cores it kept busy, and how much of the
+configured reader's CPU time its stages' sum leaves out. The reader tunes glibc malloc
 (data_pipelines/host_memory.py); AVJAX_DEFAULT_MALLOC=1 measures without.
 """
 from __future__ import annotations
@@ -35,14 +37,26 @@ from data_pipelines import synthetic  # noqa: E402
 BENCH_SPLIT = synthetic.SplitSpec("bench", 200, seed=7)
 
 
-def rate(ds, batches: int, batch_size: int) -> float:
+@dataclasses.dataclass(frozen=True)
+class Rate:
+  """Examples per second, and the process's CPU time per example over the same
+  span: with `cores_busy` near the core count the reader is bound by its work,
+  well under it by waiting (a serial stage, too little parallelism)."""
+  examples_per_s: float
+  cpu_us_per_example: float
+  cores_busy: float
+
+
+def rate(ds, batches: int, batch_size: int) -> Rate:
   it = iter(ds)
   for _ in range(3):  # warm up: thread pools, autotune, file cache
     next(it)
-  t = time.perf_counter()
+  t, cpu = time.perf_counter(), time.process_time()
   for _ in range(batches):
     next(it)
-  return batches * batch_size / (time.perf_counter() - t)
+  wall, cpu = time.perf_counter() - t, time.process_time() - cpu
+  n = batches * batch_size
+  return Rate(n / wall, cpu / n * 1e6, cpu / wall)
 
 
 def reference_map(files, spec: reader_lib.ReaderSpec) -> tf.data.Dataset:
@@ -153,10 +167,16 @@ def bench(scale: str, batches: int) -> None:
                       batches, batch) for name, s in runs.items()}
   ref = rate(reference_map(files, spec).batch(batch), batches, batch)
   width = max(map(len, rates)) + 15
+
+  def cost(r: Rate) -> str:
+    return f"{r.cpu_us_per_example:6.0f} us CPU per example, {r.cores_busy:.2f} cores busy"
+
   for name, r in rates.items():
-    print(f"{'avjax reader, ' + name:{width}s}: {r:8.0f} examples/s = {r / cores:7.0f} per core"
-          f"  ({r / ref:.2f} x reference)")
-  print(f"{'reference tf.data map':{width}s}: {ref:8.0f} examples/s = {ref / cores:7.0f} per core")
+    print(f"{'avjax reader, ' + name:{width}s}: {r.examples_per_s:8.0f} examples/s = "
+          f"{r.examples_per_s / cores:7.0f} per core  ({r.examples_per_s / ref.examples_per_s:.2f} "
+          f"x reference); {cost(r)}")
+  print(f"{'reference tf.data map':{width}s}: {ref.examples_per_s:8.0f} examples/s = "
+        f"{ref.examples_per_s / cores:7.0f} per core; {cost(ref)}")
   stages, alternatives = stage_rates(files, spec)
   total = sum(stages.values())
   print(f"one-thread cost per example, by stage (stored |STFT| path; {PER_RECORD} "
@@ -165,6 +185,11 @@ def bench(scale: str, batches: int) -> None:
     print(f"  {name:34s} {s * 1e6:8.0f} us  ({100 * s / total:4.1f}%)")
   print(f"  {'sum':34s} {total * 1e6:8.0f} us = {1 / total:.0f} examples/s per core at best")
   print(f"dominated by: {max(stages, key=stages.get)}")
+  configured = next(iter(rates.values()))
+  outside = configured.cpu_us_per_example - total * 1e6
+  print(f"the configured reader spent {configured.cpu_us_per_example:.0f} us of CPU per example, "
+        f"{outside:.0f} us ({outside / configured.cpu_us_per_example:.0%}) more than its stages: "
+        f"work between them (tf.data's element handoffs, slice and batch copies, pairing)")
   print("what the stored |STFT| replaces (shards without it):")
   for name, s in alternatives.items():
     print(f"  {name:34s} {s * 1e6:8.0f} us")
