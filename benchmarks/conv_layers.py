@@ -47,13 +47,23 @@ def conv_shapes(config) -> list[tuple[str, tuple[int, int, int], int, int]]:
   return out
 
 
-def time_xla(batch: int, hwc, features: int, stride: int,
-             repeats: int) -> tuple[float, float, float, float | None, float | None, tuple | None]:
+def forward_kernel_parts(batch: int, hwc, features: int, stride: int) -> tuple[bool, bool]:
+  """Whether the library takes the native forward kernel for this convolution's
+  (forward, input gradient) on CPU (conv.NATIVE_FORWARD_PAIRS)."""
+  if stride != 1 or not conv_lib.takes_tap_route(
+      (batch, *hwc), (3, 3, hwc[2], features), (1, 1), None, None, ("NHWC", "HWIO", "NHWC"), 1):
+    return False, False
+  return (conv_lib.takes_native_forward(hwc[2], features, jnp.float32),
+          conv_lib.takes_native_forward(features, hwc[2], jnp.float32))
+
+
+def time_xla(batch: int, hwc, features: int, stride: int, repeats: int,
+             library: bool) -> tuple[float, float, float, float | None, float | None, tuple | None]:
   """Seconds of (forward, input gradient, XLA's filter gradient, the per-tap and
   the native filter gradients of avjax/models/conv.py, each None where it does
-  not apply) of one convolution, and whether the forward and input gradient are
-  conv.py's (the native forward kernel's, where it takes either) rather than
-  lax's: then lax's (forward, input gradient) seconds too, else None."""
+  not apply) of one convolution, and with `library` (the native forward kernel
+  takes its forward or input gradient) those two as conv.py computes them, and
+  lax's (forward, input gradient) seconds last (else None)."""
   r = np.random.default_rng(0)
   x = jnp.asarray(r.normal(size=(batch, *hwc)).astype(np.float32))
   w = jnp.asarray(r.normal(size=(3, 3, hwc[2], features)).astype(np.float32) * 0.05)
@@ -63,10 +73,6 @@ def time_xla(batch: int, hwc, features: int, stride: int,
                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
   g = jnp.ones_like(conv(x, w))
-  library = stride == 1 and conv_lib.takes_tap_route(
-      x.shape, w.shape, (1, 1), None, None, ("NHWC", "HWIO", "NHWC"), 1) and (
-      conv_lib.takes_native_forward(hwc[2], features, x.dtype)
-      or conv_lib.takes_native_forward(features, hwc[2], x.dtype))
   fwd = jax.jit(conv)
   dx = jax.jit(lambda x, w, g: jax.vjp(conv, x, w)[1](g)[0])
   lax_parts = None
@@ -125,8 +131,9 @@ def main():
   for name, hwc, features, stride in conv_shapes(config):
     h, w = -(-hwc[0] // stride), -(-hwc[1] // stride)
     flops = 2 * args.batch * h * w * hwc[2] * features * 9
-    fwd, dx, dw_xla, dw_taps, dw_native, library = time_xla(args.batch, hwc, features, stride,
-                                                            args.repeats)
+    fwd_native, dx_native = forward_kernel_parts(args.batch, hwc, features, stride)
+    fwd, dx, dw_xla, dw_taps, dw_native, lax_parts = time_xla(
+        args.batch, hwc, features, stride, args.repeats, fwd_native or dx_native)
     taken = conv_lib.takes_tap_route((args.batch, *hwc), (3, 3, hwc[2], features),
                                      (stride, stride), None, None, ("NHWC", "HWIO", "NHWC"), 1)
     dw = dw_xla
@@ -134,7 +141,7 @@ def main():
       dw = dw_native if dw_native is not None else dw_taps
     ref = time_torch(args.batch, hwc, features, stride, args.repeats) if device.platform == "cpu" else None
     rows.append((name, hwc, features, flops, fwd, dx, dw_xla, dw_taps, dw_native, dw, ref,
-                 library))
+                 fwd_native, dx_native, lax_parts))
     total += fwd + dx + dw
     total_xla += fwd + dx + dw_xla
   print(f"  {'layer':22s} {'input':>14s} {'out':>4s} {'GFLOP':>6s} {'fwd':>6s} {'d input':>8s} "
@@ -144,9 +151,8 @@ def main():
   def column(sec, flops, taken):
     return "" if sec is None else f"{flops / sec / 1e9:.0f}" + ("*" if taken else "")
 
-  for name, hwc, features, flops, fwd, dx, dw_xla, dw_taps, dw_native, dw, ref, library in rows:
-    fwd_native = library and conv_lib.takes_native_forward(hwc[2], features, jnp.float32)
-    dx_native = library and conv_lib.takes_native_forward(features, hwc[2], jnp.float32)
+  for (name, hwc, features, flops, fwd, dx, dw_xla, dw_taps, dw_native, dw, ref, fwd_native,
+       dx_native, lax_parts) in rows:
     line = (f"  {name:22s} {'x'.join(map(str, hwc)):>14s} {features:4d} {flops / 1e9:6.2f} "
             f"{column(fwd, flops, fwd_native):>6s} {column(dx, flops, dx_native):>8s} "
             f"{flops / dw_xla / 1e9:9.0f} "
@@ -154,8 +160,9 @@ def main():
             f"{column(dw_native, flops, dw is dw_native):>7s} {(fwd + dx + dw) / total:6.1%}")
     if ref:
       line += f"  {3 * flops / ref / 1e9:9.0f}"
-    if library:
-      line += f"  (lax: fwd {flops / library[0] / 1e9:.0f}, d input {flops / library[1] / 1e9:.0f})"
+    if lax_parts:
+      line += (f"  (lax: fwd {flops / lax_parts[0] / 1e9:.0f}, "
+               f"d input {flops / lax_parts[1] / 1e9:.0f})")
     print(line)
   parts = [sum(r[i] for r in rows) for i in (4, 5, 9)]
   print("  (* in the filter-gradient columns: the one the library takes (avjax/models/conv.py, "

@@ -190,17 +190,28 @@ def test_one_paper_scale_update_step_on_small_inputs(name):
   assert max(moved) > 0
 
 
+def lax_conv(x, w, pads):
+  """The reference: lax's stride-1 NHWC/HWIO convolution with explicit padding."""
+  from jax import lax
+  return lax.conv_general_dilated(x, w, (1, 1), pads, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def skip_without_compiler(fallback: str) -> None:
+  """The native kernels build with the system C++ compiler; without one, `fallback`."""
+  import shutil
+  if shutil.which(os.environ.get("CXX", "c++")) is None:
+    pytest.skip(f"no C++ compiler: {fallback}")
+
+
 @pytest.mark.parametrize("pads", [((1, 1), (1, 1)), ((0, 2), (2, 0))])
 def test_tap_conv_gradients_equal_lax(pads):
   """The per-tap filter gradient (conv.tap_conv, taken on CPU from 3,000 output
   pixels up) gives lax's gradients, with lax's forward and input gradient."""
-  from jax import lax
   from avjax.models import conv
   r = np.random.default_rng(0)
   x = jnp.asarray(r.normal(size=(2, 9, 7, 5)).astype(np.float32))
   w = jnp.asarray(r.normal(size=(3, 3, 5, 4)).astype(np.float32))
-  plain = lambda x, w: lax.conv_general_dilated(x, w, (1, 1), pads,
-                                                dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  plain = lambda x, w: lax_conv(x, w, pads)
   loss = lambda f: lambda x, w: jnp.sum(jnp.sin(f(x, w)))
   np.testing.assert_array_equal(conv.tap_conv(x, w, pads), plain(x, w))
   ours, theirs = (jax.grad(loss(f), (0, 1))(x, w)
@@ -215,17 +226,13 @@ def test_native_filter_gradient_equals_float64_and_lax(pads):
   of 8k channels and 32k features, and gives the filter gradient of a float64
   einsum to float32 rounding, and lax's to the tap route's tolerance. Three
   images of 9x7 put image boundaries inside the kernel's row chunks."""
-  import shutil
-  from jax import lax
   from avjax.models import conv, native
-  if shutil.which(os.environ.get("CXX", "c++")) is None:
-    pytest.skip("no C++ compiler: the library falls back to tap_filter_grad (tested above)")
+  skip_without_compiler("the library falls back to tap_filter_grad (tested above)")
   assert native.filter_grad_target() == native.TARGET
   r = np.random.default_rng(0)
   x = jnp.asarray(r.normal(size=(3, 9, 7, 8)).astype(np.float32))
   w = jnp.asarray(r.normal(size=(3, 3, 8, 64)).astype(np.float32))
-  plain = lambda x, w: lax.conv_general_dilated(x, w, (1, 1), pads,
-                                                dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  plain = lambda x, w: lax_conv(x, w, pads)
   g = jnp.asarray(r.normal(size=plain(x, w).shape).astype(np.float32))
   assert native.takes_kernel(8, 64, jnp.float32) and not native.takes_kernel(4, 64, jnp.float32)
   assert not native.takes_kernel(8, 64, jnp.bfloat16)
@@ -258,21 +265,16 @@ def test_native_forward_and_input_gradient_equal_float64_and_lax(pads, monkeypat
   gradient where conv.NATIVE_FORWARD_PAIRS names the layer's (channels,
   features), both within float32 rounding of float64 and of lax's. The map is
   14 wide, so a row holds one full 12-pixel tile and a short one."""
-  import shutil
-  from jax import lax
   from avjax.models import conv, native
-  if shutil.which(os.environ.get("CXX", "c++")) is None:
-    pytest.skip("no C++ compiler: the library keeps lax's forward and input gradient")
+  skip_without_compiler("the library keeps lax's forward and input gradient")
   r = np.random.default_rng(0)
   x = jnp.asarray(r.normal(size=(2, 5, 14, 32)).astype(np.float32))
   w = jnp.asarray(r.normal(size=(3, 3, 32, 64)).astype(np.float32))
-  plain = lambda x, w: lax.conv_general_dilated(x, w, (1, 1), pads,
-                                                dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  plain = lambda x, w: lax_conv(x, w, pads)
   g = jnp.asarray(r.normal(size=plain(x, w).shape).astype(np.float32))
   f64 = lambda a: np.asarray(a, np.float64)
   with jax.enable_x64():
-    want_y, vjp = jax.vjp(lambda x: lax.conv_general_dilated(
-        x, f64(w), (1, 1), pads, dimension_numbers=("NHWC", "HWIO", "NHWC")), f64(x))
+    want_y, vjp = jax.vjp(lambda x: lax_conv(x, f64(w), pads), f64(x))
     want_dx = np.asarray(vjp(f64(g))[0])
     want_y = np.asarray(want_y)
   # The forward of a (32, 64) layer, and the input gradient of a (64, 32) one.

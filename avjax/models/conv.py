@@ -89,16 +89,17 @@ def forward(x, w, pads):
 
 
 def input_grad(x, w, pads, g):
-  """dx of forward(x, w, pads) for output gradient g: g padded by the kernel's
-  size less the forward's padding, convolved with the kernel flipped and its
-  channels and features swapped; lax's transpose where those pads would be
-  negative."""
+  """dx of forward(x, w, pads) for output gradient g: where the native kernel
+  takes the swapped (features, channels) pair, g padded by the kernel's size
+  less the forward's padding, convolved with the kernel flipped and its channels
+  and features swapped; else (and where those pads would be negative) lax's
+  transpose."""
   (lo_h, hi_h), (lo_w, hi_w) = pads
   kh, kw = w.shape[:2]
   back = ((kh - 1 - lo_h, kh - 1 - hi_h), (kw - 1 - lo_w, kw - 1 - hi_w))
   if (min(min(p) for p in back) >= 0 and g.dtype == w.dtype
       and takes_native_forward(w.shape[3], w.shape[2], g.dtype)):
-    return forward(g, jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2), back)
+    return native.conv_forward(_padded(g, back), jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2))
   return jax.vjp(lambda x: _plain(x, w, pads), x)[1](g)[0]
 
 

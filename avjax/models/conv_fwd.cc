@@ -12,7 +12,7 @@
 #include <cstring>
 #include <vector>
 
-#include "native_parallel.h"
+#include "native_kernels.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
@@ -128,10 +128,4 @@ ffi::Error ConvForwardImpl(ffi::Buffer<ffi::F32> xp, ffi::Buffer<ffi::F32> w,
 
 }  // namespace
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(AvjaxConvForward, ConvForwardImpl,
-                              ffi::Ffi::Bind()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Attr<int64_t>("threads")
-                                  .Ctx<ffi::ThreadPool>());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(AvjaxConvForward, ConvForwardImpl, avjax::kernel_binding());

@@ -14,7 +14,7 @@
 #include <cstring>
 #include <vector>
 
-#include "native_parallel.h"
+#include "native_kernels.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
@@ -142,10 +142,4 @@ static ffi::Error FilterGradImpl(ffi::Buffer<ffi::F32> xp, ffi::Buffer<ffi::F32>
   return ffi::Error::Success();
 }
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(AvjaxFilterGrad, FilterGradImpl,
-                              ffi::Ffi::Bind()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Attr<int64_t>("threads")
-                                  .Ctx<ffi::ThreadPool>());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(AvjaxFilterGrad, FilterGradImpl, avjax::kernel_binding());

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 SOURCES = tuple(Path(__file__).with_name(name) for name in ("filter_grad.cc", "conv_fwd.cc"))
-HEADERS = (Path(__file__).with_name("native_parallel.h"),)
+HEADERS = (Path(__file__).with_name("native_kernels.h"),)
 TARGET = "avjax_filter_grad"
 FORWARD_TARGET = "avjax_conv_forward"
 FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-pthread")

@@ -1,7 +1,7 @@
-// Runs a native kernel's jobs on XLA:CPU's intra-op thread pool, for
-// filter_grad.cc and conv_fwd.cc.
-#ifndef AVJAX_MODELS_NATIVE_PARALLEL_H_
-#define AVJAX_MODELS_NATIVE_PARALLEL_H_
+// What filter_grad.cc and conv_fwd.cc share: their FFI binding, and running
+// their parts on XLA:CPU's intra-op thread pool.
+#ifndef AVJAX_MODELS_NATIVE_KERNELS_H_
+#define AVJAX_MODELS_NATIVE_KERNELS_H_
 
 #include <algorithm>
 #include <atomic>
@@ -46,6 +46,17 @@ inline void parallel_for(xla::ffi::ThreadPool& pool, int64_t n,
   state->cv.wait(lock, [&] { return state->done == n; });
 }
 
+// Both kernels' FFI signature: two float32 operands, one float32 result, the
+// number of parts (`threads`) and XLA's pool to run them on.
+inline auto kernel_binding() {
+  return xla::ffi::Ffi::Bind()
+      .Arg<xla::ffi::Buffer<xla::ffi::F32>>()
+      .Arg<xla::ffi::Buffer<xla::ffi::F32>>()
+      .Ret<xla::ffi::Buffer<xla::ffi::F32>>()
+      .Attr<int64_t>("threads")
+      .Ctx<xla::ffi::ThreadPool>();
+}
+
 }  // namespace avjax
 
-#endif  // AVJAX_MODELS_NATIVE_PARALLEL_H_
+#endif  // AVJAX_MODELS_NATIVE_KERNELS_H_
