@@ -32,6 +32,8 @@ def main(argv):
   del argv
   cli.quiet_logging()
   cli.hide_accelerators_from_tf()
+  from avjax import host
+  host.configure()  # before JAX creates its backends
   record = evaluate(cli.loaded_config(_CONFIG), _WORKDIR.value, evals=_EVALS.value, checkpoint=_CHECKPOINT.value,
                     split=_SPLIT.value, random_init=_RANDOM_INIT.value, pictures=_PICTURES.value)
   import jax

@@ -31,6 +31,8 @@ def main(argv):
   config_check.check(config)  # before any data is touched
   cli.quiet_logging()
   cli.hide_accelerators_from_tf()
+  from avjax import host
+  host.configure()  # before JAX creates its backends
   import jax
   if _MULTIHOST.value:
     # With no arguments JAX detects TPU pods, SLURM and Open MPI by itself.

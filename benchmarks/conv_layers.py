@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from avjax import predict
+from avjax import host, predict
 from avjax.models import conv as conv_lib
 from configs import avenet
 from train_step import time_fn  # benchmarks/, on the path when run as a script
@@ -123,6 +123,7 @@ def main():
   p.add_argument("--repeats", type=int, default=3)
   p.add_argument("--tiny", action="store_true", help="the CPU-sized config's shapes instead")
   args = p.parse_args()
+  host.configure()  # as the trainer does (avjax/host.py)
   config = avenet.get_config("tiny" if args.tiny else None)
   device = jax.devices()[0]
   print(f"AVE-Net convolutions ({'tiny' if args.tiny else 'paper'} scale), batch {args.batch}, "

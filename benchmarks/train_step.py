@@ -32,7 +32,7 @@ import numpy as np
 
 from avjax import mesh as mesh_lib
 from avjax import input as input_lib
-from avjax import predict, step_inputs, train
+from avjax import host, predict, step_inputs, train
 from avjax.models import conv as conv_lib
 from configs import avenet, avolnet, l3
 
@@ -204,13 +204,20 @@ def main():
   p.add_argument("--no_torch", action="store_true", help="skip the PyTorch reference")
   p.add_argument("--rounds", type=int, default=3,
                  help="alternating avjax / PyTorch channels_last rounds after the rows (0: none)")
+  p.add_argument("--host_defaults", action="store_true",
+                 help="skip avjax.host.configure (JAX's async CPU dispatch, glibc's malloc "
+                      "defaults), as a reference run")
   args = p.parse_args()
+  if not args.host_defaults:
+    host.configure()  # as the trainer does, before JAX creates its backends
   config = CONFIGS[args.model].get_config("tiny" if args.tiny else None)
   mesh = mesh_lib.make_mesh(config)
   spec = config.data
   device = jax.devices()[0]
   print(f"{args.model} ({'tiny' if args.tiny else 'paper'} scale): frames {spec.crop}px, "
-        f"batch {args.batch}, {jax.device_count()} x {device.platform} ({device.device_kind})")
+        f"batch {args.batch}, {jax.device_count()} x {device.platform} ({device.device_kind}); "
+        + ("JAX's and glibc's defaults" if args.host_defaults else
+           "inline CPU dispatch, tuned malloc (avjax/host.py)"))
   base, flops = bench_update(config, args.batch, args.steps, mesh)
   rows = [("avjax train step, float32", base)]
   rows.append(("avjax forward only (eval)", bench_forward(config, args.batch, args.steps, mesh)))

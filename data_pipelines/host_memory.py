@@ -9,6 +9,12 @@ development VM the paper-scale reader spent a quarter of its time in the kernel
 the heap and no trimming cut the faults ~4x and raised throughput by ~30%
 (benchmarks/pipeline.py, README "Input pipeline").
 
+The jitted step gains too: XLA:CPU allocates a paper-scale AVE-Net update's
+temporaries as one 1.16 GB buffer per call. Above the mmap threshold that buffer
+is mapped and unmapped on every update, and the update faulted in 300k fresh
+pages each time (a tenth of its cycles in the kernel); kept on the heap, run
+from the main thread (avjax/host.py), it is reused: ~100 faults per update.
+
 Settings the user already chose (MALLOC_ARENA_MAX, GLIBC_TUNABLES, or
 AVJAX_DEFAULT_MALLOC=1 to keep glibc's defaults) are left alone.
 """
@@ -29,7 +35,9 @@ USER_SETTINGS = ("AVJAX_DEFAULT_MALLOC", "MALLOC_ARENA_MAX", "GLIBC_TUNABLES",
 def allocator_settings(cpu_count: int) -> dict[int, int]:
   return {
       M_ARENA_MAX: max(2, cpu_count),
-      M_MMAP_THRESHOLD: 64 << 20,   # a batch of paper-scale |STFT| windows is ~13 MB
+      # mallopt's largest: a batch of paper-scale |STFT| windows is ~13 MB, XLA's
+      # temporaries for a paper-scale update 1.16 GB.
+      M_MMAP_THRESHOLD: 2**31 - 1,
       M_TRIM_THRESHOLD: 2**31 - 1,  # keep freed heap for the next epoch's records
   }
 
