@@ -9,7 +9,7 @@ creates its backends (the entry points and benchmarks call `configure` first).
   heap, where the buffer of the last update is reused; from a dispatch thread's
   glibc arena, which cannot hold a buffer that size, it was mapped afresh and
   faulted in page by page on every update. Measured with
-  benchmarks/train_step.py (README "Training step on this CPU"). Accelerators'
+  benchmarks/train_step.py (README "Benchmarks": page faults). Accelerators'
   clients are untouched, and on a CPU the host has nothing else to overlap with
   the step: tf.data prepares batches on threads of its own.
 
