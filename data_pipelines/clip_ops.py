@@ -14,12 +14,34 @@ from data_pipelines import spectrogram as spectrogram_lib
 from data_pipelines.reader_spec import ReaderSpec
 
 
-def magnitude_window(magnitude_bytes, start_sample, spec: spectrogram_lib.SpectrogramSpec):
+# Rows of a decoded |STFT| are padded to a multiple of this many float32 (64 bytes).
+ROW_ALIGN_FLOATS = 16
+
+
+def decoded_magnitude(magnitude_bytes, spec: spectrogram_lib.SpectrogramSpec):
+  """A clip's stored |STFT| decoded whole: [frames, bins padded to ROW_ALIGN_FLOATS].
+
+  A record that gives several windows decodes it once. Padded, every row range
+  starts on a 64-byte boundary, so the windows are views of it, and tf.data
+  passes them on (the interleave's slices of a record's stacked windows) without
+  copying them: 257 float32 bins make 1028-byte rows, whose ranges it copies.
+  `add_spectrograms` drops the padding.
+  """
+  bins = spec.num_bins
+  padded = -(-bins // ROW_ALIGN_FLOATS) * ROW_ALIGN_FLOATS
+  rows = tf.reshape(tf.io.decode_raw(magnitude_bytes, tf.float32, little_endian=True), [-1, bins])
+  return tf.pad(rows, [[0, 0], [0, padded - bins]])
+
+
+def magnitude_window(magnitude, start_sample, spec: spectrogram_lib.SpectrogramSpec):
   """The stored whole-clip |STFT| frames of the window starting at `start_sample`
-  (a multiple of the hop): [frames, bins] float32, decoding only those bytes."""
-  row = spec.num_bins * 4
+  (a multiple of the hop): [frames, bins] float32 from the stored bytes, decoding
+  only the window's, or a row range of `decoded_magnitude` (its padded bins kept)."""
   first = start_sample // spec.hop_length
-  raw = tf.strings.substr(magnitude_bytes, tf.cast(first, tf.int32) * row, spec.num_frames * row)
+  if magnitude.dtype != tf.string:
+    return magnitude[first:first + spec.num_frames]
+  row = spec.num_bins * 4
+  raw = tf.strings.substr(magnitude, tf.cast(first, tf.int32) * row, spec.num_frames * row)
   return tf.reshape(tf.io.decode_raw(raw, tf.float32, little_endian=True),
                     [spec.num_frames, spec.num_bins])
 
@@ -175,8 +197,9 @@ def clip_windows(clip: dict, index, seed, *, spec: ReaderSpec, train: bool, fram
   else:  # scoring the shortcut: a window anywhere, drawn from (0, index) as always in evaluation
     neg_start = pairs.negative_start_sample(seeds[1], lo, hi, n_samples, fps, aspec, on_grid=False)
   if spec.stored_spectrogram:
-    window = lambda s: magnitude_window(clip["magnitude_bytes"], s, aspec)
-    shape = [aspec.num_frames, aspec.num_bins]
+    magnitude = clip["magnitude"] if "magnitude" in clip else clip["magnitude_bytes"]
+    window = lambda s: magnitude_window(magnitude, s, aspec)
+    shape = [aspec.num_frames, aspec.num_bins if magnitude.dtype == tf.string else magnitude.shape[1]]
   else:
     window = lambda s: clip["waveform"][s:s + aspec.num_samples]
     shape = [aspec.num_samples]
@@ -259,7 +282,7 @@ def add_spectrograms(batch: dict, spec: ReaderSpec,
       batch[spec_key.replace("spectrogram", "waveform")] = audio * gain[:, None]
       continue
     if spec.stored_spectrogram:
-      magnitude = audio
+      magnitude = audio[..., :spec.spectrogram.num_bins]  # without decoded_magnitude's padding
     else:
       magnitude = spectrogram_lib.stft_magnitude(audio, spec.spectrogram)
     if log_on_device:

@@ -247,6 +247,13 @@ def multi_hot(label_index, num_classes: int):
   return tf.reduce_max(tf.one_hot(label_index, num_classes, dtype=tf.int32), axis=0)
 
 
+def decodes_magnitude(spec: ReaderSpec) -> bool:
+  """Whether training decodes a record's whole stored |STFT| once and takes its
+  windows as views (several pairs per record: 2k windows), rather than decoding
+  each window's bytes (one pair: two windows cost less than the whole clip)."""
+  return spec.stored_spectrogram and spec.examples_per_clip > 1
+
+
 def train_dataset(files: Sequence[str], *, spec: ReaderSpec, batch_size: int, seed: int,
                   start_example: int = 0, epoch_size: int | None = None,
                   num_classes: int = 0) -> tf.data.Dataset:
@@ -263,6 +270,8 @@ def train_dataset(files: Sequence[str], *, spec: ReaderSpec, batch_size: int, se
 
   def clip_examples(i, record):
     clip = parse(record)
+    if decodes_magnitude(spec):
+      clip["magnitude"] = clip_ops.decoded_magnitude(clip.pop("magnitude_bytes"), spec.spectrogram)
     rows = [clip_ops.clip_windows(clip, spread_index(i, j, examples_per_clip=k, clips_in_flight=m),
                                   seed, spec=spec, train=True) for j in range(k)]
     for row in rows:
