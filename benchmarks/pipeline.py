@@ -1,6 +1,6 @@
 """Input pipeline throughput: examples per second per CPU core.
 
-  python benchmarks/pipeline.py [--scale paper|tiny|both] [--batches N]
+  python benchmarks/pipeline.py [--scale paper|tiny|both] [--batches N] [--long_clips]
 
 Measures the full training reader (parse, window choice, JPEG decode + crop and
 the augmentation draws, |STFT| windows, batching; flip, colour jitter,
@@ -13,8 +13,10 @@ read), with one pair per record, and computing the float64 STFT from the wavefor
 plain tf.data map of JPEG decode + crop + tf.signal.stft over the same records,
 and then each stage alone to say what dominates. Beside each rate it prints the
 process's CPU time per example and the cores it kept busy, and how much of the
-configured reader's CPU time its stages' sum leaves out. The reader tunes glibc malloc
-(data_pipelines/host_memory.py); AVJAX_DEFAULT_MALLOC=1 measures without.
+configured reader's CPU time its stages' sum leaves out. `--long_clips` adds the
+paper-scale reader and reference on 10 s clips (prepare's default length; the split
+above has the default dataset's 1.4 s), 48 of them in four shards. The reader tunes glibc
+malloc (data_pipelines/host_memory.py); AVJAX_DEFAULT_MALLOC=1 measures without.
 """
 from __future__ import annotations
 
@@ -35,6 +37,9 @@ from data_pipelines import reader as reader_lib  # noqa: E402
 from data_pipelines import synthetic  # noqa: E402
 
 BENCH_SPLIT = synthetic.SplitSpec("bench", 200, seed=7)
+# prepare's default clip length (the bench split's clips are the default dataset's 1.4 s),
+# in four shards so that the reader reads files side by side as on a real split.
+LONG_SPLIT = synthetic.SplitSpec("bench_10s", 48, seed=7, seconds=10.0, files_per_shard=12)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,13 +204,42 @@ def bench(scale: str, batches: int) -> None:
     print(f"  {name:40s} {s * 1e6:8.0f} us")
 
 
+def bench_long_clips(batches: int) -> None:
+  """The paper-scale reader on 10 s clips (~7 MB records): per-record work (reading,
+  CRC check, parsing) grows with the clip while a pair's does not."""
+  config = common.base_config(model={"name": "avenet"}, losses={}, arg=None)
+  root = default_dataset.ensure(input_lib.prepare_settings(config.data), splits=(LONG_SPLIT,))
+  files = reader_lib.resolve_files(root, LONG_SPLIT.name)
+  spec = reader_lib.Reader(files, spec=input_lib.reader_spec(config.data), batch_size=64,
+                           seed=0).spec
+  host_memory.tune_allocator()
+  size = sum(os.path.getsize(f) for f in files) / LONG_SPLIT.num_clips / 1e6
+  cores = os.cpu_count() or 1
+  print(f"\n== paper scale, {LONG_SPLIT.seconds:g} s clips ({LONG_SPLIT.num_clips} clips, "
+        f"{size:.1f} MB per record, {len(files)} shards), batch 64, {cores} cores")
+  k = spec.examples_per_clip
+  runs = {f"avjax reader, {k} pair(s) per record read (config)": spec,
+          "avjax reader, 1 pair per record read": dataclasses.replace(spec, examples_per_clip=1)}
+  rates = {name: rate(reader_lib.train_dataset(files, spec=s, batch_size=64, seed=0), batches, 64)
+           for name, s in runs.items()}
+  rates["reference tf.data map"] = rate(reference_map(files, spec).batch(64), batches, 64)
+  for name, r in rates.items():
+    print(f"{name:50s}: {r.examples_per_s:8.0f} examples/s = {r.examples_per_s / cores:7.0f} per "
+          f"core; {r.cpu_us_per_example:6.0f} us CPU per example, {r.cores_busy:.2f} cores busy")
+
+
 def main():
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--scale", choices=["paper", "tiny", "both"], default="both")
   p.add_argument("--batches", type=int, default=60)
+  p.add_argument("--long_clips", action="store_true",
+                 help="also the paper-scale reader on a split of 10 s clips (generated once, "
+                      "~340 MB)")
   args = p.parse_args()
   for scale in (["paper", "tiny"] if args.scale == "both" else [args.scale]):
     bench(scale, args.batches)
+  if args.long_clips:
+    bench_long_clips(max(10, args.batches // 2))
 
 
 if __name__ == "__main__":

@@ -71,7 +71,7 @@ def _ensure_locked(specs, base, settings, quiet) -> str:
       prepare_lib.prepare(
           videos, out, labels_csv=os.path.join(videos, "labels.csv"),
           boxes_csv=os.path.join(videos, "boxes.csv"), settings=settings,
-          files_per_shard=64, quiet=quiet)
+          files_per_shard=split.files_per_shard, quiet=quiet)
       open(os.path.join(out, ".complete"), "w").close()
   return prepared
 
