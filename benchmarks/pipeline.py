@@ -104,15 +104,12 @@ def stage_rates(files, spec: reader_lib.ReaderSpec, n: int = 1500) -> tuple[dict
   records = tf.data.Dataset.zip(index, records)
 
   def pipeline(spec, upto: str):
-    parse = reader_lib.parse_fn(spec)
-    decodes = reader_lib.decodes_magnitude(spec)
+    parse = reader_lib.train_parse_fn(spec)
 
     def fn(i, r, upto=upto):
       x = parse(r)
-      if decodes:  # as the reader does for a record's several pairs
-        x["magnitude"] = clip_ops.decoded_magnitude(x.pop("magnitude_bytes"), spec.spectrogram)
-      if upto == "parse":
-        return x["magnitude"][0, 0] if decodes else x["num_frames"]
+      if upto == "parse":  # the decoded |STFT|, where the reader decodes it, must be made
+        return x["magnitude"][0, 0] if "magnitude" in x else x["num_frames"]
       clip = clip_ops.clip_windows(x, i, 0, spec=spec, train=True)
       if upto == "windows":
         return clip["pos_audio"]
@@ -150,19 +147,30 @@ def stage_rates(files, spec: reader_lib.ReaderSpec, n: int = 1500) -> tuple[dict
   return stages, alternatives
 
 
+def cost_text(r: Rate) -> str:
+  return f"{r.cpu_us_per_example:6.0f} us CPU per example, {r.cores_busy:.2f} cores busy"
+
+
+def prepared_split(config, split: synthetic.SplitSpec, batch: int):
+  """(its shards, the reader spec the Reader settles on for them) of a generated
+  split prepared at `config`'s settings."""
+  root = default_dataset.ensure(input_lib.prepare_settings(config.data), splits=(split,))
+  files = reader_lib.resolve_files(root, split.name)
+  spec = reader_lib.Reader(files, spec=input_lib.reader_spec(config.data), batch_size=batch,
+                           seed=0).spec
+  return files, spec
+
+
 def bench(scale: str, batches: int) -> None:
   config = common.base_config(model={"name": "avenet"}, losses={}, arg="tiny" if scale == "tiny" else None)
-  spec = input_lib.reader_spec(config.data)
   batch = 64
   # A 200-clip split of its own: paper-scale shards of the whole default
   # dataset would take gigabytes for a benchmark that reads a few thousand examples.
-  root = default_dataset.ensure(input_lib.prepare_settings(config.data), splits=(BENCH_SPLIT,))
-  files = reader_lib.resolve_files(root, BENCH_SPLIT.name)
+  files, spec = prepared_split(config, BENCH_SPLIT, batch)
   cores = os.cpu_count() or 1
   print(f"\n== {scale} scale: frames {spec.crop}px from {spec.resize}px JPEGs, spectrogram "
         f"{spec.spectrogram.shape[0]}x{spec.spectrogram.shape[1]} at "
         f"{spec.spectrogram.sample_rate} Hz, batch {batch}, {cores} cores")
-  spec = reader_lib.Reader(files, spec=spec, batch_size=batch, seed=0).spec
   assert spec.stored_spectrogram, "the bench split should carry the stored |STFT|"
   print("malloc: " + ("one arena per core, no trimming (data_pipelines/host_memory.py)"
                       if host_memory.tune_allocator() else "glibc defaults"))
@@ -176,16 +184,12 @@ def bench(scale: str, batches: int) -> None:
                       batches, batch) for name, s in runs.items()}
   ref = rate(reference_map(files, spec).batch(batch), batches, batch)
   width = max(map(len, rates)) + 15
-
-  def cost(r: Rate) -> str:
-    return f"{r.cpu_us_per_example:6.0f} us CPU per example, {r.cores_busy:.2f} cores busy"
-
   for name, r in rates.items():
     print(f"{'avjax reader, ' + name:{width}s}: {r.examples_per_s:8.0f} examples/s = "
           f"{r.examples_per_s / cores:7.0f} per core  ({r.examples_per_s / ref.examples_per_s:.2f} "
-          f"x reference); {cost(r)}")
+          f"x reference); {cost_text(r)}")
   print(f"{'reference tf.data map':{width}s}: {ref.examples_per_s:8.0f} examples/s = "
-        f"{ref.examples_per_s / cores:7.0f} per core; {cost(ref)}")
+        f"{ref.examples_per_s / cores:7.0f} per core; {cost_text(ref)}")
   stages, alternatives = stage_rates(files, spec)
   total = sum(stages.values())
   print(f"one-thread cost per example, by stage (stored |STFT| path; reading and parsing "
@@ -208,10 +212,7 @@ def bench_long_clips(batches: int) -> None:
   """The paper-scale reader on 10 s clips (~7 MB records): per-record work (reading,
   CRC check, parsing) grows with the clip while a pair's does not."""
   config = common.base_config(model={"name": "avenet"}, losses={}, arg=None)
-  root = default_dataset.ensure(input_lib.prepare_settings(config.data), splits=(LONG_SPLIT,))
-  files = reader_lib.resolve_files(root, LONG_SPLIT.name)
-  spec = reader_lib.Reader(files, spec=input_lib.reader_spec(config.data), batch_size=64,
-                           seed=0).spec
+  files, spec = prepared_split(config, LONG_SPLIT, 64)
   host_memory.tune_allocator()
   size = sum(os.path.getsize(f) for f in files) / LONG_SPLIT.num_clips / 1e6
   cores = os.cpu_count() or 1
@@ -225,7 +226,7 @@ def bench_long_clips(batches: int) -> None:
   rates["reference tf.data map"] = rate(reference_map(files, spec).batch(64), batches, 64)
   for name, r in rates.items():
     print(f"{name:50s}: {r.examples_per_s:8.0f} examples/s = {r.examples_per_s / cores:7.0f} per "
-          f"core; {r.cpu_us_per_example:6.0f} us CPU per example, {r.cores_busy:.2f} cores busy")
+          f"core; {cost_text(r)}")
 
 
 def main():

@@ -254,6 +254,21 @@ def decodes_magnitude(spec: ReaderSpec) -> bool:
   return spec.stored_spectrogram and spec.examples_per_clip > 1
 
 
+def train_parse_fn(spec: ReaderSpec):
+  """`parse_fn` for training: with several pairs per record, the clip's |STFT|
+  comes decoded (`magnitude`, clip_ops.decoded_magnitude) instead of as bytes."""
+  parse = parse_fn(spec)
+  if not decodes_magnitude(spec):
+    return parse
+
+  def parse_decoded(record):
+    clip = parse(record)
+    clip["magnitude"] = clip_ops.decoded_magnitude(clip.pop("magnitude_bytes"), spec.spectrogram)
+    return clip
+
+  return parse_decoded
+
+
 def train_dataset(files: Sequence[str], *, spec: ReaderSpec, batch_size: int, seed: int,
                   start_example: int = 0, epoch_size: int | None = None,
                   num_classes: int = 0) -> tf.data.Dataset:
@@ -261,7 +276,7 @@ def train_dataset(files: Sequence[str], *, spec: ReaderSpec, batch_size: int, se
   epoch_size = epoch_size or count_records(files)
   if epoch_size == 0:
     raise ValueError(f"no records in {list(files)[:3]}...")
-  parse = parse_fn(spec)
+  parse = train_parse_fn(spec)
   k = spec.examples_per_clip
   # More clips in flight than a batch holds: a clip never gives two pairs of one
   # batch, nor the stream negative (clip i + B's window) of its own pair.
@@ -270,8 +285,6 @@ def train_dataset(files: Sequence[str], *, spec: ReaderSpec, batch_size: int, se
 
   def clip_examples(i, record):
     clip = parse(record)
-    if decodes_magnitude(spec):
-      clip["magnitude"] = clip_ops.decoded_magnitude(clip.pop("magnitude_bytes"), spec.spectrogram)
     rows = [clip_ops.clip_windows(clip, spread_index(i, j, examples_per_clip=k, clips_in_flight=m),
                                   seed, spec=spec, train=True) for j in range(k)]
     for row in rows:
