@@ -12,6 +12,9 @@ layer in PyTorch (channels_last, forward + both gradients) is timed beside it.
 Stride-1 layers also time the per-tap filter gradient (avjax/models/conv.py)
 and, where it applies, the native kernel's (avjax/models/native.py), which the
 library takes on CPU from conv.MIN_TAP_PIXELS and conv.MIN_NATIVE_PIXELS up.
+Where oneDNN is installed (the `cpu` extra), every layer's forward and both
+gradients by oneDNN's kernels (avjax/models/onednn.py) are timed too; the
+library takes them for the layers conv.takes_onednn_route names.
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ from jax import lax
 
 from avjax import host, predict
 from avjax.models import conv as conv_lib
+from avjax.models import onednn
 from configs import avenet
 from train_step import time_fn  # benchmarks/, on the path when run as a script
 
@@ -94,6 +98,26 @@ def time_xla(batch: int, hwc, features: int, stride: int, repeats: int,
           time_fn(lambda: dw(x, w, g), repeats), taps, native, lax_parts)
 
 
+def time_onednn(batch: int, hwc, features: int, stride: int, repeats: int) -> tuple | None:
+  """Seconds of (forward, input gradient, filter gradient) of one convolution as
+  oneDNN's kernels (conv.onednn_conv) compute them; None where they are not
+  available (avjax/models/onednn.py)."""
+  if not onednn.takes(jnp.float32):
+    return None
+  r = np.random.default_rng(0)
+  x = jnp.asarray(r.normal(size=(batch, *hwc)).astype(np.float32))
+  w = jnp.asarray(r.normal(size=(3, 3, hwc[2], features)).astype(np.float32) * 0.05)
+  strides = (stride, stride)
+  pads = tuple(tuple(p) for p in lax.padtype_to_pads(hwc[:2], (3, 3), strides, "SAME"))
+  conv = lambda x, w: conv_lib.onednn_conv(x, w, strides, pads)
+  g = jnp.ones_like(conv(x, w))
+  fwd = jax.jit(conv)
+  dx = jax.jit(lambda x, w, g: jax.vjp(conv, x, w)[1](g)[0])
+  dw = jax.jit(lambda x, w, g: jax.vjp(conv, x, w)[1](g)[1])
+  return (time_fn(lambda: fwd(x, w), repeats), time_fn(lambda: dx(x, w, g), repeats),
+          time_fn(lambda: dw(x, w, g), repeats))
+
+
 def time_torch(batch: int, hwc, features: int, stride: int, repeats: int) -> float | None:
   """Seconds of a PyTorch channels_last forward + both gradients; None without torch."""
   try:
@@ -128,7 +152,7 @@ def main():
   device = jax.devices()[0]
   print(f"AVE-Net convolutions ({'tiny' if args.tiny else 'paper'} scale), batch {args.batch}, "
         f"{device.platform} ({device.device_kind}); GFLOP/s of each part:")
-  rows, total, total_xla = [], 0.0, 0.0
+  rows, total, total_own, total_xla = [], 0.0, 0.0, 0.0
   for name, hwc, features, stride in conv_shapes(config):
     h, w = -(-hwc[0] // stride), -(-hwc[1] // stride)
     flops = 2 * args.batch * h * w * hwc[2] * features * 9
@@ -140,37 +164,47 @@ def main():
     dw = dw_xla
     if taken and device.platform == "cpu":
       dw = dw_native if dw_native is not None else dw_taps
+    dnnl = time_onednn(args.batch, hwc, features, stride, args.repeats)
+    dnnl_taken = dnnl is not None and device.platform == "cpu" and conv_lib.takes_onednn_route(
+        (args.batch, *hwc), (3, 3, hwc[2], features), (stride, stride), None, None,
+        ("NHWC", "HWIO", "NHWC"), 1)
     ref = time_torch(args.batch, hwc, features, stride, args.repeats) if device.platform == "cpu" else None
     rows.append((name, hwc, features, flops, fwd, dx, dw_xla, dw_taps, dw_native, dw, ref,
-                 fwd_native, dx_native, lax_parts))
-    total += fwd + dx + dw
+                 fwd_native, dx_native, lax_parts, dnnl, dnnl_taken))
+    total += sum(dnnl) if dnnl_taken else fwd + dx + dw
+    total_own += fwd + dx + dw
     total_xla += fwd + dx + dw_xla
   print(f"  {'layer':22s} {'input':>14s} {'out':>4s} {'GFLOP':>6s} {'fwd':>6s} {'d input':>8s} "
         f"{'d filter':>9s} {'per tap':>8s} {'native':>7s} {'share':>6s}"
+        + ("  oneDNN fwd+bwd" if rows[0][14] else "")
         + ("  torch fwd+bwd" if rows[0][10] else ""))
 
   def column(sec, flops, taken):
     return "" if sec is None else f"{flops / sec / 1e9:.0f}" + ("*" if taken else "")
 
   for (name, hwc, features, flops, fwd, dx, dw_xla, dw_taps, dw_native, dw, ref, fwd_native,
-       dx_native, lax_parts) in rows:
+       dx_native, lax_parts, dnnl, dnnl_taken) in rows:
+    taken_parts = sum(dnnl) if dnnl_taken else fwd + dx + dw
     line = (f"  {name:22s} {'x'.join(map(str, hwc)):>14s} {features:4d} {flops / 1e9:6.2f} "
             f"{column(fwd, flops, fwd_native):>6s} {column(dx, flops, dx_native):>8s} "
             f"{flops / dw_xla / 1e9:9.0f} "
             f"{column(dw_taps, flops, dw is dw_taps):>8s} "
-            f"{column(dw_native, flops, dw is dw_native):>7s} {(fwd + dx + dw) / total:6.1%}")
+            f"{column(dw_native, flops, dw is dw_native):>7s} {taken_parts / total:6.1%}")
+    if dnnl:
+      line += f"  {column(sum(dnnl) / 3, flops, dnnl_taken):>14s}"
     if ref:
       line += f"  {3 * flops / ref / 1e9:9.0f}"
     if lax_parts:
       line += (f"  (lax: fwd {flops / lax_parts[0] / 1e9:.0f}, "
                f"d input {flops / lax_parts[1] / 1e9:.0f})")
     print(line)
-  parts = [sum(r[i] for r in rows) for i in (4, 5, 9)]
-  print("  (* in the filter-gradient columns: the one the library takes (avjax/models/conv.py, "
-        "on CPU); in fwd and d input: the native forward kernel's, conv.NATIVE_FORWARD_PAIRS)")
-  print(f"  all convolutions: {total:.2f} s per update as the library runs them ({total_xla:.2f} s "
-        f"with XLA's filter gradients everywhere); forward {parts[0] / total:.0%}, "
-        f"input gradient {parts[1] / total:.0%}, filter gradient {parts[2] / total:.0%}")
+  print("  (* in the filter-gradient columns: the one avjax's own kernels take "
+        "(avjax/models/conv.py, on CPU); in fwd and d input: the native forward kernel's, "
+        "conv.NATIVE_FORWARD_PAIRS; in oneDNN's: the layers that the library gives oneDNN "
+        "(conv.takes_onednn_route), for which its own kernels' columns are then unused)")
+  print(f"  all convolutions: {total:.2f} s per update as the library runs them; "
+        f"{total_own:.2f} s with avjax's own kernels, {total_xla:.2f} s with XLA's filter "
+        f"gradients everywhere")
   if rows[0][10]:
     ref_total = sum(r[10] for r in rows)
     print(f"  PyTorch channels_last, the same convolutions: {ref_total:.2f} s "

@@ -58,14 +58,19 @@ def synthetic_batch(config, batch: int, sharding) -> dict:
 
 @contextlib.contextmanager
 def lax_layers(*, filter_grad: bool = False, pool: bool = False, tap_dots: bool = False,
-               forward: bool = False):
-  """Updates traced inside take lax's filter gradient and/or max-pool gradient in
-  place of avjax/models/conv.py's CPU routes, or (`tap_dots`) the per-tap dots
-  in place of the native filter-gradient kernel (avjax/models/native.py), or
-  (`forward`, implied by the first and by `tap_dots`) lax's forward and input
-  gradients in place of the native forward kernel's."""
-  names = ("MIN_TAP_PIXELS", "CPU_MAX_POOL", "NATIVE_FILTER_GRAD", "NATIVE_FORWARD_PAIRS")
+               forward: bool = False, own_kernels: bool = False):
+  """Updates traced inside take avjax's own CPU convolutions (`own_kernels`,
+  implied by the options but `pool`) in place of oneDNN's
+  (avjax/models/onednn.py), and of those: lax's filter gradient and/or max-pool gradient in place of
+  avjax/models/conv.py's CPU routes, or (`tap_dots`) the per-tap dots in place
+  of the native filter-gradient kernel (avjax/models/native.py), or (`forward`,
+  implied by the first and by `tap_dots`) lax's forward and input gradients in
+  place of the native forward kernel's."""
+  names = ("ONEDNN", "MIN_TAP_PIXELS", "CPU_MAX_POOL", "NATIVE_FILTER_GRAD",
+           "NATIVE_FORWARD_PAIRS")
   saved = {name: getattr(conv_lib, name) for name in names}
+  if own_kernels or filter_grad or tap_dots or forward:
+    conv_lib.ONEDNN = False
   if filter_grad:
     conv_lib.MIN_TAP_PIXELS = sys.maxsize
   if pool:
@@ -223,6 +228,7 @@ def main():
   rows.append(("avjax forward only (eval)", bench_forward(config, args.batch, args.steps, mesh)))
   if device.platform == "cpu":  # the same update with lax's own layers
     for name, layers in (
+        ("avjax's own kernels, no oneDNN", dict(own_kernels=True)),
         ("lax's forward and input gradients", dict(forward=True)),
         ("per-tap dot filter gradients", dict(tap_dots=True)),
         ("XLA's filter gradients", dict(filter_grad=True)),

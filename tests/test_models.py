@@ -312,6 +312,92 @@ def test_native_kernel_unavailable_logs_why_and_falls_back(compiler, monkeypatch
   assert (compiler in caplog.text) and not list(tmp_path.iterdir())
 
 
+def require_onednn() -> None:
+  """On x86-64 Linux the project's `cpu` extra (in `test`) installs oneDNN, so
+  its kernels must build there; elsewhere the library keeps its own kernels."""
+  import platform
+  import sys
+  from avjax.models import onednn
+  skip_without_compiler("the library keeps its own kernels and lax's convolutions")
+  if not (sys.platform == "linux" and platform.machine() == "x86_64"):
+    pytest.skip("no oneDNN wheel for this platform: the library keeps its own kernels")
+  assert onednn.available()
+
+
+@pytest.mark.parametrize("strides,pads,hw", [
+    ((1, 1), ((1, 1), (1, 1)), (9, 7)),
+    ((2, 2), ((1, 1), (1, 1)), (9, 8)),
+    ((2, 1), ((0, 2), (1, 0)), (10, 7)),
+])
+def test_onednn_convolution_and_gradients_equal_float64(strides, pads, hw, monkeypatch):
+  """conv.onednn_conv (oneDNN's forward, input gradient and filter gradient,
+  models/onednn.py) is taken by conv_general_dilated for a dense float32 NHWC
+  convolution (here from 0 multiply-adds up) and is within float32 rounding of
+  float64 lax, at strides 1 and 2, uneven pads, and odd map sizes (a stride-2
+  convolution then leaves the last row unread)."""
+  from jax import lax
+  from avjax.models import conv
+  require_onednn()
+  monkeypatch.setattr(conv, "MIN_ONEDNN_MACS", 0)
+  r = np.random.default_rng(0)
+  x = jnp.asarray(r.normal(size=(3, *hw, 5)).astype(np.float32))
+  w = jnp.asarray(r.normal(size=(3, 3, 5, 24)).astype(np.float32))
+  dims = ("NHWC", "HWIO", "NHWC")
+  ours = lambda x, w: conv.conv_general_dilated(x, w, strides, pads, dimension_numbers=dims)
+  ref = lambda x, w: lax.conv_general_dilated(x, w, strides, pads, dimension_numbers=dims)
+  g = jnp.asarray(r.normal(size=ref(x, w).shape).astype(np.float32))
+  f64 = lambda a: np.asarray(a, np.float64)
+  with jax.enable_x64():
+    want_y, vjp = jax.vjp(ref, f64(x), f64(w))
+    want = [np.asarray(want_y), *map(np.asarray, vjp(f64(g)))]
+
+  def update(x, w, g):
+    y, vjp = jax.vjp(ours, x, w)
+    return (y, *vjp(g))
+
+  text = jax.jit(update).lower(x, w, g).as_text()
+  for target in ("forward", "input_grad", "filter_grad"):
+    assert f"avjax_onednn_conv_{target}" in text
+  for got, expected in zip(jax.jit(update)(x, w, g), want):
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, atol=1e-5 * np.abs(expected).max(), rtol=0)
+  # Two calls of one shape in one program, which XLA may run side by side (as
+  # the two towers' layers): each has its own scratch memory.
+  both = jax.jit(lambda x, w: (ours(x, w), ours(-x, w)))(x, w)
+  np.testing.assert_allclose(both[0], want[0], atol=1e-5 * np.abs(want[0]).max(), rtol=0)
+  np.testing.assert_allclose(both[1], -want[0], atol=1e-5 * np.abs(want[0]).max(), rtol=0)
+
+
+def test_paper_scale_convolutions_take_onednn_and_tiny_ones_do_not():
+  """The route's rule (conv.takes_onednn_route): dense float32 NHWC convolutions
+  of MIN_ONEDNN_MACS multiply-adds and more, any stride; bfloat16, dilated,
+  grouped and NCHW convolutions keep lax's."""
+  from avjax.models import conv
+  require_onednn()
+  nhwc = ("NHWC", "HWIO", "NHWC")
+  route = lambda x, w, strides=(1, 1), dtype=jnp.float32, dilation=None, groups=1, dims=nhwc: \
+      conv.takes_onednn_route(x, w, strides, None, dilation, dims, groups, dtype)
+  assert route((16, 224, 224, 3), (3, 3, 3, 64), (2, 2))  # AVE-Net's first vision layer
+  assert route((16, 257, 199, 1), (3, 3, 1, 64), (2, 2))  # and first audio layer: 119M
+  assert route((16, 14, 14, 512), (3, 3, 512, 512))
+  assert not route((16, 32, 32, 16), (3, 3, 16, 16))  # the tiny config's: 38M
+  assert not route((16, 14, 14, 512), (3, 3, 512, 512), dtype=jnp.bfloat16)
+  assert not route((16, 14, 14, 512), (3, 3, 512, 512), dilation=(2, 2))
+  assert not route((16, 14, 14, 512), (3, 3, 256, 512), groups=2)
+  assert not route((16, 512, 14, 14), (3, 3, 512, 512), dims=("NCHW", "HWIO", "NCHW"))
+
+
+def test_onednn_unavailable_logs_why(monkeypatch, tmp_path, caplog):
+  """A oneDNN prefix without its header: no kernels, one warning naming the
+  prefix, and conv.py's other routes (tested above) stay in use."""
+  from avjax.models import onednn
+  monkeypatch.setenv("AVJAX_ONEDNN_ROOT", str(tmp_path))
+  with caplog.at_level("WARNING"):
+    assert onednn.available.__wrapped__() is False
+  assert "oneDNN's CPU convolutions are unavailable" in caplog.text
+  assert str(tmp_path) in caplog.text
+
+
 def test_vgg_convolutions_take_the_tap_route_on_large_cpu_maps_only():
   from avjax.models import conv, native
   route = lambda hw, strides=(1, 1): conv.takes_tap_route(

@@ -22,6 +22,7 @@ same way for the towers' 2x2 max pooling.
 from __future__ import annotations
 
 import functools
+import math
 
 import flax.linen as nn
 import jax
@@ -29,6 +30,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from avjax.models import native
+from avjax.models import onednn
 
 # Output maps from this many pixels up take the per-tap filter gradient on CPU:
 # at 56x56 (3,136) it was 2.4x XLA's; at 28x28 (784) 0.85x.
@@ -51,6 +53,13 @@ NATIVE_FORWARD_PAIRS = frozenset({(128, 64)})
 # was 15-36x lax's from 14x14x512 (100k) to 56x56x128 (400k), and 4-7x on the
 # tiny configs' maps (8k-26k), which stay below so their programs are unchanged.
 CPU_MAX_POOL = True
+# Whether dense NHWC float32 convolutions take oneDNN's kernels (onednn.py) on
+# CPU where they are installed (benchmarks/train_step.py turns it off for its
+# reference rows), and from how many multiply-adds per forward call: the paper
+# scale AVE-Net's (119M-3.7G at batch 16) took a whole update from 2764 to 2489
+# ms; the tiny configs' (4M-60M) from 44.5 to 54.9 ms, so they stay below.
+ONEDNN = True
+MIN_ONEDNN_MACS = 100_000_000
 MIN_POOL_ELEMENTS = 100_000
 
 
@@ -143,13 +152,58 @@ def takes_tap_route(x_shape, w_shape, strides, lhs_dilation, rhs_dilation, dimen
   dense = (tuple(strides) == (1, 1) and all(tuple(d or (1, 1)) == (1, 1)
                                              for d in (lhs_dilation, rhs_dilation))
            and feature_group_count == 1)
-  nhwc = lax.conv_dimension_numbers(x_shape, w_shape, dimension_numbers) == \
-      lax.conv_dimension_numbers(x_shape, w_shape, ("NHWC", "HWIO", "NHWC"))
-  if not (len(x_shape) == 4 and dense and nhwc and w_shape[0] * w_shape[1] > 1):
+  if not (len(x_shape) == 4 and dense and _nhwc(x_shape, w_shape, dimension_numbers)
+          and w_shape[0] * w_shape[1] > 1):
     return False
   pixels = x_shape[1] * x_shape[2]
   return pixels >= MIN_TAP_PIXELS or (
       pixels >= MIN_NATIVE_PIXELS and takes_native_filter_grad(x_shape[3], w_shape[3], dtype))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def onednn_conv(x, w, strides, pads):
+  """An NHWC/HWIO float32 convolution with explicit padding whose forward and
+  both gradients are oneDNN's primitives (onednn.py)."""
+  return onednn.conv_forward(x, w, strides, pads)
+
+
+def _onednn_conv_fwd(x, w, strides, pads):
+  return onednn.conv_forward(x, w, strides, pads), (x, w)
+
+
+def _onednn_conv_bwd(strides, pads, residuals, g):
+  x, w = residuals
+  return (onednn.conv_input_grad(g, w, x.shape, strides, pads),
+          onednn.conv_filter_grad(x, g, w.shape[:2], strides, pads))
+
+
+onednn_conv.defvjp(_onednn_conv_fwd, _onednn_conv_bwd)
+
+
+def takes_onednn_route(x_shape, w_shape, strides, lhs_dilation, rhs_dilation, dimension_numbers,
+                       feature_group_count, dtype=jnp.float32) -> bool:
+  """Whether a convolution of these settings takes `onednn_conv` on CPU: a dense
+  2-D NHWC/HWIO float32 convolution, any stride, from MIN_ONEDNN_MACS up, where
+  oneDNN's kernels are available (the settings are read when the call is traced)."""
+  dense = (all(tuple(d or (1, 1)) == (1, 1) for d in (lhs_dilation, rhs_dilation))
+           and feature_group_count == 1)
+  if not (ONEDNN and len(x_shape) == 4 and dense
+          and _nhwc(x_shape, w_shape, dimension_numbers)):
+    return False
+  # N * H * W * C inputs, each in kh * kw * F products, once per stride step.
+  macs = math.prod(x_shape) * math.prod(w_shape) // (x_shape[3] * math.prod(strides))
+  return macs >= MIN_ONEDNN_MACS and onednn.takes(dtype)
+
+
+def _nhwc(x_shape, w_shape, dimension_numbers) -> bool:
+  return lax.conv_dimension_numbers(x_shape, w_shape, dimension_numbers) == \
+      lax.conv_dimension_numbers(x_shape, w_shape, ("NHWC", "HWIO", "NHWC"))
+
+
+def _explicit_pads(x_shape, w_shape, strides, padding):
+  if isinstance(padding, str):
+    padding = lax.padtype_to_pads(x_shape[1:3], w_shape[:2], strides, padding)
+  return tuple(tuple(int(p) for p in pair) for pair in padding)
 
 
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
@@ -157,13 +211,15 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
                          **kwargs):
   """lax.conv_general_dilated (flax's nn.Conv hook), with the per-tap filter
   gradient on CPU where it is faster (see the module's docstring)."""
-  if (jax.default_backend() == "cpu" and precision is None and not kwargs
-      and takes_tap_route(lhs.shape, rhs.shape, window_strides, lhs_dilation, rhs_dilation,
-                          dimension_numbers, feature_group_count, lhs.dtype)):
-    pads = padding
-    if isinstance(padding, str):
-      pads = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], window_strides, padding)
-    return tap_conv(lhs, rhs, tuple(tuple(int(p) for p in pair) for pair in pads))
+  cpu = jax.default_backend() == "cpu" and precision is None and not kwargs
+  if (cpu and lhs.dtype == rhs.dtype
+      and takes_onednn_route(lhs.shape, rhs.shape, window_strides, lhs_dilation, rhs_dilation,
+                             dimension_numbers, feature_group_count, lhs.dtype)):
+    return onednn_conv(lhs, rhs, tuple(int(s) for s in window_strides),
+                       _explicit_pads(lhs.shape, rhs.shape, window_strides, padding))
+  if cpu and takes_tap_route(lhs.shape, rhs.shape, window_strides, lhs_dilation, rhs_dilation,
+                             dimension_numbers, feature_group_count, lhs.dtype):
+    return tap_conv(lhs, rhs, _explicit_pads(lhs.shape, rhs.shape, window_strides, padding))
   return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                                   dimension_numbers, feature_group_count, precision=precision,
                                   **kwargs)

@@ -50,22 +50,23 @@ def cpu_signature() -> str:
     return platform.processor() + platform.machine()
 
 
-def library_path(compiler: str) -> Path:
-  """Where the kernels built from these sources, jax's headers and this CPU live."""
+def library_path(compiler: str, sources, flags, name: str) -> Path:
+  """Where the library built from these sources and flags, jax's headers and this
+  CPU lives."""
   key = hashlib.sha256("\0".join(
-      [*(s.read_text() for s in SOURCES + HEADERS), jax.__version__, compiler, " ".join(FLAGS),
+      [*(s.read_text() for s in sources), jax.__version__, compiler, " ".join(flags),
        cpu_signature()]).encode()).hexdigest()[:16]
-  return cache_dir() / f"conv_kernels-{key}.so"
+  return cache_dir() / f"{name}-{key}.so"
 
 
-def build(compiler: str, out: Path) -> None:
-  """Compiles the kernels into `out`, atomically (parallel test workers may
+def build(compiler: str, out: Path, sources, flags) -> None:
+  """Compiles `sources` into `out`, atomically (parallel test workers may
   build it at once)."""
   out.parent.mkdir(parents=True, exist_ok=True)
   fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
   os.close(fd)
   try:
-    cmd = [compiler, *FLAGS, f"-I{jax.ffi.include_dir()}", *map(str, SOURCES), "-o", tmp]
+    cmd = [compiler, *FLAGS, f"-I{jax.ffi.include_dir()}", *map(str, sources), *flags, "-o", tmp]
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     if run.returncode:
       errors = [l for l in run.stderr.splitlines() if "error" in l] or run.stderr.splitlines()
@@ -76,28 +77,35 @@ def build(compiler: str, out: Path) -> None:
       os.unlink(tmp)
 
 
+def compiled_library(sources, headers=(), flags=(), name: str = "conv_kernels") -> ctypes.CDLL:
+  """The library of `sources` (compiled with FLAGS, then `flags`: include
+  folders, what it links) for this machine, built first where the cache lacks
+  it. Raises OSError, RuntimeError or SubprocessError, with the reason, where it
+  cannot be had."""
+  if not hasattr(jax, "ffi"):
+    raise RuntimeError(f"jax {jax.__version__} has no jax.ffi")
+  compiler = shutil.which(os.environ.get("CXX", "c++"))
+  if compiler is None:
+    raise RuntimeError(f"no C++ compiler ({os.environ.get('CXX', 'c++')}) on PATH")
+  path = library_path(compiler, (*sources, *headers), tuple(flags), name)
+  if not path.exists():
+    build(compiler, path, sources, flags)
+  return ctypes.cdll.LoadLibrary(str(path))
+
+
 @functools.cache
 def filter_grad_target() -> str | None:
   """The filter gradient's registered FFI target, building the kernels (and
   registering the forward's target too) if needed; None (and one log line
   saying why) where they cannot be had."""
-  compiler = shutil.which(os.environ.get("CXX", "c++"))
-  if not hasattr(jax, "ffi"):
-    why = f"jax {jax.__version__} has no jax.ffi"
-  elif compiler is None:
-    why = f"no C++ compiler ({os.environ.get('CXX', 'c++')}) on PATH"
-  else:
-    try:
-      path = library_path(compiler)
-      if not path.exists():
-        build(compiler, path)
-      lib = ctypes.cdll.LoadLibrary(str(path))
-      jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(lib.AvjaxFilterGrad), platform="cpu")
-      jax.ffi.register_ffi_target(FORWARD_TARGET, jax.ffi.pycapsule(lib.AvjaxConvForward),
-                                  platform="cpu")
-      return TARGET
-    except (OSError, RuntimeError, subprocess.SubprocessError) as e:
-      why = str(e)
+  try:
+    lib = compiled_library(SOURCES, HEADERS)
+    jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(lib.AvjaxFilterGrad), platform="cpu")
+    jax.ffi.register_ffi_target(FORWARD_TARGET, jax.ffi.pycapsule(lib.AvjaxConvForward),
+                                platform="cpu")
+    return TARGET
+  except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+    why = str(e)
   logging.getLogger(__name__).warning(
       "avjax: the CPU convolution kernels are unavailable (%s); convolutions keep "
       "XLA's formulations (per-tap filter gradients), which are slower on CPU", why)

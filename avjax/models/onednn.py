@@ -1,0 +1,120 @@
+"""oneDNN's convolutions (the kernels PyTorch's CPU convolutions run) as XLA
+FFI custom calls, for conv.py's CPU route.
+
+onednn_conv.cc is compiled once per machine, as native.py compiles its kernels,
+against an installed oneDNN: the `onednn-cpu-gomp` and `onednn-devel-cpu-gomp`
+wheels (installed with avjax on x86-64 Linux), or the prefix in
+$AVJAX_ONEDNN_ROOT (with include/dnnl.hpp and lib/libdnnl.so, e.g. /usr for
+Debian's libdnnl-dev). Where there is none, or the build or load fails, this
+module logs why, once, and conv.py keeps its other formulations.
+"""
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import logging
+import os
+import subprocess
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from avjax.models import native
+
+SOURCE = Path(__file__).with_name("onednn_conv.cc")
+TARGETS = {"forward": "avjax_onednn_conv_forward", "input_grad": "avjax_onednn_conv_input_grad",
+           "filter_grad": "avjax_onednn_conv_filter_grad"}
+SYMBOLS = {"forward": "AvjaxOnednnConvForward", "input_grad": "AvjaxOnednnConvInputGrad",
+           "filter_grad": "AvjaxOnednnConvFilterGrad"}
+WHEELS = ("onednn-devel-cpu-gomp", "onednn-cpu-gomp")
+
+
+def _wheel_file(distribution: str, suffix: str) -> Path | None:
+  """The installed file of `distribution` whose path ends with `suffix` (a
+  wheel's data files sit above site-packages: ../../libdnnl.so)."""
+  try:
+    files = importlib.metadata.files(distribution) or []
+  except importlib.metadata.PackageNotFoundError:
+    return None
+  found = [f for f in files if ("/" + f.as_posix()).endswith("/" + suffix)]
+  return Path(found[0].locate()).resolve() if found else None
+
+
+def install_dirs() -> tuple[Path, Path]:
+  """(include folder, library folder) of the oneDNN to build against; raises
+  RuntimeError saying what is missing."""
+  root = os.environ.get("AVJAX_ONEDNN_ROOT")
+  if root:
+    include, lib = Path(root) / "include", Path(root) / "lib"
+    if not (include / "dnnl.hpp").exists():
+      raise RuntimeError(f"AVJAX_ONEDNN_ROOT={root} has no include/dnnl.hpp")
+    return include, lib
+  header = _wheel_file(WHEELS[0], "include/dnnl.hpp")
+  library = _wheel_file(WHEELS[1], "libdnnl.so")
+  if header is None or library is None:
+    raise RuntimeError(f"no oneDNN installed (pip install {' '.join(WHEELS)}, or set "
+                       "AVJAX_ONEDNN_ROOT)")
+  return header.parent, library.parent
+
+
+@functools.cache
+def available() -> bool:
+  """Whether the oneDNN kernels are built and registered (building them if
+  needed); False, with one log line saying why, where they cannot be."""
+  try:
+    include, lib = install_dirs()
+    flags = (f"-I{include}", f"-L{lib}", "-ldnnl", f"-Wl,-rpath,{lib}")
+    library = native.compiled_library((SOURCE,), flags=flags, name="onednn_conv")
+    for part, target in TARGETS.items():
+      jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, SYMBOLS[part])),
+                                  platform="cpu")
+    return True
+  except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+    logging.getLogger(__name__).warning(
+        "avjax: oneDNN's CPU convolutions are unavailable (%s); convolutions keep XLA's "
+        "and avjax's own kernels, which are slower on CPU", e)
+    return False
+
+
+def takes(dtype) -> bool:
+  """Whether oneDNN's kernels compute a convolution of `dtype` here: float32, one
+  device (a custom call has no sharding rule, so on a mesh of CPU devices the
+  partitioner would gather whole batches to it), and the kernels available."""
+  return dtype == jnp.float32 and jax.device_count() == 1 and available()
+
+
+def _attrs(strides, pads) -> dict:
+  (lo_h, hi_h), (lo_w, hi_w) = pads
+  return dict(stride_h=np.int64(strides[0]), stride_w=np.int64(strides[1]),
+              pad_lo_h=np.int64(lo_h), pad_hi_h=np.int64(hi_h), pad_lo_w=np.int64(lo_w),
+              pad_hi_w=np.int64(hi_w))
+
+
+def _out_size(size: int, kernel: int, stride: int, pad) -> int:
+  return (size + pad[0] + pad[1] - kernel) // stride + 1
+
+
+def conv_forward(x, w, strides, pads) -> jax.Array:
+  """y [N, OH, OW, F] of an NHWC/HWIO convolution with explicit padding."""
+  n, h, wd, _ = x.shape
+  kh, kw, _, f = w.shape
+  out = jax.ShapeDtypeStruct((n, _out_size(h, kh, strides[0], pads[0]),
+                              _out_size(wd, kw, strides[1], pads[1]), f), jnp.float32)
+  return jax.ffi.ffi_call(TARGETS["forward"], out, vmap_method="sequential")(
+      x, w, **_attrs(strides, pads))
+
+
+def conv_input_grad(g, w, x_shape, strides, pads) -> jax.Array:
+  """dx [N, H, W, C] of `conv_forward` for the output gradient g."""
+  out = jax.ShapeDtypeStruct(tuple(x_shape), jnp.float32)
+  return jax.ffi.ffi_call(TARGETS["input_grad"], out, vmap_method="sequential")(
+      g, w, **_attrs(strides, pads))
+
+
+def conv_filter_grad(x, g, kernel_hw, strides, pads) -> jax.Array:
+  """dw [kh, kw, C, F] of `conv_forward` for the output gradient g."""
+  out = jax.ShapeDtypeStruct((*kernel_hw, x.shape[-1], g.shape[-1]), jnp.float32)
+  return jax.ffi.ffi_call(TARGETS["filter_grad"], out, vmap_method="sequential")(
+      x, g, **_attrs(strides, pads))

@@ -1,0 +1,189 @@
+// A 2-D NHWC/HWIO float32 convolution's forward, input gradient and filter
+// gradient as oneDNN's primitives, the kernels PyTorch's CPU convolutions run,
+// as XLA FFI custom calls (onednn.py builds and registers them).
+//
+// Activations stay NHWC, which oneDNN's brgemm convolutions take as they are;
+// the kernel (and its gradient) move between HWIO and the blocked layout the
+// primitive chooses, as PyTorch's do each step. Primitives are built once per
+// shape and kept: a compiled program calls the same few shapes every step.
+// Scratch memory is allocated per call, so one primitive may run on several
+// threads at once (XLA runs the two towers' layers side by side).
+#include <array>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "dnnl.hpp"
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+using dnnl::memory;
+using tag = dnnl::memory::format_tag;
+
+enum Kind : int64_t { kForward = 0, kInputGrad = 1, kFilterGrad = 2 };
+
+// N, H, W, C (input), OH, OW, F (output), kh, kw, stride h/w, pads lo/hi h, lo/hi w.
+using Key = std::array<int64_t, 16>;
+
+dnnl::engine& Engine() {
+  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+struct Conv {
+  dnnl::primitive primitive;
+  memory::desc kernel;   // the primitive's kernel (or kernel gradient) layout
+  memory::desc scratch;
+};
+
+Conv Build(const Key& k) {
+  const memory::dim n = k[1], h = k[2], w = k[3], c = k[4], oh = k[5], ow = k[6], f = k[7];
+  const memory::dims strides{k[10], k[11]}, lo{k[12], k[14]}, hi{k[13], k[15]};
+  const memory::desc src({n, c, h, w}, memory::data_type::f32, tag::nhwc);
+  const memory::desc dst({n, f, oh, ow}, memory::data_type::f32, tag::nhwc);
+  const memory::desc any({f, c, k[8], k[9]}, memory::data_type::f32, tag::any);
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  auto& e = Engine();
+  const auto algo = dnnl::algorithm::convolution_direct;
+  const dnnl::convolution_forward::primitive_desc fwd(
+      e, dnnl::prop_kind::forward_training, algo, src, any, dst, strides, lo, hi, attr);
+  switch (k[0]) {
+    case kForward:
+      return {dnnl::convolution_forward(fwd), fwd.weights_desc(), fwd.scratchpad_desc()};
+    case kInputGrad: {
+      const dnnl::convolution_backward_data::primitive_desc pd(e, algo, src, any, dst, strides,
+                                                               lo, hi, fwd, attr);
+      return {dnnl::convolution_backward_data(pd), pd.weights_desc(), pd.scratchpad_desc()};
+    }
+    default: {
+      const dnnl::convolution_backward_weights::primitive_desc pd(e, algo, src, any, dst, strides,
+                                                                  lo, hi, fwd, attr);
+      return {dnnl::convolution_backward_weights(pd), pd.diff_weights_desc(),
+              pd.scratchpad_desc()};
+    }
+  }
+}
+
+std::shared_ptr<const Conv> Cached(const Key& key) {
+  static std::mutex mu;
+  static auto* cache = new std::map<Key, std::shared_ptr<const Conv>>();
+  std::lock_guard<std::mutex> lock(mu);
+  auto& entry = (*cache)[key];
+  if (!entry) entry = std::make_shared<const Conv>(Build(key));
+  return entry;
+}
+
+memory Hwio(const Key& k, void* data) {
+  return memory({{k[7], k[4], k[8], k[9]}, memory::data_type::f32, tag::hwio}, Engine(), data);
+}
+
+// x [N, H, W, C], kernel [kh, kw, C, F], y [N, OH, OW, F]: one of them is the
+// result, the others operands, as `kind` says.
+ffi::Error Run(Kind kind, const Key& key, float* x, float* kernel, float* y) {
+  try {
+    const auto conv = Cached(key);
+    auto& e = Engine();
+    dnnl::stream stream(e);
+    const memory::desc src({key[1], key[4], key[2], key[3]}, memory::data_type::f32, tag::nhwc);
+    const memory::desc dst({key[1], key[7], key[5], key[6]}, memory::data_type::f32, tag::nhwc);
+    memory xm(src, e, x), ym(dst, e, y), hwio = Hwio(key, kernel);
+    const bool reordered = conv->kernel != hwio.get_desc();
+    memory blocked = reordered ? memory(conv->kernel, e) : hwio;
+    std::unique_ptr<uint8_t[]> scratch_bytes(new uint8_t[conv->scratch.get_size()]);
+    memory scratch(conv->scratch, e, scratch_bytes.get());
+    if (kind != kFilterGrad && reordered) dnnl::reorder(hwio, blocked).execute(stream, hwio, blocked);
+    switch (kind) {
+      case kForward:
+        conv->primitive.execute(stream, {{DNNL_ARG_SRC, xm}, {DNNL_ARG_WEIGHTS, blocked},
+                                         {DNNL_ARG_DST, ym}, {DNNL_ARG_SCRATCHPAD, scratch}});
+        break;
+      case kInputGrad:
+        conv->primitive.execute(stream, {{DNNL_ARG_DIFF_DST, ym}, {DNNL_ARG_WEIGHTS, blocked},
+                                         {DNNL_ARG_DIFF_SRC, xm}, {DNNL_ARG_SCRATCHPAD, scratch}});
+        break;
+      case kFilterGrad:
+        conv->primitive.execute(stream, {{DNNL_ARG_SRC, xm}, {DNNL_ARG_DIFF_DST, ym},
+                                         {DNNL_ARG_DIFF_WEIGHTS, blocked},
+                                         {DNNL_ARG_SCRATCHPAD, scratch}});
+        if (reordered) dnnl::reorder(blocked, hwio).execute(stream, blocked, hwio);
+        break;
+    }
+    stream.wait();
+  } catch (const dnnl::error& err) {
+    return ffi::Error::Internal(std::string("avjax oneDNN convolution: ") + err.what());
+  }
+  return ffi::Error::Success();
+}
+
+Key MakeKey(Kind kind, ffi::Span<const int64_t> x, ffi::Span<const int64_t> kernel,
+            ffi::Span<const int64_t> y, int64_t sh, int64_t sw, int64_t lo_h, int64_t hi_h,
+            int64_t lo_w, int64_t hi_w) {
+  return {kind, x[0], x[1], x[2], x[3], y[1], y[2], y[3], kernel[0], kernel[1],
+          sh, sw, lo_h, hi_h, lo_w, hi_w};
+}
+
+bool Consistent(ffi::Span<const int64_t> x, ffi::Span<const int64_t> kernel,
+                ffi::Span<const int64_t> y) {
+  return x.size() == 4 && kernel.size() == 4 && y.size() == 4 && x[0] == y[0] &&
+         kernel[2] == x[3] && kernel[3] == y[3];
+}
+
+const char kShapes[] =
+    "avjax oneDNN convolution: shapes must be x [N, H, W, C], kernel [kh, kw, C, F], "
+    "y [N, OH, OW, F]";
+
+ffi::Error ForwardImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w,
+                       ffi::ResultBuffer<ffi::F32> y, int64_t sh, int64_t sw, int64_t lo_h,
+                       int64_t hi_h, int64_t lo_w, int64_t hi_w) {
+  if (!Consistent(x.dimensions(), w.dimensions(), y->dimensions()))
+    return ffi::Error::InvalidArgument(kShapes);
+  return Run(kForward, MakeKey(kForward, x.dimensions(), w.dimensions(), y->dimensions(), sh, sw,
+                               lo_h, hi_h, lo_w, hi_w),
+             x.typed_data(), w.typed_data(), y->typed_data());
+}
+
+ffi::Error InputGradImpl(ffi::Buffer<ffi::F32> g, ffi::Buffer<ffi::F32> w,
+                         ffi::ResultBuffer<ffi::F32> dx, int64_t sh, int64_t sw, int64_t lo_h,
+                         int64_t hi_h, int64_t lo_w, int64_t hi_w) {
+  if (!Consistent(dx->dimensions(), w.dimensions(), g.dimensions()))
+    return ffi::Error::InvalidArgument(kShapes);
+  return Run(kInputGrad, MakeKey(kInputGrad, dx->dimensions(), w.dimensions(), g.dimensions(),
+                                 sh, sw, lo_h, hi_h, lo_w, hi_w),
+             dx->typed_data(), w.typed_data(), g.typed_data());
+}
+
+ffi::Error FilterGradImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> g,
+                          ffi::ResultBuffer<ffi::F32> dw, int64_t sh, int64_t sw, int64_t lo_h,
+                          int64_t hi_h, int64_t lo_w, int64_t hi_w) {
+  if (!Consistent(x.dimensions(), dw->dimensions(), g.dimensions()))
+    return ffi::Error::InvalidArgument(kShapes);
+  return Run(kFilterGrad, MakeKey(kFilterGrad, x.dimensions(), dw->dimensions(), g.dimensions(),
+                                  sh, sw, lo_h, hi_h, lo_w, hi_w),
+             x.typed_data(), dw->typed_data(), g.typed_data());
+}
+
+auto Binding() {
+  return ffi::Ffi::Bind()
+      .Arg<ffi::Buffer<ffi::F32>>()
+      .Arg<ffi::Buffer<ffi::F32>>()
+      .Ret<ffi::Buffer<ffi::F32>>()
+      .Attr<int64_t>("stride_h")
+      .Attr<int64_t>("stride_w")
+      .Attr<int64_t>("pad_lo_h")
+      .Attr<int64_t>("pad_hi_h")
+      .Attr<int64_t>("pad_lo_w")
+      .Attr<int64_t>("pad_hi_w");
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(AvjaxOnednnConvForward, ForwardImpl, Binding());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(AvjaxOnednnConvInputGrad, InputGradImpl, Binding());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(AvjaxOnednnConvFilterGrad, FilterGradImpl, Binding());
