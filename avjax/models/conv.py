@@ -1,5 +1,12 @@
 """Convolutions (and the VGG towers' pooling) whose training step XLA:CPU runs well.
 
+On CPU, where oneDNN is installed (the `cpu` extra), `conv_general_dilated`
+gives dense float32 NHWC convolutions from MIN_ONEDNN_MACS multiply-adds per
+call up (every paper-scale VGG layer) to oneDNN, the kernels PyTorch's CPU
+convolutions run: `onednn_conv`, whose forward and both gradients are its
+primitives (onednn.py). The rest of this docstring is the route everywhere else
+on CPU: smaller convolutions, and every one where oneDNN is not installed.
+
 XLA:CPU computes a 3x3 convolution's filter gradient as one convolution whose
 window is the whole feature map, and runs it at 20-35 GFLOP/s on maps of 56x56
 or more, where the forward convolution and the input gradient run at 110-180
@@ -53,6 +60,7 @@ NATIVE_FORWARD_PAIRS = frozenset({(128, 64)})
 # was 15-36x lax's from 14x14x512 (100k) to 56x56x128 (400k), and 4-7x on the
 # tiny configs' maps (8k-26k), which stay below so their programs are unchanged.
 CPU_MAX_POOL = True
+MIN_POOL_ELEMENTS = 100_000
 # Whether dense NHWC float32 convolutions take oneDNN's kernels (onednn.py) on
 # CPU where they are installed (benchmarks/train_step.py turns it off for its
 # reference rows), and from how many multiply-adds per forward call: the paper
@@ -60,7 +68,6 @@ CPU_MAX_POOL = True
 # ms; the tiny configs' (4M-60M) from 44.5 to 54.9 ms, so they stay below.
 ONEDNN = True
 MIN_ONEDNN_MACS = 100_000_000
-MIN_POOL_ELEMENTS = 100_000
 
 
 def _padded(x, pads):
@@ -209,8 +216,8 @@ def _explicit_pads(x_shape, w_shape, strides, padding):
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
                          dimension_numbers=None, feature_group_count=1, precision=None,
                          **kwargs):
-  """lax.conv_general_dilated (flax's nn.Conv hook), with the per-tap filter
-  gradient on CPU where it is faster (see the module's docstring)."""
+  """lax.conv_general_dilated (flax's nn.Conv hook): on CPU, oneDNN's kernels or
+  the per-tap filter gradient where they are faster (see the module's docstring)."""
   cpu = jax.default_backend() == "cpu" and precision is None and not kwargs
   if (cpu and lhs.dtype == rhs.dtype
       and takes_onednn_route(lhs.shape, rhs.shape, window_strides, lhs_dilation, rhs_dilation,
