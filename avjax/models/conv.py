@@ -2,7 +2,7 @@
 
 On CPU, where oneDNN is installed (the `cpu` extra), `conv_general_dilated`
 gives dense float32 NHWC convolutions from MIN_ONEDNN_MACS multiply-adds per
-call up (every paper-scale VGG layer) to oneDNN, the kernels PyTorch's CPU
+example up (every paper-scale VGG layer, no tiny one) to oneDNN, the kernels PyTorch's CPU
 convolutions run: `onednn_conv`, whose forward and both gradients are its
 primitives (onednn.py). The rest of this docstring is the route everywhere else
 on CPU: smaller convolutions, and every one where oneDNN is not installed.
@@ -63,11 +63,12 @@ CPU_MAX_POOL = True
 MIN_POOL_ELEMENTS = 100_000
 # Whether dense NHWC float32 convolutions take oneDNN's kernels (onednn.py) on
 # CPU where they are installed (benchmarks/train_step.py turns it off for its
-# reference rows), and from how many multiply-adds per forward call: the paper
-# scale AVE-Net's (119M-3.7G at batch 16) took a whole update from 2764 to 2489
-# ms; the tiny configs' (4M-60M) from 44.5 to 54.9 ms, so they stay below.
+# reference rows), and from how many multiply-adds per example (per call, so
+# that a larger batch does not move a layer across): the paper-scale AVE-Net's
+# (7.4M-231M) took a whole update from 2764 to 2489 ms; the tiny configs'
+# (0.2M-3.7M) took a batch-16 update from 44.5 to 54.9 ms, so they stay below.
 ONEDNN = True
-MIN_ONEDNN_MACS = 100_000_000
+MIN_ONEDNN_MACS = 5_000_000
 
 
 def _padded(x, pads):
@@ -190,15 +191,15 @@ onednn_conv.defvjp(_onednn_conv_fwd, _onednn_conv_bwd)
 def takes_onednn_route(x_shape, w_shape, strides, lhs_dilation, rhs_dilation, dimension_numbers,
                        feature_group_count, dtype=jnp.float32) -> bool:
   """Whether a convolution of these settings takes `onednn_conv` on CPU: a dense
-  2-D NHWC/HWIO float32 convolution, any stride, from MIN_ONEDNN_MACS up, where
+  2-D NHWC/HWIO float32 convolution, any stride, from MIN_ONEDNN_MACS per example up, where
   oneDNN's kernels are available (the settings are read when the call is traced)."""
   dense = (all(tuple(d or (1, 1)) == (1, 1) for d in (lhs_dilation, rhs_dilation))
            and feature_group_count == 1)
   if not (ONEDNN and len(x_shape) == 4 and dense
           and _nhwc(x_shape, w_shape, dimension_numbers)):
     return False
-  # N * H * W * C inputs, each in kh * kw * F products, once per stride step.
-  macs = math.prod(x_shape) * math.prod(w_shape) // (x_shape[3] * math.prod(strides))
+  # H * W * C inputs of an example, each in kh * kw * F products, once per stride step.
+  macs = math.prod(x_shape[1:]) * math.prod(w_shape) // (x_shape[3] * math.prod(strides))
   return macs >= MIN_ONEDNN_MACS and onednn.takes(dtype)
 
 
