@@ -5,18 +5,19 @@
 Times the jitted, donated update that the trainer runs (paper scale: 224 px
 frames, 257x199 spectrograms) on synthetic batches, after compilation. In the
 same process it times, as references: the forward pass alone (evaluation), the
-update with bfloat16 compute, on CPU the update with lax's forward and input
-gradients in place of the native forward kernel's (avjax/models/native.py), with
-per-tap dots in place of the native filter-gradient kernel, with XLA's own filter
-gradients in place of avjax/models/conv.py's and with lax's max-pool gradient
-in place of conv.elementwise_max_pool_2x2's, and, for AVE-Net when `torch`
-is importable (the `bench` extra), a PyTorch AVE-Net of the same shapes
-(benchmarks/torch_avenet.py)
-in NCHW and channels_last layouts, then avjax and PyTorch channels_last again in
-alternating rounds (--rounds), since this VM's speed drifts between minutes. It
-prints each one's ratio to avjax's float32 update, the update's FLOPs per
-example (XLA's cost analysis of the compiled update) and each one's achieved
-FLOP/s, and on an accelerator of known peak the
+update with bfloat16 compute; on CPU, the update with avjax's own convolution
+kernels in place of oneDNN's (avjax/models/onednn.py, where installed), and of
+those, with lax's forward and input gradients in place of the native forward
+kernel's (avjax/models/native.py), with per-tap dots in place of the native
+filter-gradient kernel, with XLA's own filter gradients in place of
+avjax/models/conv.py's, and (oneDNN kept) with lax's max-pool gradient in place
+of conv.elementwise_max_pool_2x2's; and, for AVE-Net when `torch` is importable
+(the `bench` extra), a PyTorch AVE-Net of the same shapes
+(benchmarks/torch_avenet.py) in NCHW and channels_last layouts, then avjax and
+PyTorch channels_last again in alternating rounds (--rounds), since this VM's
+speed drifts between minutes. It prints each one's ratio to avjax's float32
+update, the update's FLOPs per example (XLA's cost analysis of the compiled
+update) and each one's achieved FLOP/s, and on an accelerator of known peak the
 model FLOPs utilisation against its bfloat16 and float32 peaks.
 """
 from __future__ import annotations
@@ -60,9 +61,10 @@ def synthetic_batch(config, batch: int, sharding) -> dict:
 def lax_layers(*, filter_grad: bool = False, pool: bool = False, tap_dots: bool = False,
                forward: bool = False, own_kernels: bool = False):
   """Updates traced inside take avjax's own CPU convolutions (`own_kernels`,
-  implied by the options but `pool`) in place of oneDNN's
-  (avjax/models/onednn.py), and of those: lax's filter gradient and/or max-pool gradient in place of
-  avjax/models/conv.py's CPU routes, or (`tap_dots`) the per-tap dots in place
+  implied by every option but `pool`) in place of oneDNN's
+  (avjax/models/onednn.py), and of those: lax's filter gradient in place of
+  avjax/models/conv.py's CPU route; lax's max-pool gradient (`pool`) in place
+  of conv.elementwise_max_pool_2x2's, or (`tap_dots`) the per-tap dots in place
   of the native filter-gradient kernel (avjax/models/native.py), or (`forward`,
   implied by the first and by `tap_dots`) lax's forward and input gradients in
   place of the native forward kernel's."""
