@@ -3,9 +3,9 @@ FFI custom calls, for conv.py's CPU route.
 
 onednn_conv.cc is compiled once per machine, as native.py compiles its kernels,
 against an installed oneDNN: the `onednn-cpu-gomp` and `onednn-devel-cpu-gomp`
-wheels (installed with avjax on x86-64 Linux), or the prefix in
-$AVJAX_ONEDNN_ROOT (with include/dnnl.hpp and lib/libdnnl.so, e.g. /usr for
-Debian's libdnnl-dev). Where there is none, or the build or load fails, this
+wheels (avjax's `cpu` extra, x86-64 Linux), or the oneDNN 3.x install prefix in
+$AVJAX_ONEDNN_ROOT (with include/dnnl.hpp and lib/libdnnl.so; the API the
+kernels use is 3.x's, so Debian's libdnnl-dev, 2.x, does not build). Where there is none, or the build or load fails, this
 module logs why, once, and conv.py keeps its other formulations.
 """
 from __future__ import annotations
