@@ -4,9 +4,10 @@ FFI custom calls, for conv.py's CPU route.
 onednn_conv.cc is compiled once per machine, as native.py compiles its kernels,
 against an installed oneDNN: the `onednn-cpu-gomp` and `onednn-devel-cpu-gomp`
 wheels (avjax's `cpu` extra, x86-64 Linux), or the oneDNN 3.x install prefix in
-$AVJAX_ONEDNN_ROOT (with include/dnnl.hpp and lib/libdnnl.so; the API the
-kernels use is 3.x's, so Debian's libdnnl-dev, 2.x, does not build). Where there is none, or the build or load fails, this
-module logs why, once, and conv.py keeps its other formulations.
+$AVJAX_ONEDNN_ROOT (with include/dnnl.hpp and lib/libdnnl.so; the kernels use
+3.x's API, so Debian's libdnnl-dev, 2.x, does not build). Where there is none,
+or the build or load fails, this module logs why, once, and conv.py keeps its
+other formulations.
 """
 from __future__ import annotations
 
