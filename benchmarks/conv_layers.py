@@ -61,6 +61,14 @@ def forward_kernel_parts(batch: int, hwc, features: int, stride: int) -> tuple[b
           conv_lib.takes_native_forward(features, hwc[2], jnp.float32))
 
 
+def operands(batch: int, hwc, features: int):
+  """A convolution's random input [batch, H, W, C] and 3x3 kernel, float32."""
+  r = np.random.default_rng(0)
+  x = jnp.asarray(r.normal(size=(batch, *hwc)).astype(np.float32))
+  w = jnp.asarray(r.normal(size=(3, 3, hwc[2], features)).astype(np.float32) * 0.05)
+  return x, w
+
+
 def time_xla(batch: int, hwc, features: int, stride: int, repeats: int,
              library: bool) -> tuple[float, float, float, float | None, float | None, tuple | None]:
   """Seconds of (forward, input gradient, XLA's filter gradient, the per-tap and
@@ -68,9 +76,7 @@ def time_xla(batch: int, hwc, features: int, stride: int, repeats: int,
   not apply) of one convolution, and with `library` (the native forward kernel
   takes its forward or input gradient) those two as conv.py computes them, and
   lax's (forward, input gradient) seconds last (else None)."""
-  r = np.random.default_rng(0)
-  x = jnp.asarray(r.normal(size=(batch, *hwc)).astype(np.float32))
-  w = jnp.asarray(r.normal(size=(3, 3, hwc[2], features)).astype(np.float32) * 0.05)
+  x, w = operands(batch, hwc, features)
 
   def conv(x, w):
     return lax.conv_general_dilated(x, w, (stride, stride), "SAME",
@@ -104,9 +110,7 @@ def time_onednn(batch: int, hwc, features: int, stride: int, repeats: int) -> tu
   available (avjax/models/onednn.py)."""
   if not onednn.takes(jnp.float32):
     return None
-  r = np.random.default_rng(0)
-  x = jnp.asarray(r.normal(size=(batch, *hwc)).astype(np.float32))
-  w = jnp.asarray(r.normal(size=(3, 3, hwc[2], features)).astype(np.float32) * 0.05)
+  x, w = operands(batch, hwc, features)
   strides = (stride, stride)
   pads = tuple(tuple(p) for p in lax.padtype_to_pads(hwc[:2], (3, 3), strides, "SAME"))
   conv = lambda x, w: conv_lib.onednn_conv(x, w, strides, pads)

@@ -157,9 +157,7 @@ def takes_tap_route(x_shape, w_shape, strides, lhs_dilation, rhs_dilation, dimen
   """Whether a convolution of these settings takes `tap_conv` on CPU: from
   MIN_TAP_PIXELS input pixels up, or from MIN_NATIVE_PIXELS where the native
   filter gradient takes it (the settings are read when the call is traced)."""
-  dense = (tuple(strides) == (1, 1) and all(tuple(d or (1, 1)) == (1, 1)
-                                             for d in (lhs_dilation, rhs_dilation))
-           and feature_group_count == 1)
+  dense = tuple(strides) == (1, 1) and _dense(lhs_dilation, rhs_dilation, feature_group_count)
   if not (len(x_shape) == 4 and dense and _nhwc(x_shape, w_shape, dimension_numbers)
           and w_shape[0] * w_shape[1] > 1):
     return False
@@ -193,14 +191,18 @@ def takes_onednn_route(x_shape, w_shape, strides, lhs_dilation, rhs_dilation, di
   """Whether a convolution of these settings takes `onednn_conv` on CPU: a dense
   2-D NHWC/HWIO float32 convolution, any stride, from MIN_ONEDNN_MACS per example up, where
   oneDNN's kernels are available (the settings are read when the call is traced)."""
-  dense = (all(tuple(d or (1, 1)) == (1, 1) for d in (lhs_dilation, rhs_dilation))
-           and feature_group_count == 1)
-  if not (ONEDNN and len(x_shape) == 4 and dense
+  if not (ONEDNN and len(x_shape) == 4 and _dense(lhs_dilation, rhs_dilation, feature_group_count)
           and _nhwc(x_shape, w_shape, dimension_numbers)):
     return False
   # H * W * C inputs of an example, each in kh * kw * F products, once per stride step.
   macs = math.prod(x_shape[1:]) * math.prod(w_shape) // (x_shape[3] * math.prod(strides))
   return macs >= MIN_ONEDNN_MACS and onednn.takes(dtype)
+
+
+def _dense(lhs_dilation, rhs_dilation, feature_group_count) -> bool:
+  """Neither dilated nor grouped."""
+  return (all(tuple(d or (1, 1)) == (1, 1) for d in (lhs_dilation, rhs_dilation))
+          and feature_group_count == 1)
 
 
 def _nhwc(x_shape, w_shape, dimension_numbers) -> bool:

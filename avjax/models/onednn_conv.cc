@@ -14,7 +14,6 @@
 #include <memory>
 #include <mutex>
 #include <string>
-#include <vector>
 
 #include "dnnl.hpp"
 #include "xla/ffi/api/ffi.h"
@@ -28,7 +27,7 @@ using tag = dnnl::memory::format_tag;
 
 enum Kind : int64_t { kForward = 0, kInputGrad = 1, kFilterGrad = 2 };
 
-// N, H, W, C (input), OH, OW, F (output), kh, kw, stride h/w, pads lo/hi h, lo/hi w.
+// Kind, N, H, W, C (input), OH, OW, F (output), kh, kw, stride h/w, pads lo/hi h, lo/hi w.
 using Key = std::array<int64_t, 16>;
 
 dnnl::engine& Engine() {
@@ -38,7 +37,8 @@ dnnl::engine& Engine() {
 
 struct Conv {
   dnnl::primitive primitive;
-  memory::desc kernel;   // the primitive's kernel (or kernel gradient) layout
+  memory::desc src, dst;  // x and y, NHWC
+  memory::desc kernel;    // the primitive's kernel (or kernel gradient) layout
   memory::desc scratch;
 };
 
@@ -56,16 +56,18 @@ Conv Build(const Key& k) {
       e, dnnl::prop_kind::forward_training, algo, src, any, dst, strides, lo, hi, attr);
   switch (k[0]) {
     case kForward:
-      return {dnnl::convolution_forward(fwd), fwd.weights_desc(), fwd.scratchpad_desc()};
+      return {dnnl::convolution_forward(fwd), src, dst, fwd.weights_desc(),
+              fwd.scratchpad_desc()};
     case kInputGrad: {
       const dnnl::convolution_backward_data::primitive_desc pd(e, algo, src, any, dst, strides,
                                                                lo, hi, fwd, attr);
-      return {dnnl::convolution_backward_data(pd), pd.weights_desc(), pd.scratchpad_desc()};
+      return {dnnl::convolution_backward_data(pd), src, dst, pd.weights_desc(),
+              pd.scratchpad_desc()};
     }
     default: {
       const dnnl::convolution_backward_weights::primitive_desc pd(e, algo, src, any, dst, strides,
                                                                   lo, hi, fwd, attr);
-      return {dnnl::convolution_backward_weights(pd), pd.diff_weights_desc(),
+      return {dnnl::convolution_backward_weights(pd), src, dst, pd.diff_weights_desc(),
               pd.scratchpad_desc()};
     }
   }
@@ -85,20 +87,20 @@ memory Hwio(const Key& k, void* data) {
 }
 
 // x [N, H, W, C], kernel [kh, kw, C, F], y [N, OH, OW, F]: one of them is the
-// result, the others operands, as `kind` says.
-ffi::Error Run(Kind kind, const Key& key, float* x, float* kernel, float* y) {
+// result, the others operands, as the key's kind (key[0]) says.
+ffi::Error Run(const Key& key, float* x, float* kernel, float* y) {
+  const auto kind = static_cast<Kind>(key[0]);
   try {
     const auto conv = Cached(key);
     auto& e = Engine();
     dnnl::stream stream(e);
-    const memory::desc src({key[1], key[4], key[2], key[3]}, memory::data_type::f32, tag::nhwc);
-    const memory::desc dst({key[1], key[7], key[5], key[6]}, memory::data_type::f32, tag::nhwc);
-    memory xm(src, e, x), ym(dst, e, y), hwio = Hwio(key, kernel);
+    memory xm(conv->src, e, x), ym(conv->dst, e, y), hwio = Hwio(key, kernel);
     const bool reordered = conv->kernel != hwio.get_desc();
     memory blocked = reordered ? memory(conv->kernel, e) : hwio;
     std::unique_ptr<uint8_t[]> scratch_bytes(new uint8_t[conv->scratch.get_size()]);
     memory scratch(conv->scratch, e, scratch_bytes.get());
-    if (kind != kFilterGrad && reordered) dnnl::reorder(hwio, blocked).execute(stream, hwio, blocked);
+    if (kind != kFilterGrad && reordered)
+      dnnl::reorder(hwio, blocked).execute(stream, hwio, blocked);
     switch (kind) {
       case kForward:
         conv->primitive.execute(stream, {{DNNL_ARG_SRC, xm}, {DNNL_ARG_WEIGHTS, blocked},
@@ -122,51 +124,43 @@ ffi::Error Run(Kind kind, const Key& key, float* x, float* kernel, float* y) {
   return ffi::Error::Success();
 }
 
-Key MakeKey(Kind kind, ffi::Span<const int64_t> x, ffi::Span<const int64_t> kernel,
-            ffi::Span<const int64_t> y, int64_t sh, int64_t sw, int64_t lo_h, int64_t hi_h,
-            int64_t lo_w, int64_t hi_w) {
-  return {kind, x[0], x[1], x[2], x[3], y[1], y[2], y[3], kernel[0], kernel[1],
-          sh, sw, lo_h, hi_h, lo_w, hi_w};
-}
-
 bool Consistent(ffi::Span<const int64_t> x, ffi::Span<const int64_t> kernel,
                 ffi::Span<const int64_t> y) {
   return x.size() == 4 && kernel.size() == 4 && y.size() == 4 && x[0] == y[0] &&
          kernel[2] == x[3] && kernel[3] == y[3];
 }
 
-const char kShapes[] =
-    "avjax oneDNN convolution: shapes must be x [N, H, W, C], kernel [kh, kw, C, F], "
-    "y [N, OH, OW, F]";
+// The three handlers' shared body: x, kernel and y in their roles (see Run),
+// whichever of them is the call's result.
+template <typename X, typename K, typename Y>
+ffi::Error Call(Kind kind, X& x, K& kernel, Y& y, int64_t sh, int64_t sw, int64_t lo_h,
+                int64_t hi_h, int64_t lo_w, int64_t hi_w) {
+  const auto xd = x.dimensions(), kd = kernel.dimensions(), yd = y.dimensions();
+  if (!Consistent(xd, kd, yd))
+    return ffi::Error::InvalidArgument(
+        "avjax oneDNN convolution: shapes must be x [N, H, W, C], kernel [kh, kw, C, F], "
+        "y [N, OH, OW, F]");
+  const Key key{kind, xd[0], xd[1], xd[2], xd[3], yd[1], yd[2], yd[3], kd[0], kd[1],
+                sh, sw, lo_h, hi_h, lo_w, hi_w};
+  return Run(key, x.typed_data(), kernel.typed_data(), y.typed_data());
+}
 
 ffi::Error ForwardImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w,
                        ffi::ResultBuffer<ffi::F32> y, int64_t sh, int64_t sw, int64_t lo_h,
                        int64_t hi_h, int64_t lo_w, int64_t hi_w) {
-  if (!Consistent(x.dimensions(), w.dimensions(), y->dimensions()))
-    return ffi::Error::InvalidArgument(kShapes);
-  return Run(kForward, MakeKey(kForward, x.dimensions(), w.dimensions(), y->dimensions(), sh, sw,
-                               lo_h, hi_h, lo_w, hi_w),
-             x.typed_data(), w.typed_data(), y->typed_data());
+  return Call(kForward, x, w, *y, sh, sw, lo_h, hi_h, lo_w, hi_w);
 }
 
 ffi::Error InputGradImpl(ffi::Buffer<ffi::F32> g, ffi::Buffer<ffi::F32> w,
                          ffi::ResultBuffer<ffi::F32> dx, int64_t sh, int64_t sw, int64_t lo_h,
                          int64_t hi_h, int64_t lo_w, int64_t hi_w) {
-  if (!Consistent(dx->dimensions(), w.dimensions(), g.dimensions()))
-    return ffi::Error::InvalidArgument(kShapes);
-  return Run(kInputGrad, MakeKey(kInputGrad, dx->dimensions(), w.dimensions(), g.dimensions(),
-                                 sh, sw, lo_h, hi_h, lo_w, hi_w),
-             dx->typed_data(), w.typed_data(), g.typed_data());
+  return Call(kInputGrad, *dx, w, g, sh, sw, lo_h, hi_h, lo_w, hi_w);
 }
 
 ffi::Error FilterGradImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> g,
                           ffi::ResultBuffer<ffi::F32> dw, int64_t sh, int64_t sw, int64_t lo_h,
                           int64_t hi_h, int64_t lo_w, int64_t hi_w) {
-  if (!Consistent(x.dimensions(), dw->dimensions(), g.dimensions()))
-    return ffi::Error::InvalidArgument(kShapes);
-  return Run(kFilterGrad, MakeKey(kFilterGrad, x.dimensions(), dw->dimensions(), g.dimensions(),
-                                  sh, sw, lo_h, hi_h, lo_w, hi_w),
-             x.typed_data(), dw->typed_data(), g.typed_data());
+  return Call(kFilterGrad, x, *dw, g, sh, sw, lo_h, hi_h, lo_w, hi_w);
 }
 
 auto Binding() {
