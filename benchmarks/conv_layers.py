@@ -13,8 +13,9 @@ Stride-1 layers also time the per-tap filter gradient (avjax/models/conv.py)
 and, where it applies, the native kernel's (avjax/models/native.py), which the
 library takes on CPU from conv.MIN_TAP_PIXELS and conv.MIN_NATIVE_PIXELS up.
 Where oneDNN is installed (the `cpu` extra), every layer's forward and both
-gradients by oneDNN's kernels (avjax/models/onednn.py) are timed too; the
-library takes them for the layers conv.takes_onednn_route names.
+gradients by oneDNN's kernels (avjax/models/onednn.py) are timed too, in
+float32 and, where the CPU computes it natively, bfloat16; the library takes
+them for the layers conv.takes_onednn_route names.
 """
 from __future__ import annotations
 
@@ -104,13 +105,14 @@ def time_xla(batch: int, hwc, features: int, stride: int, repeats: int,
           time_fn(lambda: dw(x, w, g), repeats), taps, native, lax_parts)
 
 
-def time_onednn(batch: int, hwc, features: int, stride: int, repeats: int) -> tuple | None:
-  """Seconds of (forward, input gradient, filter gradient) of one convolution as
-  oneDNN's kernels (conv.onednn_conv) compute them; None where they are not
-  available (avjax/models/onednn.py)."""
-  if not onednn.takes(jnp.float32):
+def time_onednn(batch: int, hwc, features: int, stride: int, repeats: int,
+                dtype=jnp.float32) -> tuple | None:
+  """Seconds of (forward, input gradient, filter gradient) of one convolution in
+  `dtype` as oneDNN's kernels (conv.onednn_conv) compute them; None where they
+  do not take it here (avjax/models/onednn.py)."""
+  if not onednn.takes(dtype):
     return None
-  x, w = operands(batch, hwc, features)
+  x, w = (a.astype(dtype) for a in operands(batch, hwc, features))
   strides = (stride, stride)
   pads = tuple(tuple(p) for p in lax.padtype_to_pads(hwc[:2], (3, 3), strides, "SAME"))
   conv = lambda x, w: conv_lib.onednn_conv(x, w, strides, pads)
@@ -172,22 +174,24 @@ def main():
     dnnl_taken = dnnl is not None and device.platform == "cpu" and conv_lib.takes_onednn_route(
         (args.batch, *hwc), (3, 3, hwc[2], features), (stride, stride), None, None,
         ("NHWC", "HWIO", "NHWC"), 1)
+    dnnl_bf16 = time_onednn(args.batch, hwc, features, stride, args.repeats, jnp.bfloat16)
     ref = time_torch(args.batch, hwc, features, stride, args.repeats) if device.platform == "cpu" else None
     rows.append((name, hwc, features, flops, fwd, dx, dw_xla, dw_taps, dw_native, dw, ref,
-                 fwd_native, dx_native, lax_parts, dnnl, dnnl_taken))
+                 fwd_native, dx_native, lax_parts, dnnl, dnnl_taken, dnnl_bf16))
     total += sum(dnnl) if dnnl_taken else fwd + dx + dw
     total_own += fwd + dx + dw
     total_xla += fwd + dx + dw_xla
   print(f"  {'layer':22s} {'input':>14s} {'out':>4s} {'GFLOP':>6s} {'fwd':>6s} {'d input':>8s} "
         f"{'d filter':>9s} {'per tap':>8s} {'native':>7s} {'share':>6s}"
         + ("  oneDNN fwd+bwd" if rows[0][14] else "")
+        + ("  oneDNN bf16" if rows[0][16] else "")
         + ("  torch fwd+bwd" if rows[0][10] else ""))
 
   def column(sec, flops, taken):
     return "" if sec is None else f"{flops / sec / 1e9:.0f}" + ("*" if taken else "")
 
   for (name, hwc, features, flops, fwd, dx, dw_xla, dw_taps, dw_native, dw, ref, fwd_native,
-       dx_native, lax_parts, dnnl, dnnl_taken) in rows:
+       dx_native, lax_parts, dnnl, dnnl_taken, dnnl_bf16) in rows:
     taken_parts = sum(dnnl) if dnnl_taken else fwd + dx + dw
     line = (f"  {name:22s} {'x'.join(map(str, hwc)):>14s} {features:4d} {flops / 1e9:6.2f} "
             f"{column(fwd, flops, fwd_native):>6s} {column(dx, flops, dx_native):>8s} "
@@ -196,6 +200,8 @@ def main():
             f"{column(dw_native, flops, dw is dw_native):>7s} {taken_parts / total:6.1%}")
     if dnnl:
       line += f"  {column(sum(dnnl) / 3, flops, dnnl_taken):>14s}"
+    if dnnl_bf16:
+      line += f"  {column(sum(dnnl_bf16) / 3, flops, dnnl_taken):>11s}"
     if ref:
       line += f"  {3 * flops / ref / 1e9:9.0f}"
     if lax_parts:
@@ -209,6 +215,10 @@ def main():
   print(f"  all convolutions: {total:.2f} s per update as the library runs them; "
         f"{total_own:.2f} s with avjax's own kernels, {total_xla:.2f} s with XLA's filter "
         f"gradients everywhere")
+  if rows[0][14] and rows[0][16]:
+    f32, bf16 = (sum(sum(r[i]) for r in rows) for i in (14, 16))
+    print(f"  oneDNN's kernels, every layer: {f32:.2f} s in float32, {bf16:.2f} s in bfloat16 "
+          f"(x{f32 / bf16:.2f})")
   if rows[0][10]:
     ref_total = sum(r[10] for r in rows)
     print(f"  PyTorch channels_last, the same convolutions: {ref_total:.2f} s "

@@ -368,11 +368,45 @@ def test_onednn_convolution_and_gradients_equal_float64(strides, pads, hw, monke
   np.testing.assert_allclose(both[1], -want[0], atol=1e-5 * np.abs(want[0]).max(), rtol=0)
 
 
+def test_onednn_bfloat16_convolution_and_gradients_within_one_bfloat16_step(monkeypatch):
+  """In bfloat16 (on CPUs that compute it natively) conv.onednn_conv's forward
+  and both gradients are bfloat16 and within one bfloat16 step (2^-7 relative)
+  of float64 lax on the same bfloat16 operands: oneDNN accumulates in float32
+  and rounds once."""
+  from jax import lax
+  from avjax.models import conv, onednn
+  require_onednn()
+  if not onednn.native_bfloat16():
+    pytest.skip("this CPU has no native bfloat16: bfloat16 convolutions keep lax's")
+  monkeypatch.setattr(conv, "MIN_ONEDNN_MACS", 0)
+  r = np.random.default_rng(0)
+  x, w = (jnp.asarray(r.normal(size=s), jnp.bfloat16) for s in ((3, 9, 7, 5), (3, 3, 5, 24)))
+  g = jnp.asarray(r.normal(size=(3, 5, 4, 24)), jnp.bfloat16)
+  strides, pads, dims = (2, 2), ((1, 1), (1, 1)), ("NHWC", "HWIO", "NHWC")
+  ours = lambda x, w: conv.conv_general_dilated(x, w, strides, pads, dimension_numbers=dims)
+  ref = lambda x, w: lax.conv_general_dilated(x, w, strides, pads, dimension_numbers=dims)
+  f64 = lambda a: np.asarray(a, np.float64)
+  with jax.enable_x64():
+    want_y, vjp = jax.vjp(ref, f64(x), f64(w))
+    want = [np.asarray(want_y), *map(np.asarray, vjp(f64(g)))]
+
+  def update(x, w, g):
+    y, vjp = jax.vjp(ours, x, w)
+    return (y, *vjp(g))
+
+  assert "avjax_onednn_conv_filter_grad" in jax.jit(update).lower(x, w, g).as_text()
+  for got, expected in zip(jax.jit(update)(x, w, g), want):
+    assert got.dtype == jnp.bfloat16 and got.shape == expected.shape
+    np.testing.assert_allclose(f64(got), expected, rtol=2.0 ** -7,
+                               atol=1e-5 * np.abs(expected).max())
+
+
 def test_paper_scale_convolutions_take_onednn_and_tiny_ones_do_not():
   """The route's rule (conv.takes_onednn_route): dense float32 NHWC convolutions
   of MIN_ONEDNN_MACS multiply-adds per example and more, any stride, whatever
-  the batch; bfloat16, dilated, grouped and NCHW convolutions keep lax's."""
-  from avjax.models import conv
+  the batch, in float32 and (where the CPU has it) bfloat16; dilated, grouped and
+  NCHW convolutions keep lax's."""
+  from avjax.models import conv, onednn
   require_onednn()
   nhwc = ("NHWC", "HWIO", "NHWC")
   route = lambda x, w, strides=(1, 1), dtype=jnp.float32, dilation=None, groups=1, dims=nhwc: \
@@ -382,7 +416,10 @@ def test_paper_scale_convolutions_take_onednn_and_tiny_ones_do_not():
   assert route((16, 14, 14, 512), (3, 3, 512, 512))
   # The tiny config's largest (3.7M per example), at its training and eval batches.
   assert not any(route((b, 65, 25, 16), (3, 3, 16, 16)) for b in (16, 64, 100, 256))
-  assert not route((16, 14, 14, 512), (3, 3, 512, 512), dtype=jnp.bfloat16)
+  # bfloat16 where the CPU computes it natively (AVX512_BF16, AMX), else lax's.
+  assert route((16, 14, 14, 512), (3, 3, 512, 512), dtype=jnp.bfloat16) == \
+      onednn.native_bfloat16()
+  assert not route((16, 14, 14, 512), (3, 3, 512, 512), dtype=jnp.float16)
   assert not route((16, 14, 14, 512), (3, 3, 512, 512), dilation=(2, 2))
   assert not route((16, 14, 14, 512), (3, 3, 256, 512), groups=2)
   assert not route((16, 512, 14, 14), (3, 3, 512, 512), dims=("NCHW", "HWIO", "NCHW"))
@@ -394,7 +431,7 @@ def test_onednn_unavailable_logs_why(monkeypatch, tmp_path, caplog):
   from avjax.models import onednn
   monkeypatch.setenv("AVJAX_ONEDNN_ROOT", str(tmp_path))
   with caplog.at_level("WARNING"):
-    assert onednn.available.__wrapped__() is False
+    assert onednn._library.__wrapped__() is None
   assert "oneDNN's CPU convolutions are unavailable" in caplog.text
   assert str(tmp_path) in caplog.text
 

@@ -1,10 +1,11 @@
 """Convolutions (and the VGG towers' pooling) whose training step XLA:CPU runs well.
 
 On CPU, where oneDNN is installed (the `cpu` extra), `conv_general_dilated`
-gives dense float32 NHWC convolutions from MIN_ONEDNN_MACS multiply-adds per
-example up (every paper-scale VGG layer, no tiny one) to oneDNN, the kernels PyTorch's CPU
+gives dense NHWC convolutions from MIN_ONEDNN_MACS multiply-adds per example up
+(every paper-scale VGG layer, no tiny one) to oneDNN, the kernels PyTorch's CPU
 convolutions run: `onednn_conv`, whose forward and both gradients are its
-primitives (onednn.py). The rest of this docstring is the route everywhere else
+primitives (onednn.py), in float32, and in bfloat16 where the CPU computes it
+natively (onednn.takes). The rest of this docstring is the route everywhere else
 on CPU: smaller convolutions, and every one where oneDNN is not installed.
 
 XLA:CPU computes a 3x3 convolution's filter gradient as one convolution whose
@@ -61,7 +62,7 @@ NATIVE_FORWARD_PAIRS = frozenset({(128, 64)})
 # tiny configs' maps (8k-26k), which stay below so their programs are unchanged.
 CPU_MAX_POOL = True
 MIN_POOL_ELEMENTS = 100_000
-# Whether dense NHWC float32 convolutions take oneDNN's kernels (onednn.py) on
+# Whether dense NHWC convolutions take oneDNN's kernels (onednn.py) on
 # CPU where they are installed (benchmarks/train_step.py turns it off for its
 # reference rows), and from how many multiply-adds per example (per call, so
 # that a larger batch does not move a layer across): the paper-scale AVE-Net's
@@ -168,8 +169,8 @@ def takes_tap_route(x_shape, w_shape, strides, lhs_dilation, rhs_dilation, dimen
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def onednn_conv(x, w, strides, pads):
-  """An NHWC/HWIO float32 convolution with explicit padding whose forward and
-  both gradients are oneDNN's primitives (onednn.py)."""
+  """An NHWC/HWIO convolution (float32 or bfloat16) with explicit padding whose
+  forward and both gradients are oneDNN's primitives (onednn.py)."""
   return onednn.conv_forward(x, w, strides, pads)
 
 
@@ -189,8 +190,9 @@ onednn_conv.defvjp(_onednn_conv_fwd, _onednn_conv_bwd)
 def takes_onednn_route(x_shape, w_shape, strides, lhs_dilation, rhs_dilation, dimension_numbers,
                        feature_group_count, dtype=jnp.float32) -> bool:
   """Whether a convolution of these settings takes `onednn_conv` on CPU: a dense
-  2-D NHWC/HWIO float32 convolution, any stride, from MIN_ONEDNN_MACS per example up, where
-  oneDNN's kernels are available (the settings are read when the call is traced)."""
+  2-D NHWC/HWIO convolution, any stride, from MIN_ONEDNN_MACS per example up, of a
+  dtype that oneDNN's kernels take here (onednn.takes; the settings are read
+  when the call is traced)."""
   if not (ONEDNN and len(x_shape) == 4 and _dense(lhs_dilation, rhs_dilation, feature_group_count)
           and _nhwc(x_shape, w_shape, dimension_numbers)):
     return False
