@@ -324,6 +324,26 @@ def require_onednn() -> None:
   assert onednn.available()
 
 
+def onednn_conv_and_float64_lax(x, w, g, strides, pads):
+  """(the HLO text of conv_general_dilated's forward and both gradients, jitted,
+  their values, and float64 lax's on the same operands): the route's checks."""
+  from jax import lax
+  from avjax.models import conv
+  dims = ("NHWC", "HWIO", "NHWC")
+  ours = lambda x, w: conv.conv_general_dilated(x, w, strides, pads, dimension_numbers=dims)
+  ref = lambda x, w: lax.conv_general_dilated(x, w, strides, pads, dimension_numbers=dims)
+  f64 = lambda a: np.asarray(a, np.float64)
+  with jax.enable_x64():
+    want_y, vjp = jax.vjp(ref, f64(x), f64(w))
+    want = [np.asarray(want_y), *map(np.asarray, vjp(f64(g)))]
+
+  def update(x, w, g):
+    y, vjp = jax.vjp(ours, x, w)
+    return (y, *vjp(g))
+
+  return jax.jit(update).lower(x, w, g).as_text(), jax.jit(update)(x, w, g), want
+
+
 @pytest.mark.parametrize("strides,pads,hw", [
     ((1, 1), ((1, 1), (1, 1)), (9, 7)),
     ((2, 2), ((1, 1), (1, 1)), (9, 8)),
@@ -335,30 +355,19 @@ def test_onednn_convolution_and_gradients_equal_float64(strides, pads, hw, monke
   convolution (here from 0 multiply-adds up) and is within float32 rounding of
   float64 lax, at strides 1 and 2, uneven pads, and odd map sizes (a stride-2
   convolution then leaves the last row unread)."""
-  from jax import lax
   from avjax.models import conv
   require_onednn()
   monkeypatch.setattr(conv, "MIN_ONEDNN_MACS", 0)
   r = np.random.default_rng(0)
   x = jnp.asarray(r.normal(size=(3, *hw, 5)).astype(np.float32))
   w = jnp.asarray(r.normal(size=(3, 3, 5, 24)).astype(np.float32))
-  dims = ("NHWC", "HWIO", "NHWC")
-  ours = lambda x, w: conv.conv_general_dilated(x, w, strides, pads, dimension_numbers=dims)
-  ref = lambda x, w: lax.conv_general_dilated(x, w, strides, pads, dimension_numbers=dims)
-  g = jnp.asarray(r.normal(size=ref(x, w).shape).astype(np.float32))
-  f64 = lambda a: np.asarray(a, np.float64)
-  with jax.enable_x64():
-    want_y, vjp = jax.vjp(ref, f64(x), f64(w))
-    want = [np.asarray(want_y), *map(np.asarray, vjp(f64(g)))]
-
-  def update(x, w, g):
-    y, vjp = jax.vjp(ours, x, w)
-    return (y, *vjp(g))
-
-  text = jax.jit(update).lower(x, w, g).as_text()
+  ours = lambda x, w: conv.conv_general_dilated(x, w, strides, pads,
+                                                dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  g = jnp.asarray(r.normal(size=ours(x, w).shape).astype(np.float32))
+  text, gots, want = onednn_conv_and_float64_lax(x, w, g, strides, pads)
   for target in ("forward", "input_grad", "filter_grad"):
     assert f"avjax_onednn_conv_{target}" in text
-  for got, expected in zip(jax.jit(update)(x, w, g), want):
+  for got, expected in zip(gots, want):
     assert got.shape == expected.shape
     np.testing.assert_allclose(got, expected, atol=1e-5 * np.abs(expected).max(), rtol=0)
   # Two calls of one shape in one program, which XLA may run side by side (as
@@ -373,7 +382,6 @@ def test_onednn_bfloat16_convolution_and_gradients_within_one_bfloat16_step(monk
   and both gradients are bfloat16 and within one bfloat16 step (2^-7 relative)
   of float64 lax on the same bfloat16 operands: oneDNN accumulates in float32
   and rounds once."""
-  from jax import lax
   from avjax.models import conv, onednn
   require_onednn()
   if not onednn.native_bfloat16():
@@ -382,22 +390,11 @@ def test_onednn_bfloat16_convolution_and_gradients_within_one_bfloat16_step(monk
   r = np.random.default_rng(0)
   x, w = (jnp.asarray(r.normal(size=s), jnp.bfloat16) for s in ((3, 9, 7, 5), (3, 3, 5, 24)))
   g = jnp.asarray(r.normal(size=(3, 5, 4, 24)), jnp.bfloat16)
-  strides, pads, dims = (2, 2), ((1, 1), (1, 1)), ("NHWC", "HWIO", "NHWC")
-  ours = lambda x, w: conv.conv_general_dilated(x, w, strides, pads, dimension_numbers=dims)
-  ref = lambda x, w: lax.conv_general_dilated(x, w, strides, pads, dimension_numbers=dims)
-  f64 = lambda a: np.asarray(a, np.float64)
-  with jax.enable_x64():
-    want_y, vjp = jax.vjp(ref, f64(x), f64(w))
-    want = [np.asarray(want_y), *map(np.asarray, vjp(f64(g)))]
-
-  def update(x, w, g):
-    y, vjp = jax.vjp(ours, x, w)
-    return (y, *vjp(g))
-
-  assert "avjax_onednn_conv_filter_grad" in jax.jit(update).lower(x, w, g).as_text()
-  for got, expected in zip(jax.jit(update)(x, w, g), want):
+  text, gots, want = onednn_conv_and_float64_lax(x, w, g, (2, 2), ((1, 1), (1, 1)))
+  assert "avjax_onednn_conv_filter_grad" in text
+  for got, expected in zip(gots, want):
     assert got.dtype == jnp.bfloat16 and got.shape == expected.shape
-    np.testing.assert_allclose(f64(got), expected, rtol=2.0 ** -7,
+    np.testing.assert_allclose(np.asarray(got, np.float64), expected, rtol=2.0 ** -7,
                                atol=1e-5 * np.abs(expected).max())
 
 
