@@ -18,9 +18,11 @@ from data_pipelines import spectrogram as spectrogram_lib
 
 
 def log_spectrogram(magnitude, gain, spec: spectrogram_lib.SpectrogramSpec):
-  """|STFT| [B, T, F] and gains [B] -> log-spectrograms [B, F, T, 1] float32, as
-  the evaluation reader computes them on the host (clip_ops.add_spectrograms)."""
-  return spectrogram_lib.log_of_gained_magnitude(magnitude, gain, spec, xp=jnp)[..., None]
+  """|STFT| [B, T, F'] and gains [B] -> log-spectrograms [B, F, T, 1] float32, as
+  the evaluation reader computes them on the host (clip_ops.add_spectrograms).
+  Bins past spec.num_bins (F' > F: the reader's row padding) are dropped."""
+  return spectrogram_lib.log_of_gained_magnitude(magnitude[..., :spec.num_bins], gain, spec,
+                                                 xp=jnp)[..., None]
 
 
 def model_inputs(batch: dict, spec: spectrogram_lib.SpectrogramSpec) -> dict:

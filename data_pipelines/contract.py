@@ -57,9 +57,11 @@ KEYS: dict[str, Key] = {
                        audio="spectrogram"),
     # Training ships |STFT| and its gain, and the step takes the log (avjax/step_inputs.py):
     # on the host the log was a quarter of the reader's work per example.
-    "stft_magnitude": Key("float32", ("frames", "bins"),
+    "stft_magnitude": Key("float32", ("frames", "shipped_bins"),
                           "|STFT| of the 1 s window paired with the frame, before its gain; "
-                          "the step turns it into `spectrogram`", (TRAIN,), audio="spectrogram"),
+                          "the step turns it into `spectrogram`. Its bins past `bins` are zero "
+                          "padding (reader.shipped_bins), which the step drops", (TRAIN,),
+                          audio="spectrogram"),
     "aug_gain": Key("float32", (), "the audio window's random gain (+-config.data.gain_db), "
                     "a factor on stft_magnitude", (TRAIN,), augmentation=True,
                     audio="spectrogram"),

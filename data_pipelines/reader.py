@@ -254,6 +254,13 @@ def decodes_magnitude(spec: ReaderSpec) -> bool:
   return spec.stored_spectrogram and spec.examples_per_clip > 1
 
 
+def shipped_bins(spec: ReaderSpec) -> int:
+  """The width of a training batch's `stft_magnitude`: the config's bins, padded
+  to whole 64-byte rows where the reader decodes whole records' |STFT|."""
+  bins = spec.spectrogram.num_bins
+  return clip_ops.padded_bins(bins) if decodes_magnitude(spec) else bins
+
+
 def train_parse_fn(spec: ReaderSpec):
   """`parse_fn` for training: with several pairs per record, the clip's |STFT|
   comes decoded (`magnitude`, clip_ops.decoded_magnitude) instead of as bytes."""

@@ -7,20 +7,23 @@ import pytest
 from avjax import input as input_lib
 from avjax import models, predict
 from data_pipelines import contract
+from data_pipelines import reader as reader_lib
 from tests.conftest import tiny_config
 
 
 def sizes(config, reader, batch_size):
   bins, frames = input_lib.spectrogram_spec(config.data).shape
   return {"batch": batch_size, "crop": config.data.crop, "bins": bins, "frames": frames,
+          "shipped_bins": reader_lib.shipped_bins(reader.spec),
           "classes": reader.num_classes, "stack": config.data.frame_stack,
           "samples": input_lib.spectrogram_spec(config.data).num_samples}
 
 
-@pytest.mark.parametrize("negatives", ["stream", "in_batch"])
-def test_training_batches_keep_the_contract(data_dir, negatives):
+@pytest.mark.parametrize("negatives,per_clip", [("stream", 1), ("in_batch", 1), ("stream", 3)])
+def test_training_batches_keep_the_contract(data_dir, negatives, per_clip):
   config = tiny_config("avenet", data_dir)
   config.data.negatives = negatives
+  config.data.examples_per_clip = per_clip
   reader = input_lib.make_reader(config.data, "train", global_batch=8, seed=0)
   it = reader.train_iterator()
   for _ in range(2):
