@@ -85,15 +85,39 @@ def is_negative(index, negative_fraction: float):
   return tf.floor((i + 1) * negative_fraction) - tf.floor(i * negative_fraction) >= 1
 
 
+def gives_one_window(negatives: str, batch_size: int, negative_fraction: float) -> bool:
+  """Whether every clip's pair needs exactly one of its two windows, the
+  negative one exactly when its own example is a negative: with its own clip's
+  shifted window ("shifted"), or with stream negatives whenever B * fraction is
+  whole, since then example i + B is a negative exactly when example i is
+  (`is_negative`). In_batch negatives lend a window to the example before,
+  which may be a negative while the lender is not."""
+  if negatives == "shifted":
+    return True
+  return negatives == "stream" and float(batch_size * negative_fraction).is_integer()
+
+
+def one_window(clip: dict, negative_fraction: float):
+  """The window the pairing will take from this clip where `gives_one_window`:
+  its negative window if its own example is a negative, else its positive one.
+  A scalar Select passes one of them on without copying it, so a batch then
+  carries (and copies) one window per example instead of two."""
+  neg = is_negative(clip["index"], negative_fraction)
+  return tf.raw_ops.Select(condition=neg, x=clip["neg_audio"], y=clip["pos_audio"])
+
+
 def mix_pair(anchor: dict, other: dict, neg) -> dict:
   """The pairing rule, for one example or a batch: where `neg`, the audio is
-  `other`'s negative window, else `anchor`'s own; the label says only whether
+  `other`'s negative window, else `anchor`'s own (each clip's `window` where the
+  batch carries one window per clip, `one_window`); the label says only whether
   that audio comes from the frame's video."""
   same_video = tf.equal(anchor["video_id"], other["video_id"])
+  own, lent = ((anchor["window"], other["window"]) if "window" in anchor
+               else (anchor["pos_audio"], other["neg_audio"]))
   return {
       # Select, not where: a scalar or per-row condition picks whole examples
       # (row copies), 4x faster than where's broadcast condition on a batch.
-      "audio": tf.raw_ops.Select(condition=neg, x=other["neg_audio"], y=anchor["pos_audio"]),
+      "audio": tf.raw_ops.Select(condition=neg, x=lent, y=own),
       "gain": tf.where(neg, other["neg_gain"], anchor["pos_gain"]),
       "label": tf.cast(tf.logical_or(tf.logical_not(neg), same_video), tf.int32),
       "video_id": anchor["video_id"],
@@ -107,7 +131,7 @@ def pair_batch(anchors: dict, others: dict, *, negative_fraction: float) -> dict
   """Pairs a batch of clips: where the stream says negative, example i takes the
   negative window of `others`' example i."""
   neg = is_negative(anchors["index"], negative_fraction)
-  other = {k: others[k] for k in NEGATIVE_KEYS}
+  other = {k: others[k] for k in NEGATIVE_KEYS + ("window",) if k in others}
   return {**{k: anchors[k] for k in contract.FRAME_KEYS + ("labels", "clip_id") if k in anchors},
           **mix_pair(anchors, other, neg)}
 
@@ -141,8 +165,7 @@ def pair_shifted(batch: dict, *, negative_fraction: float) -> dict:
   label says whether the audio is in sync with the frames (not only whether it
   comes from their video)."""
   neg = is_negative(batch["index"], negative_fraction)
-  out = pair_batch(batch, {k: batch[k] for k in NEGATIVE_KEYS},
-                   negative_fraction=negative_fraction)
+  out = pair_batch(batch, batch, negative_fraction=negative_fraction)
   out["label"] = tf.cast(tf.logical_not(neg), tf.int32)
   out["audio_shift"] = out["audio_start"] - batch["pos_start"]
   return out

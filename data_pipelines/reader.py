@@ -289,6 +289,13 @@ def train_dataset(files: Sequence[str], *, spec: ReaderSpec, batch_size: int, se
   # batch, nor the stream negative (clip i + B's window) of its own pair.
   m = batch_size + 1 if k > 1 else 1
   first_block, skip = divmod(start_example, m * k)
+  # Where the pairing takes one window per clip, the clip carries only it: its
+  # windows are copied by the stack, the batch and the pairing, twice as many
+  # bytes with both.
+  one = pairs.gives_one_window(spec.negatives, batch_size, spec.negative_fraction)
+  window_keys, clip_keys = (tuple(k for k in keys if k not in ("pos_audio", "neg_audio"))
+                            + ("window",) if one else keys
+                            for keys in (WINDOW_KEYS, TRAIN_CLIP_KEYS))
 
   def clip_examples(i, record):
     clip = parse(record)
@@ -296,11 +303,13 @@ def train_dataset(files: Sequence[str], *, spec: ReaderSpec, batch_size: int, se
                                   seed, spec=spec, train=True) for j in range(k)]
     for row in rows:
       row["labels"] = multi_hot(row["label_index"], num_classes)
-    return {key: tf.stack([row[key] for row in rows]) for key in WINDOW_KEYS if key in rows[0]}
+      if one:
+        row["window"] = pairs.one_window(row, spec.negative_fraction)
+    return {key: tf.stack([row[key] for row in rows]) for key in window_keys if key in rows[0]}
 
   def decoded(example):
     example = {**example, **clip_ops.decode_for_batch(example, spec=spec, train=True)}
-    return {key: example[key] for key in TRAIN_CLIP_KEYS if key in example}  # optional draws
+    return {key: example[key] for key in clip_keys if key in example}  # optional draws
 
   records = indexed_records(files, seed=seed, epoch_size=epoch_size, start=first_block * m,
                             shuffle_buffer=spec.shuffle_buffer)

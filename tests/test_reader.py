@@ -126,6 +126,31 @@ def test_restore_at_step_k(data_dir, negatives, k, per_clip):
     assert_same(x, y)
 
 
+def test_one_window_per_clip_where_the_pairing_takes_one(data_dir, monkeypatch):
+  """Stream negatives with B * fraction whole, and shifted ones: each clip carries
+  only the window its pair takes (pairs.one_window), and the batches are those of
+  carrying both windows, bit for bit; in_batch negatives, or B * fraction not
+  whole, carry both."""
+  from avjax import input as input_lib
+  from data_pipelines import pairs
+  from tests.test_sync import sync_config_on
+  assert pairs.gives_one_window("stream", 8, 0.5) and pairs.gives_one_window("shifted", 7, 0.3)
+  assert not pairs.gives_one_window("stream", 7, 0.5)
+  assert not pairs.gives_one_window("in_batch", 8, 0.5)
+  sync = sync_config_on(data_dir).data
+  makers = [lambda: make_reader(data_dir, examples_per_clip=3),
+            lambda: make_reader(data_dir),
+            lambda: input_lib.make_reader(sync, "train", global_batch=BATCH, seed=0)]
+  for make in makers:
+    one = take(make().train_iterator(), 3)
+    with monkeypatch.context() as m:
+      m.setattr(pairs, "gives_one_window", lambda *args: False)
+      two = take(make().train_iterator(), 3)
+    assert (one[0]["label"] == 0).any() and (one[0]["label"] == 1).any()
+    for x, y in zip(one, two):
+      assert_same(x, y)
+
+
 def test_examples_per_clip_spread_over_batches(data_dir):
   """Three pairs per record read: B + 1 = 9 clips in flight give their pairs in
   turn, so the first 27 pairs hold 9 clips three times each, never two of one
