@@ -19,6 +19,8 @@ with its own window and with the next clip's (`with_next_negative`,
 """
 from __future__ import annotations
 
+import fractions
+
 import tensorflow as tf
 
 from data_pipelines import contract
@@ -88,13 +90,17 @@ def is_negative(index, negative_fraction: float):
 def gives_one_window(negatives: str, batch_size: int, negative_fraction: float) -> bool:
   """Whether every clip's pair needs exactly one of its two windows, the
   negative one exactly when its own example is a negative: with its own clip's
-  shifted window ("shifted"), or with stream negatives whenever B * fraction is
+  shifted window ("shifted"), or with stream negatives where B * fraction is
   whole, since then example i + B is a negative exactly when example i is
-  (`is_negative`). In_batch negatives lend a window to the example before,
+  (`is_negative`). In is_negative's float64 arithmetic that is guaranteed where
+  its products are exact, so the fraction must have few binary digits (0.5,
+  0.25, 0.375; not 0.2, whose batches keep both windows). In_batch negatives lend a window to the example before,
   which may be a negative while the lender is not."""
   if negatives == "shifted":
     return True
-  return negatives == "stream" and float(batch_size * negative_fraction).is_integer()
+  fraction = fractions.Fraction(negative_fraction)
+  return (negatives == "stream" and fraction.denominator <= 2**20
+          and (batch_size * fraction).denominator == 1)
 
 
 def one_window(clip: dict, negative_fraction: float):

@@ -135,7 +135,9 @@ def test_one_window_per_clip_where_the_pairing_takes_one(data_dir, monkeypatch):
   from data_pipelines import pairs
   from tests.test_sync import sync_config_on
   assert pairs.gives_one_window("stream", 8, 0.5) and pairs.gives_one_window("shifted", 7, 0.3)
+  assert pairs.gives_one_window("stream", 8, 0.375) and pairs.gives_one_window("stream", 7, 0.0)
   assert not pairs.gives_one_window("stream", 7, 0.5)
+  assert not pairs.gives_one_window("stream", 5, 0.2)  # 0.2's float64 products are inexact
   assert not pairs.gives_one_window("in_batch", 8, 0.5)
   sync = sync_config_on(data_dir).data
   makers = [lambda: make_reader(data_dir, examples_per_clip=3),
