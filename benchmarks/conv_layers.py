@@ -70,6 +70,13 @@ def operands(batch: int, hwc, features: int):
   return x, w
 
 
+def jitted_parts(conv):
+  """conv(x, w)'s forward, input gradient and filter gradient, each jitted alone:
+  (fwd(x, w), dx(x, w, g), dw(x, w, g))."""
+  return (jax.jit(conv), jax.jit(lambda x, w, g: jax.vjp(conv, x, w)[1](g)[0]),
+          jax.jit(lambda x, w, g: jax.vjp(conv, x, w)[1](g)[1]))
+
+
 def time_xla(batch: int, hwc, features: int, stride: int, repeats: int,
              library: bool) -> tuple[float, float, float, float | None, float | None, tuple | None]:
   """Seconds of (forward, input gradient, XLA's filter gradient, the per-tap and
@@ -84,15 +91,13 @@ def time_xla(batch: int, hwc, features: int, stride: int, repeats: int,
                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
   g = jnp.ones_like(conv(x, w))
-  fwd = jax.jit(conv)
-  dx = jax.jit(lambda x, w, g: jax.vjp(conv, x, w)[1](g)[0])
+  fwd, dx, dw = jitted_parts(conv)
   lax_parts = None
   if library:  # lax's as well, for comparison
     lax_parts = (time_fn(lambda: fwd(x, w), repeats), time_fn(lambda: dx(x, w, g), repeats))
     pads = tuple(lax.padtype_to_pads(hwc[:2], (3, 3), (1, 1), "SAME"))
     fwd = jax.jit(lambda x, w: conv_lib.forward(x, w, pads))
     dx = jax.jit(lambda x, w, g: conv_lib.input_grad(x, w, pads, g))
-  dw = jax.jit(lambda x, w, g: jax.vjp(conv, x, w)[1](g)[1])
   taps = native = None
   if stride == 1:
     pads = tuple(lax.padtype_to_pads(hwc[:2], (3, 3), (1, 1), "SAME"))
@@ -117,9 +122,7 @@ def time_onednn(batch: int, hwc, features: int, stride: int, repeats: int,
   pads = tuple(tuple(p) for p in lax.padtype_to_pads(hwc[:2], (3, 3), strides, "SAME"))
   conv = lambda x, w: conv_lib.onednn_conv(x, w, strides, pads)
   g = jnp.ones_like(conv(x, w))
-  fwd = jax.jit(conv)
-  dx = jax.jit(lambda x, w, g: jax.vjp(conv, x, w)[1](g)[0])
-  dw = jax.jit(lambda x, w, g: jax.vjp(conv, x, w)[1](g)[1])
+  fwd, dx, dw = jitted_parts(conv)
   return (time_fn(lambda: fwd(x, w), repeats), time_fn(lambda: dx(x, w, g), repeats),
           time_fn(lambda: dw(x, w, g), repeats))
 

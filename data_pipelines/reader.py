@@ -293,9 +293,10 @@ def train_dataset(files: Sequence[str], *, spec: ReaderSpec, batch_size: int, se
   # windows are copied by the stack, the batch and the pairing, twice as many
   # bytes with both.
   one = pairs.gives_one_window(spec.negatives, batch_size, spec.negative_fraction)
-  window_keys, clip_keys = (tuple(k for k in keys if k not in ("pos_audio", "neg_audio"))
-                            + ("window",) if one else keys
-                            for keys in (WINDOW_KEYS, TRAIN_CLIP_KEYS))
+  window_keys, clip_keys = WINDOW_KEYS, TRAIN_CLIP_KEYS
+  if one:
+    window_keys, clip_keys = (tuple(k for k in keys if k not in ("pos_audio", "neg_audio"))
+                              + ("window",) for keys in (WINDOW_KEYS, TRAIN_CLIP_KEYS))
 
   def clip_examples(i, record):
     clip = parse(record)
