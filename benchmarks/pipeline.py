@@ -11,7 +11,8 @@ the stored |STFT|: as configured (config.data.examples_per_clip pairs per record
 read), with one pair per record, and computing the float64 STFT from the waveform
 (shards without |STFT|). For reference it also times, in the same process, a
 plain tf.data map of JPEG decode + crop + tf.signal.stft over the same records,
-and then each stage alone to say what dominates. Beside each rate it prints the
+and then each stage alone to say what dominates (reading records by span,
+data_pipelines/record_ops.py, beside TFRecordDataset's reading). Beside each rate it prints the
 process's CPU time per example and the cores it kept busy, and how much of the
 configured reader's CPU time its stages' sum leaves out. `--long_clips` adds the
 paper-scale reader and reference on 10 s clips (prepare's default length; the split
@@ -133,7 +134,7 @@ def stage_rates(files, spec: reader_lib.ReaderSpec, n: int = 1500) -> tuple[dict
   cost = {u: cost_of(spec, u) for u in ("parse", "windows", "decode", "spec")}
   base = one_thread_cost(records, n)
   k = spec.examples_per_clip
-  stages = {PER_RECORD[0]: one_thread_cost(tf.data.TFRecordDataset(files).repeat(), n) / k,
+  stages = {PER_RECORD[0]: one_thread_cost(reader_lib.record_dataset(files).repeat(), n) / k,
             PER_RECORD[1] + (" + decode |STFT|" if reader_lib.decodes_magnitude(spec) else ""):
                 (cost["parse"] - base) / k,
             "choose windows (slice |STFT|)": cost["windows"] - cost["parse"],
@@ -141,7 +142,9 @@ def stage_rates(files, spec: reader_lib.ReaderSpec, n: int = 1500) -> tuple[dict
             "batch |STFT| (log on device)": cost["spec"] - cost["windows"]}
   computing = dataclasses.replace(spec, stored_spectrogram=False)
   alt = {u: cost_of(computing, u) for u in ("parse", "windows", "spec")}
-  alternatives = {"parse with the waveform": (alt["parse"] - base) / k,
+  alternatives = {"read + CRC-check with TFRecordDataset": one_thread_cost(
+                      tf.data.TFRecordDataset(files).repeat(), n) / k,
+                  "parse with the waveform": (alt["parse"] - base) / k,
                   "choose windows (slice waveform)": alt["windows"] - alt["parse"],
                   "float64 STFT": alt["spec"] - alt["windows"]}
   return stages, alternatives
@@ -203,7 +206,8 @@ def bench(scale: str, batches: int) -> None:
   print(f"the configured reader spent {configured.cpu_us_per_example:.0f} us of CPU per example, "
         f"{outside:.0f} us ({outside / configured.cpu_us_per_example:.0%}) more than its stages: "
         f"work between them (tf.data's element handoffs, slice and batch copies, pairing)")
-  print("what the stored |STFT| replaces (shards without it):")
+  print("what the span reader and the stored |STFT| replace (TensorFlow's reader; shards "
+        "without |STFT|):")
   for name, s in alternatives.items():
     print(f"  {name:40s} {s * 1e6:8.0f} us")
 

@@ -1,7 +1,8 @@
 """glibc malloc settings for a host whose tf.data threads move MB-sized buffers.
 
-Every training example passes a ~1-10 MB serialized record through the shuffle
-buffer and the parser. With glibc's defaults (up to 8 arenas per core, buffers
+Every record read is a fresh ~1-10 MB buffer that the parser and the window
+slices pass on (at the time of the figures below records also waited in the shuffle
+buffer; data_pipelines/record_ops.py now shuffles their spans). With glibc's defaults (up to 8 arenas per core, buffers
 over a dynamic threshold mmap'ed and unmapped one by one, freed heap tops given
 back to the kernel) the process keeps faulting in fresh pages: on the 2-core
 development VM the paper-scale reader spent a quarter of its time in the kernel

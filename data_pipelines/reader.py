@@ -36,6 +36,7 @@ from data_pipelines import dmvr
 from data_pipelines import fs
 from data_pipelines import host_memory
 from data_pipelines import pairs
+from data_pipelines import record_ops
 from data_pipelines import spectrogram as spectrogram_lib
 from data_pipelines.reader_spec import ReaderSpec
 from data_pipelines.graph import graph_fn
@@ -107,6 +108,9 @@ def explain_read_error(files: Sequence[str], error: Exception) -> str:
   """A tf.data read error -> one line naming the shard (and record) at fault,
   when a shard's framing or a full read of it shows which."""
   reason = " ".join(str(getattr(error, "message", error)).split("[[")[0].split())
+  for f in files:  # the span reader's errors name the shard and record already
+    if f + ": record " in reason:
+      return reason[reason.index(f + ": record "):]
   if not isinstance(error, tf.errors.DataLossError):  # the records are sound: their content is not
     return f"{fs.dirname(files[0])}: {reason}"
   for f in files:
@@ -158,8 +162,13 @@ def tf_readable(files: Sequence[str]) -> list[str]:
 
 
 def record_dataset(files) -> tf.data.Dataset:
-  """Serialized records of `files` in order."""
-  return tf.data.TFRecordDataset(tf_readable(files))
+  """Serialized records of `files` in order: by span where record_ops reads
+  them (local shards), else through TFRecordDataset."""
+  readable = tf_readable(files)
+  if not record_ops.reads(readable):
+    return tf.data.TFRecordDataset(readable)
+  spans = tf.data.Dataset.from_tensor_slices(readable).flat_map(record_ops.spans)
+  return spans.map(graph_fn(record_ops.read), num_parallel_calls=AUTOTUNE, deterministic=True)
 
 
 # ----------------------------------------------------------------------------
@@ -203,23 +212,36 @@ def indexed_records(files: Sequence[str], *, seed: int, epoch_size: int, start: 
   """Endless (global index, serialized record) stream, starting at index `start`.
 
   Epoch e visits the files in an order drawn from (seed, e) and shuffles records
-  in a buffer seeded by (seed, e); skipping to `start` touches only raw records.
+  in a buffer seeded by (seed, e); skipping to `start` reads no record. Local
+  shards go by span (data_pipelines/record_ops.py): the buffer shuffles where
+  records lie, and each is read when it leaves, in the same order as
+  TFRecordDataset's records, which other shards keep.
   """
-  files_t = tf.constant(tf_readable(files))
+  readable = tf_readable(files)
+  by_span = record_ops.reads(readable)
+  files_t = tf.constant(readable)
   n = len(files)
   first_epoch, offset = divmod(start, epoch_size)
 
   def epoch(e):
     order = tf.argsort(tf.random.stateless_uniform([n], tf.stack([tf.constant(seed, tf.int64), e])))
-    records = tf.data.Dataset.from_tensor_slices(tf.gather(files_t, order)).interleave(
-        tf.data.TFRecordDataset, cycle_length=min(n, 8), block_length=1,
-        num_parallel_calls=AUTOTUNE, deterministic=True)
+    files_e = tf.data.Dataset.from_tensor_slices(tf.gather(files_t, order))
+    if by_span:  # cheap: one thread scans a file's framing when the interleave opens it
+      records = files_e.interleave(record_ops.spans, cycle_length=min(n, 8), block_length=1)
+    else:
+      records = files_e.interleave(tf.data.TFRecordDataset, cycle_length=min(n, 8),
+                                   block_length=1, num_parallel_calls=AUTOTUNE,
+                                   deterministic=True)
     records = records.shuffle(shuffle_buffer, seed=seed * 1_000_003 + e,
                               reshuffle_each_iteration=False)
     records = records.enumerate().map(graph_fn(lambda j, r: (e * epoch_size + j, r)))
     return records.skip(tf.where(e == first_epoch, tf.constant(offset, tf.int64), 0))
 
-  return tf.data.Dataset.range(first_epoch, 2**62).flat_map(graph_fn(epoch))
+  records = tf.data.Dataset.range(first_epoch, 2**62).flat_map(graph_fn(epoch))
+  if by_span:
+    records = records.map(graph_fn(lambda i, span: (i, record_ops.read(*span))),
+                          num_parallel_calls=AUTOTUNE, deterministic=True)
+  return records
 
 
 def spread_index(record_index, j, *, examples_per_clip: int, clips_in_flight: int):
@@ -343,8 +365,7 @@ def eval_dataset(files: Sequence[str], *, spec: ReaderSpec, batch_size: int,
   clip's frames once per offset that fits in the clip, with the audio window moved
   by it (`audio_offset`, seconds; the sync offset evaluator)."""
   parse = parse_fn(spec)
-  records = tf.data.Dataset.from_tensor_slices(tf_readable(files)).interleave(
-      tf.data.TFRecordDataset, cycle_length=1)
+  records = record_dataset(files)
 
   def example(i, clip, frame=None, offset=None):
     a = clip_ops.clip_windows(clip, i, 0, spec=spec, train=False, frame=frame,

@@ -4,9 +4,9 @@ XLA:CPU has no convolution filter-gradient kernel that reaches its own forward
 convolution's speed on large maps, and runs convolutions of 128 channels into
 64 features at half its usual speed (see conv.py). filter_grad.cc and
 conv_fwd.cc do better, as XLA FFI custom calls. They are compiled once per
-machine into one library with the system's C++ compiler (`$CXX`, else `c++`)
-against the headers jaxlib ships, for this CPU (-march=native), into
-$AVJAX_KERNEL_CACHE (default ~/.cache/avjax/kernels). Where that cannot happen
+machine into one library against the headers jaxlib ships (avjax/native_build.py:
+the system's C++ compiler, `$CXX` else `c++`, for this CPU, into
+$AVJAX_KERNEL_CACHE, default ~/.cache/avjax/kernels). Where that cannot happen
 (no compiler, no jax.ffi, a build or load that fails) the library logs why,
 once, and conv.py keeps its XLA formulations.
 """
@@ -14,82 +14,32 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
 import logging
 import os
-import platform
-import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from avjax import native_build
+
 SOURCES = tuple(Path(__file__).with_name(name) for name in ("filter_grad.cc", "conv_fwd.cc"))
 HEADERS = (Path(__file__).with_name("native_kernels.h"),)
 TARGET = "avjax_filter_grad"
 FORWARD_TARGET = "avjax_conv_forward"
-FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-pthread")
-
-
-def cache_dir() -> Path:
-  return Path(os.environ.get("AVJAX_KERNEL_CACHE")
-              or os.path.join(os.path.expanduser("~"), ".cache", "avjax", "kernels"))
-
-
-def cpu_signature() -> str:
-  """What -march=native compiles for: a library built on one CPU may not run on
-  another that shares the cache folder."""
-  try:
-    with open("/proc/cpuinfo") as f:
-      lines = [l for l in f if l.startswith(("model name", "flags", "Features", "CPU part"))]
-    return "".join(sorted(set(lines)))
-  except OSError:
-    return platform.processor() + platform.machine()
-
-
-def library_path(compiler: str, sources, flags, name: str) -> Path:
-  """Where the library built from these sources and flags, jax's headers and this
-  CPU lives."""
-  key = hashlib.sha256("\0".join(
-      [*(s.read_text() for s in sources), jax.__version__, compiler, " ".join(flags),
-       cpu_signature()]).encode()).hexdigest()[:16]
-  return cache_dir() / f"{name}-{key}.so"
-
-
-def build(compiler: str, out: Path, sources, flags) -> None:
-  """Compiles `sources` into `out`, atomically (parallel test workers may
-  build it at once)."""
-  out.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
-  os.close(fd)
-  try:
-    cmd = [compiler, *FLAGS, f"-I{jax.ffi.include_dir()}", *map(str, sources), *flags, "-o", tmp]
-    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    if run.returncode:
-      errors = [l for l in run.stderr.splitlines() if "error" in l] or run.stderr.splitlines()
-      raise RuntimeError(f"{' '.join(cmd)} failed: {errors[0] if errors else run.returncode}")
-    os.replace(tmp, out)
-  finally:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
 
 
 def compiled_library(sources, headers=(), flags=(), name: str = "conv_kernels") -> ctypes.CDLL:
-  """The library of `sources` (compiled with FLAGS, then `flags`: include
-  folders, what it links) for this machine, built first where the cache lacks
-  it. Raises OSError, RuntimeError or SubprocessError, with the reason, where it
-  cannot be had."""
+  """The XLA FFI library of `sources` (native_build.compiled, against the
+  headers jaxlib ships), loaded. Raises OSError, RuntimeError or
+  SubprocessError, with the reason, where it cannot be had."""
   if not hasattr(jax, "ffi"):
     raise RuntimeError(f"jax {jax.__version__} has no jax.ffi")
-  compiler = shutil.which(os.environ.get("CXX", "c++"))
-  if compiler is None:
-    raise RuntimeError(f"no C++ compiler ({os.environ.get('CXX', 'c++')}) on PATH")
-  path = library_path(compiler, (*sources, *headers), tuple(flags), name)
-  if not path.exists():
-    build(compiler, path, sources, flags)
+  path = native_build.compiled(sources, headers=headers,
+                               flags=(f"-I{jax.ffi.include_dir()}", *flags), name=name,
+                               toolchain=f"jax {jax.__version__}")
   return ctypes.cdll.LoadLibrary(str(path))
 
 
