@@ -207,14 +207,15 @@ def _say_once(message: str) -> None:
   log.warning(message)
 
 
-def indexed_records(files: Sequence[str], *, seed: int, epoch_size: int, start: int,
+def indexed_records(files: Sequence[str], fn, *, seed: int, epoch_size: int, start: int,
                     shuffle_buffer: int) -> tf.data.Dataset:
-  """Endless (global index, serialized record) stream, starting at index `start`.
+  """Endless stream of fn(global index, serialized record), from index `start`,
+  in order, computed on AUTOTUNE threads.
 
   Epoch e visits the files in an order drawn from (seed, e) and shuffles records
   in a buffer seeded by (seed, e); skipping to `start` reads no record. Local
   shards go by span (data_pipelines/record_ops.py): the buffer shuffles where
-  records lie, and each is read when it leaves, in the same order as
+  records lie, and `fn`'s thread reads each record, in the same order as
   TFRecordDataset's records, which other shards keep.
   """
   readable = tf_readable(files)
@@ -237,11 +238,10 @@ def indexed_records(files: Sequence[str], *, seed: int, epoch_size: int, start: 
     records = records.enumerate().map(graph_fn(lambda j, r: (e * epoch_size + j, r)))
     return records.skip(tf.where(e == first_epoch, tf.constant(offset, tf.int64), 0))
 
-  records = tf.data.Dataset.range(first_epoch, 2**62).flat_map(graph_fn(epoch))
-  if by_span:
-    records = records.map(graph_fn(lambda i, span: (i, record_ops.read(*span))),
-                          num_parallel_calls=AUTOTUNE, deterministic=True)
-  return records
+  # Reading inside fn's map spares the stream a stage of its own per record.
+  read = (lambda span: record_ops.read(*span)) if by_span else (lambda record: record)
+  return tf.data.Dataset.range(first_epoch, 2**62).flat_map(graph_fn(epoch)).map(
+      graph_fn(lambda i, r: fn(i, read(r))), num_parallel_calls=AUTOTUNE, deterministic=True)
 
 
 def spread_index(record_index, j, *, examples_per_clip: int, clips_in_flight: int):
@@ -334,15 +334,14 @@ def train_dataset(files: Sequence[str], *, spec: ReaderSpec, batch_size: int, se
     example = {**example, **clip_ops.decode_for_batch(example, spec=spec, train=True)}
     return {key: example[key] for key in clip_keys if key in example}  # optional draws
 
-  records = indexed_records(files, seed=seed, epoch_size=epoch_size, start=first_block * m,
-                            shuffle_buffer=spec.shuffle_buffer)
+  records = functools.partial(indexed_records, files, seed=seed, epoch_size=epoch_size,
+                              start=first_block * m, shuffle_buffer=spec.shuffle_buffer)
   if k == 1:
     first = lambda x: {key: v[0] for key, v in x.items()}
-    examples = records.map(graph_fn(lambda i, r: decoded(first(clip_examples(i, r)))),
-                           num_parallel_calls=AUTOTUNE)
+    examples = records(lambda i, r: decoded(first(clip_examples(i, r))))
   else:
-    examples = records.map(graph_fn(clip_examples), num_parallel_calls=AUTOTUNE).interleave(
-        tf.data.Dataset.from_tensor_slices, cycle_length=m, block_length=1)
+    examples = records(clip_examples).interleave(tf.data.Dataset.from_tensor_slices,
+                                                 cycle_length=m, block_length=1)
     examples = examples.skip(skip).map(graph_fn(decoded), num_parallel_calls=AUTOTUNE)
   batches = examples.batch(batch_size, drop_remainder=True)
   ds = pairs.pair_batches(batches, negatives=spec.negatives,
