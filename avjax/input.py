@@ -38,7 +38,8 @@ def reader_spec(data):
       # folder serves both kinds of model.
       stored_spectrogram=data.stored_spectrogram and data.audio == "spectrogram",
       examples_per_clip=data.examples_per_clip, sound_targets=data.get("sound_targets", ""),
-      sound_k=data.get("sound_k", 0), audio=data.audio, frame_stack=data.frame_stack)
+      sound_k=data.get("sound_k", 0), audio=data.audio, frame_stack=data.frame_stack,
+      autotune=data.autotune)
 
 
 def prepare_settings(data, **overrides) -> prepare_lib.PrepareSettings:

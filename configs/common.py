@@ -41,8 +41,9 @@ def data_config(tiny: bool) -> ml_collections.ConfigDict:
   d.negatives = "stream"         # or "in_batch", or "shifted" (synchronisation)
   d.min_shift = 0.0              # shifted negatives: seconds from the aligned window
   d.negatives_on_grid = True     # False: the offset shortcut, for ablations
-  # Serialized records: a prepared 10 s paper-scale clip is ~10 MB (JPEGs, waveform,
-  # |STFT|), so 256 hold ~2.5 GB per host; files are also shuffled every epoch.
+  # Local shards shuffle records' byte spans; shards in a bucket shuffle the records
+  # themselves (a prepared 10 s paper-scale clip is ~7 MB, so 256 hold ~2 GB per
+  # host). Files are also shuffled every epoch.
   d.shuffle_buffer = 256
   d.flip = True
   d.colour_jitter = 0.3
@@ -59,6 +60,9 @@ def data_config(tiny: bool) -> ml_collections.ConfigDict:
   d.examples_per_clip = 4
   d.audio = "spectrogram"        # or "waveform": the raw window (SoundNet)
   d.frame_stack = 0              # n > 0: also the frames under n segments of the window
+  # tf.data autotuning of the reader's parallelism; off, each parallel stage may use
+  # every core of the host (its bookkeeping cost 5-15% of the reader's CPU time).
+  d.autotune = False
   if tiny:
     # 8 kHz, 32 ms window, 20 ms hop: 129x49, an eighth of the paper's 257x199
     # pixels, so that the audio net costs about what the 64 px vision net does.

@@ -43,6 +43,14 @@ def allocator_settings(cpu_count: int) -> dict[int, int]:
   }
 
 
+def usable_cores() -> int:
+  """The cores this process may run on (its affinity mask, where the OS has one)."""
+  try:
+    return len(os.sched_getaffinity(0))
+  except AttributeError:  # macOS
+    return os.cpu_count() or 1
+
+
 @functools.cache
 def tune_allocator() -> bool:
   """Applies `allocator_settings` once per process; whether they took (glibc only)."""
@@ -52,5 +60,5 @@ def tune_allocator() -> bool:
     mallopt = ctypes.CDLL("libc.so.6").mallopt
   except (OSError, AttributeError):  # not glibc: macOS, musl
     return False
-  settings = allocator_settings(os.cpu_count() or 1)
+  settings = allocator_settings(usable_cores())
   return all(mallopt(option, value) == 1 for option, value in settings.items())

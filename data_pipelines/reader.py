@@ -348,9 +348,19 @@ def train_dataset(files: Sequence[str], *, spec: ReaderSpec, batch_size: int, se
                           negative_fraction=spec.negative_fraction)
   ds = ds.map(graph_fn(lambda b: clip_ops.add_spectrograms(b, spec, log_on_device=True)),
               num_parallel_calls=AUTOTUNE)
+  return ds.with_options(dataset_options(spec)).prefetch(AUTOTUNE)
+
+
+def dataset_options(spec: ReaderSpec) -> tf.data.Options:
+  """Deterministic order, and tf.data's autotuning only where `spec.autotune`:
+  without it, each AUTOTUNE stage runs as many calls at once as the host has
+  cores, and the prefetch buffer still grows while its consumer waits."""
   options = tf.data.Options()
   options.deterministic = True
-  return ds.with_options(options).prefetch(AUTOTUNE)
+  if not spec.autotune:
+    options.autotune.enabled = False
+    options.autotune.initial_parallelism = host_memory.usable_cores()
+  return options
 
 
 def eval_dataset(files: Sequence[str], *, spec: ReaderSpec, batch_size: int,
@@ -418,7 +428,7 @@ def eval_dataset(files: Sequence[str], *, spec: ReaderSpec, batch_size: int,
       graph_fn(lambda b: clip_ops.add_spectrograms(
           b, spec, (("audio", "gain", "spectrogram"), ("neg_audio", "neg_gain", "neg_spectrogram")))),
       num_parallel_calls=AUTOTUNE)
-  return ds.prefetch(AUTOTUNE)
+  return ds.with_options(dataset_options(spec)).prefetch(AUTOTUNE)
 
 
 def pad_batch(batch: dict, batch_size: int) -> dict:

@@ -48,6 +48,10 @@ class ReaderSpec:
   # at the centres of n equal segments of the audio window (SoundNet's teachers
   # label each of its n output steps from one).
   frame_stack: int = 0
+  # tf.data's autotuning of each stage's parallelism. Off, every parallel stage may
+  # use all of the host's cores (`reader.dataset_options`): on the 2-core development
+  # VM autotuning's bookkeeping cost 5-15% of the reader's CPU time.
+  autotune: bool = False
 
   def __post_init__(self):
     if self.audio not in ("spectrogram", "waveform"):

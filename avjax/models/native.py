@@ -15,7 +15,6 @@ from __future__ import annotations
 import ctypes
 import functools
 import logging
-import os
 import subprocess
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from avjax import native_build
+from data_pipelines import host_memory
 
 SOURCES = tuple(Path(__file__).with_name(name) for name in ("filter_grad.cc", "conv_fwd.cc"))
 HEADERS = (Path(__file__).with_name("native_kernels.h"),)
@@ -62,13 +62,6 @@ def filter_grad_target() -> str | None:
   return None
 
 
-def threads() -> int:
-  try:
-    return len(os.sched_getaffinity(0))
-  except AttributeError:  # macOS
-    return os.cpu_count() or 1
-
-
 def takes_kernel(channels: int, features: int, dtype) -> bool:
   """Whether filter_grad.cc computes the filter gradient of a convolution with
   these input channels, output features and dtype: float32, 8-channel and
@@ -91,7 +84,7 @@ def filter_grad(xp, g, kernel_hw, num_threads: int | None = None) -> jax.Array:
   CPU thread pool."""
   out = jax.ShapeDtypeStruct((*kernel_hw, xp.shape[-1], g.shape[-1]), jnp.float32)
   return jax.ffi.ffi_call(filter_grad_target(), out, vmap_method="sequential")(
-      xp, g, threads=np.int64(num_threads or threads()))
+      xp, g, threads=np.int64(num_threads or host_memory.usable_cores()))
 
 
 def conv_forward(xp, w, num_threads: int | None = None) -> jax.Array:
@@ -103,4 +96,4 @@ def conv_forward(xp, w, num_threads: int | None = None) -> jax.Array:
       (xp.shape[0], xp.shape[1] - kh + 1, xp.shape[2] - kw + 1, features), jnp.float32)
   filter_grad_target()  # registers FORWARD_TARGET
   return jax.ffi.ffi_call(FORWARD_TARGET, out, vmap_method="sequential")(
-      xp, w, threads=np.int64(num_threads or threads()))
+      xp, w, threads=np.int64(num_threads or host_memory.usable_cores()))
