@@ -2,6 +2,8 @@
 the same records in the same order, and damaged shards named by file and record."""
 import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ from data_pipelines import record_ops
 from data_pipelines import tfrecord
 from tests.test_reader import BATCH, assert_same, make_reader, take
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Lengths around the CRC's 8-byte steps, an empty record, and one over 64 KB.
 PAYLOADS = [b"", b"a", bytes(range(7)), bytes(range(8)), bytes(range(9)) * 3,
             np.random.default_rng(0).bytes(70_001)]
@@ -107,3 +110,37 @@ def test_the_reader_names_a_corrupted_shard(data_dir, tmp_path):
   reader = make_reader(data)
   with pytest.raises(reader_lib.DataError, match=f"^{shard}: record .*corrupted"):
     take(reader.train_iterator(), 10)
+
+
+def test_the_portable_crc_agrees(tmp_path):
+  """record_ops.cc built without the CPU's CRC32C instruction (as on CPUs that
+  lack it) reads the same records and still refuses a corrupted one. In a
+  subprocess: one process cannot load two libraries that register the same ops."""
+  path = write(tmp_path / "edge.tfrecord", PAYLOADS)
+  raw = bytearray(open(path, "rb").read())
+  raw[-10] ^= 1  # inside the last record
+  bad = tmp_path / "bad.tfrecord"
+  bad.write_bytes(bytes(raw))
+  script = f"""
+import tensorflow as tf
+from avjax import native_build
+from data_pipelines import record_ops
+flags = (*tf.sysconfig.get_compile_flags(), *tf.sysconfig.get_link_flags(),
+         "-Wno-deprecated-declarations", "-mno-sse4.2", "-mno-crc32")
+lib = tf.load_op_library(str(native_build.compiled((record_ops.SOURCE,), flags=flags,
+                                                   name="record_ops_portable",
+                                                   toolchain=tf.__version__)))
+def records(p):
+  offsets, lengths = lib.avjax_record_spans(p)
+  return [lib.avjax_read_record(p, o, n).numpy() for o, n in zip(offsets, lengths)]
+assert records({str(path)!r}) == [r.numpy() for r in tf.data.TFRecordDataset({str(path)!r})]
+try:
+  records({str(bad)!r})
+  raise SystemExit("the corrupted record was read")
+except tf.errors.DataLossError as e:
+  assert "CRC mismatch" in e.message, e.message
+"""
+  (tmp_path / "portable.py").write_text(script)
+  run = subprocess.run([sys.executable, str(tmp_path / "portable.py")], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": ROOT}, timeout=300)
+  assert run.returncode == 0, run.stderr[-3000:]
