@@ -1,12 +1,13 @@
 """glibc malloc settings for a host whose tf.data threads move MB-sized buffers.
 
 Every record read is a fresh ~1-10 MB buffer that the parser and the window
-slices pass on (at the time of the figures below records also waited in the shuffle
-buffer; data_pipelines/record_ops.py now shuffles their spans). With glibc's defaults (up to 8 arenas per core, buffers
-over a dynamic threshold mmap'ed and unmapped one by one, freed heap tops given
-back to the kernel) the process keeps faulting in fresh pages: on the 2-core
-development VM the paper-scale reader spent a quarter of its time in the kernel
-(1.25M minor faults per 10k examples). One arena per core, large buffers kept on
+slices pass on (at the time of the figures below records also waited in the
+shuffle buffer; data_pipelines/record_ops.py now shuffles their spans). With
+glibc's defaults (up to 8 arenas per core, buffers over a dynamic threshold
+mmap'ed and unmapped one by one, freed heap tops given back to the kernel) the
+process keeps faulting in fresh pages: on the 2-core development VM the
+paper-scale reader spent a quarter of its time in the kernel (1.25M minor
+faults per 10k examples). One arena per core, large buffers kept on
 the heap and no trimming cut the faults ~4x and raised throughput by ~30%
 (benchmarks/pipeline.py, README "Input pipeline").
 

@@ -32,15 +32,21 @@ from data_pipelines import fs
 SOURCE = Path(__file__).with_name("record_ops.cc")
 
 
+def library_path(extra_flags=()) -> Path:
+  """The op library compiled from record_ops.cc against this TensorFlow's
+  headers (built first where the cache lacks it), `extra_flags` after the usual
+  ones; native_build.compiled's errors where it cannot be had."""
+  flags = (*tf.sysconfig.get_compile_flags(), *tf.sysconfig.get_link_flags(),
+           "-Wno-deprecated-declarations", *extra_flags)
+  return native_build.compiled((SOURCE,), flags=flags, name="record_ops",
+                               toolchain=f"tensorflow {tf.__version__}")
+
+
 @functools.cache
 def _ops():
   """The loaded op library, or None (one log line saying why)."""
   try:
-    flags = (*tf.sysconfig.get_compile_flags(), *tf.sysconfig.get_link_flags(),
-             "-Wno-deprecated-declarations")
-    path = native_build.compiled((SOURCE,), flags=flags, name="record_ops",
-                                 toolchain=f"tensorflow {tf.__version__}")
-    return tf.load_op_library(str(path))
+    return tf.load_op_library(str(library_path()))
   except (OSError, RuntimeError, subprocess.SubprocessError, tf.errors.OpError) as e:
     logging.getLogger(__name__).warning(
         "avjax: the TFRecord span reader is unavailable (%s); training reads shards with "

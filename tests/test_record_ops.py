@@ -34,8 +34,12 @@ def write(path, payloads):
   return str(path)
 
 
+def read_all(spans):
+  return [record_ops.read(*s).numpy() for s in spans]
+
+
 def span_records(path):
-  return [record_ops.read(*s).numpy() for s in record_ops.spans(tf.constant(str(path)))]
+  return read_all(record_ops.spans(tf.constant(str(path))))
 
 
 def test_spans_read_what_tfrecord_dataset_reads(tmp_path, data_dir):
@@ -53,14 +57,10 @@ def test_a_corrupted_record_is_named_by_file_and_byte(tmp_path):
   raw[start + 12 + 5] ^= 1
   open(path, "wb").write(bytes(raw))
   spans = list(record_ops.spans(tf.constant(path)))  # the framing is whole
-  assert span_records_upto(spans, 4) == PAYLOADS[:4]
+  assert read_all(spans[:4]) == PAYLOADS[:4]
   with pytest.raises(tf.errors.DataLossError,
                      match=f"{path}: record at byte {start}: corrupted \\(CRC mismatch\\)"):
     record_ops.read(*spans[4])
-
-
-def span_records_upto(spans, n):
-  return [record_ops.read(*s).numpy() for s in spans[:n]]
 
 
 def test_a_truncated_or_misframed_file_is_named_by_file_and_record(tmp_path):
@@ -123,13 +123,8 @@ def test_the_portable_crc_agrees(tmp_path):
   bad.write_bytes(bytes(raw))
   script = f"""
 import tensorflow as tf
-from avjax import native_build
 from data_pipelines import record_ops
-flags = (*tf.sysconfig.get_compile_flags(), *tf.sysconfig.get_link_flags(),
-         "-Wno-deprecated-declarations", "-mno-sse4.2", "-mno-crc32")
-lib = tf.load_op_library(str(native_build.compiled((record_ops.SOURCE,), flags=flags,
-                                                   name="record_ops_portable",
-                                                   toolchain=tf.__version__)))
+lib = tf.load_op_library(str(record_ops.library_path(("-mno-sse4.2", "-mno-crc32"))))
 def records(p):
   offsets, lengths = lib.avjax_record_spans(p)
   return [lib.avjax_read_record(p, o, n).numpy() for o, n in zip(offsets, lengths)]
