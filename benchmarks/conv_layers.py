@@ -15,7 +15,11 @@ library takes on CPU from conv.MIN_TAP_PIXELS and conv.MIN_NATIVE_PIXELS up.
 Where oneDNN is installed (the `cpu` extra), every layer's forward and both
 gradients by oneDNN's kernels (avjax/models/onednn.py) are timed too, in
 float32 and, where the CPU computes it natively, bfloat16; the library takes
-them for the layers conv.takes_onednn_route names.
+them for the layers conv.takes_onednn_route names. The oneDNN columns are its
+direct kernels (conv.WINOGRAD off); the "Winograd" column gives the float32
+forward and input gradient of the stride-1 layers as the library computes them
+on that route (conv.takes_winograd: Winograd's F(2x2, 3x3),
+onednn.winograd_conv), in GFLOP/s of the direct convolution's arithmetic.
 """
 from __future__ import annotations
 
@@ -111,20 +115,28 @@ def time_xla(batch: int, hwc, features: int, stride: int, repeats: int,
 
 
 def time_onednn(batch: int, hwc, features: int, stride: int, repeats: int,
-                dtype=jnp.float32) -> tuple | None:
+                dtype=jnp.float32, winograd: bool = False) -> tuple | None:
   """Seconds of (forward, input gradient, filter gradient) of one convolution in
-  `dtype` as oneDNN's kernels (conv.onednn_conv) compute them; None where they
-  do not take it here (avjax/models/onednn.py)."""
+  `dtype` as conv.onednn_conv computes them: oneDNN's direct kernels, or with
+  `winograd` the library's choice (Winograd's forward and input gradient where
+  conv.takes_winograd); None where oneDNN does not take it here
+  (avjax/models/onednn.py), or with `winograd` where Winograd does not."""
   if not onednn.takes(dtype):
     return None
   x, w = (a.astype(dtype) for a in operands(batch, hwc, features))
   strides = (stride, stride)
   pads = tuple(tuple(p) for p in lax.padtype_to_pads(hwc[:2], (3, 3), strides, "SAME"))
-  conv = lambda x, w: conv_lib.onednn_conv(x, w, strides, pads)
-  g = jnp.ones_like(conv(x, w))
-  fwd, dx, dw = jitted_parts(conv)
-  return (time_fn(lambda: fwd(x, w), repeats), time_fn(lambda: dx(x, w, g), repeats),
-          time_fn(lambda: dw(x, w, g), repeats))
+  saved, conv_lib.WINOGRAD = conv_lib.WINOGRAD, winograd
+  try:
+    if winograd and not conv_lib.takes_winograd(w.shape, strides, pads, dtype):
+      return None
+    conv = lambda x, w: conv_lib.onednn_conv(x, w, strides, pads)
+    g = jnp.ones_like(conv(x, w))
+    fwd, dx, dw = jitted_parts(conv)
+    return (time_fn(lambda: fwd(x, w), repeats), time_fn(lambda: dx(x, w, g), repeats),
+            time_fn(lambda: dw(x, w, g), repeats))
+  finally:
+    conv_lib.WINOGRAD = saved
 
 
 def time_torch(batch: int, hwc, features: int, stride: int, repeats: int) -> float | None:
@@ -161,7 +173,7 @@ def main():
   device = jax.devices()[0]
   print(f"AVE-Net convolutions ({'tiny' if args.tiny else 'paper'} scale), batch {args.batch}, "
         f"{device.platform} ({device.device_kind}); GFLOP/s of each part:")
-  rows, total, total_own, total_xla = [], 0.0, 0.0, 0.0
+  rows, total, total_direct, total_own, total_xla = [], 0.0, 0.0, 0.0, 0.0
   for name, hwc, features, stride in conv_shapes(config):
     h, w = -(-hwc[0] // stride), -(-hwc[1] // stride)
     flops = 2 * args.batch * h * w * hwc[2] * features * 9
@@ -178,24 +190,27 @@ def main():
         (args.batch, *hwc), (3, 3, hwc[2], features), (stride, stride), None, None,
         ("NHWC", "HWIO", "NHWC"), 1)
     dnnl_bf16 = time_onednn(args.batch, hwc, features, stride, args.repeats, jnp.bfloat16)
+    wino = time_onednn(args.batch, hwc, features, stride, args.repeats, winograd=True)
     ref = time_torch(args.batch, hwc, features, stride, args.repeats) if device.platform == "cpu" else None
     rows.append((name, hwc, features, flops, fwd, dx, dw_xla, dw_taps, dw_native, dw, ref,
-                 fwd_native, dx_native, lax_parts, dnnl, dnnl_taken, dnnl_bf16))
-    total += sum(dnnl) if dnnl_taken else fwd + dx + dw
+                 fwd_native, dx_native, lax_parts, dnnl, dnnl_taken, dnnl_bf16, wino))
+    total += sum(wino or dnnl) if dnnl_taken else fwd + dx + dw
+    total_direct += sum(dnnl) if dnnl_taken else fwd + dx + dw
     total_own += fwd + dx + dw
     total_xla += fwd + dx + dw_xla
   print(f"  {'layer':22s} {'input':>14s} {'out':>4s} {'GFLOP':>6s} {'fwd':>6s} {'d input':>8s} "
         f"{'d filter':>9s} {'per tap':>8s} {'native':>7s} {'share':>6s}"
         + ("  oneDNN fwd+bwd" if rows[0][14] else "")
         + ("  oneDNN bf16" if rows[0][16] else "")
+        + ("  Winograd fwd / d input" if any(r[17] for r in rows) else "")
         + ("  torch fwd+bwd" if rows[0][10] else ""))
 
   def column(sec, flops, taken):
     return "" if sec is None else f"{flops / sec / 1e9:.0f}" + ("*" if taken else "")
 
   for (name, hwc, features, flops, fwd, dx, dw_xla, dw_taps, dw_native, dw, ref, fwd_native,
-       dx_native, lax_parts, dnnl, dnnl_taken, dnnl_bf16) in rows:
-    taken_parts = sum(dnnl) if dnnl_taken else fwd + dx + dw
+       dx_native, lax_parts, dnnl, dnnl_taken, dnnl_bf16, wino) in rows:
+    taken_parts = sum(wino or dnnl) if dnnl_taken else fwd + dx + dw
     line = (f"  {name:22s} {'x'.join(map(str, hwc)):>14s} {features:4d} {flops / 1e9:6.2f} "
             f"{column(fwd, flops, fwd_native):>6s} {column(dx, flops, dx_native):>8s} "
             f"{flops / dw_xla / 1e9:9.0f} "
@@ -205,6 +220,11 @@ def main():
       line += f"  {column(sum(dnnl) / 3, flops, dnnl_taken):>14s}"
     if dnnl_bf16:
       line += f"  {column(sum(dnnl_bf16) / 3, flops, dnnl_taken):>11s}"
+    if wino:
+      line += (f"  {column(wino[0], flops, dnnl_taken):>9s} / "
+               f"{column(wino[1], flops, dnnl_taken):<11s}")
+    elif any(r[17] for r in rows):
+      line += " " * 25
     if ref:
       line += f"  {3 * flops / ref / 1e9:9.0f}"
     if lax_parts:
@@ -216,6 +236,7 @@ def main():
         "conv.NATIVE_FORWARD_PAIRS; in oneDNN's: the layers that the library gives oneDNN "
         "(conv.takes_onednn_route), for which its own kernels' columns are then unused)")
   print(f"  all convolutions: {total:.2f} s per update as the library runs them; "
+        f"{total_direct:.2f} s with oneDNN's direct kernels in place of Winograd's, "
         f"{total_own:.2f} s with avjax's own kernels, {total_xla:.2f} s with XLA's filter "
         f"gradients everywhere")
   if rows[0][14] and rows[0][16]:

@@ -5,8 +5,10 @@
 Times the jitted, donated update that the trainer runs (paper scale: 224 px
 frames, 257x199 spectrograms) on synthetic batches, after compilation. In the
 same process it times, as references: the forward pass alone (evaluation), the
-update with bfloat16 compute; on CPU, the update with avjax's own convolution
-kernels in place of oneDNN's (avjax/models/onednn.py, where installed), and of
+update with bfloat16 compute; on CPU, the update with oneDNN's direct forward
+and input gradients in place of Winograd's (avjax/models/conv.py, WINOGRAD),
+with avjax's own convolution kernels in place of oneDNN's
+(avjax/models/onednn.py, where installed), and of
 those, with lax's forward and input gradients in place of the native forward
 kernel's (avjax/models/native.py), with per-tap dots in place of the native
 filter-gradient kernel, with XLA's own filter gradients in place of
@@ -59,18 +61,22 @@ def synthetic_batch(config, batch: int, sharding) -> dict:
 
 @contextlib.contextmanager
 def lax_layers(*, filter_grad: bool = False, pool: bool = False, tap_dots: bool = False,
-               forward: bool = False, own_kernels: bool = False):
-  """Updates traced inside take avjax's own CPU convolutions (`own_kernels`,
-  implied by every option but `pool`) in place of oneDNN's
-  (avjax/models/onednn.py), and of those: lax's filter gradient in place of
+               forward: bool = False, own_kernels: bool = False, direct: bool = False):
+  """Updates traced inside take oneDNN's direct forward and input gradients in
+  place of Winograd's (`direct`: conv.WINOGRAD off), or avjax's own CPU
+  convolutions (`own_kernels`, implied by every option but `pool` and
+  `direct`) in place of oneDNN's (avjax/models/onednn.py), and of those: lax's
+  filter gradient in place of
   avjax/models/conv.py's CPU route; lax's max-pool gradient (`pool`) in place
   of conv.elementwise_max_pool_2x2's, or (`tap_dots`) the per-tap dots in place
   of the native filter-gradient kernel (avjax/models/native.py), or (`forward`,
   implied by the first and by `tap_dots`) lax's forward and input gradients in
   place of the native forward kernel's."""
-  names = ("ONEDNN", "MIN_TAP_PIXELS", "CPU_MAX_POOL", "NATIVE_FILTER_GRAD",
+  names = ("ONEDNN", "WINOGRAD", "MIN_TAP_PIXELS", "CPU_MAX_POOL", "NATIVE_FILTER_GRAD",
            "NATIVE_FORWARD_PAIRS")
   saved = {name: getattr(conv_lib, name) for name in names}
+  if direct:
+    conv_lib.WINOGRAD = False
   if own_kernels or filter_grad or tap_dots or forward:
     conv_lib.ONEDNN = False
   if filter_grad:
@@ -230,6 +236,7 @@ def main():
   rows.append(("avjax forward only (eval)", bench_forward(config, args.batch, args.steps, mesh)))
   if device.platform == "cpu":  # the same update with lax's own layers
     for name, layers in (
+        ("oneDNN's direct kernels, no Winograd", dict(direct=True)),
         ("avjax's own kernels, no oneDNN", dict(own_kernels=True)),
         ("lax's forward and input gradients", dict(forward=True)),
         ("per-tap dot filter gradients", dict(tap_dots=True)),

@@ -365,8 +365,11 @@ def test_onednn_convolution_and_gradients_equal_float64(strides, pads, hw, monke
                                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))
   g = jnp.asarray(r.normal(size=ours(x, w).shape).astype(np.float32))
   text, gots, want = onednn_conv_and_float64_lax(x, w, g, strides, pads)
+  # 3x3, stride 1, padding 1: Winograd's (next test).
+  winograd = conv.takes_winograd(w.shape, strides, pads, w.dtype)
+  assert winograd == (strides == (1, 1))
   for target in ("forward", "input_grad", "filter_grad"):
-    assert f"avjax_onednn_conv_{target}" in text
+    assert (f"avjax_onednn_conv_{target}" in text) != winograd
   for got, expected in zip(gots, want):
     assert got.shape == expected.shape
     np.testing.assert_allclose(got, expected, atol=1e-5 * np.abs(expected).max(), rtol=0)
@@ -375,6 +378,40 @@ def test_onednn_convolution_and_gradients_equal_float64(strides, pads, hw, monke
   both = jax.jit(lambda x, w: (ours(x, w), ours(-x, w)))(x, w)
   np.testing.assert_allclose(both[0], want[0], atol=1e-5 * np.abs(want[0]).max(), rtol=0)
   np.testing.assert_allclose(both[1], -want[0], atol=1e-5 * np.abs(want[0]).max(), rtol=0)
+
+
+@pytest.mark.parametrize("hw,channels,features", [((9, 7), 5, 24), ((6, 8), 24, 5),
+                                                  ((14, 14), 128, 64)])
+def test_winograd_forward_and_input_gradient_equal_float64(hw, channels, features, monkeypatch):
+  """A float32 3x3 convolution of stride 1 and padding 1 on conv.onednn_conv's
+  route takes Winograd's F(2x2, 3x3) (onednn.winograd_conv,
+  winograd_filter_grad) for its forward and both gradients, and all three are
+  within float32 rounding of float64 lax: odd map sizes (a tile half outside the
+  map), more channels than features and fewer, and a paper-scale depth. Its
+  workspace is a result of the custom call, one per call, so two calls in one
+  program (as the two towers') do not share it."""
+  from avjax.models import conv
+  require_onednn()
+  monkeypatch.setattr(conv, "MIN_ONEDNN_MACS", 0)
+  r = np.random.default_rng(1)
+  x = jnp.asarray(r.normal(size=(3, *hw, channels)).astype(np.float32))
+  w = jnp.asarray(r.normal(size=(3, 3, channels, features)).astype(np.float32))
+  g = jnp.asarray(r.normal(size=(3, *hw, features)).astype(np.float32))
+  pads = ((1, 1), (1, 1))
+  text, gots, want = onednn_conv_and_float64_lax(x, w, g, (1, 1), pads)
+  assert text.count("avjax_winograd_conv") == 2 and "avjax_winograd_filter_grad" in text
+  assert "avjax_onednn_conv" not in text
+  for got, expected in zip(gots, want):
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, atol=1e-5 * np.abs(expected).max(), rtol=0)
+  ours = lambda x: conv.conv_general_dilated(x, w, (1, 1), pads,
+                                             dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  both = jax.jit(lambda x: (ours(x), ours(-x)))(x)
+  np.testing.assert_allclose(both[0], want[0], atol=1e-5 * np.abs(want[0]).max(), rtol=0)
+  np.testing.assert_allclose(both[1], -want[0], atol=1e-5 * np.abs(want[0]).max(), rtol=0)
+  # WINOGRAD off: oneDNN's direct kernels again.
+  monkeypatch.setattr(conv, "WINOGRAD", False)
+  assert "avjax_winograd_conv" not in onednn_conv_and_float64_lax(x, w, g, (1, 1), pads)[0]
 
 
 def test_onednn_bfloat16_convolution_and_gradients_within_one_bfloat16_step(monkeypatch):

@@ -70,6 +70,14 @@ MIN_POOL_ELEMENTS = 100_000
 # (0.2M-3.7M) took a batch-16 update from 44.5 to 54.9 ms, so they stay below.
 ONEDNN = True
 MIN_ONEDNN_MACS = 5_000_000
+# Whether, on that route, float32 3x3 convolutions of stride 1 and padding 1
+# take Winograd's F(2x2, 3x3) for their forward and both gradients
+# (onednn.winograd_conv, winograd_filter_grad: 16 multiplies per 2x2 outputs
+# where oneDNN's direct kernels do 36). Over AVE-Net's stride-1 layers, batch
+# 16, forward and input gradient ran at 1.4-1.8x oneDNN's direct kernels from
+# 56x56x128 down to 14x14x512, 1.2x at 56x56x64 and 1.0-1.05x at 112x112x64;
+# the filter gradient at 1.2-1.8x (benchmarks/conv_layers.py).
+WINOGRAD = True
 
 
 def _padded(x, pads):
@@ -167,19 +175,36 @@ def takes_tap_route(x_shape, w_shape, strides, lhs_dilation, rhs_dilation, dimen
       pixels >= MIN_NATIVE_PIXELS and takes_native_filter_grad(x_shape[3], w_shape[3], dtype))
 
 
+def takes_winograd(w_shape, strides, pads, dtype) -> bool:
+  """Whether `onednn_conv` computes a convolution's forward and both gradients
+  by Winograd's F(2x2, 3x3): float32, a 3x3 kernel, stride 1, padding 1 on
+  every side (VGG's "SAME"), and WINOGRAD on."""
+  return (WINOGRAD and dtype == jnp.float32 and tuple(w_shape[:2]) == (3, 3)
+          and tuple(strides) == (1, 1) and tuple(map(tuple, pads)) == ((1, 1), (1, 1)))
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def onednn_conv(x, w, strides, pads):
   """An NHWC/HWIO convolution (float32 or bfloat16) with explicit padding whose
-  forward and both gradients are oneDNN's primitives (onednn.py)."""
+  forward and both gradients are Winograd's where `takes_winograd`, else
+  oneDNN's primitives (onednn.py)."""
+  return _onednn_forward(x, w, strides, pads)
+
+
+def _onednn_forward(x, w, strides, pads):
+  if takes_winograd(w.shape, strides, pads, x.dtype):
+    return onednn.winograd_conv(x, w)
   return onednn.conv_forward(x, w, strides, pads)
 
 
 def _onednn_conv_fwd(x, w, strides, pads):
-  return onednn.conv_forward(x, w, strides, pads), (x, w)
+  return _onednn_forward(x, w, strides, pads), (x, w)
 
 
 def _onednn_conv_bwd(strides, pads, residuals, g):
   x, w = residuals
+  if takes_winograd(w.shape, strides, pads, g.dtype):
+    return onednn.winograd_conv(g, w, flip=True), onednn.winograd_filter_grad(x, g)
   return (onednn.conv_input_grad(g, w, x.shape, strides, pads),
           onednn.conv_filter_grad(x, g, w.shape[:2], strides, pads))
 

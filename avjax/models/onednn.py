@@ -1,8 +1,9 @@
 """oneDNN's convolutions (the kernels PyTorch's CPU convolutions run) as XLA
 FFI custom calls, for conv.py's CPU route: float32, and bfloat16 on CPUs that
-compute it natively.
+compute it natively; and Winograd's F(2x2, 3x3) for float32 3x3 convolutions
+of stride 1 (winograd_conv.cc), whose products are a oneDNN matmul.
 
-onednn_conv.cc is compiled once per machine, as native.py compiles its kernels,
+onednn_conv.cc and winograd_conv.cc are compiled once per machine, as native.py compiles its kernels,
 against an installed oneDNN: the `onednn-cpu-gomp` and `onednn-devel-cpu-gomp`
 wheels (avjax's `cpu` extra, x86-64 Linux), or the oneDNN 3.x install prefix in
 $AVJAX_ONEDNN_ROOT (with include/dnnl.hpp and lib/libdnnl.so; the kernels use
@@ -26,11 +27,13 @@ import numpy as np
 
 from avjax.models import native
 
-SOURCE = Path(__file__).with_name("onednn_conv.cc")
+SOURCES = tuple(Path(__file__).with_name(name) for name in ("onednn_conv.cc", "winograd_conv.cc"))
 TARGETS = {"forward": "avjax_onednn_conv_forward", "input_grad": "avjax_onednn_conv_input_grad",
-           "filter_grad": "avjax_onednn_conv_filter_grad"}
+           "filter_grad": "avjax_onednn_conv_filter_grad", "winograd": "avjax_winograd_conv",
+           "winograd_filter_grad": "avjax_winograd_filter_grad"}
 SYMBOLS = {"forward": "AvjaxOnednnConvForward", "input_grad": "AvjaxOnednnConvInputGrad",
-           "filter_grad": "AvjaxOnednnConvFilterGrad"}
+           "filter_grad": "AvjaxOnednnConvFilterGrad", "winograd": "AvjaxWinogradConv",
+           "winograd_filter_grad": "AvjaxWinogradFilterGrad"}
 WHEELS = ("onednn-devel-cpu-gomp", "onednn-cpu-gomp")
 
 
@@ -68,8 +71,8 @@ def _library() -> ctypes.CDLL | None:
   with one log line saying why, where it cannot be had."""
   try:
     include, lib = install_dirs()
-    flags = (f"-I{include}", f"-L{lib}", "-ldnnl", f"-Wl,-rpath,{lib}")
-    library = native.compiled_library((SOURCE,), flags=flags, name="onednn_conv")
+    flags = (f"-I{include}", f"-L{lib}", "-ldnnl", f"-Wl,-rpath,{lib}", "-fopenmp")
+    library = native.compiled_library(SOURCES, flags=flags, name="onednn_conv")
     for part, target in TARGETS.items():
       jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, SYMBOLS[part])),
                                   platform="cpu")
@@ -138,3 +141,33 @@ def conv_filter_grad(x, g, kernel_hw, strides, pads) -> jax.Array:
   out = jax.ShapeDtypeStruct((*kernel_hw, x.shape[-1], g.shape[-1]), x.dtype)
   return jax.ffi.ffi_call(TARGETS["filter_grad"], out, vmap_method="sequential")(
       x, g, **_attrs(strides, pads))
+
+
+def winograd_conv(x, w, flip: bool = False) -> jax.Array:
+  """y [N, H, W, F] of a 3x3, stride-1, pad-1 NHWC/HWIO float32 convolution by
+  Winograd's F(2x2, 3x3) (winograd_conv.cc); with `flip`, x is an output
+  gradient [N, H, W, F] and the result the input gradient [N, H, W, C]."""
+  n, h, wd, k = x.shape
+  c, f = w.shape[2:]
+  nout = c if flip else f
+  tiles = n * ((h + 1) // 2) * ((wd + 1) // 2)
+  # winograd_conv.cc's WorkspaceSize: a second result, so that XLA places it
+  # among the program's temporaries.
+  workspace = 16 * c * f + 16 * tiles * (k + nout) + (9 * c * f if flip else 0)
+  out = (jax.ShapeDtypeStruct((n, h, wd, nout), jnp.float32),
+         jax.ShapeDtypeStruct((workspace,), jnp.float32))
+  return jax.ffi.ffi_call(TARGETS["winograd"], out, vmap_method="sequential")(
+      x, w, flip=np.int64(flip))[0]
+
+
+def winograd_filter_grad(x, g) -> jax.Array:
+  """dw [3, 3, C, F] of `winograd_conv(x, w)` for the output gradient g
+  [N, H, W, F], by Winograd's F(2x2, 3x3) transforms' adjoints."""
+  n, h, wd, c = x.shape
+  f = g.shape[-1]
+  tiles = n * ((h + 1) // 2) * ((wd + 1) // 2)
+  workspace = 16 * c * f + 16 * tiles * (c + f)  # winograd_conv.cc's WorkspaceSize
+  out = (jax.ShapeDtypeStruct((3, 3, c, f), jnp.float32),
+         jax.ShapeDtypeStruct((workspace,), jnp.float32))
+  return jax.ffi.ffi_call(TARGETS["winograd_filter_grad"], out, vmap_method="sequential")(
+      x, g)[0]
