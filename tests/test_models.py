@@ -382,7 +382,7 @@ def test_onednn_convolution_and_gradients_equal_float64(strides, pads, hw, monke
 
 @pytest.mark.parametrize("hw,channels,features", [((9, 7), 5, 24), ((6, 8), 24, 5),
                                                   ((14, 14), 128, 64)])
-def test_winograd_forward_and_input_gradient_equal_float64(hw, channels, features, monkeypatch):
+def test_winograd_convolution_and_gradients_equal_float64(hw, channels, features, monkeypatch):
   """A float32 3x3 convolution of stride 1 and padding 1 on conv.onednn_conv's
   route takes Winograd's F(2x2, 3x3) (onednn.winograd_conv,
   winograd_filter_grad) for its forward and both gradients, and all three are

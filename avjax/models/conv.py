@@ -2,11 +2,13 @@
 
 On CPU, where oneDNN is installed (the `cpu` extra), `conv_general_dilated`
 gives dense NHWC convolutions from MIN_ONEDNN_MACS multiply-adds per example up
-(every paper-scale VGG layer, no tiny one) to oneDNN, the kernels PyTorch's CPU
-convolutions run: `onednn_conv`, whose forward and both gradients are its
-primitives (onednn.py), in float32, and in bfloat16 where the CPU computes it
-natively (onednn.takes). The rest of this docstring is the route everywhere else
-on CPU: smaller convolutions, and every one where oneDNN is not installed.
+(every paper-scale VGG layer, no tiny one) to `onednn_conv`: the float32 3x3
+ones of stride 1 and padding 1 (all but each tower's first) by Winograd's
+F(2x2, 3x3) (takes_winograd; winograd_conv.cc), forward and both gradients;
+the others by oneDNN's primitives, the kernels PyTorch's CPU convolutions run
+(onednn.py), in float32, and in bfloat16 where the CPU computes it natively
+(onednn.takes). The rest of this docstring is the route everywhere else on CPU:
+smaller convolutions, and every one where oneDNN is not installed.
 
 XLA:CPU computes a 3x3 convolution's filter gradient as one convolution whose
 window is the whole feature map, and runs it at 20-35 GFLOP/s on maps of 56x56
