@@ -22,6 +22,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "dnnl.hpp"
 #include "xla/ffi/api/ffi.h"
@@ -103,8 +104,9 @@ struct Tiles {
 };
 
 // V[16][T][C] = B^T d B of each tile's 4x4 input d (rows 2ty-1..2ty+2, columns
-// 2tx-1..2tx+2 of x [N][H][W][C], zero outside).
-void InputTransform(const float* x, const Tiles& s, int64_t c, float* v) {
+// 2tx-1..2tx+2 of x [N][H][W][C], zero outside: those pixels read `zeros`, C
+// of them, so that the channel loop has no branch and vectorises).
+void InputTransform(const float* x, const Tiles& s, int64_t c, const float* zeros, float* v) {
   const int64_t plane = s.count() * c;
 #pragma omp parallel for
   for (int64_t t = 0; t < s.count(); ++t) {
@@ -114,14 +116,14 @@ void InputTransform(const float* x, const Tiles& s, int64_t c, float* v) {
       for (int j = 0; j < 4; ++j) {
         const int64_t y = 2 * ty - 1 + i, xx = 2 * tx - 1 + j;
         row[i][j] = (y >= 0 && y < s.h && xx >= 0 && xx < s.w)
-                        ? x + ((b * s.h + y) * s.w + xx) * c : nullptr;
+                        ? x + ((b * s.h + y) * s.w + xx) * c : zeros;
       }
     float* out = v + t * c;
 #pragma omp simd
     for (int64_t ci = 0; ci < c; ++ci) {
       float d[4][4];
       for (int i = 0; i < 4; ++i)
-        for (int j = 0; j < 4; ++j) d[i][j] = row[i][j] ? row[i][j][ci] : 0.0f;
+        for (int j = 0; j < 4; ++j) d[i][j] = row[i][j][ci];
       float r[4][4];  // B^T d
       for (int j = 0; j < 4; ++j) {
         r[0][j] = d[0][j] - d[2][j];
@@ -196,9 +198,10 @@ void FlippedKernel(const float* w, int64_t c, int64_t f, float* flipped) {
                 flipped + (a * 3 + b) * cf);
 }
 
-// Gt[16][T][F] = A dy A^T of each tile's 2x2 output gradient dy (zero where
-// the tile lies outside the map): the adjoint of OutputTransform.
-void GradTransform(const float* g, const Tiles& s, int64_t f, float* gt) {
+// Gt[16][T][F] = A dy A^T of each tile's 2x2 output gradient dy (where the
+// tile lies outside the map it reads `zeros`, F of them): the adjoint of
+// OutputTransform.
+void GradTransform(const float* g, const Tiles& s, int64_t f, const float* zeros, float* gt) {
   const int64_t plane = s.count() * f;
 #pragma omp parallel for
   for (int64_t t = 0; t < s.count(); ++t) {
@@ -207,14 +210,14 @@ void GradTransform(const float* g, const Tiles& s, int64_t f, float* gt) {
     for (int i = 0; i < 2; ++i)
       for (int j = 0; j < 2; ++j) {
         const int64_t yy = 2 * ty + i, xx = 2 * tx + j;
-        in[i][j] = (yy < s.h && xx < s.w) ? g + ((b * s.h + yy) * s.w + xx) * f : nullptr;
+        in[i][j] = (yy < s.h && xx < s.w) ? g + ((b * s.h + yy) * s.w + xx) * f : zeros;
       }
     float* out = gt + t * f;
 #pragma omp simd
     for (int64_t fi = 0; fi < f; ++fi) {
       float d[2][2];
       for (int i = 0; i < 2; ++i)
-        for (int j = 0; j < 2; ++j) d[i][j] = in[i][j] ? in[i][j][fi] : 0.0f;
+        for (int j = 0; j < 2; ++j) d[i][j] = in[i][j][fi];
       float r[4][2];  // A dy
       for (int j = 0; j < 2; ++j) {
         r[0][j] = d[0][j];
@@ -325,7 +328,8 @@ ffi::Error WinogradImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w,
     memory plain(flip ? mm->flipped_weights : mm->plain_weights, e, u);
     memory blocked = mm->weights == plain.get_desc() ? plain : memory(mm->weights, e);
     if (blocked != plain) dnnl::reorder(plain, blocked).execute(stream, plain, blocked);
-    InputTransform(x.typed_data(), s, k, v);
+    const std::vector<float> zeros(k, 0.0f);
+    InputTransform(x.typed_data(), s, k, zeros.data(), v);
     std::unique_ptr<uint8_t[]> scratch_bytes(new uint8_t[mm->scratch.get_size()]);
     memory vm(mm->src, e, v), out(mm->dst, e, m), scratch(mm->scratch, e, scratch_bytes.get());
     mm->primitive.execute(stream, {{DNNL_ARG_SRC, vm}, {DNNL_ARG_WEIGHTS, blocked},
@@ -358,8 +362,9 @@ ffi::Error FilterGradImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> g,
     float* const du = workspace->typed_data();
     float* const v = du + 16 * c * f;
     float* const gt = v + 16 * t * c;
-    InputTransform(x.typed_data(), s, c, v);
-    GradTransform(g.typed_data(), s, f, gt);
+    const std::vector<float> zeros(std::max(c, f), 0.0f);
+    InputTransform(x.typed_data(), s, c, zeros.data(), v);
+    GradTransform(g.typed_data(), s, f, zeros.data(), gt);
     std::unique_ptr<uint8_t[]> scratch_bytes(new uint8_t[mm->scratch.get_size()]);
     memory vm(mm->src, e, v), gm(mm->weights, e, gt), um(mm->dst, e, du),
         scratch(mm->scratch, e, scratch_bytes.get());
