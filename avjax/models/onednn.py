@@ -153,7 +153,7 @@ def winograd_conv(x, w, flip: bool = False) -> jax.Array:
   tiles = n * ((h + 1) // 2) * ((wd + 1) // 2)
   # winograd_conv.cc's WorkspaceSize: a second result, so that XLA places it
   # among the program's temporaries.
-  workspace = 16 * c * f + 16 * tiles * (k + nout) + (9 * c * f if flip else 0)
+  workspace = 16 * c * f + 16 * tiles * (k + nout)
   out = (jax.ShapeDtypeStruct((n, h, wd, nout), jnp.float32),
          jax.ShapeDtypeStruct((workspace,), jnp.float32))
   return jax.ffi.ffi_call(TARGETS["winograd"], out, vmap_method="sequential")(

@@ -68,14 +68,16 @@ std::shared_ptr<const Matmul> CachedMatmul(int64_t t, int64_t k, int64_t n) {
 }
 
 // U[16][C][F] = G g G^T of each (c, f) pair's 3x3 taps g, read from the HWIO
-// kernel w [3][3][C][F].
-void KernelTransform(const float* w, int64_t c, int64_t f, float* u) {
+// kernel w [3][3][C][F], flipped in space where `flip` is set (then U read as
+// [16][F][C], acb, is the flipped and transposed kernel's transform).
+void KernelTransform(const float* w, int64_t c, int64_t f, bool flip, float* u) {
   const int64_t cf = c * f;
 #pragma omp parallel for
   for (int64_t ci = 0; ci < c; ++ci) {
     const float* g[3][3];
     for (int a = 0; a < 3; ++a)
-      for (int b = 0; b < 3; ++b) g[a][b] = w + (a * 3 + b) * cf + ci * f;
+      for (int b = 0; b < 3; ++b)
+        g[a][b] = w + (flip ? (2 - a) * 3 + (2 - b) : a * 3 + b) * cf + ci * f;
     float* out = u + ci * f;
 #pragma omp simd
     for (int64_t fi = 0; fi < f; ++fi) {
@@ -188,16 +190,6 @@ void OutputTransform(const float* m, const Tiles& s, int64_t f, float* y) {
   }
 }
 
-// A kernel transformed with flip: w [3][3][C][F] flipped in space, so that U
-// [16][C][F] read as [16][F][C] (acb) is the swapped kernel's transform.
-void FlippedKernel(const float* w, int64_t c, int64_t f, float* flipped) {
-  const int64_t cf = c * f;
-  for (int a = 0; a < 3; ++a)
-    for (int b = 0; b < 3; ++b)
-      std::copy(w + ((2 - a) * 3 + (2 - b)) * cf, w + ((2 - a) * 3 + (2 - b) + 1) * cf,
-                flipped + (a * 3 + b) * cf);
-}
-
 // Gt[16][T][F] = A dy A^T of each tile's 2x2 output gradient dy (where the
 // tile lies outside the map it reads `zeros`, F of them): the adjoint of
 // OutputTransform.
@@ -290,9 +282,9 @@ std::shared_ptr<const GradMatmul> CachedGradMatmul(int64_t t, int64_t c, int64_t
 
 // The float32 workspace a call takes (XLA allocates it as a second result, so
 // that it comes from the program's reused temporaries instead of a fresh
-// mapping per call): U, V and M, and the flipped kernel where `flip` is set.
-int64_t WorkspaceSize(int64_t tiles, int64_t k, int64_t nout, int64_t c, int64_t f, bool flip) {
-  return 16 * c * f + 16 * tiles * k + 16 * tiles * nout + (flip ? 9 * c * f : 0);
+// mapping per call): U (or dU), V and M (or Gt).
+int64_t WorkspaceSize(int64_t tiles, int64_t k, int64_t nout, int64_t c, int64_t f) {
+  return 16 * c * f + 16 * tiles * k + 16 * tiles * nout;
 }
 
 ffi::Error WinogradImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w,
@@ -309,7 +301,7 @@ ffi::Error WinogradImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w,
         "y [N, H, W, Nout] with (K, Nout) = (C, F), or (F, C) for the input gradient");
   const Tiles s{xd[0], xd[1], xd[2], (xd[1] + 1) / 2, (xd[2] + 1) / 2};
   const int64_t c = wd[2], f = wd[3], t = s.count();
-  if (workspace->element_count() != WorkspaceSize(t, k, nout, c, f, flip))
+  if (workspace->element_count() != WorkspaceSize(t, k, nout, c, f))
     return ffi::Error::InvalidArgument("avjax Winograd convolution: wrong workspace size");
   try {
     const auto mm = CachedMatmul(t, k, nout);
@@ -318,13 +310,7 @@ ffi::Error WinogradImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w,
     float* const u = workspace->typed_data();
     float* const v = u + 16 * c * f;
     float* const m = v + 16 * t * k;
-    const float* kernel = w.typed_data();
-    if (flip) {
-      float* const flipped = m + 16 * t * nout;
-      FlippedKernel(kernel, c, f, flipped);
-      kernel = flipped;
-    }
-    KernelTransform(kernel, c, f, u);
+    KernelTransform(w.typed_data(), c, f, flip, u);
     memory plain(flip ? mm->flipped_weights : mm->plain_weights, e, u);
     memory blocked = mm->weights == plain.get_desc() ? plain : memory(mm->weights, e);
     if (blocked != plain) dnnl::reorder(plain, blocked).execute(stream, plain, blocked);
@@ -353,7 +339,7 @@ ffi::Error FilterGradImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> g,
         "dw [3, 3, C, F]");
   const Tiles s{xd[0], xd[1], xd[2], (xd[1] + 1) / 2, (xd[2] + 1) / 2};
   const int64_t c = wd[2], f = wd[3], t = s.count();
-  if (workspace->element_count() != WorkspaceSize(t, c, f, c, f, false))
+  if (workspace->element_count() != WorkspaceSize(t, c, f, c, f))
     return ffi::Error::InvalidArgument("avjax Winograd filter gradient: wrong workspace size");
   try {
     const auto mm = CachedGradMatmul(t, c, f);
