@@ -39,32 +39,58 @@ dnnl::engine& Engine() {
   return engine;
 }
 
+// A batch-16 matmul primitive and the layouts it was built for.
 struct Matmul {
   dnnl::matmul primitive;
-  memory::desc src, weights, dst, plain_weights, flipped_weights, scratch;
+  memory::desc src, weights, dst, scratch;
 };
 
-// The batch-16 matmul [16, T, K] x [16, K, N] -> [16, T, N], its weights in
-// the layout the primitive chooses, reordered from [16][K][N] (plain) or
-// [16][N][K] (flipped: the forward's U read as the input gradient's).
-std::shared_ptr<const Matmul> CachedMatmul(int64_t t, int64_t k, int64_t n) {
+Matmul Build(const memory::desc& src, const memory::desc& weights, const memory::desc& dst) {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  const dnnl::matmul::primitive_desc pd(Engine(), src, weights, dst, attr);
+  return {dnnl::matmul(pd), src, pd.weights_desc(), dst, pd.scratchpad_desc()};
+}
+
+// build(a, b, c), made once per shape and kept: a compiled program calls the
+// same few shapes every step.
+template <Matmul (*build)(int64_t, int64_t, int64_t)>
+std::shared_ptr<const Matmul> Cached(int64_t a, int64_t b, int64_t c) {
   static std::mutex mu;
   static auto* cache = new std::map<std::array<int64_t, 3>, std::shared_ptr<const Matmul>>();
   std::lock_guard<std::mutex> lock(mu);
-  auto& entry = (*cache)[{t, k, n}];
-  if (!entry) {
-    const auto f32 = memory::data_type::f32;
-    const memory::desc src({16, t, k}, f32, tag::abc), dst({16, t, n}, f32, tag::abc);
-    const memory::desc any({16, k, n}, f32, tag::any);
-    dnnl::primitive_attr attr;
-    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-    const dnnl::matmul::primitive_desc pd(Engine(), src, any, dst, attr);
-    entry = std::make_shared<const Matmul>(
-        Matmul{dnnl::matmul(pd), src, pd.weights_desc(), dst,
-               memory::desc({16, k, n}, f32, tag::abc), memory::desc({16, k, n}, f32, tag::acb),
-               pd.scratchpad_desc()});
-  }
+  auto& entry = (*cache)[{a, b, c}];
+  if (!entry) entry = std::make_shared<const Matmul>(build(a, b, c));
   return entry;
+}
+
+// M [16, T, N] = V [16, T, K] x U [16, K, N], U in the layout the primitive
+// chooses (reordered per call from [16][K][N], or from [16][N][K] for the
+// input gradient: see KernelTransform).
+Matmul TileMatmul(int64_t t, int64_t k, int64_t n) {
+  const auto f32 = memory::data_type::f32;
+  return Build(memory::desc({16, t, k}, f32, tag::abc), memory::desc({16, k, n}, f32, tag::any),
+               memory::desc({16, t, n}, f32, tag::abc));
+}
+
+// dU [16, C, F] = V^T Gt: V [16][T][C] read as [16, C, T] (acb), Gt [16, T, F]
+// as it is, so that neither is reordered.
+Matmul FilterGradMatmul(int64_t t, int64_t c, int64_t f) {
+  const auto f32 = memory::data_type::f32;
+  return Build(memory::desc({16, c, t}, f32, tag::acb), memory::desc({16, t, f}, f32, tag::abc),
+               memory::desc({16, c, f}, f32, tag::abc));
+}
+
+// Runs `mm` on src, weights (already in mm.weights' layout) and dst, with
+// scratch memory of its own (calls may run side by side).
+void Multiply(const Matmul& mm, float* src, const dnnl::memory& weights, float* dst,
+              dnnl::stream& stream) {
+  auto& e = Engine();
+  std::unique_ptr<uint8_t[]> scratch_bytes(new uint8_t[mm.scratch.get_size()]);
+  memory sm(mm.src, e, src), dm(mm.dst, e, dst), scratch(mm.scratch, e, scratch_bytes.get());
+  mm.primitive.execute(stream, {{DNNL_ARG_SRC, sm}, {DNNL_ARG_WEIGHTS, weights},
+                                {DNNL_ARG_DST, dm}, {DNNL_ARG_SCRATCHPAD, scratch}});
+  stream.wait();
 }
 
 // U[16][C][F] = G g G^T of each (c, f) pair's 3x3 taps g, read from the HWIO
@@ -103,6 +129,12 @@ void KernelTransform(const float* w, int64_t c, int64_t f, bool flip, float* u) 
 struct Tiles {
   int64_t n, h, w, th, tw;
   int64_t count() const { return n * th * tw; }
+  // The map's pixel at row 2ty + i, column 2tx + j of tile t (ty, tx), as an
+  // index into its N * H * W pixels; -1 outside the map.
+  int64_t pixel(int64_t t, int64_t i, int64_t j) const {
+    const int64_t b = t / (th * tw), y = 2 * (t / tw % th) + i, x = 2 * (t % tw) + j;
+    return (y >= 0 && y < h && x >= 0 && x < w) ? (b * h + y) * w + x : -1;
+  }
 };
 
 // V[16][T][C] = B^T d B of each tile's 4x4 input d (rows 2ty-1..2ty+2, columns
@@ -112,13 +144,11 @@ void InputTransform(const float* x, const Tiles& s, int64_t c, const float* zero
   const int64_t plane = s.count() * c;
 #pragma omp parallel for
   for (int64_t t = 0; t < s.count(); ++t) {
-    const int64_t b = t / (s.th * s.tw), ty = t / s.tw % s.th, tx = t % s.tw;
     const float* row[4][4];
     for (int i = 0; i < 4; ++i)
       for (int j = 0; j < 4; ++j) {
-        const int64_t y = 2 * ty - 1 + i, xx = 2 * tx - 1 + j;
-        row[i][j] = (y >= 0 && y < s.h && xx >= 0 && xx < s.w)
-                        ? x + ((b * s.h + y) * s.w + xx) * c : zeros;
+        const int64_t p = s.pixel(t, i - 1, j - 1);
+        row[i][j] = p >= 0 ? x + p * c : zeros;
       }
     float* out = v + t * c;
 #pragma omp simd
@@ -144,20 +174,22 @@ void InputTransform(const float* x, const Tiles& s, int64_t c, const float* zero
 }
 
 // y[N][H][W][F] from M[16][T][F]: A^T m A, each tile's 2x2 outputs (those
-// inside the map).
+// outside an odd map go to a row of the thread's own, so that the channel
+// loop has no branch).
 void OutputTransform(const float* m, const Tiles& s, int64_t f, float* y) {
   const int64_t plane = s.count() * f;
-#pragma omp parallel for
-  for (int64_t t = 0; t < s.count(); ++t) {
-    const int64_t b = t / (s.th * s.tw), ty = t / s.tw % s.th, tx = t % s.tw;
-    float* out[2][2];
-    for (int i = 0; i < 2; ++i)
-      for (int j = 0; j < 2; ++j) {
-        const int64_t yy = 2 * ty + i, xx = 2 * tx + j;
-        out[i][j] = (yy < s.h && xx < s.w) ? y + ((b * s.h + yy) * s.w + xx) * f : nullptr;
-      }
-    const float* in = m + t * f;
-    if (out[0][1] && out[1][0]) {  // every tile but those on an odd map's edge
+#pragma omp parallel
+  {
+    std::vector<float> sink(f);
+#pragma omp for
+    for (int64_t t = 0; t < s.count(); ++t) {
+      float* out[2][2];
+      for (int i = 0; i < 2; ++i)
+        for (int j = 0; j < 2; ++j) {
+          const int64_t p = s.pixel(t, i, j);
+          out[i][j] = p >= 0 ? y + p * f : sink.data();
+        }
+      const float* in = m + t * f;
 #pragma omp simd
       for (int64_t fi = 0; fi < f; ++fi) {
         float r[2][4];  // A^T m
@@ -167,23 +199,9 @@ void OutputTransform(const float* m, const Tiles& s, int64_t f, float* y) {
           r[0][j] = m0 + m1 + m2;
           r[1][j] = m1 - m2 - m3;
         }
-        for (int i = 0; i < 2; ++i) {
+        for (int i = 0; i < 2; ++i) {  // (A^T m) A
           out[i][0][fi] = r[i][0] + r[i][1] + r[i][2];
           out[i][1][fi] = r[i][1] - r[i][2] - r[i][3];
-        }
-      }
-    } else {
-      for (int64_t fi = 0; fi < f; ++fi) {
-        float r[2][4];
-        for (int j = 0; j < 4; ++j) {
-          const float m0 = in[(0 + j) * plane + fi], m1 = in[(4 + j) * plane + fi],
-                      m2 = in[(8 + j) * plane + fi], m3 = in[(12 + j) * plane + fi];
-          r[0][j] = m0 + m1 + m2;
-          r[1][j] = m1 - m2 - m3;
-        }
-        for (int i = 0; i < 2; ++i) {
-          if (out[i][0]) out[i][0][fi] = r[i][0] + r[i][1] + r[i][2];
-          if (out[i][1]) out[i][1][fi] = r[i][1] - r[i][2] - r[i][3];
         }
       }
     }
@@ -197,12 +215,11 @@ void GradTransform(const float* g, const Tiles& s, int64_t f, const float* zeros
   const int64_t plane = s.count() * f;
 #pragma omp parallel for
   for (int64_t t = 0; t < s.count(); ++t) {
-    const int64_t b = t / (s.th * s.tw), ty = t / s.tw % s.th, tx = t % s.tw;
     const float* in[2][2];
     for (int i = 0; i < 2; ++i)
       for (int j = 0; j < 2; ++j) {
-        const int64_t yy = 2 * ty + i, xx = 2 * tx + j;
-        in[i][j] = (yy < s.h && xx < s.w) ? g + ((b * s.h + yy) * s.w + xx) * f : zeros;
+        const int64_t p = s.pixel(t, i, j);
+        in[i][j] = p >= 0 ? g + p * f : zeros;
       }
     float* out = gt + t * f;
 #pragma omp simd
@@ -254,37 +271,34 @@ void KernelGradTransform(const float* du, int64_t c, int64_t f, float* dw) {
   }
 }
 
-// The batch-16 matmul dU [16, C, F] = V^T Gt: V [16][T][C] read as [16, C, T]
-// (acb), Gt [16, T, F] as it is, so that neither is reordered.
-struct GradMatmul {
-  dnnl::matmul primitive;
-  memory::desc src, weights, dst, scratch;
-};
-
-std::shared_ptr<const GradMatmul> CachedGradMatmul(int64_t t, int64_t c, int64_t f) {
-  static std::mutex mu;
-  static auto* cache =
-      new std::map<std::array<int64_t, 3>, std::shared_ptr<const GradMatmul>>();
-  std::lock_guard<std::mutex> lock(mu);
-  auto& entry = (*cache)[{t, c, f}];
-  if (!entry) {
-    const auto f32 = memory::data_type::f32;
-    const memory::desc src({16, c, t}, f32, tag::acb), weights({16, t, f}, f32, tag::abc),
-        dst({16, c, f}, f32, tag::abc);
-    dnnl::primitive_attr attr;
-    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-    const dnnl::matmul::primitive_desc pd(Engine(), src, weights, dst, attr);
-    entry = std::make_shared<const GradMatmul>(
-        GradMatmul{dnnl::matmul(pd), src, weights, dst, pd.scratchpad_desc()});
-  }
-  return entry;
-}
-
 // The float32 workspace a call takes (XLA allocates it as a second result, so
 // that it comes from the program's reused temporaries instead of a fresh
 // mapping per call): U (or dU), V and M (or Gt).
 int64_t WorkspaceSize(int64_t tiles, int64_t k, int64_t nout, int64_t c, int64_t f) {
   return 16 * c * f + 16 * tiles * k + 16 * tiles * nout;
+}
+
+// Whether a and b are both [N, H, W, *] maps of the same N, H and W.
+bool SameMap(ffi::Span<const int64_t> a, ffi::Span<const int64_t> b) {
+  return a.size() == 4 && b.size() == 4 && a[0] == b[0] && a[1] == b[1] && a[2] == b[2];
+}
+
+// The 2x2 output tiles of an [N, H, W, *] map.
+Tiles TilesOf(ffi::Span<const int64_t> map) {
+  return {map[0], map[1], map[2], (map[1] + 1) / 2, (map[2] + 1) / 2};
+}
+
+// Runs `body` once the workspace has the size WorkspaceSize gives; errors, and
+// oneDNN's exceptions, come back as the call's, named by `what`.
+template <typename Body>
+ffi::Error Checked(const std::string& what, int64_t workspace, int64_t expected, Body body) {
+  if (workspace != expected) return ffi::Error::InvalidArgument(what + ": wrong workspace size");
+  try {
+    body();
+  } catch (const dnnl::error& err) {
+    return ffi::Error::Internal(what + ": " + err.what());
+  }
+  return ffi::Error::Success();
 }
 
 ffi::Error WinogradImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w,
@@ -293,75 +307,57 @@ ffi::Error WinogradImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w,
   const auto xd = x.dimensions(), wd = w.dimensions(), yd = y->dimensions();
   // x [N, H, W, K] -> y [N, H, W, Nout]; w [3, 3, C, F] with (K, Nout) = (C, F),
   // or (F, C) when flipped.
-  const int64_t k = flip ? wd[3] : wd[2], nout = flip ? wd[2] : wd[3];
-  if (xd.size() != 4 || wd.size() != 4 || yd.size() != 4 || wd[0] != 3 || wd[1] != 3 ||
-      xd[3] != k || yd[3] != nout || xd[0] != yd[0] || xd[1] != yd[1] || xd[2] != yd[2])
+  const bool kernel_3x3 = wd.size() == 4 && wd[0] == 3 && wd[1] == 3;
+  const int64_t k = kernel_3x3 ? wd[flip ? 3 : 2] : -1, nout = kernel_3x3 ? wd[flip ? 2 : 3] : -1;
+  if (!SameMap(xd, yd) || !kernel_3x3 || xd[3] != k || yd[3] != nout)
     return ffi::Error::InvalidArgument(
         "avjax Winograd convolution: shapes must be x [N, H, W, K], kernel [3, 3, C, F], "
         "y [N, H, W, Nout] with (K, Nout) = (C, F), or (F, C) for the input gradient");
-  const Tiles s{xd[0], xd[1], xd[2], (xd[1] + 1) / 2, (xd[2] + 1) / 2};
+  const Tiles s = TilesOf(xd);
   const int64_t c = wd[2], f = wd[3], t = s.count();
-  if (workspace->element_count() != WorkspaceSize(t, k, nout, c, f))
-    return ffi::Error::InvalidArgument("avjax Winograd convolution: wrong workspace size");
-  try {
-    const auto mm = CachedMatmul(t, k, nout);
+  return Checked("avjax Winograd convolution", workspace->element_count(),
+                 WorkspaceSize(t, k, nout, c, f), [&] {
+    const auto mm = Cached<TileMatmul>(t, k, nout);
     auto& e = Engine();
     dnnl::stream stream(e);
     float* const u = workspace->typed_data();
     float* const v = u + 16 * c * f;
     float* const m = v + 16 * t * k;
     KernelTransform(w.typed_data(), c, f, flip, u);
-    memory plain(flip ? mm->flipped_weights : mm->plain_weights, e, u);
+    memory plain({{16, k, nout}, memory::data_type::f32, flip ? tag::acb : tag::abc}, e, u);
     memory blocked = mm->weights == plain.get_desc() ? plain : memory(mm->weights, e);
     if (blocked != plain) dnnl::reorder(plain, blocked).execute(stream, plain, blocked);
     const std::vector<float> zeros(k, 0.0f);
     InputTransform(x.typed_data(), s, k, zeros.data(), v);
-    std::unique_ptr<uint8_t[]> scratch_bytes(new uint8_t[mm->scratch.get_size()]);
-    memory vm(mm->src, e, v), out(mm->dst, e, m), scratch(mm->scratch, e, scratch_bytes.get());
-    mm->primitive.execute(stream, {{DNNL_ARG_SRC, vm}, {DNNL_ARG_WEIGHTS, blocked},
-                                   {DNNL_ARG_DST, out}, {DNNL_ARG_SCRATCHPAD, scratch}});
-    stream.wait();
+    Multiply(*mm, v, blocked, m, stream);
     OutputTransform(m, s, nout, y->typed_data());
-  } catch (const dnnl::error& err) {
-    return ffi::Error::Internal(std::string("avjax Winograd convolution: ") + err.what());
-  }
-  return ffi::Error::Success();
+  });
 }
 
 ffi::Error FilterGradImpl(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> g,
                           ffi::Result<ffi::Buffer<ffi::F32>> dw,
                           ffi::Result<ffi::Buffer<ffi::F32>> workspace) {
   const auto xd = x.dimensions(), gd = g.dimensions(), wd = dw->dimensions();
-  if (xd.size() != 4 || gd.size() != 4 || wd.size() != 4 || wd[0] != 3 || wd[1] != 3 ||
-      wd[2] != xd[3] || wd[3] != gd[3] || xd[0] != gd[0] || xd[1] != gd[1] || xd[2] != gd[2])
+  if (!SameMap(xd, gd) || wd.size() != 4 || wd[0] != 3 || wd[1] != 3 || wd[2] != xd[3] ||
+      wd[3] != gd[3])
     return ffi::Error::InvalidArgument(
         "avjax Winograd filter gradient: shapes must be x [N, H, W, C], g [N, H, W, F], "
         "dw [3, 3, C, F]");
-  const Tiles s{xd[0], xd[1], xd[2], (xd[1] + 1) / 2, (xd[2] + 1) / 2};
+  const Tiles s = TilesOf(xd);
   const int64_t c = wd[2], f = wd[3], t = s.count();
-  if (workspace->element_count() != WorkspaceSize(t, c, f, c, f))
-    return ffi::Error::InvalidArgument("avjax Winograd filter gradient: wrong workspace size");
-  try {
-    const auto mm = CachedGradMatmul(t, c, f);
-    auto& e = Engine();
-    dnnl::stream stream(e);
+  return Checked("avjax Winograd filter gradient", workspace->element_count(),
+                 WorkspaceSize(t, c, f, c, f), [&] {
+    const auto mm = Cached<FilterGradMatmul>(t, c, f);
+    dnnl::stream stream(Engine());
     float* const du = workspace->typed_data();
     float* const v = du + 16 * c * f;
     float* const gt = v + 16 * t * c;
     const std::vector<float> zeros(std::max(c, f), 0.0f);
     InputTransform(x.typed_data(), s, c, zeros.data(), v);
     GradTransform(g.typed_data(), s, f, zeros.data(), gt);
-    std::unique_ptr<uint8_t[]> scratch_bytes(new uint8_t[mm->scratch.get_size()]);
-    memory vm(mm->src, e, v), gm(mm->weights, e, gt), um(mm->dst, e, du),
-        scratch(mm->scratch, e, scratch_bytes.get());
-    mm->primitive.execute(stream, {{DNNL_ARG_SRC, vm}, {DNNL_ARG_WEIGHTS, gm},
-                                   {DNNL_ARG_DST, um}, {DNNL_ARG_SCRATCHPAD, scratch}});
-    stream.wait();
+    Multiply(*mm, v, memory(mm->weights, Engine(), gt), du, stream);
     KernelGradTransform(du, c, f, dw->typed_data());
-  } catch (const dnnl::error& err) {
-    return ffi::Error::Internal(std::string("avjax Winograd filter gradient: ") + err.what());
-  }
-  return ffi::Error::Success();
+  });
 }
 
 }  // namespace
