@@ -19,7 +19,8 @@ them for the layers conv.takes_onednn_route names. The oneDNN columns are its
 direct kernels (conv.WINOGRAD off); the "Winograd" column gives the float32
 forward and input gradient of the stride-1 layers as the library computes them
 on that route (conv.takes_winograd: Winograd's F(2x2, 3x3),
-onednn.winograd_conv), in GFLOP/s of the direct convolution's arithmetic.
+onednn.winograd_conv), in GFLOP/s of the direct convolution's arithmetic; its
+filter gradient (onednn.winograd_filter_grad) counts in the totals.
 """
 from __future__ import annotations
 
@@ -118,7 +119,7 @@ def time_onednn(batch: int, hwc, features: int, stride: int, repeats: int,
                 dtype=jnp.float32, winograd: bool = False) -> tuple | None:
   """Seconds of (forward, input gradient, filter gradient) of one convolution in
   `dtype` as conv.onednn_conv computes them: oneDNN's direct kernels, or with
-  `winograd` the library's choice (Winograd's forward and input gradient where
+  `winograd` the library's choice (Winograd's forward and both gradients where
   conv.takes_winograd); None where oneDNN does not take it here
   (avjax/models/onednn.py), or with `winograd` where Winograd does not."""
   if not onednn.takes(dtype):

@@ -6,7 +6,7 @@ Times the jitted, donated update that the trainer runs (paper scale: 224 px
 frames, 257x199 spectrograms) on synthetic batches, after compilation. In the
 same process it times, as references: the forward pass alone (evaluation), the
 update with bfloat16 compute; on CPU, the update with oneDNN's direct forward
-and input gradients in place of Winograd's (avjax/models/conv.py, WINOGRAD),
+and gradients in place of Winograd's (avjax/models/conv.py, WINOGRAD),
 with avjax's own convolution kernels in place of oneDNN's
 (avjax/models/onednn.py, where installed), and of
 those, with lax's forward and input gradients in place of the native forward
@@ -62,8 +62,8 @@ def synthetic_batch(config, batch: int, sharding) -> dict:
 @contextlib.contextmanager
 def lax_layers(*, filter_grad: bool = False, pool: bool = False, tap_dots: bool = False,
                forward: bool = False, own_kernels: bool = False, direct: bool = False):
-  """Updates traced inside take oneDNN's direct forward and input gradients in
-  place of Winograd's (`direct`: conv.WINOGRAD off), or avjax's own CPU
+  """Updates traced inside take oneDNN's direct forward and gradients in place
+  of Winograd's (`direct`: conv.WINOGRAD off), or avjax's own CPU
   convolutions (`own_kernels`, implied by every option but `pool` and
   `direct`) in place of oneDNN's (avjax/models/onednn.py), and of those: lax's
   filter gradient in place of

@@ -3,11 +3,12 @@ FFI custom calls, for conv.py's CPU route: float32, and bfloat16 on CPUs that
 compute it natively; and Winograd's F(2x2, 3x3) for float32 3x3 convolutions
 of stride 1 (winograd_conv.cc), whose products are a oneDNN matmul.
 
-onednn_conv.cc and winograd_conv.cc are compiled once per machine, as native.py compiles its kernels,
-against an installed oneDNN: the `onednn-cpu-gomp` and `onednn-devel-cpu-gomp`
-wheels (avjax's `cpu` extra, x86-64 Linux), or the oneDNN 3.x install prefix in
-$AVJAX_ONEDNN_ROOT (with include/dnnl.hpp and lib/libdnnl.so; the kernels use
-3.x's API, so Debian's libdnnl-dev, 2.x, does not build). Where there is none,
+onednn_conv.cc and winograd_conv.cc are compiled once per machine, as native.py
+compiles its kernels, against an installed oneDNN: the `onednn-cpu-gomp` and
+`onednn-devel-cpu-gomp` wheels (avjax's `cpu` extra, x86-64 Linux), or the
+oneDNN 3.x install prefix in $AVJAX_ONEDNN_ROOT (with include/dnnl.hpp and
+lib/libdnnl.so; the kernels use 3.x's API, so Debian's libdnnl-dev, 2.x, does
+not build). Where there is none,
 or the build or load fails, this module logs why, once, and conv.py keeps its
 other formulations.
 """
@@ -143,19 +144,24 @@ def conv_filter_grad(x, g, kernel_hw, strides, pads) -> jax.Array:
       x, g, **_attrs(strides, pads))
 
 
+def _winograd_workspace(x_shape, nout: int, c: int, f: int) -> jax.ShapeDtypeStruct:
+  """The float32 workspace of a winograd_conv.cc call (its WorkspaceSize) whose
+  input map is x_shape [N, H, W, K], output map has `nout` channels, kernel C
+  into F: a second result, so that XLA places it among the program's
+  temporaries."""
+  n, h, w, k = x_shape
+  tiles = n * ((h + 1) // 2) * ((w + 1) // 2)
+  return jax.ShapeDtypeStruct((16 * c * f + 16 * tiles * (k + nout),), jnp.float32)
+
+
 def winograd_conv(x, w, flip: bool = False) -> jax.Array:
   """y [N, H, W, F] of a 3x3, stride-1, pad-1 NHWC/HWIO float32 convolution by
   Winograd's F(2x2, 3x3) (winograd_conv.cc); with `flip`, x is an output
   gradient [N, H, W, F] and the result the input gradient [N, H, W, C]."""
-  n, h, wd, k = x.shape
   c, f = w.shape[2:]
   nout = c if flip else f
-  tiles = n * ((h + 1) // 2) * ((wd + 1) // 2)
-  # winograd_conv.cc's WorkspaceSize: a second result, so that XLA places it
-  # among the program's temporaries.
-  workspace = 16 * c * f + 16 * tiles * (k + nout)
-  out = (jax.ShapeDtypeStruct((n, h, wd, nout), jnp.float32),
-         jax.ShapeDtypeStruct((workspace,), jnp.float32))
+  out = (jax.ShapeDtypeStruct((*x.shape[:3], nout), jnp.float32),
+         _winograd_workspace(x.shape, nout, c, f))
   return jax.ffi.ffi_call(TARGETS["winograd"], out, vmap_method="sequential")(
       x, w, flip=np.int64(flip))[0]
 
@@ -163,11 +169,7 @@ def winograd_conv(x, w, flip: bool = False) -> jax.Array:
 def winograd_filter_grad(x, g) -> jax.Array:
   """dw [3, 3, C, F] of `winograd_conv(x, w)` for the output gradient g
   [N, H, W, F], by Winograd's F(2x2, 3x3) transforms' adjoints."""
-  n, h, wd, c = x.shape
-  f = g.shape[-1]
-  tiles = n * ((h + 1) // 2) * ((wd + 1) // 2)
-  workspace = 16 * c * f + 16 * tiles * (c + f)  # winograd_conv.cc's WorkspaceSize
-  out = (jax.ShapeDtypeStruct((3, 3, c, f), jnp.float32),
-         jax.ShapeDtypeStruct((workspace,), jnp.float32))
+  c, f = x.shape[-1], g.shape[-1]
+  out = (jax.ShapeDtypeStruct((3, 3, c, f), jnp.float32), _winograd_workspace(x.shape, f, c, f))
   return jax.ffi.ffi_call(TARGETS["winograd_filter_grad"], out, vmap_method="sequential")(
       x, g)[0]
