@@ -32,7 +32,7 @@ MODES = ("audio", "image", "video")
 # ----------------------------------------------------------------------------
 def centre_crop(image: np.ndarray, spec) -> np.ndarray:
   """uint8 [H, W, 3] -> the evaluation crop the reader takes ([crop, crop, 3] uint8);
-  `spec` gives `resize` and `crop` (a ReaderSpec or config.data)."""
+  `spec` gives `resize` and `crop` (a ReaderSpec)."""
   from data_pipelines import clip_ops
   return clip_ops.resize_crop(image, None, spec=spec, train=False).numpy()
 
@@ -59,8 +59,8 @@ class Embedder:
     fns = predict.model_fns(models.build(self.config.model), self.config.data)
     self.variables, self.step = checkpoint_lib.load_variables(workdir, self.config, fns.init,
                                                               which=checkpoint)
-    self.data = self.config.data  # crops (image, video); the spectrogram framing
-    self.spectrogram = input_lib.spectrogram_spec(self.config.data)
+    self.data = input_lib.reader_spec(self.config.data)  # crops; the spectrogram framing
+    self.spectrogram = self.data.spectrogram
     self.batch_size = batch_size
 
     def output(out, key):

@@ -22,8 +22,7 @@ def evaluate(config, workdir: str, *, evals: list[str] = (), checkpoint: str = "
   from avjax import predict
   from avjax import summaries
 
-  if split:
-    config.data.eval_split = split
+  split = split or config.data.eval_split
   names = list(evals) or list(evaluators.enabled(config.evals))
   unknown = [n for n in names if n not in config.evals]
   if unknown:
@@ -38,8 +37,9 @@ def evaluate(config, workdir: str, *, evals: list[str] = (), checkpoint: str = "
     variables, step = checkpoint_lib.load_variables(workdir, config, fns.init, which=checkpoint,
                                                     sharding=mesh_lib.replicated(mesh))
     tag = f"step{step}"
-  tag = f"{config.data.eval_split}_{tag}" + (f"_{name}" if name else "")
-  evs = evaluators.build_all({n: config.evals[n] for n in names}, config, fns=fns, mesh=mesh)
+  tag = f"{split}_{tag}" + (f"_{name}" if name else "")
+  evs = evaluators.build_all({n: config.evals[n] for n in names}, config, fns=fns, mesh=mesh,
+                             default_split=split)
 
   out_dir = fs.join(workdir, "eval")
   metrics, paths = {}, []
@@ -53,7 +53,7 @@ def evaluate(config, workdir: str, *, evals: list[str] = (), checkpoint: str = "
     fs.makedirs(out_dir)
     fs.write_text(fs.join(out_dir, f"metrics_{tag}.json"), json.dumps(record, indent=1))
     writer = summaries.SummaryWriter(out_dir)
-    prefix = (config.data.eval_split + (f"_{name}" if name else "")
+    prefix = (split + (f"_{name}" if name else "")
               + ("_random_init" if random_init else ""))
     writer.scalars(step, {f"{prefix}/{k}": v for k, v in metrics.items()})
     writer.close()

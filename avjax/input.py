@@ -7,6 +7,8 @@ shards, so audio inference can run without it.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import numpy as np
 
@@ -39,7 +41,7 @@ def reader_spec(data):
       stored_spectrogram=data.stored_spectrogram and data.audio == "spectrogram",
       examples_per_clip=data.examples_per_clip, sound_targets=data.get("sound_targets", ""),
       sound_k=data.get("sound_k", 0), audio=data.audio, frame_stack=data.frame_stack,
-      autotune=data.autotune)
+      autotune=data.autotune, records=data.records)
 
 
 def prepare_settings(data, **overrides) -> prepare_lib.PrepareSettings:
@@ -51,28 +53,70 @@ def prepare_settings(data, **overrides) -> prepare_lib.PrepareSettings:
       spectrogram=spectrogram_spec(data) if data.stored_spectrogram else None, **overrides)
 
 
-def data_dir(data_config, split: str) -> str:
-  """config.data.dir, or the embedded default dataset with `split` built (on first
-  use). A glob `split` names its shards itself and needs neither."""
-  from data_pipelines import reader as reader_lib
-  if data_config.dir or reader_lib.is_glob(split):
-    return data_config.dir
+def _uses_default_dataset(data_config, split: str) -> bool:
+  """No config.data.dir, and a split name rather than a glob (which names its
+  shards itself)."""
+  return not data_config.dir and not any(c in split for c in "*?[")
+
+
+def _check_default_split(split: str) -> None:
   if split not in default_dataset.SPLITS:
     raise ValueError(f"split {split!r}: the embedded default dataset has only "
                      f"{sorted(default_dataset.SPLITS)}; set config.data.dir for other data")
-  return default_dataset.ensure(prepare_settings(data_config), splits=(split,))
 
 
-def make_reader(data_config, split: str, *, global_batch: int, seed: int):
-  """-> this host's data_pipelines.reader.Reader of `split`."""
+def data_splits(config) -> list[str]:
+  """The splits a run of `config` reads: training, validation, and each enabled
+  evaluator's own."""
+  own = [e.split for e in config.evals.values() if e.every > 0 and e.get("split")]
+  return list(dict.fromkeys([config.data.train_split, config.data.eval_split, *own]))
+
+
+def ensure_data(config, splits=()) -> None:
+  """The explicit data step that the entry points (avjax-train, avjax-evaluate,
+  avjax-sweep) take before any reader is built: with no config.data.dir, the
+  embedded default dataset's `splits` (default: `data_splits`) are generated and
+  prepared into the cache, and the ambient-sound targets fitted on its training
+  split where the config asks for them. User data is never touched: it is
+  prepared by avjax-prepare and its targets fitted by avjax-sound-clusters."""
+  d = config.data
+  wanted = [s for s in (splits or data_splits(config)) if _uses_default_dataset(d, s)]
+  for split in wanted:
+    _check_default_split(split)
+  if not wanted:
+    return
+  base = default_dataset.ensure(prepare_settings(d), splits=wanted)
+  if d.get("sound_targets") and d.train_split in wanted:
+    ensure_default_sound_targets(d, base)
+
+
+def data_dir(data_config, split: str) -> str:
+  """config.data.dir, or the embedded default dataset's folder where `ensure_data`
+  has built `split`; building a reader builds no data."""
+  if not _uses_default_dataset(data_config, split):
+    return data_config.dir
+  _check_default_split(split)
+  folder = default_dataset.built(prepare_settings(data_config), split)
+  if not folder:
+    raise ValueError(f"split {split!r} of the embedded default dataset is not built yet: "
+                     "avjax-train and avjax-evaluate build it (in code: "
+                     "avjax.input.ensure_data(config)), or set config.data.dir")
+  return folder
+
+
+def make_reader(data_config, split: str, *, global_batch: int, seed: int,
+                window_seconds: float = 0.0):
+  """-> this host's data_pipelines.reader.Reader of `split`; `window_seconds` > 0:
+  audio windows of that length instead of config.data.spectrogram.seconds."""
   from data_pipelines import reader as reader_lib
   if global_batch % jax.process_count():
     raise ValueError(f"batch size {global_batch} is not divisible by {jax.process_count()} hosts")
-  base = data_dir(data_config, split)
-  if data_config.get("sound_targets") and split == data_config.train_split and not data_config.dir:
-    ensure_default_sound_targets(data_config, base)
-  files = reader_lib.resolve_files(base, split)
-  return reader_lib.Reader(files, spec=reader_spec(data_config),
+  files = reader_lib.resolve_files(data_dir(data_config, split), split)
+  spec = reader_spec(data_config)
+  if window_seconds:
+    spec = dataclasses.replace(spec, spectrogram=dataclasses.replace(spec.spectrogram,
+                                                                     seconds=window_seconds))
+  return reader_lib.Reader(files, spec=spec,
                            batch_size=global_batch // jax.process_count(), seed=seed,
                            process_index=jax.process_index(),
                            process_count=jax.process_count())
@@ -100,3 +144,38 @@ def to_global(local_batch: dict, sharding) -> dict:
   (the contract's device keys only)."""
   return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
           for k, v in local_batch.items() if k not in contract.HOST_ONLY}
+
+
+def train_batch_shapes(config, batch: int, *, num_classes: int = 0) -> dict:
+  """A training batch of `config` as ShapeDtypeStructs: the contract's device
+  keys (data_pipelines/contract.py) that its reader yields, with the
+  `teacher_probs` the trainer adds. What the jitted update is lowered for
+  without reading data (export checks, memory plans). `num_classes` stands in
+  for a manifest's labels where config.data.num_classes leaves them to it."""
+  from data_pipelines import reader as reader_lib
+  d = config.data
+  spec = reader_spec(d)
+  classes = d.num_classes or num_classes or 10
+  sizes = {"crop": d.crop, "bins": spec.spectrogram.num_bins,
+           "frames": spec.spectrogram.num_frames, "shipped_bins": reader_lib.shipped_bins(spec),
+           "samples": spec.spectrogram.num_samples, "stack": d.frame_stack, "classes": classes,
+           "target_dims": 1 if d.get("sound_targets", "") != "bits" else d.get("sound_k", 0)}
+  wanted = {"aug_zoom": d.zoom_out > 0, "frame_stack": d.frame_stack > 0,
+            "sound_target": bool(d.get("sound_targets", ""))}
+  out = {}
+  for name, key in contract.keys(contract.TRAIN).items():
+    if (not key.device or (key.optional and not wanted.get(name, False))
+        or (key.audio and key.audio != d.audio)):
+      continue
+    shape = (batch, *(sizes[s] if isinstance(s, str) else s for s in key.shape))
+    out[name] = jax.ShapeDtypeStruct(shape, np.dtype(key.dtype))
+  teachers = config.get("teachers") or {}
+  if teachers:
+    from avjax.models import soundnet
+    m = config.model
+    steps = soundnet.output_steps(sizes["samples"], kernels=m.kernels, strides=m.strides,
+                                  pools=m.pools, head_kernel=m.head_kernel,
+                                  head_stride=m.head_stride)
+    out["teacher_probs"] = [jax.ShapeDtypeStruct((batch, steps, k), np.float32)
+                            for k in m.head_classes]
+  return out

@@ -31,15 +31,17 @@ def main(argv):
   config_check.check(config)  # before any data is touched
   cli.quiet_logging()
   cli.hide_accelerators_from_tf()
-  from avjax import host
-  host.configure()  # before JAX creates its backends
+  from avjax.models import conv
+  conv.configure_process(config.model.conv)  # before JAX creates its backends
   import jax
   if _MULTIHOST.value:
     # With no arguments JAX detects TPU pods, SLURM and Open MPI by itself.
     jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
                                num_processes=_NUM_PROCESSES.value,
                                process_id=_PROCESS_ID.value)
+  from avjax import input as input_lib
   from avjax import train
+  input_lib.ensure_data(config)  # the default dataset, on each host's own cache
   logging.info("devices: %s", jax.devices())
   metrics = train.train_and_evaluate(config, _WORKDIR.value,
                                      config_changes_ok=_CONFIG_CHANGES_OK.value)

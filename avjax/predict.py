@@ -42,12 +42,12 @@ class ModelFns:
 def dummy_inputs(data_config, batch: int = 1, audio_input: str = "spectrogram",
                  frame_input: str = "frames"):
   """Zero frames and audio of the shapes `data_config` gives (for model.init)."""
-  spec = input_lib.spectrogram_spec(data_config)
-  stack = (data_config.frame_stack,) if frame_input == "frame_stack" else ()
-  frames = jnp.zeros((batch, *stack, data_config.crop, data_config.crop, 3), jnp.float32)
+  spec = input_lib.reader_spec(data_config)
+  stack = (spec.frame_stack,) if frame_input == "frame_stack" else ()
+  frames = jnp.zeros((batch, *stack, spec.crop, spec.crop, 3), jnp.float32)
   if audio_input == "waveform":
-    return frames, jnp.zeros((batch, spec.num_samples), jnp.float32)
-  return frames, jnp.zeros((batch, *spec.shape, 1), jnp.float32)
+    return frames, jnp.zeros((batch, spec.spectrogram.num_samples), jnp.float32)
+  return frames, jnp.zeros((batch, *spec.spectrogram.shape, 1), jnp.float32)
 
 
 def jit_once(fn: Callable, **jit_kwargs) -> Callable:

@@ -16,6 +16,8 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
+from avjax import input as input_lib
+
 
 @dataclasses.dataclass(frozen=True)
 class Teacher:
@@ -36,9 +38,10 @@ def load(name: str, teacher_config, *, crop: int, sharding=None) -> Teacher:
     raise ValueError(f"{where}.workdir: empty; train a teacher first (configs/frame_classifier.py) "
                      "and name its workdir")
   config = cli.load_workdir_config(teacher_config.workdir)
-  if config.data.crop != crop:
+  teacher_crop = input_lib.reader_spec(config.data).crop
+  if teacher_crop != crop:
     raise ValueError(f"{where}: the teacher in {teacher_config.workdir} was trained on "
-                     f"{config.data.crop} px crops, the student's frames are {crop} px")
+                     f"{teacher_crop} px crops, the student's frames are {crop} px")
   fns = predict.model_fns(models.build(config.model), config.data)
   shapes = fns.output_shapes()
   if teacher_config.output not in shapes:
@@ -53,7 +56,8 @@ def load(name: str, teacher_config, *, crop: int, sharding=None) -> Teacher:
 
 def load_all(config, *, sharding=None) -> list[Teacher]:
   """config.teachers in order, checked against the student's heads."""
-  teachers = [load(name, t, crop=config.data.crop, sharding=sharding)
+  crop = input_lib.reader_spec(config.data).crop
+  teachers = [load(name, t, crop=crop, sharding=sharding)
               for name, t in config.teachers.items()]
   heads = tuple(config.model.get("head_classes", ()))
   classes = tuple(t.classes for t in teachers)

@@ -11,13 +11,14 @@ the stored |STFT|: as configured (config.data.examples_per_clip pairs per record
 read), with one pair per record, and computing the float64 STFT from the waveform
 (shards without |STFT|). For reference it also times, in the same process, a
 plain tf.data map of JPEG decode + crop + tf.signal.stft over the same records,
-and then each stage alone to say what dominates (reading records by span,
-data_pipelines/record_ops.py, beside TFRecordDataset's reading). Beside each rate it prints the
+and then each stage alone to say what dominates. With --spans it adds the
+reader with config.data.records="spans" (avjax_cpu/spans.py: local shards read by
+byte span) beside TFRecordDataset's reading. Beside each rate it prints the
 process's CPU time per example and the cores it kept busy, and how much of the
 configured reader's CPU time its stages' sum leaves out. `--long_clips` adds the
 paper-scale reader and reference on 10 s clips (prepare's default length; the split
-above has the default dataset's 1.4 s), 48 of them in four shards. The reader tunes glibc
-malloc (data_pipelines/host_memory.py); AVJAX_DEFAULT_MALLOC=1 measures without.
+above has the default dataset's 1.4 s), 48 of them in four shards. --cpu_process_settings
+tunes glibc malloc first, as avjax_cpu/process.py does for cpu_kernels runs.
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ import tensorflow as tf  # noqa: E402
 
 from avjax import input as input_lib  # noqa: E402
 from configs import common  # noqa: E402
-from data_pipelines import clip_ops, default_dataset, dmvr, host_memory  # noqa: E402
+from data_pipelines import clip_ops, default_dataset, dmvr  # noqa: E402
 from data_pipelines import reader as reader_lib  # noqa: E402
 from data_pipelines import synthetic  # noqa: E402
 
@@ -133,7 +134,8 @@ def stage_rates(files, spec: reader_lib.ReaderSpec, n: int = 1500) -> tuple[dict
   cost = {u: cost_of(spec, u) for u in ("parse", "windows", "decode", "spec")}
   base = one_thread_cost(records, n)
   k = spec.examples_per_clip
-  stages = {PER_RECORD[0]: one_thread_cost(reader_lib.record_dataset(files).repeat(), n) / k,
+  stages = {PER_RECORD[0]: one_thread_cost(
+                reader_lib.record_dataset(files, spec.records).repeat(), n) / k,
             PER_RECORD[1] + (" + decode |STFT|" if reader_lib.decodes_magnitude(spec) else ""):
                 (cost["parse"] - base) / k,
             "choose windows (slice |STFT|)": cost["windows"] - cost["parse"],
@@ -141,8 +143,8 @@ def stage_rates(files, spec: reader_lib.ReaderSpec, n: int = 1500) -> tuple[dict
             "batch |STFT| (log on device)": cost["spec"] - cost["windows"]}
   computing = dataclasses.replace(spec, stored_spectrogram=False)
   alt = {u: cost_of(computing, u) for u in ("parse", "windows", "spec")}
-  alternatives = {"read + CRC-check with TFRecordDataset": one_thread_cost(
-                      tf.data.TFRecordDataset(files).repeat(), n) / k,
+  alternatives = {"read + CRC-check by span (records='spans')": one_thread_cost(
+                      reader_lib.record_dataset(files, "spans").repeat(), n) / k,
                   "parse with the waveform": (alt["parse"] - base) / k,
                   "choose windows (slice waveform)": alt["windows"] - alt["parse"],
                   "float64 STFT": alt["spec"] - alt["windows"]}
@@ -163,7 +165,7 @@ def prepared_split(config, split: synthetic.SplitSpec, batch: int):
   return files, spec
 
 
-def bench(scale: str, batches: int) -> None:
+def bench(scale: str, batches: int, spans: bool) -> None:
   config = common.base_config(model={"name": "avenet"}, losses={}, arg="tiny" if scale == "tiny" else None)
   batch = 64
   # A 200-clip split of its own: paper-scale shards of the whole default
@@ -174,10 +176,11 @@ def bench(scale: str, batches: int) -> None:
         f"{spec.spectrogram.shape[0]}x{spec.spectrogram.shape[1]} at "
         f"{spec.spectrogram.sample_rate} Hz, batch {batch}, {cores} cores")
   assert spec.stored_spectrogram, "the bench split should carry the stored |STFT|"
-  print("malloc: " + ("one arena per core, no trimming (data_pipelines/host_memory.py)"
-                      if host_memory.tune_allocator() else "glibc defaults"))
   k = spec.examples_per_clip
   runs = {f"stored |STFT|, {k} pair(s) per record read (config)": spec}
+  if spans:
+    runs[f"stored |STFT|, {k} pair(s) per record read, records='spans'"] = dataclasses.replace(
+        spec, records="spans")
   if k != 1:
     runs["stored |STFT|, 1 pair per record read"] = dataclasses.replace(spec, examples_per_clip=1)
   runs[f"STFT computed, {k} pair(s) per record read"] = dataclasses.replace(
@@ -193,6 +196,8 @@ def bench(scale: str, batches: int) -> None:
   print(f"{'reference tf.data map':{width}s}: {ref.examples_per_s:8.0f} examples/s = "
         f"{ref.examples_per_s / cores:7.0f} per core; {cost_text(ref)}")
   stages, alternatives = stage_rates(files, spec)
+  if not spans:
+    alternatives.pop(next(iter(alternatives)))
   total = sum(stages.values())
   print(f"one-thread cost per example, by stage (stored |STFT| path; reading and parsing "
         f"shared by a record's {spec.examples_per_clip} pair(s)):")
@@ -205,18 +210,16 @@ def bench(scale: str, batches: int) -> None:
   print(f"the configured reader spent {configured.cpu_us_per_example:.0f} us of CPU per example, "
         f"{outside:.0f} us ({outside / configured.cpu_us_per_example:.0%}) more than its stages: "
         f"work between them (tf.data's element handoffs, slice and batch copies, pairing)")
-  print("what the span reader and the stored |STFT| replace (TensorFlow's reader; shards "
-        "without |STFT|):")
+  print("the alternatives (the span source, where asked; shards without |STFT|):")
   for name, s in alternatives.items():
     print(f"  {name:40s} {s * 1e6:8.0f} us")
 
 
-def bench_long_clips(batches: int) -> None:
+def bench_long_clips(batches: int, spans: bool) -> None:
   """The paper-scale reader on 10 s clips (~7 MB records): per-record work (reading,
   CRC check, parsing) grows with the clip while a pair's does not."""
   config = common.base_config(model={"name": "avenet"}, losses={}, arg=None)
   files, spec = prepared_split(config, LONG_SPLIT, 64)
-  host_memory.tune_allocator()
   size = sum(os.path.getsize(f) for f in files) / LONG_SPLIT.num_clips / 1e6
   cores = os.cpu_count() or 1
   print(f"\n== paper scale, {LONG_SPLIT.seconds:g} s clips ({LONG_SPLIT.num_clips} clips, "
@@ -224,6 +227,8 @@ def bench_long_clips(batches: int) -> None:
   k = spec.examples_per_clip
   runs = {f"avjax reader, {k} pair(s) per record read (config)": spec,
           "avjax reader, 1 pair per record read": dataclasses.replace(spec, examples_per_clip=1)}
+  if spans:
+    runs[f"avjax reader, {k} pair(s), records='spans'"] = dataclasses.replace(spec, records="spans")
   rates = {name: rate(reader_lib.train_dataset(files, spec=s, batch_size=64, seed=0), batches, 64)
            for name, s in runs.items()}
   rates["reference tf.data map"] = rate(reference_map(files, spec).batch(64), batches, 64)
@@ -239,11 +244,21 @@ def main():
   p.add_argument("--long_clips", action="store_true",
                  help="also the paper-scale reader on a split of 10 s clips (generated once, "
                       "~340 MB)")
+  p.add_argument("--spans", action="store_true",
+                 help="also config.data.records='spans' (avjax_cpu; needs a C++ compiler)")
+  p.add_argument("--cpu_process_settings", action="store_true",
+                 help="glibc malloc as avjax_cpu/process.py tunes it for cpu_kernels runs")
   args = p.parse_args()
+  tuned = False
+  if args.cpu_process_settings:
+    from avjax_cpu import process
+    tuned = process.tune_allocator()
+  print("malloc: " + ("one arena per core, no trimming (avjax_cpu/process.py)" if tuned
+                      else "glibc defaults"))
   for scale in (["paper", "tiny"] if args.scale == "both" else [args.scale]):
-    bench(scale, args.batches)
+    bench(scale, args.batches, args.spans)
   if args.long_clips:
-    bench_long_clips(max(10, args.batches // 2))
+    bench_long_clips(max(10, args.batches // 2), args.spans)
 
 
 if __name__ == "__main__":

@@ -3,29 +3,27 @@
   python benchmarks/train_step.py [--model avenet] [--batch 16] [--steps 5] [--tiny]
 
 Times the jitted, donated update that the trainer runs (paper scale: 224 px
-frames, 257x199 spectrograms) on synthetic batches, after compilation. In the
-same process it times, as references: the forward pass alone (evaluation), the
-update with bfloat16 compute; on CPU, the update with oneDNN's direct forward
-and gradients in place of Winograd's (avjax/models/conv.py, WINOGRAD),
-with avjax's own convolution kernels in place of oneDNN's
-(avjax/models/onednn.py, where installed), and of
-those, with lax's forward and input gradients in place of the native forward
-kernel's (avjax/models/native.py), with per-tap dots in place of the native
-filter-gradient kernel, with XLA's own filter gradients in place of
-avjax/models/conv.py's, and (oneDNN kept) with lax's max-pool gradient in place
-of conv.elementwise_max_pool_2x2's; and, for AVE-Net when `torch` is importable
-(the `bench` extra), a PyTorch AVE-Net of the same shapes
-(benchmarks/torch_avenet.py) in NCHW and channels_last layouts, then avjax and
-PyTorch channels_last again in alternating rounds (--rounds), since this VM's
-speed drifts between minutes. It prints each one's ratio to avjax's float32
-update, the update's FLOPs per example (XLA's cost analysis of the compiled
-update) and each one's achieved FLOP/s, and on an accelerator of known peak the
-model FLOPs utilisation against its bfloat16 and float32 peaks.
+frames, 257x199 spectrograms) on synthetic batches, after compilation, for both
+settings of config.model.conv: "xla" (XLA's kernels, the default) and
+"cpu_kernels" (the opt-in avjax_cpu package; avjax_cpu/benchmarks/conv_layers.py
+times its kernels layer by layer). In the same process it times, as
+references: the forward pass alone (evaluation), the update with bfloat16
+compute, and, for AVE-Net when `torch` is importable (the `bench` extra), a
+PyTorch AVE-Net of the same shapes (benchmarks/torch_avenet.py) in NCHW and
+channels_last layouts, then the cpu_kernels update and PyTorch channels_last
+again in alternating rounds (--rounds), since a shared VM's speed drifts
+between minutes. It prints each one's ratio to the xla float32 update, the
+update's FLOPs per example (XLA's cost analysis of the xla update: it cannot see
+inside custom calls) and each one's achieved FLOP/s, and on an accelerator of
+known peak the model FLOPs utilisation against its bfloat16 and float32 peaks.
+
+On a CPU, avjax_cpu's process settings (avjax_cpu/process.py) are made first,
+as the trainer makes them when cpu_kernels is chosen; --process_defaults leaves
+JAX's and glibc's defaults for every row.
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 import time
@@ -35,8 +33,7 @@ import numpy as np
 
 from avjax import mesh as mesh_lib
 from avjax import input as input_lib
-from avjax import host, predict, step_inputs, train
-from avjax.models import conv as conv_lib
+from avjax import predict, step_inputs, train
 from configs import avenet, avolnet, l3
 
 CONFIGS = {"avenet": avenet, "avolnet": avolnet, "l3": l3}
@@ -57,41 +54,6 @@ def synthetic_batch(config, batch: int, sharding) -> dict:
          "aug_gain": r.uniform(0.5, 2.0, batch).astype(np.float32),
          "label": (np.arange(batch) % 2).astype(np.int32)}
   return {k: jax.device_put(v, sharding) for k, v in out.items()}
-
-
-@contextlib.contextmanager
-def lax_layers(*, filter_grad: bool = False, pool: bool = False, tap_dots: bool = False,
-               forward: bool = False, own_kernels: bool = False, direct: bool = False):
-  """Updates traced inside take oneDNN's direct forward and gradients in place
-  of Winograd's (`direct`: conv.WINOGRAD off), or avjax's own CPU
-  convolutions (`own_kernels`, implied by every option but `pool` and
-  `direct`) in place of oneDNN's (avjax/models/onednn.py), and of those: lax's
-  filter gradient in place of
-  avjax/models/conv.py's CPU route; lax's max-pool gradient (`pool`) in place
-  of conv.elementwise_max_pool_2x2's, or (`tap_dots`) the per-tap dots in place
-  of the native filter-gradient kernel (avjax/models/native.py), or (`forward`,
-  implied by the first and by `tap_dots`) lax's forward and input gradients in
-  place of the native forward kernel's."""
-  names = ("ONEDNN", "WINOGRAD", "MIN_TAP_PIXELS", "CPU_MAX_POOL", "NATIVE_FILTER_GRAD",
-           "NATIVE_FORWARD_PAIRS")
-  saved = {name: getattr(conv_lib, name) for name in names}
-  if direct:
-    conv_lib.WINOGRAD = False
-  if own_kernels or filter_grad or tap_dots or forward:
-    conv_lib.ONEDNN = False
-  if filter_grad:
-    conv_lib.MIN_TAP_PIXELS = sys.maxsize
-  if pool:
-    conv_lib.CPU_MAX_POOL = False
-  if filter_grad or tap_dots:
-    conv_lib.NATIVE_FILTER_GRAD = False
-  if filter_grad or tap_dots or forward:
-    conv_lib.NATIVE_FORWARD_PAIRS = frozenset()
-  try:
-    yield
-  finally:
-    for name, value in saved.items():
-      setattr(conv_lib, name, value)
 
 
 def time_fn(fn, steps: int) -> float:
@@ -163,17 +125,19 @@ def head_to_head(config, batch, steps, mesh, rounds: int) -> list[tuple[float, f
   return [(time_fn(ours, steps), torch_avenet.time_steps(theirs, steps)) for _ in range(rounds)]
 
 
-def bench_update(config, batch, steps, mesh) -> tuple[float, float | None]:
-  """(seconds per update, FLOPs per update from XLA's cost analysis or None).
+def with_conv(config, conv: str, dtype: str = "float32"):
+  config = config.copy_and_resolve_references()
+  config.model.conv, config.model.dtype = conv, dtype
+  return config
 
-  XLA's cost analysis does not see inside custom calls, so the FLOPs are
-  those of the same update traced with the per-tap dots and lax's convolutions
-  in place of the native kernels (the same arithmetic, as ops it counts)."""
+
+def bench_update(config, batch, steps, mesh) -> tuple[float, float | None]:
+  """(seconds per update, FLOPs per update from XLA's cost analysis of the
+  config's update with XLA's kernels, or None): the same arithmetic whichever
+  kernels run, counted where XLA can see it."""
   step, state, data = update_step(config, batch, mesh)
-  with lax_layers(tap_dots=True):
-    counted = train.make_train_functions(config, mesh).update
-    flops = update_flops(counted, state, data)
-  return time_fn(step, steps), flops
+  counted = train.make_train_functions(with_conv(config, "xla", config.model.dtype), mesh).update
+  return time_fn(step, steps), update_flops(counted, state, data)
 
 
 def update_flops(update, state, data) -> float | None:
@@ -215,41 +179,38 @@ def main():
   p.add_argument("--steps", type=int, default=5)
   p.add_argument("--tiny", action="store_true", help="the CPU-sized config instead")
   p.add_argument("--no_torch", action="store_true", help="skip the PyTorch reference")
+  p.add_argument("--no_cpu_kernels", action="store_true",
+                 help="time config.model.conv='xla' only (no avjax_cpu, no C++ compiler)")
   p.add_argument("--rounds", type=int, default=3,
-                 help="alternating avjax / PyTorch channels_last rounds after the rows (0: none)")
-  p.add_argument("--host_defaults", action="store_true",
-                 help="skip avjax.host.configure (JAX's async CPU dispatch, glibc's malloc "
-                      "defaults), as a reference run")
+                 help="alternating cpu_kernels / PyTorch channels_last rounds (0: none)")
+  p.add_argument("--process_defaults", action="store_true",
+                 help="skip avjax_cpu.process.configure (JAX's async CPU dispatch, glibc's "
+                      "malloc defaults), as a reference run")
   args = p.parse_args()
-  if not args.host_defaults:
-    host.configure()  # as the trainer does, before JAX creates its backends
+  settings = {}
+  if not (args.process_defaults or args.no_cpu_kernels):
+    from avjax_cpu import process
+    settings = process.configure()  # before JAX creates its backends, as the trainer does
   config = CONFIGS[args.model].get_config("tiny" if args.tiny else None)
   mesh = mesh_lib.make_mesh(config)
   spec = config.data
   device = jax.devices()[0]
   print(f"{args.model} ({'tiny' if args.tiny else 'paper'} scale): frames {spec.crop}px, "
         f"batch {args.batch}, {jax.device_count()} x {device.platform} ({device.device_kind}); "
-        + ("JAX's and glibc's defaults" if args.host_defaults else
-           "inline CPU dispatch, tuned malloc (avjax/host.py)"))
-  base, flops = bench_update(config, args.batch, args.steps, mesh)
-  rows = [("avjax train step, float32", base)]
-  rows.append(("avjax forward only (eval)", bench_forward(config, args.batch, args.steps, mesh)))
-  if device.platform == "cpu":  # the same update with lax's own layers
-    for name, layers in (
-        ("oneDNN's direct kernels, no Winograd", dict(direct=True)),
-        ("avjax's own kernels, no oneDNN", dict(own_kernels=True)),
-        ("lax's forward and input gradients", dict(forward=True)),
-        ("per-tap dot filter gradients", dict(tap_dots=True)),
-        ("XLA's filter gradients", dict(filter_grad=True)),
-        ("lax's max-pool gradient", dict(pool=True)),
-        ("lax's layers (all)", dict(filter_grad=True, pool=True))):
-      with lax_layers(**layers):
-        rows.append((f"avjax train step, float32, {name}",
-                     bench_update(config, args.batch, args.steps, mesh)[0]))
-  bf16 = config.copy_and_resolve_references()
-  bf16.model.dtype = "bfloat16"
-  bf16_sec, _ = bench_update(bf16, args.batch, args.steps, mesh)
-  rows.append(("avjax train step, bfloat16", bf16_sec))
+        "process settings: " + (", ".join(k for k, on in settings.items() if on) or "defaults"))
+  xla = with_conv(config, "xla")
+  base, flops = bench_update(xla, args.batch, args.steps, mesh)
+  rows = [("xla, float32", base)]
+  rows.append(("xla, forward only (eval)", bench_forward(xla, args.batch, args.steps, mesh)))
+  rows.append(("xla, bfloat16", bench_update(with_conv(config, "xla", "bfloat16"), args.batch,
+                                             args.steps, mesh)[0]))
+  kernels = None
+  if not args.no_cpu_kernels:
+    kernels = with_conv(config, "cpu_kernels")
+    rows.append(("cpu_kernels, float32", bench_update(kernels, args.batch, args.steps, mesh)[0]))
+    rows.append(("cpu_kernels, bfloat16",
+                 bench_update(with_conv(config, "cpu_kernels", "bfloat16"), args.batch,
+                              args.steps, mesh)[0]))
   if args.model == "avenet" and not args.no_torch and device.platform == "cpu":
     rows += bench_torch(config, args.batch, args.steps)
   per_example = flops / args.batch if flops else None
@@ -258,24 +219,29 @@ def main():
   for name, sec in rows:
     achieved = (f"  {per_example * args.batch / sec / 1e9:7.1f} GFLOP/s"
                 if per_example and "(eval)" not in name else "")
-    print(f"  {name:50s} {sec * 1e3:9.1f} ms/step  {args.batch / sec:8.1f} examples/s  "
-          f"x{base / sec:.2f} the float32 update's speed{achieved}")
+    print(f"  {name:42s} {sec * 1e3:9.1f} ms/step  {args.batch / sec:8.1f} examples/s  "
+          f"x{base / sec:.2f} the xla float32 update's speed{achieved}")
+  timed = dict(rows)
   for name, sec in rows:
     if name.startswith("PyTorch"):
-      print(f"  avjax float32 update vs {name}: x{sec / base:.2f} (>1: avjax faster)")
-  if any(name.startswith("PyTorch") for name, _ in rows) and args.rounds:
-    pairs = head_to_head(config, args.batch, args.steps, mesh, args.rounds)
+      for ours in ("xla, float32", "cpu_kernels, float32"):
+        if ours in timed:
+          print(f"  {ours} update vs {name}: x{sec / timed[ours]:.2f} (>1: avjax faster)")
+  if kernels is not None and any(n.startswith("PyTorch") for n, _ in rows) and args.rounds:
+    pairs = head_to_head(kernels, args.batch, args.steps, mesh, args.rounds)
     ratios = [t / a for a, t in pairs]
-    print(f"  head to head, {args.rounds} alternating rounds of {args.steps} updates: avjax "
-          + " / ".join(f"{a * 1e3:.0f}" for a, _ in pairs) + " ms, PyTorch channels_last "
-          + " / ".join(f"{t * 1e3:.0f}" for _, t in pairs) + " ms; avjax x"
-          + " / ".join(f"{r:.2f}" for r in ratios) + f" as fast (median x{np.median(ratios):.2f})")
+    print(f"  head to head, {args.rounds} alternating rounds of {args.steps} updates: "
+          "cpu_kernels " + " / ".join(f"{a * 1e3:.0f}" for a, _ in pairs)
+          + " ms, PyTorch channels_last " + " / ".join(f"{t * 1e3:.0f}" for _, t in pairs)
+          + " ms; cpu_kernels x" + " / ".join(f"{r:.2f}" for r in ratios)
+          + f" as fast (median x{np.median(ratios):.2f})")
   bf16_peak, f32_peak = peak_tflops(device)
   if flops and (bf16_peak or f32_peak):
     n = jax.device_count()
-    for name, sec, peak in (("float32", base, f32_peak), ("bfloat16", bf16_sec, bf16_peak)):
+    for name, peak in (("float32", f32_peak), ("bfloat16", bf16_peak)):
+      sec = timed[f"xla, {name}"]
       if peak:
-        print(f"  MFU, {name} update: {flops / sec / (peak * 1e12 * n):.1%} of {n} x "
+        print(f"  MFU, xla {name} update: {flops / sec / (peak * 1e12 * n):.1%} of {n} x "
               f"{peak:g} TFLOP/s {name} peak")
 
 

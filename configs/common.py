@@ -41,9 +41,12 @@ def data_config(tiny: bool) -> ml_collections.ConfigDict:
   d.negatives = "stream"         # or "in_batch", or "shifted" (synchronisation)
   d.min_shift = 0.0              # shifted negatives: seconds from the aligned window
   d.negatives_on_grid = True     # False: the offset shortcut, for ablations
-  # Local shards shuffle records' byte spans; shards in a bucket shuffle the records
-  # themselves (a prepared 10 s paper-scale clip is ~7 MB, so 256 hold ~2 GB per
-  # host). Files are also shuffled every epoch.
+  # How records are read (data_pipelines/records.py): "tfrecord" (TFRecordDataset;
+  # the shuffle buffer holds records: a prepared 10 s paper-scale clip is several
+  # MB) or "spans" (the opt-in avjax_cpu package: local shards' byte spans are
+  # shuffled and each record read when it leaves the buffer). Files are also
+  # shuffled every epoch.
+  d.records = "tfrecord"
   d.shuffle_buffer = 256
   d.flip = True
   d.colour_jitter = 0.3
@@ -78,8 +81,11 @@ def base_config(model: dict, losses: dict, arg: str | None) -> ml_collections.Co
   a = parse_arg(arg)
   c = ml_collections.ConfigDict()
   c.seed = 0
+  # conv: "xla" (XLA's kernels everywhere) or "cpu_kernels" (the opt-in avjax_cpu
+  # package: oneDNN and Winograd where a program is lowered for a CPU).
   c.model = ml_collections.ConfigDict(dict(
-      vision_widths=PAPER_WIDTHS, audio_widths=PAPER_WIDTHS, dtype="float32", **model))
+      vision_widths=PAPER_WIDTHS, audio_widths=PAPER_WIDTHS, dtype="float32", conv="xla",
+      **model))
   c.data = data_config(a.tiny)
   # {loss name: weight} over every loss of avjax.losses.LOSSES; zero weight =
   # unused, so any loss can be switched on by an override or a sweep.

@@ -45,6 +45,13 @@ def ensure(settings: prepare_lib.PrepareSettings,
     return _ensure_locked(specs, base, settings, quiet)
 
 
+def built(settings: prepare_lib.PrepareSettings, split: str, root: str | None = None) -> str:
+  """The prepared folder holding `split` at these settings if `ensure` has built
+  it, else ""; builds nothing."""
+  folder = prepared_folder(os.path.join(root or cache_root(), "default_av", VERSION), settings)
+  return folder if os.path.exists(os.path.join(folder, split, ".complete")) else ""
+
+
 def prepared_folder(base: str, settings: prepare_lib.PrepareSettings) -> str:
   """One folder per setting, named by what changes the records."""
   s = settings.spectrogram

@@ -25,6 +25,7 @@ import functools
 import json
 import logging
 import math
+import os
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -34,9 +35,8 @@ from data_pipelines import clip_ops
 from data_pipelines import contract
 from data_pipelines import dmvr
 from data_pipelines import fs
-from data_pipelines import host_memory
 from data_pipelines import pairs
-from data_pipelines import record_ops
+from data_pipelines import records as records_lib
 from data_pipelines import spectrogram as spectrogram_lib
 from data_pipelines.reader_spec import ReaderSpec
 from data_pipelines.graph import graph_fn
@@ -108,7 +108,7 @@ def explain_read_error(files: Sequence[str], error: Exception) -> str:
   """A tf.data read error -> one line naming the shard (and record) at fault,
   when a shard's framing or a full read of it shows which."""
   reason = " ".join(str(getattr(error, "message", error)).split("[[")[0].split())
-  for f in files:  # the span reader's errors name the shard and record already
+  for f in files:  # the span source's errors name the shard and record already
     if f + ": record " in reason:
       return reason[reason.index(f + ": record "):]
   if not isinstance(error, tf.errors.DataLossError):  # the records are sound: their content is not
@@ -119,7 +119,7 @@ def explain_read_error(files: Sequence[str], error: Exception) -> str:
       return f"{f}: {where} ({reason})"
   for f in files:  # bytes corrupted inside a record: the CRC check of a full read finds it
     try:
-      record_dataset([f]).reduce(np.int64(0), graph_fn(lambda n, _: n + 1))
+      records_lib.record_dataset([f]).reduce(np.int64(0), graph_fn(lambda n, _: n + 1))
     except tf.errors.OpError as e:
       return f"{f}: {' '.join(str(e.message).split('[[')[0].split())}"
   return f"reading {len(files)} shard(s) in {fs.dirname(files[0])} failed: {reason}"
@@ -147,7 +147,8 @@ def count_records(files: Sequence[str]) -> int:
   manifest = load_manifest(files)
   if manifest and all(fs.basename(f) in manifest["shards"] for f in files):
     return sum(manifest["shards"][fs.basename(f)] for f in files)
-  return int(record_dataset(files).reduce(np.int64(0), graph_fn(lambda n, _: n + 1)))
+  return int(records_lib.record_dataset(files).reduce(np.int64(0),
+                                                      graph_fn(lambda n, _: n + 1)))
 
 
 # ----------------------------------------------------------------------------
@@ -161,14 +162,11 @@ def tf_readable(files: Sequence[str]) -> list[str]:
   return [f if fs.tf_reads(f) else fs.cached_copy(f) for f in files]
 
 
-def record_dataset(files) -> tf.data.Dataset:
-  """Serialized records of `files` in order: by span where record_ops reads
-  them (local shards), else through TFRecordDataset."""
+def record_dataset(files, records: str = "tfrecord") -> tf.data.Dataset:
+  """Serialized records of `files` in order, read by the source `records` names
+  (data_pipelines/records.py)."""
   readable = tf_readable(files)
-  if not record_ops.reads(readable):
-    return tf.data.TFRecordDataset(readable)
-  spans = tf.data.Dataset.from_tensor_slices(readable).flat_map(record_ops.spans)
-  return spans.map(graph_fn(record_ops.read), num_parallel_calls=AUTOTUNE, deterministic=True)
+  return records_lib.record_dataset(readable, records_lib.source(records, readable))
 
 
 # ----------------------------------------------------------------------------
@@ -208,18 +206,18 @@ def _say_once(message: str) -> None:
 
 
 def indexed_records(files: Sequence[str], fn, *, seed: int, epoch_size: int, start: int,
-                    shuffle_buffer: int) -> tf.data.Dataset:
+                    shuffle_buffer: int, records: str = "tfrecord") -> tf.data.Dataset:
   """Endless stream of fn(global index, serialized record), from index `start`,
   in order, computed on AUTOTUNE threads.
 
   Epoch e visits the files in an order drawn from (seed, e) and shuffles records
-  in a buffer seeded by (seed, e); skipping to `start` reads no record. Local
-  shards go by span (data_pipelines/record_ops.py): the buffer shuffles where
-  records lie, and `fn`'s thread reads each record, in the same order as
-  TFRecordDataset's records, which other shards keep.
+  in a buffer seeded by (seed, e); skipping to `start` reads no record. The
+  buffer holds the items of the source `records` names (records.py): records, or
+  with "spans" where records lie, and `fn`'s thread then reads each record, in the
+  same order.
   """
   readable = tf_readable(files)
-  by_span = record_ops.reads(readable)
+  src = records_lib.source(records, readable)
   files_t = tf.constant(readable)
   n = len(files)
   first_epoch, offset = divmod(start, epoch_size)
@@ -227,21 +225,16 @@ def indexed_records(files: Sequence[str], fn, *, seed: int, epoch_size: int, sta
   def epoch(e):
     order = tf.argsort(tf.random.stateless_uniform([n], tf.stack([tf.constant(seed, tf.int64), e])))
     files_e = tf.data.Dataset.from_tensor_slices(tf.gather(files_t, order))
-    if by_span:  # cheap: one thread scans a file's framing when the interleave opens it
-      records = files_e.interleave(record_ops.spans, cycle_length=min(n, 8), block_length=1)
-    else:
-      records = files_e.interleave(tf.data.TFRecordDataset, cycle_length=min(n, 8),
-                                   block_length=1, num_parallel_calls=AUTOTUNE,
-                                   deterministic=True)
-    records = records.shuffle(shuffle_buffer, seed=seed * 1_000_003 + e,
+    parallel = dict(num_parallel_calls=AUTOTUNE, deterministic=True) if src.opens_in_parallel else {}
+    items = files_e.interleave(src.items, cycle_length=min(n, 8), block_length=1, **parallel)
+    items = items.shuffle(shuffle_buffer, seed=seed * 1_000_003 + e,
                               reshuffle_each_iteration=False)
-    records = records.enumerate().map(graph_fn(lambda j, r: (e * epoch_size + j, r)))
-    return records.skip(tf.where(e == first_epoch, tf.constant(offset, tf.int64), 0))
+    items = items.enumerate().map(graph_fn(lambda j, r: (e * epoch_size + j, r)))
+    return items.skip(tf.where(e == first_epoch, tf.constant(offset, tf.int64), 0))
 
   # Reading inside fn's map spares the stream a stage of its own per record.
-  read = (lambda span: record_ops.read(*span)) if by_span else (lambda record: record)
   return tf.data.Dataset.range(first_epoch, 2**62).flat_map(graph_fn(epoch)).map(
-      graph_fn(lambda i, r: fn(i, read(r))), num_parallel_calls=AUTOTUNE, deterministic=True)
+      graph_fn(lambda i, r: fn(i, src.read(r))), num_parallel_calls=AUTOTUNE, deterministic=True)
 
 
 def spread_index(record_index, j, *, examples_per_clip: int, clips_in_flight: int):
@@ -335,7 +328,8 @@ def train_dataset(files: Sequence[str], *, spec: ReaderSpec, batch_size: int, se
     return {key: example[key] for key in clip_keys if key in example}  # optional draws
 
   records = functools.partial(indexed_records, files, seed=seed, epoch_size=epoch_size,
-                              start=first_block * m, shuffle_buffer=spec.shuffle_buffer)
+                              start=first_block * m, shuffle_buffer=spec.shuffle_buffer,
+                              records=spec.records)
   if k == 1:
     first = lambda x: {key: v[0] for key, v in x.items()}
     examples = records(lambda i, r: decoded(first(clip_examples(i, r))))
@@ -351,6 +345,14 @@ def train_dataset(files: Sequence[str], *, spec: ReaderSpec, batch_size: int, se
   return ds.with_options(dataset_options(spec)).prefetch(AUTOTUNE)
 
 
+def usable_cores() -> int:
+  """The cores this process may run on (its affinity mask, where the OS has one)."""
+  try:
+    return len(os.sched_getaffinity(0))
+  except AttributeError:  # macOS
+    return os.cpu_count() or 1
+
+
 def dataset_options(spec: ReaderSpec) -> tf.data.Options:
   """Deterministic order, and tf.data's autotuning only where `spec.autotune`:
   without it, each AUTOTUNE stage runs as many calls at once as the host has
@@ -359,7 +361,7 @@ def dataset_options(spec: ReaderSpec) -> tf.data.Options:
   options.deterministic = True
   if not spec.autotune:
     options.autotune.enabled = False
-    options.autotune.initial_parallelism = host_memory.usable_cores()
+    options.autotune.initial_parallelism = usable_cores()
   return options
 
 
@@ -374,7 +376,7 @@ def eval_dataset(files: Sequence[str], *, spec: ReaderSpec, batch_size: int,
   clip's frames once per offset that fits in the clip, with the audio window moved
   by it (`audio_offset`, seconds; the sync offset evaluator)."""
   parse = parse_fn(spec)
-  records = record_dataset(files)
+  records = record_dataset(files, spec.records)
 
   def example(i, clip, frame=None, offset=None):
     a = clip_ops.clip_windows(clip, i, 0, spec=spec, train=False, frame=frame,
@@ -475,7 +477,6 @@ class Reader:
 
   def __init__(self, files: Sequence[str], *, spec: ReaderSpec, batch_size: int, seed: int,
                process_index: int = 0, process_count: int = 1):
-    host_memory.tune_allocator()  # before tf.data starts its threads
     self.all_files = list(files)
     self.files = host_files(files, process_index, process_count)
     self.process_count = process_count

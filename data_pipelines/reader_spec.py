@@ -49,11 +49,15 @@ class ReaderSpec:
   # label each of its n output steps from one).
   frame_stack: int = 0
   # tf.data's autotuning of each stage's parallelism. Off, every parallel stage may
-  # use all of the host's cores (`reader.dataset_options`): on the 2-core development
-  # VM autotuning's bookkeeping cost 5-15% of the reader's CPU time.
+  # use all of the host's cores (`reader.dataset_options`); benchmarks/pipeline.py
+  # measures what its bookkeeping costs.
   autotune: bool = False
+  # Where records come from: a name in data_pipelines/records.py's SOURCES.
+  records: str = "tfrecord"
 
   def __post_init__(self):
+    if self.records not in ("tfrecord", "spans"):
+      raise ValueError(f"config.data.records must be 'tfrecord' or 'spans', got {self.records!r}")
     if self.audio not in ("spectrogram", "waveform"):
       raise ValueError(f"config.data.audio must be 'spectrogram' or 'waveform', got {self.audio!r}")
     if self.audio == "waveform" and self.stored_spectrogram:

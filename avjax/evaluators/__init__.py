@@ -28,9 +28,10 @@ def build(name, eval_config, **kwargs):
   return evaluator_class(name)(eval_config, **kwargs)
 
 
-def build_all(eval_configs: dict, config, *, fns, mesh) -> dict:
-  """{name: evaluator} for `eval_configs` (a subset of config.evals), reading
-  config.data; `fns` are the model's predict.ModelFns."""
+def build_all(eval_configs: dict, config, *, fns, mesh, default_split: str = "") -> dict:
+  """{name: evaluator} for `eval_configs` (a subset of config.evals), on
+  config.data's readers; `fns` are the model's predict.ModelFns. An evaluator
+  without a split of its own reads `default_split` (else config.data.eval_split)."""
   return {name: build(name, cfg, fns=fns, mesh=mesh, data_config=config.data,
-                      default_split=config.data.eval_split, seed=config.seed)
+                      default_split=default_split or config.data.eval_split, seed=config.seed)
           for name, cfg in eval_configs.items()}

@@ -25,13 +25,14 @@ class Evaluator:
   def __init__(self, eval_config, *, fns, mesh, data_config, default_split: str, seed: int = 0):
     self.config = eval_config
     self.split = eval_config.split or default_split
-    if eval_config.get("window_seconds"):  # audio windows of their own length
-      data_config = data_config.copy_and_resolve_references()
-      data_config.spectrogram.seconds = eval_config.window_seconds
+    # Audio windows of their own length where the evaluator asks (the probes' protocol).
+    seconds = eval_config.get("window_seconds", 0.0)
     self.reader = input_lib.make_reader(data_config, self.split,
-                                        global_batch=eval_config.batch_size, seed=0)
+                                        global_batch=eval_config.batch_size, seed=0,
+                                        window_seconds=seconds)
+    self.spec = self.reader.spec  # the reader's settings: crop, fps, framing
     self.sharding = mesh_lib.batch_sharding(mesh)
-    self.fns, self.data_config, self.seed = fns, data_config, seed
+    self.fns, self.seed = fns, seed
     self.setup()
 
   def setup(self) -> None:

@@ -110,7 +110,7 @@ def enlarge(frames: jax.Array, scale: float) -> jax.Array:
 
 class Localisation(base.Evaluator):
   def setup(self):
-    size = self.data_config.crop
+    size = self.spec.crop
     scales = parse_scales(self.config.scales)
     kind = self.config.map
     fuse = fusion_fn(self.config.fusion)

@@ -32,7 +32,7 @@ class SyncOffsets(base.Evaluator):
     if self.fns.correspondence != "sigmoid":
       raise ValueError(f"config.evals.sync_offsets: {self.fns.name} gives no sync logit; "
                        "it scores synchronisation models (configs/sync.py)")
-    c, fps = self.config, self.data_config.fps
+    c, fps = self.config, self.spec.fps
     step = max(1, int(round(c.step * fps)))
     reach = int(round(c.max_offset * fps)) // step * step
     self.offsets = tuple(range(-reach, reach + 1, step))

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
+from avjax.models import conv as conv_lib
+
 from avjax.models.ambient import AmbientSound
 from avjax.models.ave import AVENet
 from avjax.models.avol import AVOLNet
@@ -76,7 +78,7 @@ def frame_input(model) -> str:
 
 
 def build(model_config):
-  """config.model -> flax module. Every key but `name` and `dtype` is a module field."""
+  """config.model -> flax module. Every key but `name`, `dtype` and `conv` is a module field."""
   kwargs = dict(model_config)
   name = kwargs.pop("name")
   if name not in MODELS:
@@ -86,6 +88,10 @@ def build(model_config):
     raise ValueError(f"config.model.dtype: {dtype!r} is not one of {sorted(DTYPES)}")
   cls = MODELS[name]
   fields = set(cls.__dataclass_fields__) - {"parent", "name"}
+  conv = kwargs.pop("conv", "xla")
+  conv_lib.ops(conv)  # an unknown or unusable choice fails here, in one line
+  if "conv" in fields:  # the VGG towers' models; the others' convolutions are XLA's
+    kwargs["conv"] = conv
   unknown = set(kwargs) - fields
   if unknown:
     raise ValueError(f"config.model: keys {sorted(unknown)} are not fields of {cls.__name__} "

@@ -64,8 +64,10 @@ def conv3d_by_taps(x, kernel, strides):
 
 
 class Conv3D(nn.Module):
-  """A 3-D convolution, SAME padding, no bias: XLA's own on accelerators, and
-  conv3d_by_taps on CPU (one parameter layout, so checkpoints move between them)."""
+  """A 3-D convolution, SAME padding, no bias: lowered for a CPU as
+  conv3d_by_taps, elsewhere as XLA's own 3-D convolution. Both are lax's, with
+  one parameter layout; the choice is made when the program is lowered
+  (platform_dependent), so an export for an accelerator holds the 3-D one."""
   features: int
   kernel_size: Sequence[int]
   strides: Sequence[int] = (1, 1, 1)
@@ -76,10 +78,11 @@ class Conv3D(nn.Module):
     kernel = self.param("kernel", nn.initializers.lecun_normal(),
                         (*self.kernel_size, x.shape[-1], self.features), jnp.float32)
     x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
-    if jax.default_backend() == "cpu":
-      return conv3d_by_taps(x, kernel, tuple(self.strides))
-    return jax.lax.conv_general_dilated(x, kernel, tuple(self.strides), "SAME",
-                                        dimension_numbers=("NDHWC", "DHWIO", "NDHWC"))
+    strides = tuple(self.strides)
+    return jax.lax.platform_dependent(
+        x, kernel, cpu=lambda x, k: conv3d_by_taps(x, k, strides),
+        default=lambda x, k: jax.lax.conv_general_dilated(
+            x, k, strides, "SAME", dimension_numbers=("NDHWC", "DHWIO", "NDHWC")))
 
 
 def _bn(train: bool, dtype, name: str):

@@ -20,13 +20,13 @@ class ConvBNReLU(nn.Module):
   strides: int = 1
   kernel: int = 3
   dtype: Any = jnp.float32
+  conv: str = "xla"  # config.model.conv: which kernels (avjax/models/conv.py)
 
   @nn.compact
   def __call__(self, x, train: bool):
-    # conv_lib's filter gradient on CPU where XLA:CPU's own is slow; lax's elsewhere.
     x = nn.Conv(self.features, (self.kernel, self.kernel), strides=self.strides, padding="SAME",
                 use_bias=False, dtype=self.dtype, kernel_init=nn.initializers.kaiming_normal(),
-                conv_general_dilated=conv_lib.conv_general_dilated)(x)
+                conv_general_dilated=conv_lib.ops(self.conv)[0])(x)
     # Statistics over the whole (global) batch: under jit on a mesh the mean is
     # taken over the sharded batch axis, so every device sees the same numbers.
     x = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype)(x)
@@ -42,6 +42,7 @@ class VGGSubnet(nn.Module):
   # instead of 61 px), so a localisation map spills less past the object.
   last_kernel: int = 3
   dtype: Any = jnp.float32
+  conv: str = "xla"
 
   @nn.compact
   def __call__(self, x, train: bool):
@@ -49,19 +50,22 @@ class VGGSubnet(nn.Module):
     for i, width in enumerate(self.widths):
       kernel = self.last_kernel if i == len(self.widths) - 1 else 3
       x = ConvBNReLU(width, strides=self.first_stride if i == 0 else 1, kernel=kernel,
-                     dtype=self.dtype, name=f"block{i}_conv0")(x, train)
-      x = ConvBNReLU(width, kernel=kernel, dtype=self.dtype, name=f"block{i}_conv1")(x, train)
+                     dtype=self.dtype, conv=self.conv, name=f"block{i}_conv0")(x, train)
+      x = ConvBNReLU(width, kernel=kernel, dtype=self.dtype, conv=self.conv,
+                     name=f"block{i}_conv1")(x, train)
       if i < len(self.widths) - 1:
-        x = conv_lib.max_pool_2x2(x)
+        x = conv_lib.ops(self.conv)[1](x)
     return x
 
 
 class Towers(nn.Module):
   """The fields every two-tower model shares: the VGG widths of each subnetwork
-  and the compute dtype (parameters stay float32)."""
+  the compute dtype (parameters stay float32) and the convolutions' kernels
+  (config.model.conv)."""
   vision_widths: Sequence[int] = (64, 128, 256, 512)
   audio_widths: Sequence[int] = (64, 128, 256, 512)
   dtype: Any = jnp.float32
+  conv: str = "xla"
 
 
 def global_max_pool(x):
@@ -80,10 +84,12 @@ class EmbeddingHead(nn.Module):
     return maths.l2_normalize(nn.Dense(self.dim, dtype=self.dtype, name="fc2")(x))
 
 
-def audio_embedding_branch(spectrogram, *, widths: Sequence[int], embed_dim: int, dtype, train: bool):
+def audio_embedding_branch(spectrogram, *, widths: Sequence[int], embed_dim: int, dtype, train: bool,
+                           conv: str = "xla"):
   """AVE-Net's, AVOL-Net's and SeLaVi's audio side, called inside their compact __call__ (the
   submodules are theirs, named `audio` and `audio_head`): -> audio_embedding and
   the max-pooled audio_features."""
-  pooled = global_max_pool(VGGSubnet(widths, dtype=dtype, name="audio")(spectrogram, train))
+  pooled = global_max_pool(VGGSubnet(widths, dtype=dtype, conv=conv, name="audio")(spectrogram,
+                                                                                  train))
   return {"audio_embedding": EmbeddingHead(embed_dim, embed_dim, dtype=dtype, name="audio_head")(pooled),
           "audio_features": pooled.astype(jnp.float32)}

@@ -1,5 +1,6 @@
-"""The TFRecord span reader (data_pipelines/record_ops.py) against TFRecordDataset:
-the same records in the same order, and damaged shards named by file and record."""
+"""The TFRecord span source (avjax_cpu/spans.py, config.data.records="spans")
+against TFRecordDataset: the same records in the same order, and damaged shards
+named by file and record."""
 import os
 import shutil
 import subprocess
@@ -10,11 +11,11 @@ import pytest
 import tensorflow as tf
 
 from data_pipelines import reader as reader_lib
-from data_pipelines import record_ops
+from avjax_cpu import spans as spans_lib
 from data_pipelines import tfrecord
 from tests.test_reader import BATCH, assert_same, make_reader, take
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.conftest import ROOT
 # Lengths around the CRC's 8-byte steps, an empty record, and one over 64 KB.
 PAYLOADS = [b"", b"a", bytes(range(7)), bytes(range(8)), bytes(range(9)) * 3,
             np.random.default_rng(0).bytes(70_001)]
@@ -22,9 +23,8 @@ PAYLOADS = [b"", b"a", bytes(range(7)), bytes(range(8)), bytes(range(9)) * 3,
 
 @pytest.fixture(autouse=True)
 def _needs_ops():
-  # The span reader is built on first use; on a machine that cannot build it the
-  # reader keeps TFRecordDataset, and there is nothing here to compare.
-  assert record_ops.available(), "the span reader failed to build (see the log)"
+  # Built on first use with the C++ compiler that CI has.
+  spans_lib._ops()
 
 
 def write(path, payloads):
@@ -35,11 +35,11 @@ def write(path, payloads):
 
 
 def read_all(spans):
-  return [record_ops.read(*s).numpy() for s in spans]
+  return [spans_lib.read(*s).numpy() for s in spans]
 
 
 def span_records(path):
-  return read_all(record_ops.spans(tf.constant(str(path))))
+  return read_all(spans_lib.spans(tf.constant(str(path))))
 
 
 def test_spans_read_what_tfrecord_dataset_reads(tmp_path, data_dir):
@@ -56,11 +56,11 @@ def test_a_corrupted_record_is_named_by_file_and_byte(tmp_path):
   start = 16 * 4 + sum(map(len, PAYLOADS[:4]))  # where record 4 begins
   raw[start + 12 + 5] ^= 1
   open(path, "wb").write(bytes(raw))
-  spans = list(record_ops.spans(tf.constant(path)))  # the framing is whole
+  spans = list(spans_lib.spans(tf.constant(path)))  # the framing is whole
   assert read_all(spans[:4]) == PAYLOADS[:4]
   with pytest.raises(tf.errors.DataLossError,
                      match=f"{path}: record at byte {start}: corrupted \\(CRC mismatch\\)"):
-    record_ops.read(*spans[4])
+    spans_lib.read(*spans[4])
 
 
 def test_a_truncated_or_misframed_file_is_named_by_file_and_record(tmp_path):
@@ -69,32 +69,31 @@ def test_a_truncated_or_misframed_file_is_named_by_file_and_record(tmp_path):
   os.truncate(path, size - 100)
   with pytest.raises(tf.errors.DataLossError,
                      match=f"{path}: record 5 at byte {size - 16 - 70_001}: truncated"):
-    list(record_ops.spans(tf.constant(path)))
+    list(spans_lib.spans(tf.constant(path)))
   path = write(tmp_path / "header.tfrecord", PAYLOADS)
   raw = bytearray(open(path, "rb").read())
   raw[16 + 3] ^= 0x40  # record 1's length
   open(path, "wb").write(bytes(raw))
   with pytest.raises(tf.errors.DataLossError, match=f"{path}: record 1 at byte 16: corrupted length"):
-    list(record_ops.spans(tf.constant(path)))
+    list(spans_lib.spans(tf.constant(path)))
 
 
 def test_a_record_read_after_its_file_shrank_is_truncated(tmp_path):
   path = write(tmp_path / "shrunk.tfrecord", PAYLOADS)
-  spans = list(record_ops.spans(tf.constant(path)))
+  spans = list(spans_lib.spans(tf.constant(path)))
   os.truncate(path, os.path.getsize(path) - 10)
   with pytest.raises(tf.errors.DataLossError, match=f"{path}: record at byte .*: truncated record"):
-    record_ops.read(*spans[-1])
+    spans_lib.read(*spans[-1])
 
 
-def test_reader_batches_are_the_same_either_way(data_dir, monkeypatch):
+def test_reader_batches_are_the_same_either_way(data_dir):
   """Spans shuffle and read to the very batches TFRecordDataset's records give,
   across an epoch boundary (24 clips) and from a restored position."""
   for per_clip in (1, 3):
-    make = lambda: make_reader(data_dir, examples_per_clip=per_clip)
-    spans = take(make().train_iterator(), 5) + take(make().train_iterator(start_step=3), 2)
-    with monkeypatch.context() as m:
-      m.setattr(record_ops, "reads", lambda files: False)
-      plain = take(make().train_iterator(), 5) + take(make().train_iterator(start_step=3), 2)
+    def batches(records):
+      make = lambda: make_reader(data_dir, examples_per_clip=per_clip, records=records)
+      return take(make().train_iterator(), 5) + take(make().train_iterator(start_step=3), 2)
+    spans, plain = batches("spans"), batches("tfrecord")
     for x, y in zip(spans, plain):
       assert_same(x, y)
   assert len(spans[0]["frames"]) == BATCH
@@ -107,13 +106,13 @@ def test_the_reader_names_a_corrupted_shard(data_dir, tmp_path):
   raw = bytearray(shard.read_bytes())
   raw[len(raw) // 2] ^= 0xFF
   shard.write_bytes(bytes(raw))
-  reader = make_reader(data)
+  reader = make_reader(data, records="spans")
   with pytest.raises(reader_lib.DataError, match=f"^{shard}: record .*corrupted"):
     take(reader.train_iterator(), 10)
 
 
 def test_the_portable_crc_agrees(tmp_path):
-  """record_ops.cc built without the CPU's CRC32C instruction (as on CPUs that
+  """record_spans.cc built without the CPU's CRC32C instruction (as on CPUs that
   lack it) reads the same records and still refuses a corrupted one. In a
   subprocess: one process cannot load two libraries that register the same ops."""
   path = write(tmp_path / "edge.tfrecord", PAYLOADS)
@@ -123,8 +122,8 @@ def test_the_portable_crc_agrees(tmp_path):
   bad.write_bytes(bytes(raw))
   script = f"""
 import tensorflow as tf
-from data_pipelines import record_ops
-lib = tf.load_op_library(str(record_ops.library_path(("-mno-sse4.2", "-mno-crc32"))))
+from avjax_cpu import spans as spans_lib
+lib = tf.load_op_library(str(spans_lib.library_path(("-mno-sse4.2", "-mno-crc32"))))
 def records(p):
   offsets, lengths = lib.avjax_record_spans(p)
   return [lib.avjax_read_record(p, o, n).numpy() for o, n in zip(offsets, lengths)]

@@ -1,6 +1,7 @@
 """C++ sources compiled on first use into a per-machine cache, with the system's
-compiler: the CPU convolution kernels (avjax/models/native.py, onednn.py) and
-the TFRecord span reader (data_pipelines/record_ops.py).
+compiler: oneDNN's convolutions and Winograd's (avjax_cpu/onednn.py) and the
+TFRecord span reader (avjax_cpu/spans.py). Only avjax_cpu builds anything: the
+core (avjax/, data_pipelines/) compiles nothing at run time.
 
 Each library is built once per machine for this CPU (-march=native), into
 $AVJAX_KERNEL_CACHE (default ~/.cache/avjax/kernels), under a name keyed by its
@@ -9,6 +10,7 @@ Callers decide what to do where that fails: each keeps a slower path.
 """
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import os
 import platform
@@ -75,3 +77,13 @@ def compiled(sources, *, headers=(), flags=(), name: str, toolchain: str) -> Pat
   if not path.exists():
     build(compiler, path, sources, flags)
   return path
+
+
+def ffi_library(sources, *, flags=(), name: str) -> ctypes.CDLL:
+  """The XLA FFI library of `sources`, compiled against the headers jaxlib
+  ships, loaded. Raises OSError, RuntimeError or SubprocessError, with the
+  reason, where it cannot be had."""
+  import jax
+  path = compiled(sources, flags=(f"-I{jax.ffi.include_dir()}", *flags), name=name,
+                  toolchain=f"jax {jax.__version__}")
+  return ctypes.cdll.LoadLibrary(str(path))

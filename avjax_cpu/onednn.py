@@ -1,23 +1,21 @@
 """oneDNN's convolutions (the kernels PyTorch's CPU convolutions run) as XLA
-FFI custom calls, for conv.py's CPU route: float32, and bfloat16 on CPUs that
+FFI custom calls, for avjax_cpu/conv.py: float32, and bfloat16 on CPUs that
 compute it natively; and Winograd's F(2x2, 3x3) for float32 3x3 convolutions
 of stride 1 (winograd_conv.cc), whose products are a oneDNN matmul.
 
-onednn_conv.cc and winograd_conv.cc are compiled once per machine, as native.py
-compiles its kernels, against an installed oneDNN: the `onednn-cpu-gomp` and
+onednn_conv.cc and winograd_conv.cc are compiled once per machine
+(avjax_cpu/build.py) against an installed oneDNN: the `onednn-cpu-gomp` and
 `onednn-devel-cpu-gomp` wheels (avjax's `cpu` extra, x86-64 Linux), or the
 oneDNN 3.x install prefix in $AVJAX_ONEDNN_ROOT (with include/dnnl.hpp and
 lib/libdnnl.so; the kernels use 3.x's API, so Debian's libdnnl-dev, 2.x, does
-not build). Where there is none,
-or the build or load fails, this module logs why, once, and conv.py keeps its
-other formulations.
+not build). The targets are registered for the CPU platform only. Where the
+library cannot be had, `unavailable()` says why in one line.
 """
 from __future__ import annotations
 
 import ctypes
 import functools
 import importlib.metadata
-import logging
 import os
 import subprocess
 from pathlib import Path
@@ -26,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from avjax.models import native
+from avjax_cpu import build
 
 SOURCES = tuple(Path(__file__).with_name(name) for name in ("onednn_conv.cc", "winograd_conv.cc"))
 TARGETS = {"forward": "avjax_onednn_conv_forward", "input_grad": "avjax_onednn_conv_input_grad",
@@ -67,27 +65,32 @@ def install_dirs() -> tuple[Path, Path]:
 
 
 @functools.cache
-def _library() -> ctypes.CDLL | None:
-  """The kernels' library, built if needed, its FFI targets registered; None,
-  with one log line saying why, where it cannot be had."""
+def _loaded() -> tuple[ctypes.CDLL | None, str]:
+  """(the kernels' library, built if needed, its FFI targets registered for the
+  CPU platform, "") or (None, why it cannot be had)."""
   try:
     include, lib = install_dirs()
     flags = (f"-I{include}", f"-L{lib}", "-ldnnl", f"-Wl,-rpath,{lib}", "-fopenmp")
-    library = native.compiled_library(SOURCES, flags=flags, name="onednn_conv")
+    library = build.ffi_library(SOURCES, flags=flags, name="onednn_conv")
     for part, target in TARGETS.items():
       jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, SYMBOLS[part])),
                                   platform="cpu")
-    return library
+    return library, ""
   except (OSError, RuntimeError, subprocess.SubprocessError) as e:
-    logging.getLogger(__name__).warning(
-        "avjax: oneDNN's CPU convolutions are unavailable (%s); convolutions keep XLA's "
-        "and avjax's own kernels, which are slower on CPU", e)
-    return None
+    return None, str(e)
+
+
+def _library() -> ctypes.CDLL | None:
+  return _loaded()[0]
+
+
+def unavailable() -> str:
+  """Why the kernels cannot be had here ("" where they are built and registered)."""
+  return _loaded()[1]
 
 
 def available() -> bool:
-  """Whether the oneDNN kernels are built and registered (building them if
-  needed); False, with one log line saying why, where they cannot be."""
+  """Whether the oneDNN kernels are built and registered (building them if needed)."""
   return _library() is not None
 
 

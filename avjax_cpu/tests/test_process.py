@@ -1,5 +1,6 @@
-"""avjax.host: the trainer's process settings. Each case runs in a fresh process,
-since JAX creates its CPU client once per process."""
+"""avjax_cpu.process: the settings a CPU host gets with config.model.conv =
+"cpu_kernels". Each case that needs a fresh JAX runs in its own process, since
+JAX creates its CPU client once per process."""
 from __future__ import annotations
 
 import os
@@ -8,13 +9,15 @@ import sys
 
 import pytest
 
+from avjax_cpu import process
+
 # Median page faults per call of a jitted program with ~100 MB of temporaries
 # (two 3x3 convolutions over a 16x128x128x64 map and their ReLUs).
 PROGRAM = """
 import resource, sys
 if sys.argv[1] == "configure":
-  from avjax import host
-  host.configure()
+  from avjax_cpu import process
+  print(process.configure(), file=sys.stderr)
 import jax, jax.numpy as jnp
 from jax import lax
 conv = lambda x, w: lax.conv_general_dilated(x, w, (1, 1), "SAME",
@@ -32,8 +35,7 @@ print(sorted(faults)[len(faults) // 2], jax.config.read("jax_cpu_enable_async_di
 
 
 def faults_per_call(mode: str) -> tuple[float, str]:
-  from data_pipelines import host_memory
-  skip = ("JAX_CPU_ENABLE_ASYNC_DISPATCH",) + host_memory.USER_SETTINGS  # a user's choices
+  skip = ("JAX_CPU_ENABLE_ASYNC_DISPATCH",) + process.USER_SETTINGS  # a user's choices
   env = {k: v for k, v in os.environ.items() if k not in skip}
   out = subprocess.run([sys.executable, "-c", PROGRAM, mode], env=env, capture_output=True,
                        text=True, check=True, timeout=300).stdout.split()
@@ -43,10 +45,9 @@ def faults_per_call(mode: str) -> tuple[float, str]:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc and getrusage")
 def test_configure_lets_xla_reuse_its_temporaries():
   """With JAX's defaults, the program's temporaries are mapped afresh on every
-  call (~67,600 faults); after host.configure they are reused from the heap.
-  In some runs calls still fault in one activation-sized 33.5 MB buffer (8,583
-  faults) allocated outside the main heap, so the bound is a quarter of the
-  defaults', not zero."""
+  call; after process.configure they are reused from the heap.
+  In some runs calls still fault in one activation-sized buffer allocated
+  outside the main heap, so the bound is a quarter of the defaults', not zero."""
   default, default_async = faults_per_call("defaults")
   configured, configured_async = faults_per_call("configure")
   assert (default_async, configured_async) == ("True", "False")
@@ -56,10 +57,31 @@ def test_configure_lets_xla_reuse_its_temporaries():
 
 def test_configure_after_backends_exist_says_so(caplog):
   import jax
-  from avjax import host
   jax.devices()  # the backends exist from here on
   was = jax.config.read("jax_cpu_enable_async_dispatch")
-  host.configure()
+  process.inline_cpu_dispatch()
   assert jax.config.read("jax_cpu_enable_async_dispatch") == was
   if was:  # conftest or an earlier test may have set it off already
     assert "after JAX created its backends" in caplog.text
+
+
+PROBE = "from avjax_cpu import process; print(process.tune_allocator())"
+
+
+def probe(**env_vars) -> str:
+  env = {k: v for k, v in os.environ.items() if k not in process.USER_SETTINGS}
+  env.update(**env_vars)
+  return subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True,
+                        check=True).stdout.strip()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt is Linux-only")
+def test_settings_apply_unless_the_user_chose_their_own():
+  assert probe() == "True"
+  assert probe(AVJAX_DEFAULT_MALLOC="1") == "False"
+  assert probe(MALLOC_ARENA_MAX="8") == "False"
+
+
+def test_one_arena_per_core_with_a_floor_of_two():
+  assert process.allocator_settings(1)[process.M_ARENA_MAX] == 2
+  assert process.allocator_settings(96)[process.M_ARENA_MAX] == 96

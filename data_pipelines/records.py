@@ -1,0 +1,95 @@
+"""The reader's one seam to its records, in the manner of DMVR's `Source`:
+`config.data.records` names a source, and the reader asks it for each shard's
+items (in file order) and for the serialized record of an item.
+
+- "tfrecord" (the default): tf.data.TFRecordDataset, on every file system
+  TensorFlow reaches (local, gs://). Items are the records themselves, so the
+  shuffle buffer holds records.
+- "spans": the opt-in avjax_cpu package (avjax_cpu/spans.py). Items are local
+  shards' byte spans, so the buffer holds spans and a record is read when it
+  leaves it. Shards it cannot serve (in a bucket) keep TFRecordDataset, said once
+  in the log.
+
+Both give the same records in the same order (avjax_cpu/tests/test_spans.py).
+"""
+from __future__ import annotations
+
+import functools
+import importlib
+import logging
+from typing import Protocol, Sequence
+
+import tensorflow as tf
+
+# name -> "module:attribute" of the source, imported only when chosen, so that
+# the core never loads an opt-in package it was not asked for.
+SOURCES = {"tfrecord": "data_pipelines.records:TFRECORD", "spans": "avjax_cpu.spans:SOURCE"}
+
+
+class Source(Protocol):
+  def serves(self, files: Sequence[str]) -> str:
+    """"" where it reads these files, else why not."""
+
+  def items(self, path) -> tf.data.Dataset:
+    """A shard's items in file order (`path`: a string tensor)."""
+
+  def read(self, item) -> tf.Tensor:
+    """The serialized record of an item."""
+
+
+class TFRecordSource:
+  """tf.data.TFRecordDataset's reading."""
+  opens_in_parallel = True  # opening a file reads ahead: worth a thread per open file
+
+  def serves(self, files) -> str:
+    del files
+    return ""
+
+  def items(self, path) -> tf.data.Dataset:
+    return tf.data.TFRecordDataset(path)
+
+  def read(self, item):
+    return item
+
+
+TFRECORD = TFRecordSource()
+
+
+def _load(name: str) -> Source:
+  if name not in SOURCES:
+    raise ValueError(f"config.data.records: unknown source {name!r}; known: {sorted(SOURCES)}")
+  module, _, attr = SOURCES[name].partition(":")
+  try:
+    return getattr(importlib.import_module(module), attr)
+  except (ImportError, RuntimeError) as e:
+    raise ValueError(f"config.data.records={name!r}: {e}") from None
+
+
+def source(name: str, files: Sequence[str]) -> Source:
+  """The source `name` for these files: itself where it serves them, else the
+  TFRecord one (logged once, with why)."""
+  chosen = _load(name)
+  why = chosen.serves(files)
+  if why:
+    _say_once(f"config.data.records={name!r} cannot read {files[0]} ({why}); reading with "
+              "TFRecordDataset")
+    return TFRECORD
+  return chosen
+
+
+def check(name: str) -> None:
+  """Raises ValueError, in one line naming the key, where `name` cannot be had."""
+  _load(name)
+
+
+@functools.cache
+def _say_once(message: str) -> None:
+  logging.getLogger(__name__).warning(message)
+
+
+def record_dataset(files: Sequence[str], src: Source = TFRECORD) -> tf.data.Dataset:
+  """Serialized records of `files`, in order."""
+  if src is TFRECORD:
+    return tf.data.TFRecordDataset(list(files))
+  return tf.data.Dataset.from_tensor_slices(list(files)).flat_map(src.items).map(
+      src.read, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
