@@ -41,8 +41,11 @@ def with_one_line_errors(name: str, main):
   def wrapped(*args, **kwargs):
     try:
       return main(*args, **kwargs)
-    except (SystemExit, KeyboardInterrupt):
+    except SystemExit:
       raise
+    except KeyboardInterrupt:
+      print(f"{name}: interrupted", file=sys.stderr)
+      raise SystemExit(130) from None
     except Exception as e:
       if verbose():
         raise

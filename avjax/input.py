@@ -104,6 +104,13 @@ def data_dir(data_config, split: str) -> str:
   return folder
 
 
+def data_files(data_config, split: str) -> list[str]:
+  """The shards of `split`; ValueError, in one line naming the folder or glob,
+  where there are none."""
+  from data_pipelines import reader as reader_lib
+  return reader_lib.resolve_files(data_dir(data_config, split), split)
+
+
 def make_reader(data_config, split: str, *, global_batch: int, seed: int,
                 window_seconds: float = 0.0):
   """-> this host's data_pipelines.reader.Reader of `split`; `window_seconds` > 0:
@@ -111,7 +118,7 @@ def make_reader(data_config, split: str, *, global_batch: int, seed: int,
   from data_pipelines import reader as reader_lib
   if global_batch % jax.process_count():
     raise ValueError(f"batch size {global_batch} is not divisible by {jax.process_count()} hosts")
-  files = reader_lib.resolve_files(data_dir(data_config, split), split)
+  files = data_files(data_config, split)
   spec = reader_spec(data_config)
   if window_seconds:
     spec = dataclasses.replace(spec, spectrogram=dataclasses.replace(spec.spectrogram,

@@ -114,15 +114,27 @@ def main(argv):
   if _RUNNER.value is None:
     if len(argv) > 1:
       raise ValueError(f"unexpected arguments {argv[1:]} (Beam options need --runner)")
-    prepare_lib.prepare(_INPUT.value, _OUTPUT.value, workers=_WORKERS.value,
-                        threads=_THREADS.value, **common)
+    manifest = prepare_lib.prepare(_INPUT.value, _OUTPUT.value, workers=_WORKERS.value,
+                                   threads=_THREADS.value, **common)
+    refuse_empty(manifest, _OUTPUT.value)
     return
   if _WORKERS.value is not None or _THREADS.value is not None:
     raise ValueError("--workers and --threads set the local process pool; with --runner the "
                      "runner's options decide the parallelism (e.g. --direct_num_workers)")
   from data_pipelines import beam_prepare
-  beam_prepare.run(_INPUT.value, _OUTPUT.value, beam_args=beam_args(_RUNNER.value, argv[1:]),
-                   **common)
+  manifest = beam_prepare.run(_INPUT.value, _OUTPUT.value,
+                              beam_args=beam_args(_RUNNER.value, argv[1:]), **common)
+  refuse_empty(manifest, _OUTPUT.value)
+
+
+def refuse_empty(manifest: dict, output: str) -> None:
+  """A job whose every file was skipped made no dataset: that is a failure, not
+  an empty success that training would trip over later."""
+  if not manifest["num_clips"]:
+    from data_pipelines import fs
+    from data_pipelines import prepare as prepare_lib
+    raise ValueError(f"{output}: no clip prepared; all {manifest['num_skipped']} input file(s) "
+                     f"were skipped (reasons in {fs.join(output, prepare_lib.REPORT)})")
 
 
 def _with_runner(argv) -> bool:

@@ -231,7 +231,10 @@ def train_and_evaluate(config, workdir: str, *, step_hook: Callable[[int], None]
   a config unlike the one it started with is refused unless `config_changes_ok`.
   """
   config_check.check(config)
-  fs.makedirs(workdir)
+  # Missing data is refused before the workdir records this config, so that the
+  # corrected command is not taken for a changed one.
+  input_lib.data_files(config.data, config.data.train_split)
+  workdir_lib.make_writable(workdir)
   lock = workdir_lib.take(workdir, config.to_json_best_effort(indent=1),
                           changes_ok=config_changes_ok)
   try:

@@ -200,6 +200,25 @@ def check_config(workdir: str, config_json: str, *, changes_ok: bool) -> None:
   fs.write_text(path, config_json)
 
 
+class WorkdirError(ValueError):
+  pass
+
+
+def make_writable(workdir: str) -> None:
+  """Creates `workdir` if needed and checks that this job can write there;
+  WorkdirError, in one line naming it, where it is a file or cannot be written."""
+  if fs.exists(workdir) and not fs.isdir(workdir):
+    raise WorkdirError(f"--workdir={workdir}: is a file, not a folder")
+  probe = fs.join(workdir, f".write-check-{os.getpid()}")
+  try:
+    fs.makedirs(workdir)
+    fs.write_text(probe, "")
+    fs.remove(probe)
+  except OSError as e:
+    raise WorkdirError(f"--workdir={workdir}: cannot write there "
+                       f"({e.strerror or type(e).__name__})") from None
+
+
 def take(workdir: str, config_json: str, *, changes_ok: bool) -> Lock | None:
   """Makes `workdir` this job's: process 0 takes the lock and checks the config,
   and every host learns the outcome, so that no host of a refused job goes on.

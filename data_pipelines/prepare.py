@@ -21,6 +21,7 @@ import math
 import multiprocessing
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import uuid
@@ -385,6 +386,12 @@ class ShardAssembler:
     return self.summary
 
 
+def _leave_interrupts_to_parent() -> None:
+  """A worker ignores Ctrl-C: the parent stops the pool and says so in one line,
+  where each worker would print a traceback of its own."""
+  signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _write_shards(todo: list[dict], workers: int, threads: int, range_seconds: float | None,
                   quiet: bool) -> list[dict]:
   """Plans the units of the shards to do (probing each file's header), decodes
@@ -396,7 +403,8 @@ def _write_shards(todo: list[dict], workers: int, threads: int, range_seconds: f
   ctx = multiprocessing.get_context("spawn")
   summaries = []
   try:
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx,
+                                                initializer=_leave_interrupts_to_parent) as pool:
       files = [rel for job in todo for rel in job["files"]]
       planned = pool.map(plan_units, files, [job["root"] for job in todo for _ in job["files"]],
                          [job["settings"] for job in todo for _ in job["files"]],
@@ -429,7 +437,8 @@ def _write_shards(todo: list[dict], workers: int, threads: int, range_seconds: f
 def _progress(total: int):
   try:
     from tqdm import tqdm
-    return tqdm(total=total, unit="file", desc="prepare", file=sys.stderr)
+    # disable=None: a bar on a terminal only; logs and pipes get the summary line.
+    return tqdm(total=total, unit="file", desc="prepare", file=sys.stderr, disable=None)
   except ImportError:  # tqdm is a dependency; this only guards odd installs
     return None
 
@@ -542,3 +551,9 @@ def prepare(input_path: str, output: str, *, labels_csv: str | None = None,
   if not quiet:
     print(describe(manifest, output, skipped))
   return manifest
+
+
+if __name__ == "__main__":
+  # The library has no command line of its own: avjax-prepare is it.
+  raise SystemExit("data_pipelines/prepare.py is a library module: run avjax-prepare "
+                   "(python -m avjax.prepare --help)")

@@ -256,6 +256,16 @@ def bad_command_lines(data_dir, work, ckpt_workdir):
                               "nope.wav: no such file"),
       "prepare, bad input": (["-m", "avjax.prepare", f"--input={work}/none", f"--output={work}/p"],
                              "not a directory or an existing .csv file"),
+      "prepare, nothing decodable": (["-m", "avjax.prepare", f"--input={work}/garbage",
+                                      f"--output={work}/g", "--workers=1"],
+                                     f"{work}/g: no clip prepared; all 2 input file(s) were skipped"),
+      "the library module run as a command": (["-m", "data_pipelines.prepare", f"--input={work}"],
+                                              "is a library module: run avjax-prepare"),
+      "workdir is a file": (["-m", "avjax.main", tiny, *small_overrides(data_dir),
+                             f"--workdir={work}/a_file"], f"--workdir={work}/a_file: is a file"),
+      "workdir cannot be written": (["-m", "avjax.main", tiny, *small_overrides(data_dir),
+                                     "--workdir=/proc/avjax-work"],
+                                    "--workdir=/proc/avjax-work: cannot write there"),
   }
 
 
@@ -266,6 +276,10 @@ def test_bad_command_lines_fail_in_one_line(data_dir, tmp_path):
   train.train_and_evaluate(config, str(ckpt))
   work = tmp_path / "work"
   (work / "empty").mkdir(parents=True)
+  (work / "garbage").mkdir()
+  for name in ("a.mp4", "b.mkv"):  # named as videos, holding no video
+    (work / "garbage" / name).write_bytes(b"not a video" * 100)
+  (work / "a_file").write_text("")
   cases = bad_command_lines(data_dir, work, ckpt)
   with concurrent.futures.ThreadPoolExecutor(3) as pool:
     results = dict(zip(cases, pool.map(lambda c: run_python(c[0], cwd=ROOT), cases.values())))
@@ -277,3 +291,19 @@ def test_bad_command_lines_fail_in_one_line(data_dir, tmp_path):
   # --verbose shows the traceback instead.
   r = run_python([*cases["evaluate, bad step"][0], "--verbose"], cwd=ROOT)
   assert r.returncode != 0 and "Traceback" in r.stderr
+
+
+def test_missing_data_leaves_the_workdir_for_the_corrected_command(data_dir, tmp_path):
+  """A first start that fails on missing data records no config, so the same
+  workdir takes the corrected command without --config_changes_ok."""
+  work = tmp_path / "w"
+  args = ["-m", "avjax.main", "--config=configs/avenet.py:tiny", f"--workdir={work}",
+          *small_overrides(data_dir), "--config.total_steps=1"]
+  wrong = [a.replace(f"--config.data.dir={data_dir}", f"--config.data.dir={tmp_path}/nodata")
+           for a in args]
+  r = run_python(wrong, cwd=ROOT)
+  lines = [l for l in r.stderr.splitlines() if l.strip()]
+  assert r.returncode != 0 and len(lines) == 1 and "nodata" in lines[0], r.stderr[-2000:]
+  assert not (work / "config.json").exists()
+  r = run_python(args, cwd=ROOT)
+  assert r.returncode == 0, r.stderr[-3000:]
