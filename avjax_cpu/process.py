@@ -14,7 +14,10 @@ backends. It makes two settings, and only where the step runs on a CPU:
 - glibc malloc keeps large buffers on the heap and never trims it, one arena per
   core, so tf.data's MB-sized record buffers and XLA's temporaries are reused
   rather than faulted in afresh. This one is process-wide, so it is made only
-  once JAX's default backend is known to be the CPU.
+  where JAX can pick no backend but the CPU (`cpu_only_host`).
+
+Neither creates JAX's backends: the entry points call this before
+`jax.distributed.initialize()`, which must come first on a multi-host run.
 
 `benchmarks/train_step.py` and `avjax_cpu/tests/test_process.py` measure what
 each buys. A user's own choice (JAX_CPU_ENABLE_ASYNC_DISPATCH, MALLOC_ARENA_MAX,
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import importlib.util
 import logging
 import os
 
@@ -78,9 +82,26 @@ def inline_cpu_dispatch() -> bool:
   return True
 
 
-def configure() -> dict[str, bool]:
-  """Both settings above, the allocator's only on a CPU backend; which took."""
-  inline = inline_cpu_dispatch()
+# The PJRT plugins through which JAX reaches an accelerator; a host with none of
+# them installed can only run on its CPU.
+ACCELERATOR_PLUGINS = ("jax_plugins", "jax_cuda12_plugin", "jax_cuda13_plugin",
+                       "jax_rocm60_plugin", "jax_rocm7_plugin", "libtpu")
+
+
+def cpu_only_host() -> bool:
+  """Whether JAX's backend here can only be the CPU, known without creating the
+  backends: JAX_PLATFORMS names the CPU first, or, unset, no accelerator plugin
+  is installed. A host with a plugin but no device is not counted: the setting
+  is then left out rather than risked on an accelerator host."""
   import jax
-  allocator = jax.default_backend() == "cpu" and tune_allocator()
+  platforms = jax.config.jax_platforms or ""
+  if platforms:
+    return platforms.split(",")[0].strip() == "cpu"
+  return not any(importlib.util.find_spec(m) for m in ACCELERATOR_PLUGINS)
+
+
+def configure() -> dict[str, bool]:
+  """Both settings above, the allocator's only on a CPU-only host; which took."""
+  inline = inline_cpu_dispatch()
+  allocator = cpu_only_host() and tune_allocator()
   return {"inline_dispatch": inline, "allocator": allocator}

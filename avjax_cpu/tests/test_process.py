@@ -85,3 +85,23 @@ def test_settings_apply_unless_the_user_chose_their_own():
 def test_one_arena_per_core_with_a_floor_of_two():
   assert process.allocator_settings(1)[process.M_ARENA_MAX] == 2
   assert process.allocator_settings(96)[process.M_ARENA_MAX] == 96
+
+
+def test_configure_creates_no_backend():
+  """Entry points call configure before jax.distributed.initialize(), which
+  must come before JAX's backends exist: configure must not create them."""
+  code = ("from jax._src import xla_bridge\nfrom avjax_cpu import process\n"
+          "process.configure()\nprint(xla_bridge.backends_are_initialized())")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                       timeout=300).stdout.split()
+  assert out[-1] == "False"
+
+
+@pytest.mark.parametrize("platforms,cpu_only", [("cpu", True), ("cpu,cuda", True),
+                                                ("cuda", False), ("tpu,cpu", False)])
+def test_the_allocator_is_for_cpu_only_hosts(platforms, cpu_only):
+  code = "from avjax_cpu import process; print(process.cpu_only_host())"
+  env = dict(os.environ, JAX_PLATFORMS=platforms)
+  out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                       check=True, timeout=300).stdout.split()
+  assert out[-1] == str(cpu_only)
