@@ -119,7 +119,7 @@ def explain_read_error(files: Sequence[str], error: Exception) -> str:
       return f"{f}: {where} ({reason})"
   for f in files:  # bytes corrupted inside a record: the CRC check of a full read finds it
     try:
-      records_lib.record_dataset([f]).reduce(np.int64(0), graph_fn(lambda n, _: n + 1))
+      record_dataset([f]).reduce(np.int64(0), graph_fn(lambda n, _: n + 1))
     except tf.errors.OpError as e:
       return f"{f}: {' '.join(str(e.message).split('[[')[0].split())}"
   return f"reading {len(files)} shard(s) in {fs.dirname(files[0])} failed: {reason}"
@@ -147,8 +147,7 @@ def count_records(files: Sequence[str]) -> int:
   manifest = load_manifest(files)
   if manifest and all(fs.basename(f) in manifest["shards"] for f in files):
     return sum(manifest["shards"][fs.basename(f)] for f in files)
-  return int(records_lib.record_dataset(files).reduce(np.int64(0),
-                                                      graph_fn(lambda n, _: n + 1)))
+  return int(record_dataset(files).reduce(np.int64(0), graph_fn(lambda n, _: n + 1)))
 
 
 # ----------------------------------------------------------------------------
