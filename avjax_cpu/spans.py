@@ -64,6 +64,9 @@ def read(path, offset, length):
 class SpanSource:
   opens_in_parallel = False  # a scan of a file's framing is cheap: one thread opens them all
 
+  def __init__(self):
+    _ops()  # chosen where it cannot be built: the one-line error comes now, not mid-run
+
   def serves(self, files) -> str:
     remote = [f for f in files if fs.is_url(f)]
     return f"{len(remote)} shard(s) in a bucket" if remote else ""
@@ -73,14 +76,3 @@ class SpanSource:
 
   def read(self, item):
     return read(*item)
-
-
-def _source() -> SpanSource:
-  _ops()  # chosen where it cannot be built: the one-line error comes now, not mid-run
-  return SpanSource()
-
-
-def __getattr__(name):  # records.SOURCES names "SOURCE": built when first asked for
-  if name == "SOURCE":
-    return _source()
-  raise AttributeError(name)

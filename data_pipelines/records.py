@@ -21,9 +21,11 @@ from typing import Protocol, Sequence
 
 import tensorflow as tf
 
-# name -> "module:attribute" of the source, imported only when chosen, so that
-# the core never loads an opt-in package it was not asked for.
-SOURCES = {"tfrecord": "data_pipelines.records:TFRECORD", "spans": "avjax_cpu.spans:SOURCE"}
+# name -> "module:class" of the source, imported only when chosen, so that the
+# core never loads an opt-in package it was not asked for. A class that cannot
+# work here raises RuntimeError, in one line saying why, when it is built.
+SOURCES = {"tfrecord": "data_pipelines.records:TFRecordSource",
+           "spans": "avjax_cpu.spans:SpanSource"}
 
 
 class Source(Protocol):
@@ -60,7 +62,7 @@ def _load(name: str) -> Source:
     raise ValueError(f"config.data.records: unknown source {name!r}; known: {sorted(SOURCES)}")
   module, _, attr = SOURCES[name].partition(":")
   try:
-    return getattr(importlib.import_module(module), attr)
+    return getattr(importlib.import_module(module), attr)()
   except (ImportError, RuntimeError) as e:
     raise ValueError(f"config.data.records={name!r}: {e}") from None
 
@@ -77,11 +79,6 @@ def source(name: str, files: Sequence[str]) -> Source:
   return chosen
 
 
-def check(name: str) -> None:
-  """Raises ValueError, in one line naming the key, where `name` cannot be had."""
-  _load(name)
-
-
 @functools.cache
 def _say_once(message: str) -> None:
   logging.getLogger(__name__).warning(message)
@@ -89,7 +86,7 @@ def _say_once(message: str) -> None:
 
 def record_dataset(files: Sequence[str], src: Source = TFRECORD) -> tf.data.Dataset:
   """Serialized records of `files`, in order."""
-  if src is TFRECORD:
+  if isinstance(src, TFRecordSource):
     return tf.data.TFRecordDataset(list(files))
   return tf.data.Dataset.from_tensor_slices(list(files)).flat_map(src.items).map(
       src.read, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
