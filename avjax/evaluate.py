@@ -35,11 +35,6 @@ def main(argv):
   config = cli.loaded_config(_CONFIG)
   from avjax.models import conv
   conv.configure_process(config.model.conv)  # before JAX creates its backends
-  from avjax import input as input_lib
-  evals = _EVALS.value or list(config.evals)
-  input_lib.ensure_data(config, [_SPLIT.value or config.data.eval_split,
-                                 *(config.evals[n].split for n in evals
-                                   if n in config.evals and config.evals[n].get("split"))])
   record = evaluate(config, _WORKDIR.value, evals=_EVALS.value, checkpoint=_CHECKPOINT.value,
                     split=_SPLIT.value, random_init=_RANDOM_INIT.value, pictures=_PICTURES.value)
   import jax

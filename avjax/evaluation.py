@@ -18,6 +18,7 @@ def evaluate(config, workdir: str, *, evals: list[str] = (), checkpoint: str = "
   from avjax import checkpoint as checkpoint_lib
   from avjax import config_check
   from avjax import evaluators
+  from avjax import input as input_lib
   from avjax import mesh as mesh_lib
   from avjax import predict
   from avjax import summaries
@@ -27,7 +28,9 @@ def evaluate(config, workdir: str, *, evals: list[str] = (), checkpoint: str = "
   unknown = [n for n in names if n not in config.evals]
   if unknown:
     raise ValueError(f"--evals: unknown {unknown}; configured: {sorted(config.evals)}")
-  model = config_check.check(config, training=False)
+  model = config_check.check(config, training=False)  # before any data is touched
+  input_lib.ensure_data(config, [split, *(config.evals[n].split for n in names
+                                          if config.evals[n].get("split"))])
   mesh = mesh_lib.make_mesh(config)
   fns = predict.model_fns(model, config.data)
   if random_init:

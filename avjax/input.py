@@ -56,7 +56,8 @@ def prepare_settings(data, **overrides) -> prepare_lib.PrepareSettings:
 def _uses_default_dataset(data_config, split: str) -> bool:
   """No config.data.dir, and a split name rather than a glob (which names its
   shards itself)."""
-  return not data_config.dir and not any(c in split for c in "*?[")
+  from data_pipelines import reader as reader_lib
+  return not data_config.dir and not reader_lib.is_glob(split)
 
 
 def _check_default_split(split: str) -> None:
@@ -73,8 +74,9 @@ def data_splits(config) -> list[str]:
 
 
 def ensure_data(config, splits=()) -> None:
-  """The explicit data step that the entry points (avjax-train, avjax-evaluate,
-  avjax-sweep) take before any reader is built: with no config.data.dir, the
+  """The explicit data step, taken before any reader is built by
+  train.train_and_evaluate and evaluation.evaluate (so by avjax-train,
+  avjax-evaluate and avjax-sweep): with no config.data.dir, the
   embedded default dataset's `splits` (default: `data_splits`) are generated and
   prepared into the cache, and the ambient-sound targets fitted on its training
   split where the config asks for them. User data is never touched: it is

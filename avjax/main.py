@@ -39,9 +39,7 @@ def main(argv):
     jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
                                num_processes=_NUM_PROCESSES.value,
                                process_id=_PROCESS_ID.value)
-  from avjax import input as input_lib
   from avjax import train
-  input_lib.ensure_data(config)  # the default dataset, on each host's own cache
   logging.info("devices: %s", jax.devices())
   metrics = train.train_and_evaluate(config, _WORKDIR.value,
                                      config_changes_ok=_CONFIG_CHANGES_OK.value)

@@ -60,9 +60,6 @@ def execute_run(base, sweep: sweeps.Sweep, root: str, rid: str) -> dict:
   config = sweeps.run_config(base, sweep, rid)
   from avjax.models import conv
   conv.configure_process(config.model.conv)  # as avjax-train does, before JAX's backends
-  from avjax import input as input_lib
-  input_lib.ensure_data(config, [*input_lib.data_splits(config),
-                                 *(ev.split for ev in sweep.evaluations if ev.split)])
   fs.makedirs(workdir)
   share_compilations(root)
   clock = _Clock(fs.join(workdir, PROGRESS))

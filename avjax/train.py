@@ -231,6 +231,7 @@ def train_and_evaluate(config, workdir: str, *, step_hook: Callable[[int], None]
   a config unlike the one it started with is refused unless `config_changes_ok`.
   """
   config_check.check(config)
+  input_lib.ensure_data(config)  # the default dataset, on each host's own cache
   # Missing data is refused before the workdir records this config, so that the
   # corrected command is not taken for a changed one.
   input_lib.data_files(config.data, config.data.train_split)
