@@ -88,9 +88,13 @@ def takes_onednn_route(x_shape, w_shape, strides, lhs_dilation, rhs_dilation, di
   if not (len(x_shape) == 4 and _dense(lhs_dilation, rhs_dilation, feature_group_count)
           and _nhwc(x_shape, w_shape, dimension_numbers)):
     return False
-  # H * W * C inputs of an example, each in kh * kw * F products, once per stride step.
-  macs = math.prod(x_shape[1:]) * math.prod(w_shape) // (x_shape[3] * math.prod(strides))
-  return macs >= MIN_ONEDNN_MACS and onednn.takes(dtype)
+  return macs_per_example(x_shape, w_shape, strides) >= MIN_ONEDNN_MACS and onednn.takes(dtype)
+
+
+def macs_per_example(x_shape, w_shape, strides) -> int:
+  """Multiply-adds of one example of a dense NHWC/HWIO convolution: H * W * C
+  inputs, each in kh * kw * F products, once per stride step."""
+  return math.prod(x_shape[1:]) * math.prod(w_shape) // (x_shape[3] * math.prod(strides))
 
 
 def _dense(lhs_dilation, rhs_dilation, feature_group_count) -> bool:

@@ -108,7 +108,7 @@ def layer_times(batch: int, hwc, features: int, stride: int, repeats: int) -> di
   torch_sec = time_torch(batch, hwc, features, stride, repeats)
   if torch_sec is not None:
     out["torch"] = (torch_sec, 0.0, 0.0)  # forward + both gradients in one
-  macs = np.prod((batch, *hwc)) * 9 * features // (hwc[2] * stride * stride)
+  macs = batch * cpu_conv.macs_per_example((batch, *hwc), w.shape, strides)
   routed = cpu_conv.takes_onednn_route((batch, *hwc), w.shape, strides, None, None, NHWC, 1)
   out["taken"] = out.get("winograd", out["direct"]) if routed else out["xla"]
   return out, 2 * macs
