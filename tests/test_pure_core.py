@@ -13,7 +13,7 @@ from tests.conftest import ROOT
 
 # Runs before avjax: records any mallopt that Python code looks up through ctypes,
 # and what JAX's dispatch setting is at exit.
-PRELUDE = """
+WATCH = """
 import atexit, ctypes, os, runpy, sys
 log = os.environ["AVJAX_TEST_LOG"]
 _getattr = ctypes.CDLL.__getattr__
@@ -26,8 +26,12 @@ def _at_exit():
   import jax
   open(log, "a").write(f"async_dispatch={jax.config.read('jax_cpu_enable_async_dispatch')}\\n")
 atexit.register(_at_exit)
+"""
+# Then the command: `python -c WATCH+RUN MODULE ARGS` runs `python -m MODULE ARGS`.
+RUN = """
+module = sys.argv[1]
 sys.argv = [sys.argv[0], *sys.argv[2:]]
-runpy.run_module(MODULE, run_name="__main__", alter_sys=True)
+runpy.run_module(module, run_name="__main__", alter_sys=True)
 """
 
 
@@ -39,8 +43,7 @@ def run_without_compiler(module: str, args, tmp_path, log):
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
   env.update(PATH=bin_dir, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2", CXX="c++",
              AVJAX_KERNEL_CACHE=str(tmp_path / "kernels"), AVJAX_TEST_LOG=str(log))
-  code = PRELUDE.replace("MODULE", repr(module))
-  return subprocess.run([sys.executable, "-c", code, module, *args], env=env, cwd=ROOT,
+  return subprocess.run([sys.executable, "-c", WATCH + RUN, module, *args], env=env, cwd=ROOT,
                         capture_output=True, text=True, timeout=600)
 
 
@@ -62,8 +65,7 @@ def test_the_watch_sees_a_mallopt(tmp_path):
   """The prelude above does catch a mallopt: avjax_cpu's allocator setting,
   called the way the core never does."""
   log = tmp_path / "log"
-  code = PRELUDE.replace("runpy.run_module(MODULE, run_name=\"__main__\", alter_sys=True)",
-                         "from avjax_cpu import process; process.tune_allocator()")
+  code = WATCH + "from avjax_cpu import process; process.tune_allocator()"
   env = {k: v for k, v in os.environ.items() if k not in ("AVJAX_DEFAULT_MALLOC",
                                                          "MALLOC_ARENA_MAX")}
   env.update(PYTHONPATH=ROOT, AVJAX_TEST_LOG=str(log))
