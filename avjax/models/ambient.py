@@ -27,7 +27,7 @@ class AmbientSound(vgg.Towers):
     del spectrogram  # the sound only made the targets
     if frames is None:
       return {}
-    v = vgg.VGGSubnet(self.vision_widths, dtype=self.dtype, conv=self.conv, name="vision")(frames, train)
+    v = self.subnet(self.vision_widths, "vision")(frames, train)
     pooled = vgg.global_max_pool(v)
     h = nn.relu(nn.Dense(self.hidden, dtype=self.dtype, name="sound_fc1")(pooled))
     logits = nn.Dense(self.num_targets, dtype=self.dtype, name="sound_fc2")(h)

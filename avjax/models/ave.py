@@ -49,7 +49,7 @@ class AVENet(vgg.Towers):
     (embedding extraction), and the correspondence outputs are left out."""
     out = {}
     if frames is not None:
-      v = vgg.VGGSubnet(self.vision_widths, dtype=self.dtype, conv=self.conv, name="vision")(frames, train)
+      v = self.subnet(self.vision_widths, "vision")(frames, train)
       head = vgg.EmbeddingHead(self.embed_dim, self.embed_dim, dtype=self.dtype, name="vision_head")
       out.update(frame_embedding=head(vgg.global_max_pool(v)),
                  frame_features=vgg.global_max_pool(v).astype(jnp.float32),
@@ -57,8 +57,7 @@ class AVENet(vgg.Towers):
                  # The head at every location: a similarity map for localisation.
                  frame_location_embeddings=head(v))
     if spectrogram is not None:
-      out.update(vgg.audio_embedding_branch(spectrogram, widths=self.audio_widths,
-                                            embed_dim=self.embed_dim, dtype=self.dtype, conv=self.conv, train=train))
+      out.update(vgg.audio_embedding_branch(self, spectrogram, train=train))
     if self.classifier_classes:
       classifier = nn.Dense(self.classifier_classes, name="shared_classifier")
       for m in ("frame", "audio"):

@@ -33,8 +33,7 @@ class AVOLNet(vgg.Towers):
     """Either input may be None: then only the other modality's outputs are returned."""
     out = {}
     if frames is not None:
-      v = vgg.VGGSubnet(self.vision_widths, last_kernel=self.vision_last_kernel, dtype=self.dtype, conv=self.conv,
-                        name="vision")(frames, train)
+      v = self.subnet(self.vision_widths, "vision", last_kernel=self.vision_last_kernel)(frames, train)
       x = nn.relu(nn.Conv(self.embed_dim, (1, 1), dtype=self.dtype, name="vision_conv1")(v))
       v_grid = maths.l2_normalize(nn.Conv(self.embed_dim, (1, 1), dtype=self.dtype,
                                         name="vision_conv2")(x))       # [B, h, w, D]
@@ -43,8 +42,7 @@ class AVOLNet(vgg.Towers):
                  frame_features=vgg.global_max_pool(v).astype(jnp.float32),
                  frame_feature_map=v)
     if spectrogram is not None:
-      out.update(vgg.audio_embedding_branch(spectrogram, widths=self.audio_widths,
-                                            embed_dim=self.embed_dim, dtype=self.dtype, conv=self.conv, train=train))
+      out.update(vgg.audio_embedding_branch(self, spectrogram, train=train))
     if frames is None or spectrogram is None:
       return out
     scores = jnp.einsum("bhwd,bd->bhw", out["frame_embedding_map"], out["audio_embedding"])

@@ -25,7 +25,7 @@ class FrameClassifier(vgg.Towers):
       return {}
     if self.classifier_classes < 1:
       raise ValueError("config.model.classifier_classes must be the data's number of classes")
-    v = vgg.VGGSubnet(self.vision_widths, dtype=self.dtype, conv=self.conv, name="vision")(frames, train)
+    v = self.subnet(self.vision_widths, "vision")(frames, train)
     pooled = vgg.global_max_pool(v)
     logits = nn.Dense(self.classifier_classes, dtype=self.dtype, name="classifier")(pooled)
     return {"frame_features": pooled.astype(jnp.float32),

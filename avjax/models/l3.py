@@ -26,14 +26,14 @@ class L3Net(vgg.Towers):
     """Either input may be None: then only the other modality's outputs are returned."""
     out = {}
     if frames is not None:
-      v = vgg.VGGSubnet(self.vision_widths, dtype=self.dtype, conv=self.conv, name="vision")(frames, train)
+      v = self.subnet(self.vision_widths, "vision")(frames, train)
       out.update(frame_features=vgg.global_max_pool(v).astype(jnp.float32), frame_feature_map=v)
       if self.contrastive_dim:
         proj = nn.Dense(self.contrastive_dim, dtype=self.dtype, name="vision_proj")
         out["frame_embedding"] = maths.l2_normalize(proj(vgg.global_max_pool(v)))
         out["frame_location_embeddings"] = maths.l2_normalize(proj(v))
     if spectrogram is not None:
-      a = vgg.VGGSubnet(self.audio_widths, dtype=self.dtype, conv=self.conv, name="audio")(spectrogram, train)
+      a = self.subnet(self.audio_widths, "audio")(spectrogram, train)
       out["audio_features"] = vgg.global_max_pool(a).astype(jnp.float32)
       if self.contrastive_dim:
         out["audio_embedding"] = maths.l2_normalize(

@@ -108,15 +108,13 @@ class SeLaVi(vgg.Towers):
                                       dtype=self.dtype, name=name)
     if frames is not None:
       pooled = vgg.global_max_pool(
-          vgg.VGGSubnet(self.vision_widths, dtype=self.dtype, conv=self.conv, name="vision")(frames, train))
+          self.subnet(self.vision_widths, "vision")(frames, train))
       emb = vgg.EmbeddingHead(self.embed_dim, self.embed_dim, dtype=self.dtype,
                               name="vision_head")(pooled)
       out.update(frame_embedding=emb, frame_features=pooled.astype(jnp.float32),
                  frame_head_logits=heads("vision_clusters")(emb))
     if spectrogram is not None:
-      out.update(vgg.audio_embedding_branch(spectrogram, widths=self.audio_widths,
-                                            embed_dim=self.embed_dim, dtype=self.dtype, conv=self.conv,
-                                            train=train))
+      out.update(vgg.audio_embedding_branch(self, spectrogram, train=train))
       out["audio_head_logits"] = heads("audio_clusters")(out["audio_embedding"])
     for m in ("frame", "audio"):
       if f"{m}_head_logits" in out:

@@ -67,6 +67,10 @@ class Towers(nn.Module):
   dtype: Any = jnp.float32
   conv: str = "xla"
 
+  def subnet(self, widths: Sequence[int], name: str, **kwargs) -> VGGSubnet:
+    """A VGG subnetwork of this model, with its compute dtype and convolutions."""
+    return VGGSubnet(widths, dtype=self.dtype, conv=self.conv, name=name, **kwargs)
+
 
 def global_max_pool(x):
   return jnp.max(x, axis=(1, 2))
@@ -84,12 +88,10 @@ class EmbeddingHead(nn.Module):
     return maths.l2_normalize(nn.Dense(self.dim, dtype=self.dtype, name="fc2")(x))
 
 
-def audio_embedding_branch(spectrogram, *, widths: Sequence[int], embed_dim: int, dtype, train: bool,
-                           conv: str = "xla"):
+def audio_embedding_branch(model: Towers, spectrogram, *, train: bool):
   """AVE-Net's, AVOL-Net's and SeLaVi's audio side, called inside their compact __call__ (the
   submodules are theirs, named `audio` and `audio_head`): -> audio_embedding and
   the max-pooled audio_features."""
-  pooled = global_max_pool(VGGSubnet(widths, dtype=dtype, conv=conv, name="audio")(spectrogram,
-                                                                                  train))
-  return {"audio_embedding": EmbeddingHead(embed_dim, embed_dim, dtype=dtype, name="audio_head")(pooled),
-          "audio_features": pooled.astype(jnp.float32)}
+  pooled = global_max_pool(model.subnet(model.audio_widths, "audio")(spectrogram, train))
+  head = EmbeddingHead(model.embed_dim, model.embed_dim, dtype=model.dtype, name="audio_head")
+  return {"audio_embedding": head(pooled), "audio_features": pooled.astype(jnp.float32)}
