@@ -15,16 +15,22 @@ storage:
   (`point_libraries_at_emulator`);
 - PyAV reads a remote video from a local temporary copy (`local_copy`).
 
-Errors name the path or URL: FileNotFoundError("gs://b/x: not found").
+Errors name the path or URL: FileNotFoundError("gs://b/x: not found"), and
+StorageError("gs://b/x: cannot reach storage.googleapis.com:443 (...)") for storage
+that cannot be reached or refuses access: said at once, instead of after a
+minute of the client's retries.
 """
 from __future__ import annotations
 
 import builtins
 import contextlib
+import functools
 import os
 import posixpath
 import shutil
+import socket
 import tempfile
+import urllib.parse
 import uuid
 from typing import IO, Iterator
 
@@ -46,6 +52,16 @@ def point_libraries_at_emulator() -> None:
 point_libraries_at_emulator()
 
 
+GCS_ENDPOINT = "https://storage.googleapis.com"
+REACH_TIMEOUT_S = 10
+CREDENTIALS_HINT = ("give credentials: `gcloud auth application-default login`, or "
+                    "GOOGLE_APPLICATION_CREDENTIALS=key.json")
+
+
+class StorageError(OSError):
+  """The storage behind a URL cannot be reached, or refuses access."""
+
+
 def is_url(path: str) -> bool:
   return "://" in str(path)
 
@@ -53,9 +69,74 @@ def is_url(path: str) -> bool:
 def _fs(path: str):
   import fsspec
   try:
-    return fsspec.core.url_to_fs(str(path))
+    fs, p = fsspec.core.url_to_fs(str(path))
   except (ImportError, ValueError) as e:
     raise ValueError(f"{path}: no filesystem for this URL ({e})") from None
+  if str(path).startswith(("gs://", "gcs://")):
+    _check_reachable(path, os.environ.get(EMULATOR_ENV) or GCS_ENDPOINT)
+  return fs, p
+
+
+def _host_port(endpoint: str) -> tuple[str, int]:
+  parsed = urllib.parse.urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
+  return parsed.hostname or "", parsed.port or (443 if parsed.scheme == "https" else 80)
+
+
+@functools.cache
+def _unreachable(endpoint: str) -> str:
+  """Why `endpoint` takes no TCP connection ("" when it does), asked once per
+  process: a client's retries would spend a minute on what one connect says."""
+  host, port = _host_port(endpoint)
+  try:
+    socket.create_connection((host, port), timeout=REACH_TIMEOUT_S).close()
+    return ""
+  except OSError as e:
+    return f"cannot reach {host}:{port} ({e.strerror or e})"
+
+
+def _check_reachable(path: str, endpoint: str) -> None:
+  reason = _unreachable(endpoint)
+  if reason:
+    where = f"; {EMULATOR_ENV}={endpoint}" if endpoint != GCS_ENDPOINT else ""
+    raise StorageError(f"{path}: {reason}{where}")
+
+
+def _storage_reason(e: BaseException) -> str | None:
+  """A storage client's failure in a few words, or None for other errors."""
+  module = type(e).__module__
+  if module.startswith(("gcsfs", "google.auth")):
+    code = getattr(e, "code", None)
+    if code in (401, 403) or module.startswith("google.auth"):
+      return f"access denied ({_brief(e)}); {CREDENTIALS_HINT}"
+    return f"storage error ({_brief(e)})"
+  if module.startswith("aiohttp"):
+    return f"cannot reach the storage ({_brief(e)})"
+  return None
+
+
+def _brief(e: BaseException) -> str:
+  return " ".join(str(getattr(e, "message", "") or e).split())[:300] or type(e).__name__
+
+
+@contextlib.contextmanager
+def _storage_errors(path: str) -> Iterator[None]:
+  """A storage client's errors inside, as StorageError naming `path`."""
+  try:
+    yield
+  except Exception as e:
+    reason = _storage_reason(e)
+    if reason is None:
+      raise
+    raise StorageError(f"{path}: {reason}") from e
+
+
+def _remote_errors(fn):
+  """`fn(path, ...)`'s storage client errors as StorageError naming the path."""
+  @functools.wraps(fn)
+  def wrapped(path, *args, **kwargs):
+    with _storage_errors(path):
+      return fn(path, *args, **kwargs)
+  return wrapped
 
 
 def _url(fs, path: str, like: str) -> str:
@@ -81,6 +162,7 @@ def absolute(path: str) -> str:
   return str(path) if is_url(path) else os.path.abspath(path)
 
 
+@_remote_errors
 def exists(path: str) -> bool:
   if not is_url(path):
     return os.path.exists(path)
@@ -88,6 +170,7 @@ def exists(path: str) -> bool:
   return fs.exists(p)
 
 
+@_remote_errors
 def isdir(path: str) -> bool:
   if not is_url(path):
     return os.path.isdir(path)
@@ -95,6 +178,7 @@ def isdir(path: str) -> bool:
   return fs.isdir(p)
 
 
+@_remote_errors
 def listdir(path: str) -> list[str]:
   """Names (not paths) in a folder; FileNotFoundError naming it if there is none."""
   if not is_url(path):
@@ -108,6 +192,7 @@ def listdir(path: str) -> list[str]:
   return sorted(basename(e) for e in fs.ls(p, detail=False) if e.rstrip("/") != p.rstrip("/"))
 
 
+@_remote_errors
 def walk_files(root: str) -> list[str]:
   """Every file under `root`, as paths relative to it, sorted."""
   if not is_url(root):
@@ -117,6 +202,7 @@ def walk_files(root: str) -> list[str]:
   return sorted(posixpath.relpath(f, p) for f in fs.find(p))
 
 
+@_remote_errors
 def glob(pattern: str) -> list[str]:
   if not is_url(pattern):
     import glob as glob_lib
@@ -125,6 +211,7 @@ def glob(pattern: str) -> list[str]:
   return sorted(_url(fs, f, pattern) for f in fs.glob(p))
 
 
+@_remote_errors
 def makedirs(path: str) -> None:
   if not is_url(path):
     os.makedirs(path, exist_ok=True)
@@ -135,6 +222,7 @@ def makedirs(path: str) -> None:
       raise FileNotFoundError(f"{path}: bucket {bucket!r} does not exist")
 
 
+@_remote_errors
 def getsize(path: str) -> int:
   if not is_url(path):
     return os.path.getsize(path)
@@ -142,6 +230,7 @@ def getsize(path: str) -> int:
   return fs.size(p)
 
 
+@_remote_errors
 def open(path: str, mode: str = "r") -> IO:  # noqa: A001 (the layer's open)
   """A file object at `path`, local or remote (use it in `with`); FileNotFoundError
   names a missing one. A remote file being written appears when it is closed."""
@@ -172,6 +261,7 @@ def write_text(path: str, text: str) -> None:
   os.replace(tmp, path)
 
 
+@_remote_errors
 def remove(path: str) -> None:
   if not is_url(path):
     os.remove(path)
@@ -180,6 +270,7 @@ def remove(path: str) -> None:
     fs.rm(p)
 
 
+@_remote_errors
 def rmtree(path: str) -> None:
   if not is_url(path):
     shutil.rmtree(path)
@@ -188,6 +279,7 @@ def rmtree(path: str) -> None:
     fs.rm(p, recursive=True)
 
 
+@_remote_errors
 def rename(src: str, dst: str) -> None:
   """Moves a file or folder (remote: copied, then the source removed)."""
   if not is_url(src) and not is_url(dst):
@@ -203,8 +295,9 @@ def put(local: str, path: str) -> None:
   if not is_url(path):
     os.replace(local, path)
     return
-  fs, p = _fs(path)
-  fs.put_file(local, p)
+  with _storage_errors(path):
+    fs, p = _fs(path)
+    fs.put_file(local, p)
 
 
 @contextlib.contextmanager
@@ -214,15 +307,17 @@ def local_copy(path: str) -> Iterator[str]:
   if not is_url(path):
     yield path
     return
-  fs, p = _fs(path)
-  if not fs.exists(p):
-    raise FileNotFoundError(f"{path}: not found")
   with tempfile.TemporaryDirectory(prefix="avjax-") as tmp:
     local = os.path.join(tmp, basename(path))
-    fs.get_file(p, local)
+    with _storage_errors(path):
+      fs, p = _fs(path)
+      if not fs.exists(p):
+        raise FileNotFoundError(f"{path}: not found")
+      fs.get_file(p, local)
     yield local
 
 
+@_remote_errors
 def cached_copy(path: str) -> str:
   """A local copy of a remote file, kept in a cache folder ($AVJAX_CACHE, else
   the temporary folder) and reused while its size matches: for TensorFlow's

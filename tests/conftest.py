@@ -79,9 +79,10 @@ def init_with_output(model, rng, *inputs):
   return predict.jit_once(lambda r, *x: model.init_with_output(r, *x, False))(rng, *inputs)
 
 
-def run_python(args, **kw):
-  """Runs `python ARGS` in a fresh process with the repository importable."""
-  env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
+def run_python(args, env_overrides=None, **kw):
+  """Runs `python ARGS` in a fresh process with the repository importable (and
+  `env_overrides` set in its environment)."""
+  env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2", **(env_overrides or {}))
   env.pop("XLA_FLAGS", None)
   return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True,
                         timeout=600, **kw)

@@ -4,6 +4,7 @@ import concurrent.futures
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -291,6 +292,58 @@ def test_bad_command_lines_fail_in_one_line(data_dir, tmp_path):
   # --verbose shows the traceback instead.
   r = run_python([*cases["evaluate, bad step"][0], "--verbose"], cwd=ROOT)
   assert r.returncode != 0 and "Traceback" in r.stderr
+
+
+def test_storage_that_cannot_be_reached_is_one_line_naming_the_url(data_dir, tmp_path):
+  """A gs:// data dir, workdir or input whose storage takes no connection (here a
+  local port nothing listens on) fails at once, naming the URL, instead of after a
+  minute of the client's retries."""
+  with socket.socket() as s:  # a port that was free a moment ago, and is closed now
+    s.bind(("localhost", 0))
+    port = s.getsockname()[1]
+  env = {"STORAGE_EMULATOR_HOST": f"http://localhost:{port}"}
+  train = ["-m", "avjax.main", "--config=configs/avenet.py:tiny", "--config.total_steps=1"]
+  cases = {
+      "data": ([*train, f"--workdir={tmp_path}/w", "--config.data.dir=gs://b/prepared"],
+               "gs://b/prepared/train/"),
+      "workdir": ([*train, *small_overrides(data_dir), "--workdir=gs://b/work"], "gs://b/work"),
+      "prepare input": (["-m", "avjax.prepare", "--input=gs://b/videos", f"--output={tmp_path}/p"],
+                        "gs://b/videos"),
+  }
+  for name, (args, url) in cases.items():
+    start = time.monotonic()
+    r = run_python(args, cwd=ROOT, env_overrides=env)
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert r.returncode != 0, (name, r.stdout[-1000:])
+    assert len(lines) == 1 and url in lines[0] and f"cannot reach localhost:{port}" in lines[0], (
+        name, r.stderr[-2000:])
+    assert time.monotonic() - start < 60, name
+
+
+def test_ctrl_c_in_prepare_is_one_line_and_exit_130(videos_dir, tmp_path):
+  """Ctrl-C reaches the terminal's whole process group, pool workers included:
+  the command says it was interrupted, in one line, and exits 130."""
+  src = videos_dir / "validation"
+  many = tmp_path / "many"
+  many.mkdir()
+  videos = sorted(src.glob("*.mp4"))
+  for i in range(200):  # enough work that the signal lands mid-job
+    (many / f"{i:03d}.mp4").symlink_to(videos[i % len(videos)])
+  out = tmp_path / "out"
+  proc = subprocess.Popen([sys.executable, "-m", "avjax.prepare", f"--input={many}",
+                           f"--output={out}", "--workers=2", "--sample_rate=8000",
+                           "--frame_size=40"], cwd=ROOT, env=ENV, start_new_session=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  deadline = time.monotonic() + 120
+  while not out.exists() and proc.poll() is None and time.monotonic() < deadline:
+    time.sleep(0.2)
+  time.sleep(2)
+  assert proc.poll() is None, "prepare finished before it could be interrupted"
+  os.killpg(proc.pid, signal.SIGINT)
+  _, stderr = proc.communicate(timeout=120)
+  lines = [l for l in stderr.splitlines() if l.strip()]
+  assert proc.returncode == 130, stderr[-2000:]
+  assert lines == ["avjax-prepare: interrupted"], stderr[-2000:]
 
 
 def test_missing_data_leaves_the_workdir_for_the_corrected_command(data_dir, tmp_path):
