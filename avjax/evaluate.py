@@ -14,7 +14,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from avjax import cli
-from avjax.evaluation import evaluate
+from avjax.evaluators.runner import evaluate
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config file[:arg]",
                                           lock_config=True)

@@ -14,7 +14,7 @@ import numpy as np
 
 from data_pipelines import contract
 from data_pipelines import default_dataset
-from data_pipelines import prepare as prepare_lib
+from data_pipelines import ingest
 from data_pipelines import spectrogram as spectrogram_lib
 
 
@@ -44,11 +44,11 @@ def reader_spec(data):
       autotune=data.autotune, records=data.records)
 
 
-def prepare_settings(data, **overrides) -> prepare_lib.PrepareSettings:
+def prepare_settings(data, **overrides) -> ingest.PrepareSettings:
   """`config.data` -> prepare's settings, so that prepared shards are what the
   config's reader reads: its frame rate, sample rate, frame size and (when the
   config slices stored |STFT|) the config's spectrogram framing."""
-  return prepare_lib.PrepareSettings(
+  return ingest.PrepareSettings(
       fps=data.fps, sample_rate=data.sample_rate, frame_size=data.resize,
       spectrogram=spectrogram_spec(data) if data.stored_spectrogram else None, **overrides)
 
@@ -75,7 +75,7 @@ def data_splits(config) -> list[str]:
 
 def ensure_data(config, splits=()) -> None:
   """The explicit data step, taken before any reader is built by
-  train.train_and_evaluate and evaluation.evaluate (so by avjax-train,
+  train.train_and_evaluate and runner.evaluate (so by avjax-train,
   avjax-evaluate and avjax-sweep): with no config.data.dir, the
   embedded default dataset's `splits` (default: `data_splits`) are generated and
   prepared into the cache, and the ambient-sound targets fitted on its training

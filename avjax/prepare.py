@@ -7,10 +7,10 @@ With --config, the frame rate, sample rate, frame size and stored |STFT|
 framing come from the training config (`--config.data.*` overrides apply), so
 the shards hold what that config's reader slices. Without it they come from
 --fps, --sample_rate, --frame_size and --stft (default: the paper's settings).
-The work itself is data_pipelines.prepare.prepare.
+The work itself is data_pipelines.ingest.prepare.
 
 With --runner, the same preparation runs as an Apache Beam pipeline
-(data_pipelines/beam_prepare.py; `pip install avjax[beam]`), and the flags
+(data_pipelines/beam_ingest.py; `pip install avjax[beam]`), and the flags
 avjax-prepare does not define are Beam's pipeline options:
 
   avjax-prepare --input DIR --output DIR --config=... --runner=DirectRunner \
@@ -62,7 +62,7 @@ CONFIG_DECIDES = ("fps", "sample_rate", "frame_size", "stft", "no_spectrogram")
 
 
 def settings_from_flags():
-  from data_pipelines import prepare as prepare_lib
+  from data_pipelines import ingest
   from data_pipelines import spectrogram as spectrogram_lib
   common = dict(clip_seconds=_CLIP_SECONDS.value, min_seconds=_MIN_SECONDS.value)
   config = cli.loaded_config(_CONFIG) if _CONFIG.value is not None else None
@@ -75,14 +75,14 @@ def settings_from_flags():
     from avjax import config_check
     config_check.check_data(config)
     return input_lib.prepare_settings(config.data, **common)
-  default = prepare_lib.PrepareSettings()
+  default = ingest.PrepareSettings()
   rate = _SAMPLE_RATE.value or default.sample_rate
   try:
     spectrogram = None if _NO_SPECTROGRAM.value else spectrogram_lib.SpectrogramSpec.parse_stft(
         _STFT.value or "480,240,512", rate)
   except ValueError as e:
     raise ValueError(f"--stft {e}") from None
-  return prepare_lib.PrepareSettings(fps=_FPS.value or default.fps, sample_rate=rate,
+  return ingest.PrepareSettings(fps=_FPS.value or default.fps, sample_rate=rate,
                                      frame_size=_FRAME_SIZE.value or default.frame_size,
                                      spectrogram=spectrogram, **common)
 
@@ -106,7 +106,7 @@ def beam_args(runner: str, rest: list[str]) -> list[str]:
 
 
 def main(argv):
-  from data_pipelines import prepare as prepare_lib
+  from data_pipelines import ingest
   settings = settings_from_flags()
   common = dict(labels_csv=_LABELS.value, boxes_csv=_BOXES.value, settings=settings,
                 files_per_shard=_FILES_PER_SHARD.value, num_shards=_NUM_SHARDS.value,
@@ -114,15 +114,15 @@ def main(argv):
   if _RUNNER.value is None:
     if len(argv) > 1:
       raise ValueError(f"unexpected arguments {argv[1:]} (Beam options need --runner)")
-    manifest = prepare_lib.prepare(_INPUT.value, _OUTPUT.value, workers=_WORKERS.value,
+    manifest = ingest.prepare(_INPUT.value, _OUTPUT.value, workers=_WORKERS.value,
                                    threads=_THREADS.value, **common)
     refuse_empty(manifest, _OUTPUT.value)
     return
   if _WORKERS.value is not None or _THREADS.value is not None:
     raise ValueError("--workers and --threads set the local process pool; with --runner the "
                      "runner's options decide the parallelism (e.g. --direct_num_workers)")
-  from data_pipelines import beam_prepare
-  manifest = beam_prepare.run(_INPUT.value, _OUTPUT.value,
+  from data_pipelines import beam_ingest
+  manifest = beam_ingest.run(_INPUT.value, _OUTPUT.value,
                               beam_args=beam_args(_RUNNER.value, argv[1:]), **common)
   refuse_empty(manifest, _OUTPUT.value)
 
@@ -132,9 +132,9 @@ def refuse_empty(manifest: dict, output: str) -> None:
   an empty success that training would trip over later."""
   if not manifest["num_clips"]:
     from data_pipelines import fs
-    from data_pipelines import prepare as prepare_lib
+    from data_pipelines import ingest
     raise ValueError(f"{output}: no clip prepared; all {manifest['num_skipped']} input file(s) "
-                     f"were skipped (reasons in {fs.join(output, prepare_lib.REPORT)})")
+                     f"were skipped (reasons in {fs.join(output, ingest.REPORT)})")
 
 
 def _with_runner(argv) -> bool:

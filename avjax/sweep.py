@@ -1,7 +1,7 @@
 """Run a sweep: avjax-sweep --config=configs/ablations/objective.py:tiny --workdir=ROOT
 
 The config file defines `get_sweep(arg)` beside `get_config(arg)` (see
-avjax/sweeps.py). Each run (point x seed) trains in ROOT/<point>/seed<k>/ with
+avjax/hyper.py). Each run (point x seed) trains in ROOT/<point>/seed<k>/ with
 the ordinary trainer, then runs the sweep's evaluations and writes
 `sweep_result.json` there; a run with that file is finished and skipped, an
 interrupted one resumes from its checkpoint. At the end (or with --collect) the
@@ -27,7 +27,7 @@ import time
 from absl import flags
 from ml_collections import config_flags
 
-from avjax import cli, sweeps
+from avjax import cli, hyper
 from data_pipelines import fs
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "sweep config file[:arg]",
@@ -48,16 +48,16 @@ PROGRESS = "sweep_progress.json"  # wall time spent so far, for runs that are re
 # ----------------------------------------------------------------------------
 # One run
 # ----------------------------------------------------------------------------
-def execute_run(base, sweep: sweeps.Sweep, root: str, rid: str) -> dict:
+def execute_run(base, sweep: hyper.Sweep, root: str, rid: str) -> dict:
   """Trains run `rid` (resuming), evaluates it, writes its sweep_result.json."""
-  from avjax import evaluation
+  from avjax.evaluators import runner
   from avjax import train
   workdir = fs.join(root, rid)
   result_path = fs.join(workdir, RESULT)
   if fs.exists(result_path):
     return json.loads(fs.read_text(result_path))
-  point, seed = sweeps.parse_run_id(rid)
-  config = sweeps.run_config(base, sweep, rid)
+  point, seed = hyper.parse_run_id(rid)
+  config = hyper.run_config(base, sweep, rid)
   from avjax.models import conv
   conv.configure_process(config.model.conv)  # as avjax-train does, before JAX's backends
   fs.makedirs(workdir)
@@ -66,13 +66,13 @@ def execute_run(base, sweep: sweeps.Sweep, root: str, rid: str) -> dict:
   train.train_and_evaluate(config, workdir, step_hook=clock.tick)
   metrics, init_metrics = {}, {}
   for ev in sweep.evaluations:
-    ev_config = sweeps.evaluation_config(config, ev, point)
-    rec = evaluation.evaluate(ev_config, workdir, evals=list(ev.evals), split=ev.split,
+    ev_config = hyper.evaluation_config(config, ev, point)
+    rec = runner.evaluate(ev_config, workdir, evals=list(ev.evals), split=ev.split,
                               checkpoint=sweep.checkpoint, pictures=False, name=ev.name)
     metrics.update({f"{ev.name}/{k}": v for k, v in rec["metrics"].items()})
     step = rec["step"]
     if sweep.random_init:
-      rec = evaluation.evaluate(ev_config, workdir, evals=list(ev.evals), split=ev.split,
+      rec = runner.evaluate(ev_config, workdir, evals=list(ev.evals), split=ev.split,
                                 random_init=True, pictures=False, name=ev.name)
       init_metrics.update({f"{ev.name}/{k}": v for k, v in rec["metrics"].items()})
   result = {"point": point, "seed": seed, "steps": config.total_steps, "evaluated_step": step,
@@ -200,7 +200,7 @@ def slurm_script(config_arg: str, root: str, runs: list[str], overrides: list[st
 # ----------------------------------------------------------------------------
 # Tables and plot
 # ----------------------------------------------------------------------------
-def gather(root: str, sweep: sweeps.Sweep) -> list[dict]:
+def gather(root: str, sweep: hyper.Sweep) -> list[dict]:
   """The finished runs' results, in sweep order."""
   out = []
   for rid in sweep.runs():
@@ -228,7 +228,7 @@ def csv_rows(results: list[dict]) -> tuple[list[str], list[list]]:
   return header, rows
 
 
-def summary(results: list[dict], sweep: sweeps.Sweep) -> tuple[list[str], list[dict]]:
+def summary(results: list[dict], sweep: hyper.Sweep) -> tuple[list[str], list[dict]]:
   """Per point and weights: mean and std over seeds of each headline metric."""
   import numpy as np
   metrics = list(sweep.headline) or sorted({k for r in results for k in r["metrics"]})
@@ -306,7 +306,7 @@ def _tmpdir() -> str:
   return tempfile.mkdtemp(prefix="avjax-sweep-")
 
 
-def collect(root: str, sweep: sweeps.Sweep) -> dict:
+def collect(root: str, sweep: hyper.Sweep) -> dict:
   """Writes results.csv, results.md and results.png under root; -> their paths."""
   import csv
   import io
@@ -341,20 +341,20 @@ def main(argv):
   config_arg = flags.FLAGS["config"].config_filename
   root = _WORKDIR.value
   base = cli.loaded_config(_CONFIG)
-  sweep = sweeps.load_sweep(config_arg)
+  sweep = hyper.load_sweep(config_arg)
   overrides = config_overrides(sys.argv)
   if _POINT.value:
     cli.quiet_logging()
     cli.hide_accelerators_from_tf()
-    sweeps.parse_run_id(_POINT.value)
-    sweeps.check_all(base, sweep)
+    hyper.parse_run_id(_POINT.value)
+    hyper.check_all(base, sweep)
     result = execute_run(base, sweep, root, _POINT.value)
     cli.print_table(f"{_POINT.value}:", result["metrics"])
     return
   if _COLLECT.value:
     _say_collected(collect(root, sweep))
     return
-  sweeps.check_all(base, sweep)  # before anything runs or is written
+  hyper.check_all(base, sweep)  # before anything runs or is written
   runs = sweep.runs()
   if _PRINT_COMMANDS.value:
     for rid in runs:

@@ -34,10 +34,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 WHOLE_FILE = """
 import sys
-from data_pipelines import prepare
+from data_pipelines import ingest
 from tests import whole_decode
 root, name = sys.argv[1], sys.argv[2]
-records = whole_decode.whole_file_records(root, name, prepare.PrepareSettings())
+records = whole_decode.whole_file_records(root, name, ingest.PrepareSettings())
 print(len(records))
 """
 

@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Sequence
 
-from data_pipelines import prepare as prepare_lib
+from data_pipelines import ingest
 from data_pipelines import synthetic
 
 VERSION = "v5"  # v5: the time-structured sync splits (the older splits unchanged)
@@ -26,7 +26,7 @@ def cache_root() -> str:
 SPLITS = {s.name: s for s in synthetic.DEFAULT_SPLITS}
 
 
-def ensure(settings: prepare_lib.PrepareSettings,
+def ensure(settings: ingest.PrepareSettings,
            splits: Sequence[str | synthetic.SplitSpec] = ("train", "validation"),
            root: str | None = None, quiet: bool = False) -> str:
   """Returns a folder with one prepared sub-folder per split, building what is missing.
@@ -45,14 +45,14 @@ def ensure(settings: prepare_lib.PrepareSettings,
     return _ensure_locked(specs, base, settings, quiet)
 
 
-def built(settings: prepare_lib.PrepareSettings, split: str, root: str | None = None) -> str:
+def built(settings: ingest.PrepareSettings, split: str, root: str | None = None) -> str:
   """The prepared folder holding `split` at these settings if `ensure` has built
   it, else ""; builds nothing."""
   folder = prepared_folder(os.path.join(root or cache_root(), "default_av", VERSION), settings)
   return folder if os.path.exists(os.path.join(folder, split, ".complete")) else ""
 
 
-def prepared_folder(base: str, settings: prepare_lib.PrepareSettings) -> str:
+def prepared_folder(base: str, settings: ingest.PrepareSettings) -> str:
   """One folder per setting, named by what changes the records."""
   s = settings.spectrogram
   stft_tag = f"_stft{s.win_length}-{s.hop_length}-{s.n_fft}" if s else ""
@@ -75,7 +75,7 @@ def _ensure_locked(specs, base, settings, quiet) -> str:
     videos = video_dir(split)
     out = os.path.join(prepared, split.name)
     if not os.path.exists(os.path.join(out, ".complete")):
-      prepare_lib.prepare(
+      ingest.prepare(
           videos, out, labels_csv=os.path.join(videos, "labels.csv"),
           boxes_csv=os.path.join(videos, "boxes.csv"), settings=settings,
           files_per_shard=split.files_per_shard, quiet=quiet)

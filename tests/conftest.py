@@ -19,7 +19,7 @@ if ROOT not in sys.path:
 
 import pytest  # noqa: E402
 
-from data_pipelines import prepare, spectrogram, synthetic  # noqa: E402
+from data_pipelines import ingest, spectrogram, synthetic  # noqa: E402
 
 SAMPLE_RATE = 8000
 FRAME_SIZE = 40
@@ -43,9 +43,9 @@ def data_dir(videos_dir, tmp_path_factory):
   out = tmp_path_factory.mktemp("prepared")
   for split in (TRAIN, VAL):
     src = videos_dir / split.name
-    prepare.prepare(str(src), str(out / split.name), labels_csv=str(src / "labels.csv"),
+    ingest.prepare(str(src), str(out / split.name), labels_csv=str(src / "labels.csv"),
                     boxes_csv=str(src / "boxes.csv"),
-                    settings=prepare.PrepareSettings(
+                    settings=ingest.PrepareSettings(
                         sample_rate=SAMPLE_RATE, frame_size=FRAME_SIZE,
                         # the tiny configs' framing, so their readers slice stored |STFT|
                         spectrogram=TINY_SPECTROGRAM),

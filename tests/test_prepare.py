@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data_pipelines import dmvr, prepare, spectrogram, synthetic
+from data_pipelines import dmvr, ingest, spectrogram, synthetic
 from data_pipelines import reader as reader_lib
 from tests.conftest import ROOT, run_python
 
@@ -87,9 +87,9 @@ def mixed_folder(tmp_path_factory):
 
 
 def _run(root, out, **kw):
-  return prepare.prepare(str(root), str(out), labels_csv=str(root / "labels.csv"),
+  return ingest.prepare(str(root), str(out), labels_csv=str(root / "labels.csv"),
                          boxes_csv=str(root / "boxes.csv"),
-                         settings=prepare.PrepareSettings(sample_rate=16000, frame_size=32,
+                         settings=ingest.PrepareSettings(sample_rate=16000, frame_size=32,
                                                           clip_seconds=kw.pop("clip_seconds", 10.0)),
                          files_per_shard=4, workers=2, quiet=True, **kw)
 
@@ -104,7 +104,7 @@ def test_good_clips_kept_and_broken_reported(mixed_folder, tmp_path):
   manifest = _run(root, tmp_path / "out")
   assert manifest["num_clip_files"] == len(good)
   assert manifest["num_skipped"] == len(broken)
-  with open(tmp_path / "out" / prepare.REPORT) as f:
+  with open(tmp_path / "out" / ingest.REPORT) as f:
     report = {r["file"]: r["reason"] for r in csv.DictReader(f)}
   assert set(report) == set(broken)
   for name, must_mention in broken.items():
@@ -113,7 +113,7 @@ def test_good_clips_kept_and_broken_reported(mixed_folder, tmp_path):
   names = sorted({r.context.feature[dmvr.FILENAME].bytes_list.value[0].decode()
                   for r in _records(tmp_path / "out")})
   assert names == sorted(good)
-  with open(tmp_path / "out" / prepare.MANIFEST) as f:
+  with open(tmp_path / "out" / ingest.MANIFEST) as f:
     on_disk = json.load(f)
   assert on_disk["labels"] == ["bird", "cat", "dog"]
   assert sum(on_disk["shards"].values()) == on_disk["num_clips"] == len(_records(tmp_path / "out"))
@@ -145,7 +145,7 @@ def test_record_layout_is_dmvr(mixed_folder, tmp_path):
   expected = spectrogram.stft_magnitude(wav.astype(np.float32), spectrogram.SpectrogramSpec(
       sample_rate=16000)).numpy()
   np.testing.assert_allclose(magnitude, expected, rtol=1e-6, atol=1e-7)
-  with open(tmp_path / "out" / prepare.MANIFEST) as f:
+  with open(tmp_path / "out" / ingest.MANIFEST) as f:
     assert json.load(f)["spectrogram"] == {"sample_rate": 16000, "win_length": 480,
                                            "hop_length": 240, "n_fft": 512}
 
@@ -157,7 +157,7 @@ def test_no_spectrogram_and_bad_stft_flag(mixed_folder, tmp_path):
                   "--workers", "1"])
   assert r.returncode == 0, r.stderr[-3000:]
   assert all(dmvr.MAGNITUDE not in r.context.feature for r in _records(tmp_path / "o"))
-  with open(tmp_path / "o" / prepare.MANIFEST) as f:
+  with open(tmp_path / "o" / ingest.MANIFEST) as f:
     assert json.load(f)["spectrogram"] is None
   for stft, message in (("512,256", "--stft '512,256': expected three integers"),
                         ("1024,240,512", "--stft '1024,240,512': win_length 1024 > n_fft 512")):
@@ -199,8 +199,8 @@ def test_rerun_finishes_interrupted_job_only(mixed_folder, tmp_path):
 def test_bad_label_csv_names_file_and_line(tmp_path):
   bad = tmp_path / "boxes.csv"
   bad.write_text("file,ymin,xmin,ymax,xmax\na.mp4,0.1,0.2,1.5,0.3\n")
-  with pytest.raises(prepare.PrepareError, match=r"boxes.csv:2"):
-    prepare.read_boxes(str(bad))
+  with pytest.raises(ingest.PrepareError, match=r"boxes.csv:2"):
+    ingest.read_boxes(str(bad))
 
 
 def test_prepare_with_a_config_stores_what_its_reader_slices(mixed_folder, tmp_path):
@@ -213,7 +213,7 @@ def test_prepare_with_a_config_stores_what_its_reader_slices(mixed_folder, tmp_p
                   "--config.data.crop=32", "--workers=2"],
                  cwd=ROOT)
   assert r.returncode == 0, r.stderr[-3000:]
-  with open(out / prepare.MANIFEST) as f:
+  with open(out / ingest.MANIFEST) as f:
     manifest = json.load(f)
   assert manifest["spectrogram"] == {"sample_rate": 8000, "win_length": 256, "hop_length": 160,
                                      "n_fft": 256}
@@ -247,8 +247,8 @@ def test_streaming_prepare_writes_the_records_of_a_whole_file_decode(mixed_folde
   whole = _run(root, tmp_path / "whole", clip_seconds=1.0, range_seconds=None)
   assert _shard_bytes(tmp_path / "ranged") == _shard_bytes(tmp_path / "whole")
   assert ranged == whole
-  settings = prepare.PrepareSettings(sample_rate=16000, frame_size=32, clip_seconds=1.0)
-  units = prepare.plan_units("long.mp4", str(root), settings, 1.0)
+  settings = ingest.PrepareSettings(sample_rate=16000, frame_size=32, clip_seconds=1.0)
+  units = ingest.plan_units("long.mp4", str(root), settings, 1.0)
   assert [(u.first_frame, u.end_frame) for u in units] == [(0, 25), (25, 50), (50, None)]
   written = collections.defaultdict(list)
   for r in _raw_records(tmp_path / "ranged"):
@@ -261,18 +261,18 @@ def test_streaming_prepare_writes_the_records_of_a_whole_file_decode(mixed_folde
     assert written[name] == whole_decode.whole_file_records(
         str(root), name, settings, label_map, labels, boxes), name
   assert len(written["long.mp4"]) == 3
-  with open(tmp_path / "ranged" / prepare.REPORT) as f:
+  with open(tmp_path / "ranged" / ingest.REPORT) as f:
     report = {r["file"]: r["reason"] for r in csv.DictReader(f)}
   for name in broken:
     with pytest.raises(Exception) as e:
       whole_decode.whole_file_records(str(root), name, settings)
-    assert report[name] == prepare.skip_reason(e.value), name
+    assert report[name] == ingest.skip_reason(e.value), name
 
 
 def test_later_ranges_start_first_and_results_come_back_in_order():
   import concurrent.futures
-  units = [prepare.Unit("a")] + [prepare.Unit("b", i) for i in range(10)] + [prepare.Unit("c")]
-  order = prepare.costliest_first(units, window=4)
+  units = [ingest.Unit("a")] + [ingest.Unit("b", i) for i in range(10)] + [ingest.Unit("c")]
+  order = ingest.costliest_first(units, window=4)
   assert order == [0, 4, 3, 2, 1, 8, 7, 6, 5, 10, 9, 11]
   started = []
 
@@ -281,7 +281,7 @@ def test_later_ranges_start_first_and_results_come_back_in_order():
     return k * 10
 
   with concurrent.futures.ThreadPoolExecutor(1) as pool:  # one worker: starts in submission order
-    assert list(prepare._ordered_map(pool, work, list(range(12)), 4, order)) == \
+    assert list(ingest._ordered_map(pool, work, list(range(12)), 4, order)) == \
         [k * 10 for k in range(12)]
   assert started == order
 
@@ -295,20 +295,20 @@ def test_beam_pipeline_writes_what_local_prepare_writes(mixed_folder, tmp_path):
   """The Beam pipeline on the DirectRunner, in multi-process mode: the same
   serialized records (order aside), the same skipped files for the same reasons,
   and a manifest the reader accepts."""
-  from data_pipelines import beam_prepare
+  from data_pipelines import beam_ingest
   root, good, broken = mixed_folder
   local = _run(root, tmp_path / "local", clip_seconds=1.0, range_seconds=1.0)
-  beam = beam_prepare.run(
+  beam = beam_ingest.run(
       str(root), str(tmp_path / "beam"), labels_csv=str(root / "labels.csv"),
       boxes_csv=str(root / "boxes.csv"),
-      settings=prepare.PrepareSettings(sample_rate=16000, frame_size=32, clip_seconds=1.0),
+      settings=ingest.PrepareSettings(sample_rate=16000, frame_size=32, clip_seconds=1.0),
       files_per_shard=4, range_seconds=1.0, quiet=True,
       beam_args=["--runner=DirectRunner", "--direct_num_workers=2",
                  "--direct_running_mode=multi_processing"])
   assert sorted(_raw_records(tmp_path / "beam")) == sorted(_raw_records(tmp_path / "local"))
   reports = []
   for out in ("local", "beam"):
-    with open(tmp_path / out / prepare.REPORT) as f:
+    with open(tmp_path / out / ingest.REPORT) as f:
       reports.append(sorted((r["file"], r["reason"]) for r in csv.DictReader(f)))
   assert reports[0] == reports[1] and {f for f, _ in reports[0]} == set(broken)
   assert {k: v for k, v in beam.items() if k != "shards"} == {
@@ -365,12 +365,12 @@ def test_a_file_failing_in_a_later_range_is_cut_back_out(tmp_path):
   _write_mkv_with_pcm(str(root / "a_nan.mkv"), frames, wav, video.fps, video.sample_rate)
   frames, wav, _, _ = synthetic.make_scene(split, 1, video)
   synthetic.write_mp4(str(root / "b_good.mp4"), frames, wav, video)
-  settings = prepare.PrepareSettings(sample_rate=16000, frame_size=32, clip_seconds=1.0)
-  assert len(prepare.plan_units("a_nan.mkv", str(root), settings, 1.0)) == 3
-  manifest = prepare.prepare(str(root), str(tmp_path / "out"), settings=settings, workers=2,
+  settings = ingest.PrepareSettings(sample_rate=16000, frame_size=32, clip_seconds=1.0)
+  assert len(ingest.plan_units("a_nan.mkv", str(root), settings, 1.0)) == 3
+  manifest = ingest.prepare(str(root), str(tmp_path / "out"), settings=settings, workers=2,
                              quiet=True, range_seconds=1.0)
   assert manifest["num_skipped"] == 1 and manifest["num_clips"] == 3
-  with open(tmp_path / "out" / prepare.REPORT) as f:
+  with open(tmp_path / "out" / ingest.REPORT) as f:
     assert list(csv.reader(f))[1] == ["a_nan.mkv", "audio holds NaN or Inf samples"]
   assert _raw_records(tmp_path / "out") == whole_decode.whole_file_records(
       str(root), "b_good.mp4", settings)

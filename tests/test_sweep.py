@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from avjax import sweeps
+from avjax import hyper
 from tests.conftest import ROOT, run_python
 
 # One worker runs this module: its module-scoped fixtures are built once.
@@ -45,38 +45,38 @@ def uninterrupted(data_dir, tmp_path_factory):
 # Points
 # ----------------------------------------------------------------------------
 def test_product_zip_and_seeds_name_every_run():
-  lr = sweeps.axis("lr", "optimizer.lr", [1e-3, 2e-3])
-  neg = sweeps.axis("neg", "data.negatives", ["stream", "in_batch"])
-  prod = sweeps.product(lr, neg)
+  lr = hyper.axis("lr", "optimizer.lr", [1e-3, 2e-3])
+  neg = hyper.axis("neg", "data.negatives", ["stream", "in_batch"])
+  prod = hyper.product(lr, neg)
   assert [p.name for p in prod] == ["lr=0.001,neg=stream", "lr=0.001,neg=in_batch",
                                     "lr=0.002,neg=stream", "lr=0.002,neg=in_batch"]
   assert prod[1].overrides == {"optimizer.lr": 1e-3, "data.negatives": "in_batch"}
-  zipped = sweeps.zip_axes(lr, neg)
+  zipped = hyper.zip_axes(lr, neg)
   assert [p.overrides for p in zipped] == [{"optimizer.lr": 1e-3, "data.negatives": "stream"},
                                            {"optimizer.lr": 2e-3, "data.negatives": "in_batch"}]
-  sweep = sweeps.Sweep(points=zipped, seeds=3)
+  sweep = hyper.Sweep(points=zipped, seeds=3)
   assert len(sweep.runs()) == 6 and sweep.runs()[:2] == ["lr=0.001,neg=stream/seed0",
                                                          "lr=0.001,neg=stream/seed1"]
   with pytest.raises(ValueError, match="lengths"):
-    sweeps.zip_axes(lr, neg[:1])
+    hyper.zip_axes(lr, neg[:1])
   with pytest.raises(ValueError, match="more than once"):
-    sweeps.Sweep(points=[*lr, *lr])
+    hyper.Sweep(points=[*lr, *lr])
   with pytest.raises(ValueError, match="both set"):
-    sweeps.product(lr, lr)
+    hyper.product(lr, lr)
 
 
 def test_overrides_reach_the_config_and_unknown_keys_name_the_point():
   from configs import avenet
   base = avenet.get_config("tiny")
-  out = sweeps.apply_overrides(base, {"optimizer.lr": 5e-3, "model.embed_dim": 32}, "sweep point 'x'")
+  out = hyper.apply_overrides(base, {"optimizer.lr": 5e-3, "model.embed_dim": 32}, "sweep point 'x'")
   assert out.optimizer.lr == 5e-3 and out.model.embed_dim == 32
   assert base.optimizer.lr != 5e-3  # the base is not changed
   with pytest.raises(ValueError, match=r"sweep point 'x': config key 'optimizer.lrr' does not exist"):
-    sweeps.apply_overrides(base, {"optimizer.lrr": 1.0}, "sweep point 'x'")
+    hyper.apply_overrides(base, {"optimizer.lrr": 1.0}, "sweep point 'x'")
   with pytest.raises(ValueError, match=r"config key 'optimiser'"):
-    sweeps.apply_overrides(base, {"optimiser.lr": 1.0}, "sweep point 'x'")
+    hyper.apply_overrides(base, {"optimiser.lr": 1.0}, "sweep point 'x'")
   with pytest.raises(ValueError, match=r"config key 'optimizer.lr'"):
-    sweeps.apply_overrides(base, {"optimizer.lr": "fast"}, "sweep point 'x'")
+    hyper.apply_overrides(base, {"optimizer.lr": "fast"}, "sweep point 'x'")
 
 
 def test_every_ablation_config_builds_its_points():
@@ -85,11 +85,11 @@ def test_every_ablation_config_builds_its_points():
   for name in ("shortcut", "architecture", "objective", "negatives", "embedding", "localisation"):
     path = os.path.join(ROOT, "configs", "ablations", f"{name}.py")
     module = importlib.import_module(f"configs.ablations.{name}")
-    sweep = sweeps.load_sweep(f"{path}:tiny")
+    sweep = hyper.load_sweep(f"{path}:tiny")
     assert sweep.seeds == 3 and sweep.headline
-    sweeps.check_all(module.get_config("tiny"), sweep)
+    hyper.check_all(module.get_config("tiny"), sweep)
     for p in sweep.points:  # each point changes what it says
-      config = sweeps.run_config(module.get_config("tiny"), sweep, f"{p.name}/seed1")
+      config = hyper.run_config(module.get_config("tiny"), sweep, f"{p.name}/seed1")
       assert config.seed == 1
       config_check.check(config)
 

@@ -105,12 +105,13 @@ def test_a_clip_too_short_for_the_shift_is_a_clear_error(data_dir):
 
 
 def test_sync_trains_and_is_scored_on_sync_and_its_map(data_dir, tmp_path):
-  from avjax import evaluation, train
+  from avjax import train
+  from avjax.evaluators import runner
   config = sync_config_on(data_dir, total_steps=2, log_every=1)
   config.evals.avc.batch_size = 8
   metrics = train.train_and_evaluate(config, str(tmp_path))
   assert metrics["avc_examples"] == 20 and 0.0 <= metrics["avc_accuracy"] <= 1.0
-  out = evaluation.evaluate(config, str(tmp_path), evals=["localisation"], split="validation",
+  out = runner.evaluate(config, str(tmp_path), evals=["localisation"], split="validation",
                             pictures=False)
   assert 0.0 <= out["metrics"]["localisation_pointing"] <= 1.0
 
@@ -126,10 +127,10 @@ def test_offset_choices_pick_each_clips_highest_score():
 
 
 def test_offset_evaluation_scores_every_fitting_offset(data_dir, tmp_path):
-  from avjax import evaluation
+  from avjax.evaluators import runner
   config = sync_config_on(data_dir)
   config.evals.sync_offsets.update(max_offset=0.4, step=0.2)
-  out = evaluation.evaluate(config, str(tmp_path), evals=["sync_offsets"], split="validation",
+  out = runner.evaluate(config, str(tmp_path), evals=["sync_offsets"], split="validation",
                             random_init=True, pictures=False)["metrics"]
   # 1.4 s clips: the box's frame is 18 and windows fit for frames 12-22, so of
   # -10, -5, 0, 5, 10 frames only -5 and 0 are scored.

@@ -10,7 +10,7 @@ import math
 import av
 import numpy as np
 
-from data_pipelines import prepare
+from data_pipelines import ingest
 # The per-frame sampling rule is the library's own (decode._frames_at from the
 # start, no seeking); what this reference keeps is decoding the file whole.
 from data_pipelines.decode import (BadMediaError, _audio_chunks, _bad_media_on_decode_errors,
@@ -97,6 +97,6 @@ def whole_file_records(root: str, rel: str, settings, label_map=None, labels=(),
   for start_s, end_s, frames, waveform in split_into_clips(video, settings.clip_seconds,
                                                            settings.min_seconds):
     from data_pipelines.decode import ClipPiece
-    out.append(prepare._clip_record(ClipPiece(start_s, end_s, frames, waveform), rel, settings,
+    out.append(ingest._clip_record(ClipPiece(start_s, end_s, frames, waveform), rel, settings,
                                     label_map or {}, list(labels), list(boxes)))
   return out

@@ -3,7 +3,7 @@ AVC, cross-modal retrieval and pointing (test_crowded: one sounding object among
 
   avjax-sweep --config=configs/ablations/architecture.py:tiny --workdir=workdirs/sweep_arch
 """
-from avjax import sweeps
+from avjax import hyper
 from configs import avenet, avolnet, l3
 
 
@@ -16,13 +16,13 @@ def _whole(module, arg) -> dict:
 
 
 def get_sweep(arg=None):
-  return sweeps.Sweep(
-      points=sweeps.points(l3=_whole(l3, arg), avenet=_whole(avenet, arg),
+  return hyper.Sweep(
+      points=hyper.points(l3=_whole(l3, arg), avenet=_whole(avenet, arg),
                            avolnet=_whole(avolnet, arg)),
       seeds=3,
       evaluations=[
-          sweeps.Evaluation("test", split="test", evals=("avc", "retrieval")),
-          sweeps.Evaluation("crowded", split="test_crowded", evals=("localisation",)),
+          hyper.Evaluation("test", split="test", evals=("avc", "retrieval")),
+          hyper.Evaluation("crowded", split="test_crowded", evals=("localisation",)),
       ],
       headline=("test/avc_accuracy", "test/retrieval_aud_im_ndcg@30",
                 "test/retrieval_im_aud_ndcg@30", "crowded/localisation_pointing",

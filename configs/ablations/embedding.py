@@ -3,7 +3,7 @@
 
   avjax-sweep --config=configs/ablations/embedding.py:tiny --workdir=workdirs/sweep_embedding
 """
-from avjax import sweeps
+from avjax import hyper
 from configs import avenet
 
 
@@ -12,10 +12,10 @@ get_config = avenet.get_config  # the points override AVE-Net's tiny / paper con
 
 def get_sweep(arg=None):
   del arg
-  return sweeps.Sweep(
-      points=[*sweeps.axis("embed", "model.embed_dim", [32, 128, 512]),
-              *sweeps.axis("batch", "batch_size", [32, 128])],
+  return hyper.Sweep(
+      points=[*hyper.axis("embed", "model.embed_dim", [32, 128, 512]),
+              *hyper.axis("batch", "batch_size", [32, 128])],
       seeds=3,
-      evaluations=[sweeps.Evaluation("test", split="test", evals=("avc", "retrieval"))],
+      evaluations=[hyper.Evaluation("test", split="test", evals=("avc", "retrieval"))],
       headline=("test/avc_accuracy", "test/retrieval_aud_im_ndcg@30",
                 "test/retrieval_im_aud_ndcg@30"))

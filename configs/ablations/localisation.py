@@ -10,7 +10,7 @@ among 5-6), on the frame alone and with the 1,2,3 image pyramid fused by max
 
   avjax-sweep --config=configs/ablations/localisation.py:tiny --workdir=workdirs/sweep_loc
 """
-from avjax import sweeps
+from avjax import hyper
 from configs import avolnet
 
 get_config = avolnet.get_config
@@ -19,23 +19,23 @@ get_config = avolnet.get_config
 def get_sweep(arg=None):
   del arg
   def pool(name, model_pooling, nce_pooling="max", **extra):
-    return sweeps.Point(name, {"model.pooling": model_pooling,
+    return hyper.Point(name, {"model.pooling": model_pooling,
                                "loss_kwargs.infonce.pooling": nce_pooling, **extra})
   pooling = [pool("pool=max", "max"),
              pool("pool=lse", "lse", **{"model.pooling_temperature": 1.0}),
              pool("pool=topk", "topk", **{"model.pooling_topk": 0.1}),
              # The correspondence logit keeps the max; only the InfoNCE term pools top-k.
              pool("pool=max,nce=topk", "max", "topk")]
-  zoom = sweeps.axis("zoom", "data.zoom_out", [0.0, 0.5])
-  hard = sweeps.axis("hard_neg", "losses.hard_negatives", [0.0, 1.0])
-  kernel = sweeps.axis("last_kernel", "model.vision_last_kernel", [3, 1])
+  zoom = hyper.axis("zoom", "data.zoom_out", [0.0, 0.5])
+  hard = hyper.axis("hard_neg", "losses.hard_negatives", [0.0, 1.0])
+  kernel = hyper.axis("last_kernel", "model.vision_last_kernel", [3, 1])
   splits = ("test_crowded", "test_small", "test_many")
   pyramids = (("", "1", "max"), ("_pyramid", "1,2,3", "max"), ("_pyramid_mean", "1,2,3", "mean"))
-  return sweeps.Sweep(
-      points=sweeps.product(pooling, zoom, hard, kernel),
+  return hyper.Sweep(
+      points=hyper.product(pooling, zoom, hard, kernel),
       seeds=3,
-      evaluations=[sweeps.Evaluation("test", split="test", evals=("avc",))] + [
-          sweeps.Evaluation(split.replace("test_", "") + tag, split=split, evals=("localisation",),
+      evaluations=[hyper.Evaluation("test", split="test", evals=("avc",))] + [
+          hyper.Evaluation(split.replace("test_", "") + tag, split=split, evals=("localisation",),
                             overrides={"evals.localisation.scales": scales,
                                        "evals.localisation.fusion": fusion})
           for split in splits for tag, scales, fusion in pyramids],

@@ -3,7 +3,7 @@ of the same batch) and how many of the pairs are negatives.
 
   avjax-sweep --config=configs/ablations/negatives.py:tiny --workdir=workdirs/sweep_negatives
 """
-from avjax import sweeps
+from avjax import hyper
 from configs import avenet
 
 
@@ -12,11 +12,11 @@ get_config = avenet.get_config  # the points override AVE-Net's tiny / paper con
 
 def get_sweep(arg=None):
   del arg
-  return sweeps.Sweep(
-      points=sweeps.product(
-          sweeps.axis("negatives", "data.negatives", ["stream", "in_batch"]),
-          sweeps.axis("fraction", "data.negative_fraction", [0.25, 0.5, 0.75])),
+  return hyper.Sweep(
+      points=hyper.product(
+          hyper.axis("negatives", "data.negatives", ["stream", "in_batch"]),
+          hyper.axis("fraction", "data.negative_fraction", [0.25, 0.5, 0.75])),
       seeds=3,
-      evaluations=[sweeps.Evaluation("test", split="test", evals=("avc", "retrieval"))],
+      evaluations=[hyper.Evaluation("test", split="test", evals=("avc", "retrieval"))],
       headline=("test/avc_accuracy", "test/retrieval_aud_im_ndcg@30",
                 "test/retrieval_im_aud_ndcg@30"))

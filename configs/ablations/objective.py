@@ -3,7 +3,7 @@ loss only, with AVC + InfoNCE (the tiny config) and with InfoNCE only.
 
   avjax-sweep --config=configs/ablations/objective.py:tiny --workdir=workdirs/sweep_objective
 """
-from avjax import sweeps
+from avjax import hyper
 from configs import avenet
 
 
@@ -12,12 +12,12 @@ get_config = avenet.get_config  # the points override AVE-Net's tiny / paper con
 
 def get_sweep(arg=None):
   del arg
-  return sweeps.Sweep(
-      points=sweeps.points(avc_only={"losses.infonce": 0.0},
+  return hyper.Sweep(
+      points=hyper.points(avc_only={"losses.infonce": 0.0},
                            avc_infonce={},
                            infonce_only={"losses.avc_softmax_xent": 0.0}),
       seeds=3,
-      evaluations=[sweeps.Evaluation("test", split="test", evals=("avc", "retrieval"))],
+      evaluations=[hyper.Evaluation("test", split="test", evals=("avc", "retrieval"))],
       headline=("test/avc_accuracy", "test/retrieval_aud_im_ndcg@30",
                 "test/retrieval_im_aud_ndcg@30", "test/retrieval_im_im_ndcg@30"),
       checkpoint="latest")

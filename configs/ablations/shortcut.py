@@ -6,7 +6,7 @@ a gap between grid and off-grid scores, and no better features.
 
   avjax-sweep --config=configs/ablations/shortcut.py:tiny --workdir=workdirs/sweep_shortcut
 """
-from avjax import sweeps
+from avjax import hyper
 from configs import avenet
 
 
@@ -15,16 +15,16 @@ get_config = avenet.get_config  # the points override AVE-Net's tiny / paper con
 
 def get_sweep(arg=None):
   del arg
-  return sweeps.Sweep(
-      points=sweeps.axis("negatives", "data.negatives_on_grid", [True, False],
+  return hyper.Sweep(
+      points=hyper.axis("negatives", "data.negatives_on_grid", [True, False],
                          names=["grid", "anywhere"]),
       seeds=3,
       evaluations=[
-          sweeps.Evaluation("grid", split="test", evals=("avc",),
+          hyper.Evaluation("grid", split="test", evals=("avc",),
                             overrides={"data.negatives_on_grid": True}),
-          sweeps.Evaluation("offgrid", split="test", evals=("avc",),
+          hyper.Evaluation("offgrid", split="test", evals=("avc",),
                             overrides={"data.negatives_on_grid": False}),
-          sweeps.Evaluation("test", split="test", evals=("retrieval",)),
+          hyper.Evaluation("test", split="test", evals=("retrieval",)),
       ],
       headline=("grid/avc_accuracy", "offgrid/avc_accuracy", "test/retrieval_aud_im_ndcg@30",
                 "test/retrieval_im_aud_ndcg@30", "test/retrieval_im_im_ndcg@30"),

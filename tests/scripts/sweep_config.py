@@ -1,6 +1,6 @@
 """A two-point sweep of a few steps on the test dataset (--config.data.dir=...).
 Arg "typo" misspells the points' override key."""
-from avjax import sweeps
+from avjax import hyper
 from tests.conftest import tiny_config
 
 
@@ -14,12 +14,12 @@ def get_config(arg=None):
 
 def get_sweep(arg=None):
   key = "optimizer.lrr" if arg == "typo" else "optimizer.lr"
-  return sweeps.Sweep(
-      points=sweeps.axis("lr", key, [1e-3, 3e-3]),
+  return hyper.Sweep(
+      points=hyper.axis("lr", key, [1e-3, 3e-3]),
       seeds=1,
       evaluations=[
-          sweeps.Evaluation("val", split="validation", evals=("avc",)),
-          sweeps.Evaluation("offgrid", split="validation", evals=("avc",),
+          hyper.Evaluation("val", split="validation", evals=("avc",)),
+          hyper.Evaluation("offgrid", split="validation", evals=("avc",),
                             overrides={"data.negatives_on_grid": False}),
       ],
       headline=("val/avc_accuracy", "offgrid/avc_accuracy"),

@@ -4,7 +4,7 @@
       --runner=DataflowRunner --project=P --region=R --temp_location=gs://b/tmp \\
       --setup_file=./setup.py   # or --requirements_file / a custom container
 
-The pipeline reuses data_pipelines.prepare's functions, one place for each:
+The pipeline reuses data_pipelines.ingest's functions, one place for each:
 `plan_units` (a long file -> time ranges), `unit_records` (decode clip by clip
 -> serialized DMVR records) and `skip_reason`. A file any of whose units fails
 goes to a side output with its reason (the first failing range's), and all of
@@ -21,7 +21,7 @@ import json
 import apache_beam as beam
 
 from data_pipelines import fs
-from data_pipelines import prepare as prepare_lib
+from data_pipelines import ingest
 
 SKIPPED = "skipped"
 
@@ -37,14 +37,14 @@ class DecodeUnit(beam.DoFn):
   def process(self, unit):
     clips = beam.metrics.Metrics.counter("avjax", "clips")
     try:
-      for record in prepare_lib.unit_records(
+      for record in ingest.unit_records(
           self._root, unit, self._settings, self._label_map,
           self._labels.get(unit.file, []), self._boxes.get(unit.file, [])):
         clips.inc()
         yield unit.file, record
     except Exception as e:  # noqa: BLE001 - a bad file is reported, never fatal
       beam.metrics.Metrics.counter("avjax", "failed_units").inc()
-      yield beam.pvalue.TaggedOutput(SKIPPED, (unit.file, (unit.index, prepare_lib.skip_reason(e))))
+      yield beam.pvalue.TaggedOutput(SKIPPED, (unit.file, (unit.index, ingest.skip_reason(e))))
 
 
 def _not_failed(file_record, failed):
@@ -59,25 +59,25 @@ def _count_records(path: str) -> int:
 def write_summary(shards, failures, *, output, settings, files, label_names):
   """Writes skipped.csv and manifest.json once the shards are written."""
   skipped = [{"file": f, "reason": reason} for f, (_, reason) in sorted(failures)]
-  prepare_lib.write_report(output, skipped)
+  ingest.write_report(output, skipped)
   counts = {fs.basename(p): _count_records(p) for p in sorted(shards)}
-  manifest = prepare_lib.manifest_of(settings, label_names, num_files=len(files),
+  manifest = ingest.manifest_of(settings, label_names, num_files=len(files),
                                      num_clip_files=len(files) - len(skipped),
                                      num_skipped=len(skipped), shards=counts)
-  fs.write_text(fs.join(output, prepare_lib.MANIFEST), json.dumps(manifest, indent=1))
+  fs.write_text(fs.join(output, ingest.MANIFEST), json.dumps(manifest, indent=1))
   return manifest, skipped
 
 
 def build(pipeline, input_path: str, output: str, *, settings, labels_csv=None, boxes_csv=None,
           num_shards: int | None = None, files_per_shard: int = 32,
-          range_seconds: float | None = prepare_lib.RANGE_SECONDS):
+          range_seconds: float | None = ingest.RANGE_SECONDS):
   """Adds the preparation to `pipeline`; returns the PCollection of its
   (manifest, skipped files)."""
-  job = prepare_lib.plan_job(input_path, labels_csv, boxes_csv, files_per_shard, num_shards)
+  job = ingest.plan_job(input_path, labels_csv, boxes_csv, files_per_shard, num_shards)
   root, files = job["root"], job["files"]
   units = (pipeline
            | "Files" >> beam.Create(files)
-           | "Plan" >> beam.FlatMap(prepare_lib.plan_units, root, settings, range_seconds)
+           | "Plan" >> beam.FlatMap(ingest.plan_units, root, settings, range_seconds)
            | "Spread" >> beam.Reshuffle())
   decoded = units | "Decode" >> beam.ParDo(
       DecodeUnit(root, settings, job["label_map"], job["labels"], job["boxes"])
@@ -87,7 +87,7 @@ def build(pipeline, input_path: str, output: str, *, settings, labels_csv=None, 
             | "DropFailedFiles" >> beam.Filter(_not_failed, failed=beam.pvalue.AsDict(failures))
             | "Records" >> beam.Values()
             | "Write" >> beam.io.WriteToTFRecord(
-                fs.join(output, prepare_lib.SHARD_PREFIX), file_name_suffix=".tfrecord",
+                fs.join(output, ingest.SHARD_PREFIX), file_name_suffix=".tfrecord",
                 num_shards=job["num_shards"], shard_name_template="-SSSSS-of-NNNNN"))
   return (shards
           | "Shards" >> beam.combiners.ToList()
@@ -102,7 +102,7 @@ def run(input_path: str, output: str, *, beam_args: list[str], overwrite: bool =
   options); returns the manifest (read back from `output`)."""
   from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
   del workers  # the runner's options decide the parallelism
-  prepare_lib.claim_output(output, overwrite)
+  ingest.claim_output(output, overwrite)
   options = PipelineOptions(beam_args)
   runner = None
   if options.view_as(StandardOptions).runner in ("DirectRunner", "direct"):
@@ -113,9 +113,9 @@ def run(input_path: str, output: str, *, beam_args: list[str], overwrite: bool =
     runner = FnApiRunner()
   with beam.Pipeline(runner=runner, options=options) as p:
     build(p, input_path, output, **kw)
-  manifest = json.loads(fs.read_text(fs.join(output, prepare_lib.MANIFEST)))
+  manifest = json.loads(fs.read_text(fs.join(output, ingest.MANIFEST)))
   if not quiet:
-    with fs.open(fs.join(output, prepare_lib.REPORT)) as f:
+    with fs.open(fs.join(output, ingest.REPORT)) as f:
       skipped = list(csv.DictReader(f))
-    print(prepare_lib.describe(manifest, output, skipped))
+    print(ingest.describe(manifest, output, skipped))
   return manifest

@@ -4,11 +4,11 @@ A sweep is a list of named points, each a dict of config overrides, written as
 products and zips of axes (in the style of big_vision's `get_hyper`):
 
   def get_sweep(arg=None):
-    return sweeps.Sweep(
-        points=sweeps.product(sweeps.axis("lr", "optimizer.lr", [1e-3, 2e-3]),
-                              sweeps.axis("neg", "data.negatives", ["stream", "in_batch"])),
+    return hyper.Sweep(
+        points=hyper.product(hyper.axis("lr", "optimizer.lr", [1e-3, 2e-3]),
+                              hyper.axis("neg", "data.negatives", ["stream", "in_batch"])),
         seeds=3,
-        evaluations=[sweeps.Evaluation("test", split="test", evals=("avc", "retrieval"))],
+        evaluations=[hyper.Evaluation("test", split="test", evals=("avc", "retrieval"))],
         headline=("test/avc_accuracy",))
 
 Every point runs `seeds` times (config.seed = 0 .. seeds-1) and is evaluated by
@@ -182,7 +182,7 @@ def load_sweep(config_arg: str) -> Sweep:
   sweep = module.get_sweep(arg or None)
   if not isinstance(sweep, Sweep):
     raise ValueError(f"--config={config_arg}: get_sweep returned {type(sweep).__name__}, "
-                     "not avjax.sweeps.Sweep")
+                     "not avjax.hyper.Sweep")
   return sweep
 
 

@@ -555,5 +555,5 @@ def prepare(input_path: str, output: str, *, labels_csv: str | None = None,
 
 if __name__ == "__main__":
   # The library has no command line of its own: avjax-prepare is it.
-  raise SystemExit("data_pipelines/prepare.py is a library module: run avjax-prepare "
+  raise SystemExit("data_pipelines/ingest.py is a library module: run avjax-prepare "
                    "(python -m avjax.prepare --help)")
