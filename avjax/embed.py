@@ -48,7 +48,7 @@ class Embedder:
   """
 
   def __init__(self, workdir: str, *, checkpoint: str = "best", layer: str = "embedding",
-               batch_size: int = 64):
+               batch_size: int = 64, conv: str | None = None):
     import jax
     from avjax import checkpoint as checkpoint_lib
     from avjax import cli, models, predict
@@ -56,7 +56,12 @@ class Embedder:
     if layer not in ("embedding", "features"):
       raise ValueError(f"layer must be embedding or features, got {layer!r}")
     self.config = cli.load_workdir_config(workdir)
+    if conv is not None:  # the convolutions' seam: the same numbers, other kernels
+      self.config.model.conv = conv
+    self.layer = layer
     fns = predict.model_fns(models.build(self.config.model), self.config.data)
+    self.fns = fns
+    self.audio_input = fns.audio_input
     self.variables, self.step = checkpoint_lib.load_variables(workdir, self.config, fns.init,
                                                               which=checkpoint)
     self.data = input_lib.reader_spec(self.config.data)  # crops; the spectrogram framing
@@ -69,8 +74,13 @@ class Embedder:
                          "try --layer=features")
       return out[key]
 
-    self._frames = jax.jit(lambda v, x: output(fns.predict(v, x, None), f"frame_{layer}"))
-    self._audio = jax.jit(lambda v, x: output(fns.predict(v, None, x), f"audio_{layer}"))
+    # Pure (variables, input) -> [N, D]: uint8 crops, and the model's audio input
+    # (log-spectrograms [N, F, T, 1], or waveforms [N, S]). Jitted here; exported
+    # by avjax/export.py.
+    self.frame_fn = lambda v, x: output(fns.predict(v, x, None), f"frame_{layer}")
+    self.audio_fn = lambda v, x: output(fns.predict(v, None, x), f"audio_{layer}")
+    self._frames = jax.jit(self.frame_fn)
+    self._audio = jax.jit(self.audio_fn)
 
   @property
   def sample_rate(self) -> int:
@@ -100,6 +110,8 @@ class Embedder:
     from data_pipelines import spectrogram as spectrogram_lib  # numpy: no TensorFlow
 
     def prepare(chunk):
+      if self.audio_input == "waveform":
+        return chunk
       return spectrogram_lib.log_spectrogram_numpy(chunk, self.spectrogram)[..., None]
 
     return self._batched(self._audio, windows, prepare)

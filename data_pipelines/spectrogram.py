@@ -79,8 +79,9 @@ class SpectrogramSpec:
       raise ValueError(f"{self.seconds}s at {self.sample_rate} Hz is shorter than one window")
 
 
-def stft_magnitude(waveform, spec: SpectrogramSpec):
-  """[..., samples] float waveform -> [..., frames, bins] float64 |STFT|.
+def stft_magnitude(waveform, spec: SpectrogramSpec, dtype=None):
+  """[..., samples] float waveform -> [..., frames, bins] float64 |STFT| (or
+  `dtype`'s: float32 where float64 cannot run, as in TFLite).
 
   Frame i covers samples [i*hop, i*hop + win) under a periodic Hann window,
   zero-padded to n_fft. Magnitudes equal librosa.stft(np.pad(y, pad), n_fft,
@@ -88,7 +89,7 @@ def stft_magnitude(waveform, spec: SpectrogramSpec):
   librosa centres the window inside n_fft and |FFT| is shift invariant.
   """
   import tensorflow as tf  # here, not at import: SpectrogramSpec alone needs no TF
-  x = tf.cast(waveform, tf.float64)
+  x = tf.cast(waveform, dtype or tf.float64)
   stft = tf.signal.stft(
       x, frame_length=spec.win_length, frame_step=spec.hop_length,
       fft_length=spec.n_fft,
@@ -121,9 +122,10 @@ def log_of_gained_magnitude(magnitude, gain, spec: SpectrogramSpec, xp=None):
   return log_of_magnitude(magnitude * gain[:, None, None], spec, xp)
 
 
-def log_spectrogram(waveform, spec: SpectrogramSpec):
-  """[..., samples] float waveform -> [..., bins, frames] float32 log|STFT|."""
-  return log_of_magnitude(stft_magnitude(waveform, spec), spec)
+def log_spectrogram(waveform, spec: SpectrogramSpec, dtype=None):
+  """[..., samples] float waveform -> [..., bins, frames] float32 log|STFT|
+  (computed in float64, or `dtype`)."""
+  return log_of_magnitude(stft_magnitude(waveform, spec, dtype), spec)
 
 
 def stft_magnitude_numpy(waveform, spec: SpectrogramSpec):

@@ -270,6 +270,12 @@ def bad_command_lines(data_dir, work, ckpt_workdir):
       "workdir cannot be written": (["-m", "avjax.main", tiny, *small_overrides(data_dir),
                                      "--workdir=/proc/avjax-work"],
                                     "--workdir=/proc/avjax-work: cannot write there"),
+      "export, hop between samples": (["-m", "avjax.export", f"--workdir={ckpt_workdir}",
+                                       f"--output={work}/x", "--hop=0.00001"],
+                                      "--hop=1e-05: must be a whole number of samples"),
+      "export, unknown platform": (["-m", "avjax.export", f"--workdir={ckpt_workdir}",
+                                    f"--output={work}/x", "--platforms=cpu,metal"],
+                                   "--platforms=cpu,metal: choose from cpu,cuda,tpu"),
       # Storage that takes no connection (a local port nothing listens on): said at
       # once, naming the URL, instead of after a minute of the client's retries.
       "gs:// data, storage unreachable": (
