@@ -84,6 +84,11 @@ def check_training(config, model) -> None:
   _require(config.batch_size > 0, "batch_size", config.batch_size, "must be positive")
   _require(config.total_steps > 0, "total_steps", config.total_steps, "must be positive")
   _require(config.log_every > 0, "log_every", config.log_every, "must be positive")
+  profile = config.get("profile") or {}
+  if profile and profile.num_steps:
+    _require(profile.num_steps > 0, "profile.num_steps", profile.num_steps, "must be >= 0 (0 = off)")
+    _require(profile.start_step >= 1, "profile.start_step", profile.start_step,
+             "must be a step, from 1")
   _require(config.checkpoint.every > 0, "checkpoint.every", config.checkpoint.every,
            "must be positive")
   _require(config.checkpoint.keep >= 1, "checkpoint.keep", config.checkpoint.keep,

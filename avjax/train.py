@@ -31,6 +31,7 @@ from avjax import models
 from avjax import predict
 from avjax import step_inputs
 from avjax import summaries
+from avjax import tracing
 from avjax import workdir as workdir_lib
 from data_pipelines import fs
 
@@ -302,13 +303,16 @@ def _train(config, workdir: str, lock, step_hook) -> dict:
 
   # --- Loop ------------------------------------------------------------------
   batches = train_reader.train_iterator(start_step=start)
+  profiler = tracing.StepProfiler(config.get("profile"), workdir)
   bar = _progress(config, start)
   latest: dict = {}  # the latest value of each evaluation metric
   t_last, step_last = time.perf_counter(), start
   try:
     for step in range(start + 1, config.total_steps + 1):
-      batch = annotate(input_lib.to_global(next(batches), data_sharding))
-      state, metrics = fns.update(state, batch)
+      with profiler.step(step):
+        batch = annotate(input_lib.to_global(next(batches), data_sharding))
+        state, metrics = fns.update(state, batch)
+      profiler.finish(step, metrics)
       if step_hook is not None:
         step_hook(step)
 
@@ -350,6 +354,7 @@ def _train(config, workdir: str, lock, step_hook) -> dict:
         bar.update(1)
   finally:
     # Whatever stopped the loop, the save in flight completes before the process ends.
+    profiler.stop()
     if bar is not None:
       bar.close()
     mngr.wait_until_finished()

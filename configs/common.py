@@ -142,6 +142,9 @@ def base_config(model: dict, losses: dict, arg: str | None) -> ml_collections.Co
   # -max_offset..max_offset seconds, `step` apart; the chosen offset should be 0.
   c.evals.sync_offsets = ml_collections.ConfigDict(dict(every=0, split="", batch_size=256,
                                                         max_offset=1.0, step=0.2, tolerance=0.2))
+  # A jax.profiler trace of steps start_step .. start_step + num_steps - 1 into dir
+  # ("" = WORKDIR/profile); num_steps 0 = off (avjax/tracing.py).
+  c.profile = ml_collections.ConfigDict(dict(start_step=10, num_steps=0, dir=""))
   c.progress_bar = True
   if a.tiny:
     c.model.vision_widths = TINY_WIDTHS

@@ -243,6 +243,8 @@ def bad_command_lines(data_dir, work, ckpt_workdir):
       "negative lr": ([*train(), tiny, "--config.optimizer.lr=-0.1"], "config.optimizer.lr=-0.1"),
       "unknown model": ([*train(), tiny, "--config.model.name=foo"], "config.model.name: unknown model 'foo'"),
       "unknown loss": ([*train(), tiny, "--config.losses.foo_loss=1"], "--config.losses.foo_loss: no such key"),
+      "profile before step 1": ([*train(), tiny, "--config.profile.num_steps=2",
+                                 "--config.profile.start_step=0"], "config.profile.start_step=0"),
       "config typo": ([*train(), tiny, "--config.optimizer.lrr=1"], 'Did you mean "lr"'),
       "empty split": ([*train(), tiny, *small_overrides(data_dir), "--config.data.train_split=nosuch"],
                       "no TFRecord shards match"),

@@ -76,6 +76,31 @@ def test_resume_after_sigkill_is_exact(data_dir, tmp_path):
   assert losses == {e.step: e.value for e in acc_straight.Scalars("train/loss")}
 
 
+def test_a_profile_of_two_steps_is_written_and_changes_no_number(data_dir, tmp_path):
+  """config.profile traces steps 3-4 (a trace file per host, TensorBoard's
+  layout); the run with it off gives the same loss at step 10 and the same
+  parameters, bit for bit."""
+  from tensorboard.backend.event_processing import event_accumulator
+
+  from avjax import train
+  runs = {}
+  for name, num_steps in (("off", 0), ("on", 2)):
+    config = tiny_config("avenet", data_dir, total_steps=10, log_every=10)
+    config.checkpoint.update(every=10, async_save=False)
+    config.profile.update(start_step=3, num_steps=num_steps)
+    train.train_and_evaluate(config, str(tmp_path / name))
+    acc = event_accumulator.EventAccumulator(str(tmp_path / name))
+    acc.Reload()
+    runs[name] = {e.step: e.value for e in acc.Scalars("train/loss")}
+  assert list(runs["off"]) == [10] and runs["on"] == runs["off"]
+  traces = list((tmp_path / "on" / "profile" / "plugins" / "profile").glob("*/*.xplane.pb"))
+  assert len(traces) == 1 and traces[0].stat().st_size > 0, traces
+  assert not (tmp_path / "off" / "profile").exists()
+  a, b = _final_state(tmp_path / "off", 10), _final_state(tmp_path / "on", 10)
+  for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(a), jax.tree_util.tree_leaves(b)):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=jax.tree_util.keystr(path))
+
+
 def test_config_typo_is_rejected_naming_the_key(tmp_path):
   r = run_python(["-m", "avjax.main", "--config=configs/avenet.py:tiny", f"--workdir={tmp_path}",
             "--config.optimizer.lrr=0.1"], cwd=ROOT)
