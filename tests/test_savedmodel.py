@@ -81,3 +81,28 @@ def test_savedmodel_without_jax_gives_avjax_embed_s_embeddings(exported, tmp_pat
   np.testing.assert_allclose(got["image"], image["embedding"], rtol=1e-5, atol=1e-6)
   assert int(got["sample_rate"]) == rate and int(got["hop"]) == round(HOP * rate)
   assert (root / "export" / "audio.tflite").stat().st_size > 0  # converted and checked on export
+
+
+# ----------------------------------------------------------------------------
+# The HEAR 2021 API (avjax.hear), over the export and over the live workdir
+# ----------------------------------------------------------------------------
+def test_hear_api_over_the_export_and_the_workdir(exported):
+  from avjax import hear
+  root, _ = exported
+  saved = hear.load_model(str(root / "export"))
+  live = hear.load_model(str(root / "work"))
+  assert saved.sample_rate == live.sample_rate == 16000  # the tiny config's 8 kHz, doubled
+  assert saved.scene_embedding_size == saved.timestamp_embedding_size == 128
+  rng = np.random.default_rng(0)
+  short = rng.uniform(-1, 1, (3, 1600)).astype(np.float32)  # 0.1 s: under one window
+  emb, ts = hear.get_timestamp_embeddings(short, saved)
+  assert emb.shape == (3, 3, 128) and ts.shape == (3, 3)  # centres 0, 50, 100 ms
+  np.testing.assert_allclose(ts.numpy()[0], [0, 50, 100])
+  live_emb, _ = hear.get_timestamp_embeddings(short, live)
+  np.testing.assert_allclose(emb.numpy(), live_emb.numpy(), rtol=1e-5, atol=1e-6)
+  scene = hear.get_scene_embeddings(short, saved)
+  np.testing.assert_allclose(scene.numpy(), emb.numpy().mean(1), rtol=1e-6)
+  long = rng.uniform(-1, 1, (1, 16000 * 30)).astype(np.float32)  # streamed in batches
+  emb, ts = hear.get_timestamp_embeddings(long, saved)
+  assert emb.shape == (1, 601, 128) and float(ts[0, -1]) == 30000.0
+  assert np.isfinite(emb.numpy()).all()
