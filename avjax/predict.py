@@ -53,13 +53,11 @@ def dummy_inputs(data_config, batch: int = 1, audio_input: str = "spectrogram",
 def jit_once(fn: Callable, **jit_kwargs) -> Callable:
   """`jax.jit` for a function that runs once per job, such as initialisation.
   On CPU it compiles at LLVM optimisation level 1 instead of 2: the threefry
-  bits behind every initialiser took most of an init's compile, 10.8 s of a
-  tiny AVE-Net's (AVX2 VM) and 21 s of the paper-scale sync network's, for a
-  program that then runs for milliseconds; at level 1 they compile in 4.1 s and
-  9.3 s, and give the same bits (eight configs compared). Level 0 is
-  faster still but not the same bits, and XLA:CPU's gradients of long 1-D
-  convolutions come out NaN there: not used. On accelerators it is plain
-  `jax.jit`."""
+  bits behind every initialiser are most of an init's compile, for a program
+  that then runs for milliseconds, and level 1 compiles them faster and gives
+  the same bits (eight configs compared). Level 0 does not give the same bits,
+  and XLA:CPU's gradients of long 1-D convolutions come out NaN there: not used.
+  On accelerators it is plain `jax.jit`."""
   options = {"xla_backend_optimization_level": 1} if jax.default_backend() == "cpu" else None
   return jax.jit(fn, compiler_options=options, **jit_kwargs)
 

@@ -20,20 +20,17 @@ def get_config(arg=None):
       losses={"avc_sigmoid_xent": 1.0, "infonce": 1.0}, arg=arg)
   if common.parse_arg(arg).tiny:
     # Three blocks: at 64 px an 8x8 map of 8 px cells. With four, the map would be
-    # 4x4 and every cell would see the whole frame (README, Results).
+    # 4x4 and every cell would see the whole frame.
     c.model.vision_widths = common.TINY_WIDTHS[:3]
-    # Decided by measurement over two seeds (README, Localisation: the tiny
-    # config's choices):
+    # Decided by measurement over two seeds (docs/methods.md, localisation: the
+    # tiny config's choices):
     # - same-frame hard negatives raised validation AVC and pointing on every
     #   boxed split;
     # - the InfoNCE term pools its top 10% of locations (6 of the 64 cells), so
-    #   it trains more of the object than its peak: the map widens over it
-    #   (cIoU on test_crowded 0.47-0.48 with the top 5%, 0.50-0.53 with 10%), while
-    #   the correspondence logit, and so AVC, keeps the max (92.2% on both seeds);
+    #   it trains more of the object than its peak: the map widens over it, while
+    #   the correspondence logit, and so AVC, keeps the max;
     # - the 1,2,3 pyramid, averaged, finds objects half the smallest training
-    #   size (pointing on test_small 22-28% on the frame alone, 91-95% with the
-    #   mean, 78-91% with the max), and its mean keeps the top-10% map's
-    #   foreground near the box's size.
+    #   size, and its mean keeps the top-10% map's foreground near the box's size.
     # Top-k in the correspondence logit, log-sum-exp and zoom-out cost AVC or
     # pointing; the 1x1 last block (model.vision_last_kernel=1) gives tighter maps
     # at about half a point of AVC, so it stays off.

@@ -64,7 +64,8 @@ def data_config(tiny: bool) -> ml_collections.ConfigDict:
   d.audio = "spectrogram"        # or "waveform": the raw window (SoundNet)
   d.frame_stack = 0              # n > 0: also the frames under n segments of the window
   # tf.data autotuning of the reader's parallelism; off, each parallel stage may use
-  # every core of the host (its bookkeeping cost 5-15% of the reader's CPU time).
+  # every core of the host (autotuning's own bookkeeping costs reader CPU time;
+  # benchmarks/pipeline.py measures both).
   d.autotune = False
   if tiny:
     # 8 kHz, 32 ms window, 20 ms hop: 129x49, an eighth of the paper's 257x199

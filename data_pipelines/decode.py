@@ -70,8 +70,8 @@ def _frames_at(container, stream, fps: float, short_side: int, *, first_n: int =
   n = first_n
   prev = prev_image = None
   # One scaler for the stream: frame.to_ndarray(width=...) builds a fresh
-  # SwsContext, and its thread pool, for every frame (2.74 ms per frame of
-  # benchmarks/prepare.py's 720p film against 2.07 ms reused, on one thread).
+  # SwsContext, and its thread pool, for every frame (benchmarks/prepare.py
+  # measures the decode).
   scaler = VideoReformatter()
 
   def prev_as_array():

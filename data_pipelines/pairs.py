@@ -122,7 +122,8 @@ def mix_pair(anchor: dict, other: dict, neg) -> dict:
                else (anchor["pos_audio"], other["neg_audio"]))
   return {
       # Select, not where: a scalar or per-row condition picks whole examples
-      # (row copies), 4x faster than where's broadcast condition on a batch.
+      # (row copies), cheaper than where's broadcast condition on a batch
+      # (benchmarks/pipeline.py measures the reader).
       "audio": tf.raw_ops.Select(condition=neg, x=lent, y=own),
       "gain": tf.where(neg, other["neg_gain"], anchor["pos_gain"]),
       "label": tf.cast(tf.logical_or(tf.logical_not(neg), same_video), tf.int32),
