@@ -239,6 +239,19 @@ def probe_seconds(path: str) -> float | None:
     return None
 
 
+def probe_frame_size(path: str) -> tuple[int, int] | None:
+  """(width, height) of a file's first video stream, from its header (None if it
+  has none or cannot be opened); a remote file is read through a file object."""
+  try:
+    with fs.open(path, "rb") as f, av.open(f) as container:
+      if not container.streams.video:
+        return None
+      ctx = container.streams.video[0].codec_context
+      return (ctx.width, ctx.height) if ctx.width and ctx.height else None
+  except (av.error.FFmpegError, ValueError, OSError, UnicodeDecodeError):
+    return None
+
+
 class _Audio:
   """The audio of a file, counted from its first sample and kept from a sample
   index on. Its chunks start at sample `start` (audio_from), where they equal the

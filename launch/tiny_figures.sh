@@ -35,7 +35,9 @@ for m in "${METHODS[@]}"; do
     avolnet)
       train "$m" configs/avolnet.py:tiny
       score "$m" configs/avolnet.py:tiny test avc
-      score "$m" configs/avolnet.py:tiny test_crowded localisation ;;
+      for s in test_crowded test_small test_many; do
+        score "$m" configs/avolnet.py:tiny "$s" localisation
+      done ;;
     avcontrastive|cosine)
       train "$m" "configs/$m.py:tiny"
       score "$m" "configs/$m.py:tiny" test retrieval,linear_probe ;;

@@ -1,0 +1,66 @@
+"""avjax-import: a benchmark's annotation files -> labels.csv and boxes.csv for avjax-prepare.
+
+  avjax-import vggss --annotations=metadata/vggss.json --videos=/data/vggss --output=/data/vggss_csv
+  avjax-import flickr --annotations=/data/flickr/Annotations --videos=/data/flickr/videos \\
+      --output=/data/flickr_csv [--ids=metadata/flickr_test.csv]
+
+Writes OUTPUT/labels.csv (where the format has classes), OUTPUT/boxes.csv and
+OUTPUT/missing.txt: the annotated videos that --videos lacks, counted, named, and
+not an error. The formats are described in data_pipelines/annotations.py.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Sequence
+
+from data_pipelines import annotations, fs
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("format", choices=annotations.FORMATS)
+  p.add_argument("--annotations", required=True,
+                 help="vggss: the JSON file; flickr: the folder of XML files")
+  p.add_argument("--videos", required=True, help="the folder holding the videos (local or gs://)")
+  p.add_argument("--output", required=True, help="folder for labels.csv, boxes.csv, missing.txt")
+  p.add_argument("--ids", default=None, help="flickr: a CSV of the clip ids to import")
+  p.add_argument("--verbose", action="store_true", help="on an error, show the traceback")
+  return p.parse_args(argv)
+
+
+def read(args: argparse.Namespace) -> annotations.Annotations:
+  for flag in ("annotations", "videos"):
+    if not fs.exists(getattr(args, flag)):
+      raise FileNotFoundError(f"--{flag}={getattr(args, flag)}: not found")
+  if args.format == "vggss":
+    return annotations.read_vggss(args.annotations, args.videos)
+  return annotations.read_flickr(args.annotations, args.videos, args.ids)
+
+
+def main(args: argparse.Namespace) -> None:
+  ann = read(args)
+  fs.makedirs(args.output)
+  written = []
+  if ann.labels:
+    fs.write_text(fs.join(args.output, "labels.csv"), annotations.labels_csv(ann))
+    written.append("labels.csv")
+  fs.write_text(fs.join(args.output, "boxes.csv"), annotations.boxes_csv(ann))
+  fs.write_text(fs.join(args.output, "missing.txt"), "".join(f"{m}\n" for m in ann.missing))
+  found = len(set(ann.labels) | set(ann.boxes))
+  print(f"imported {found} video(s), {sum(map(len, ann.boxes.values()))} box(es) into "
+        f"{args.output} ({', '.join(written + ['boxes.csv'])}); {len(ann.missing)} annotated "
+        f"video(s) not in {args.videos}" + (", listed in missing.txt" if ann.missing else ""))
+
+
+def run(argv: Sequence[str] | None = None) -> None:
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  from avjax import cli
+  args = parse_args(argv)
+  if args.verbose:
+    os.environ["AVJAX_VERBOSE"] = "1"
+  cli.with_one_line_errors("avjax-import", main)(args)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,151 @@
+"""Benchmarks' own annotation files -> the labels and boxes CSVs avjax-prepare takes.
+
+Each reader turns one public format into `Annotations`: labels and boxes keyed
+by the video's path relative to the videos folder, and the annotated videos
+that folder lacks (counted and named, never fatal).
+
+- VGG-SS (`metadata/vggss.json` of hche11/Localizing-Visual-Sounds-the-Hard-Way):
+  [{"file": "<ytid>_<start>", "class": ..., "bbox": [[x1, y1, x2, y2], ...]}].
+  Coordinates in 0..1 are kept; larger ones are pixels of the video's own frame,
+  whose size is read from the file.
+- Flickr-SoundNet test set: one Pascal-style XML per clip (`<id>.xml`) whose
+  `bbox` elements hold xmin, ymin, xmax, ymax in pixels of the 256 x 256 frame
+  the annotators saw (the authors' test.py scales them by 224/256), optionally
+  restricted to the ids of `flickr_test.csv`.
+
+Boxes carry time -1: they hold for every clip of the video (both benchmarks
+annotate one frame of a short clip).
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import xml.etree.ElementTree as ET
+
+from data_pipelines import decode, fs
+
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov")
+FLICKR_FRAME = 256
+FORMATS = ("vggss", "flickr")
+
+
+class AnnotationError(ValueError):
+  """An annotation file that does not hold its format; the message names it."""
+
+
+@dataclasses.dataclass
+class Annotations:
+  labels: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+  boxes: dict[str, list[tuple[float, float, float, float, float]]] = dataclasses.field(
+      default_factory=dict)
+  missing: list[str] = dataclasses.field(default_factory=list)  # annotated, not in the folder
+
+
+def video_index(videos: str) -> dict[str, str]:
+  """{stem: path relative to `videos`} of the video files under it."""
+  out = {}
+  for rel in fs.walk_files(videos):
+    stem, ext = rel.rsplit(".", 1) if "." in fs.basename(rel) else (rel, "")
+    if f".{ext.lower()}" in VIDEO_EXTENSIONS:
+      out.setdefault(fs.basename(stem), rel)
+  return out
+
+
+def normalised_box(x1: float, y1: float, x2: float, y2: float, width: float,
+                   height: float) -> tuple[float, float, float, float] | None:
+  """Pixel corners -> (ymin, xmin, ymax, xmax) in 0..1, clipped to the frame;
+  None for a box with no area."""
+  clip = lambda v: min(max(v, 0.0), 1.0)
+  ymin, ymax = sorted((clip(y1 / height), clip(y2 / height)))
+  xmin, xmax = sorted((clip(x1 / width), clip(x2 / width)))
+  return (ymin, xmin, ymax, xmax) if ymax > ymin and xmax > xmin else None
+
+
+def read_vggss(json_path: str, videos: str) -> Annotations:
+  try:
+    entries = json.loads(fs.read_text(json_path))
+    rows = [(e["file"], e["class"], [list(map(float, b)) for b in e["bbox"]]) for e in entries]
+  except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+    raise AnnotationError(f"{json_path}: not VGG-SS's format [{{file, class, bbox: "
+                          f"[[x1, y1, x2, y2], ...]}}] ({type(e).__name__}: {e})") from None
+  index, out = video_index(videos), Annotations()
+  for stem, label, boxes in rows:
+    rel = index.get(stem)
+    if rel is None:
+      out.missing.append(stem)
+      continue
+    out.labels[rel] = [label]
+    size = (1.0, 1.0)
+    if any(v > 1.0 for b in boxes for v in b):
+      size = decode.probe_frame_size(fs.join(videos, rel))
+      if size is None:
+        raise AnnotationError(f"{fs.join(videos, rel)}: pixel boxes need its frame size, "
+                              "and it has no readable video stream")
+    for b in boxes:
+      if len(b) != 4:
+        raise AnnotationError(f"{json_path}: {stem}: a box must be [x1, y1, x2, y2], got {b}")
+      box = normalised_box(*b, *size)
+      if box is not None:
+        out.boxes.setdefault(rel, []).append((*box, -1.0))
+  return out
+
+
+def _flickr_boxes(xml_path: str) -> list[tuple[float, float, float, float]]:
+  try:
+    root = ET.fromstring(fs.read_text(xml_path))
+  except ET.ParseError as e:
+    raise AnnotationError(f"{xml_path}: not XML ({e})") from None
+  boxes = []
+  for bbox in root.iter("bbox"):
+    values = {c.tag: c.text for c in bbox}
+    try:
+      corners = [float(values[k]) for k in ("xmin", "ymin", "xmax", "ymax")]
+    except (KeyError, TypeError, ValueError):
+      raise AnnotationError(f"{xml_path}: a bbox without numeric xmin, ymin, xmax, ymax") from None
+    box = normalised_box(*corners, FLICKR_FRAME, FLICKR_FRAME)
+    if box is not None:
+      boxes.append(box)
+  return boxes
+
+
+def read_flickr(xml_dir: str, videos: str, ids_csv: str | None = None) -> Annotations:
+  names = [n for n in fs.listdir(xml_dir) if n.endswith(".xml")]
+  ids = sorted(n[:-4] for n in names)
+  if ids_csv:
+    with fs.open(ids_csv, "r") as f:
+      wanted = [r[0].strip() for r in csv.reader(f) if r and r[0].strip()]
+    absent = sorted(set(wanted) - set(ids))
+    if absent:
+      raise AnnotationError(f"{xml_dir}: no annotation for {len(absent)} id(s) of {ids_csv}, "
+                            f"e.g. {absent[0]}")
+    ids = wanted
+  if not ids:
+    raise AnnotationError(f"{xml_dir}: no .xml annotation files")
+  index, out = video_index(videos), Annotations()
+  for stem in ids:
+    rel = index.get(stem)
+    if rel is None:
+      out.missing.append(stem)
+      continue
+    boxes = _flickr_boxes(fs.join(xml_dir, f"{stem}.xml"))
+    out.boxes[rel] = [(*b, -1.0) for b in boxes]
+  return out
+
+
+def labels_csv(ann: Annotations) -> str:
+  out = io.StringIO()
+  w = csv.writer(out, lineterminator="\n")
+  w.writerow(["file", "label"])
+  w.writerows([rel, ";".join(labels)] for rel, labels in sorted(ann.labels.items()))
+  return out.getvalue()
+
+
+def boxes_csv(ann: Annotations) -> str:
+  out = io.StringIO()
+  w = csv.writer(out, lineterminator="\n")
+  w.writerow(["file", "ymin", "xmin", "ymax", "xmax", "time"])
+  for rel, boxes in sorted(ann.boxes.items()):
+    w.writerows([rel, *(f"{v:.6f}" for v in b[:4]), f"{b[4]:g}"] for b in boxes)
+  return out.getvalue()

@@ -1,0 +1,80 @@
+"""avjax-import: VGG-SS's JSON and Flickr-SoundNet's XML files, in their public
+formats, become the labels and boxes CSVs avjax-prepare reads; annotated videos
+the folder lacks are counted and named, and the command still succeeds."""
+import json
+import shutil
+
+import pytest
+
+from data_pipelines import decode, ingest
+from tests.conftest import ROOT, run_python
+
+
+@pytest.fixture
+def videos(videos_dir, tmp_path):
+  """Two of the session's videos, renamed as the benchmarks name their clips."""
+  src = sorted((videos_dir / "validation").glob("*.mp4"))[:2]
+  out = tmp_path / "videos"
+  (out / "sub").mkdir(parents=True)
+  shutil.copy(src[0], out / "zpWuikVorYg_000032.mp4")
+  shutil.copy(src[1], out / "sub" / "gEvCUcZ6w88_000030.mp4")
+  return out
+
+
+def run_import(*args):
+  r = run_python(["-m", "avjax.import_annotations", *map(str, args)], cwd=ROOT)
+  assert r.returncode == 0, r.stderr[-3000:]
+  return r.stdout
+
+
+def test_vggss_json_to_prepare_csvs(videos, tmp_path):
+  width, height = decode.probe_frame_size(str(videos / "zpWuikVorYg_000032.mp4"))
+  entries = [
+      {"file": "zpWuikVorYg_000032", "class": "elk bugling",  # pixels of the video's frame
+       "bbox": [[0, height / 4, width / 2, height], [width / 2, 0, width, height / 2]]},
+      {"file": "gEvCUcZ6w88_000030", "class": "female speech, woman speaking",  # normalised
+       "bbox": [[0.45, 0.190625, 0.584375, 0.478125]]},
+      {"file": "ORaz32CQ29k_000130", "class": "coyote howling", "bbox": [[0.1, 0.1, 0.6, 0.8]]},
+  ]
+  (tmp_path / "vggss.json").write_text(json.dumps(entries))
+  out = tmp_path / "csv"
+  said = run_import("vggss", f"--annotations={tmp_path / 'vggss.json'}", f"--videos={videos}",
+                    f"--output={out}")
+  assert "imported 2 video(s), 3 box(es)" in said and "1 annotated video(s) not in" in said
+  assert (out / "missing.txt").read_text() == "ORaz32CQ29k_000130\n"
+  labels = ingest.read_labels(str(out / "labels.csv"))
+  assert labels == {"zpWuikVorYg_000032.mp4": ["elk bugling"],
+                    "sub/gEvCUcZ6w88_000030.mp4": ["female speech, woman speaking"]}
+  boxes = ingest.read_boxes(str(out / "boxes.csv"))
+  assert boxes["zpWuikVorYg_000032.mp4"] == [(0.25, 0.0, 1.0, 0.5, -1.0), (0.0, 0.5, 0.5, 1.0, -1.0)]
+  assert boxes["sub/gEvCUcZ6w88_000030.mp4"] == [(0.190625, 0.45, 0.478125, 0.584375, -1.0)]
+
+
+FLICKR_XML = """<annotation><filename>{id}.jpg</filename>
+<object><bbox><name>0</name><xmin>{x1}</xmin><ymin>{y1}</ymin><xmax>{x2}</xmax><ymax>{y2}</ymax></bbox></object>
+<object><bbox><name>1</name><xmin>0</xmin><ymin>0</ymin><xmax>128</xmax><ymax>64</ymax></bbox></object>
+</annotation>"""
+
+
+def test_flickr_xml_to_boxes_csv(videos, tmp_path):
+  xml = tmp_path / "Annotations"
+  xml.mkdir()
+  for stem in ("zpWuikVorYg_000032", "gEvCUcZ6w88_000030", "missing_clip"):
+    (xml / f"{stem}.xml").write_text(FLICKR_XML.format(id=stem, x1=64, y1=32, x2=192, y2=256))
+  (tmp_path / "ids.csv").write_text("zpWuikVorYg_000032\nmissing_clip\n")
+  out = tmp_path / "csv"
+  said = run_import("flickr", f"--annotations={xml}", f"--videos={videos}", f"--output={out}",
+                    f"--ids={tmp_path / 'ids.csv'}")
+  assert "imported 1 video(s), 2 box(es)" in said and not (out / "labels.csv").exists()
+  assert (out / "missing.txt").read_text() == "missing_clip\n"
+  assert ingest.read_boxes(str(out / "boxes.csv")) == {"zpWuikVorYg_000032.mp4": [
+      (0.125, 0.25, 1.0, 0.75, -1.0), (0.0, 0.0, 0.25, 0.5, -1.0)]}
+
+
+def test_a_file_not_in_the_format_is_one_line_naming_it(videos, tmp_path):
+  (tmp_path / "bad.json").write_text(json.dumps([{"file": "x", "bbox": []}]))
+  r = run_python(["-m", "avjax.import_annotations", "vggss", f"--annotations={tmp_path / 'bad.json'}",
+                  f"--videos={videos}", f"--output={tmp_path / 'o'}"], cwd=ROOT)
+  lines = [l for l in r.stderr.splitlines() if l.strip()]
+  assert r.returncode != 0 and len(lines) == 1, r.stderr
+  assert f"{tmp_path / 'bad.json'}: not VGG-SS's format" in lines[0]
