@@ -131,6 +131,19 @@ def make_reader(data_config, split: str, *, global_batch: int, seed: int,
                            process_count=jax.process_count())
 
 
+def make_tfds_reader(tfds_config, data_config, *, global_batch: int):
+  """-> this host's data_pipelines.tfds_reader.TfdsReader of the TFDS dataset
+  `tfds_config` names (config.evals.<name>.tfds), in config.data's crops and framing."""
+  from data_pipelines import tfds_reader
+  if global_batch % jax.process_count():
+    raise ValueError(f"batch size {global_batch} is not divisible by {jax.process_count()} hosts")
+  return tfds_reader.TfdsReader(tfds_reader.spec_from_config(tfds_config),
+                                reader_spec=reader_spec(data_config),
+                                batch_size=global_batch // jax.process_count(),
+                                process_index=jax.process_index(),
+                                process_count=jax.process_count())
+
+
 def ensure_default_sound_targets(data_config, base: str) -> None:
   """The embedded dataset gets its ambient-sound targets on first use, as it gets
   its shards; other data needs `avjax-sound-clusters` run on it."""

@@ -78,6 +78,13 @@ def data_config(tiny: bool) -> ml_collections.ConfigDict:
   return d
 
 
+def tfds_probe() -> ml_collections.ConfigDict:
+  """A probe's TFDS source (data_pipelines/tfds_reader.py); name "" = off."""
+  return ml_collections.ConfigDict(dict(name="", split="test", train_split="", data_dir="",
+                                        manual_dir="", download=False, audio="", image="",
+                                        label="label"))
+
+
 def base_config(model: dict, losses: dict, arg: str | None) -> ml_collections.ConfigDict:
   a = parse_arg(arg)
   c = ml_collections.ConfigDict()
@@ -132,13 +139,18 @@ def base_config(model: dict, losses: dict, arg: str | None) -> ml_collections.Co
   # window_hop > 0 (seconds): every window of each clip, one per hop, and a clip's
   # prediction the mean decision value of its windows (SoundNet's protocol; one
   # host); window_seconds > 0: audio windows of that length instead of training's.
+  # tfds.name: a TensorFlow Datasets classification dataset read instead of a
+  # prepared split (data_pipelines/tfds_reader.py): its audio and/or image, the
+  # label feature; train_split set = fit there and score `split` (official
+  # splits), else k folds of `split`. Nothing downloads unless download=True.
   c.evals.linear_probe = ml_collections.ConfigDict(dict(
       every=0, split="", batch_size=256, modalities="audio,frame", features="features",
       folds_csv="", fold_column="fold", file_column="filename", num_folds=5, C=1.0,
-      max_iter=1000, random_init=True, window_hop=0.0, window_seconds=0.0))
+      max_iter=1000, random_init=True, window_hop=0.0, window_seconds=0.0, tfds=tfds_probe()))
   # k-means on embeddings (k = number of classes when 0), or the model's cluster head.
   c.evals.clustering = ml_collections.ConfigDict(dict(every=0, split="", batch_size=256,
-                                                      modalities="audio,frame", num_clusters=0))
+                                                      modalities="audio,frame", num_clusters=0,
+                                                      tfds=tfds_probe()))
   # Synchronisation models: each clip's frames against its audio at offsets of
   # -max_offset..max_offset seconds, `step` apart; the chosen offset should be 0.
   c.evals.sync_offsets = ml_collections.ConfigDict(dict(every=0, split="", batch_size=256,

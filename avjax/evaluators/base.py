@@ -25,11 +25,17 @@ class Evaluator:
   def __init__(self, eval_config, *, fns, mesh, data_config, default_split: str, seed: int = 0):
     self.config = eval_config
     self.split = eval_config.split or default_split
-    # Audio windows of their own length where the evaluator asks (the probes' protocol).
-    seconds = eval_config.get("window_seconds", 0.0)
-    self.reader = input_lib.make_reader(data_config, self.split,
-                                        global_batch=eval_config.batch_size, seed=0,
-                                        window_seconds=seconds)
+    tfds_config = eval_config.get("tfds")
+    if tfds_config is not None and tfds_config.name:  # a TFDS dataset by name
+      self.split = f"tfds:{tfds_config.name}/{tfds_config.split}"
+      self.reader = input_lib.make_tfds_reader(tfds_config, data_config,
+                                               global_batch=eval_config.batch_size)
+    else:
+      # Audio windows of their own length where the evaluator asks (the probes' protocol).
+      seconds = eval_config.get("window_seconds", 0.0)
+      self.reader = input_lib.make_reader(data_config, self.split,
+                                          global_batch=eval_config.batch_size, seed=0,
+                                          window_seconds=seconds)
     self.spec = self.reader.spec  # the reader's settings: crop, fps, framing
     self.sharding = mesh_lib.batch_sharding(mesh)
     self.fns, self.seed = fns, seed
@@ -40,7 +46,8 @@ class Evaluator:
 
   def apply(self, variables, batch: dict) -> dict:
     """The model on an evaluation batch (inside jit)."""
-    return self.fns.predict(variables, batch[self.fns.frame_input], batch[self.fns.audio_input])
+    return self.fns.predict(variables, batch.get(self.fns.frame_input),
+                            batch.get(self.fns.audio_input))
 
   def run(self, variables) -> dict:
     raise NotImplementedError
@@ -60,6 +67,12 @@ class Evaluator:
     out = [m.strip() for m in value.split(",") if m.strip()]
     if not out or set(out) - {"audio", "frame"}:
       raise ValueError(f"config.evals.{name}.modalities: {value!r}; use audio, frame")
+    has = getattr(self.reader, "modalities", None)  # a TFDS dataset may hold one of them
+    if has is not None:
+      out = [m for m in out if m in has]
+      if not out:
+        raise ValueError(f"config.evals.{name}.modalities: {value!r}, and {self.split} holds "
+                         f"only {has}")
     return out
 
   def gather(self, fn: Callable, variables, *, inputs: Sequence[str] | None = None,
@@ -84,7 +97,7 @@ class Evaluator:
     # Every host reads the same number of (padded) batches, so the collectives
     # below line up, and `seen` counts every host's clips.
     for local in self.reader.eval_iterator(window_hop, audio_offsets):
-      batch = input_lib.to_global({k: local[k] for k in inputs}, self.sharding)
+      batch = input_lib.to_global({k: local[k] for k in inputs if k in local}, self.sharding)
       keep = all_hosts(local["mask"]) > 0
       for k, v in every_row(fn(variables, batch)).items():
         out[k].append(np.asarray(v)[keep])

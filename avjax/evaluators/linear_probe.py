@@ -98,11 +98,12 @@ def clip_accuracy(decisions: np.ndarray, y: np.ndarray, clips: np.ndarray) -> fl
 
 
 def cross_validate(x, y, folds, *, num_classes: int, C: float, max_iter: int,
-                   clips: np.ndarray | None = None) -> list[float]:
-  """Accuracy on each fold with the others as training data. With `clips` (one
-  id per row, rows being windows of those clips): clip-level accuracy."""
+                   clips: np.ndarray | None = None, held_out=None) -> list[float]:
+  """Accuracy on each fold (or each of `held_out`) with the others as training
+  data. With `clips` (one id per row, rows being windows of those clips):
+  clip-level accuracy."""
   accs = []
-  for f in np.unique(folds):
+  for f in np.unique(folds) if held_out is None else held_out:
     test = folds == f
     d = probe_decisions(x[~test], y[~test], x[test], num_classes=num_classes, C=C,
                         max_iter=max_iter)
@@ -162,19 +163,26 @@ class LinearProbe(base.Evaluator):
 
   def probe(self, variables, prefix: str) -> dict:
     hop = self.config.window_hop
+    tfds = self.config.get("tfds")
+    official = bool(tfds is not None and tfds.name and tfds.train_split)
     g = self.gather(self._features, variables, window_hop=hop,
-                    host_keys=("labels", "filename", "video_id", "clip_index"))
+                    host_keys=("labels", "filename", "video_id", "clip_index",
+                               *(("fold",) if official else ())))
     y, one = base.single_labels(g["labels"])
-    folds = self.folds(g["filename"][one], g["video_id"][one])
+    # A TFDS dataset's official splits: fit on train_split, score split.
+    folds = g["fold"][one] if official else self.folds(g["filename"][one], g["video_id"][one])
+    held_out = [b"test"] if official else None
     clips = g["clip_index"][one] if hop > 0 else None
     out = {}
     for m in self.modalities:
       accs = cross_validate(g[m][one], y, folds, num_classes=self.reader.num_classes,
-                            C=self.config.C, max_iter=self.config.max_iter, clips=clips)
+                            C=self.config.C, max_iter=self.config.max_iter, clips=clips,
+                            held_out=held_out)
       out[f"{prefix}_{m}_accuracy_mean"] = float(np.mean(accs))
       out[f"{prefix}_{m}_accuracy_std"] = float(np.std(accs))
-    out[f"{prefix}_folds"] = int(len(np.unique(folds)))
-    out[f"{prefix}_examples"] = int(len(np.unique(clips)) if hop > 0 else one.sum())
+    out[f"{prefix}_folds"] = int(len(held_out) if official else len(np.unique(folds)))
+    scored = np.isin(folds, held_out) if official else np.ones(len(folds), bool)
+    out[f"{prefix}_examples"] = int(len(np.unique(clips)) if hop > 0 else scored.sum())
     if hop > 0:
       out[f"{prefix}_windows"] = int(one.sum())
     return out
