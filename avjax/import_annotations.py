@@ -3,6 +3,7 @@
   avjax-import vggss --annotations=metadata/vggss.json --videos=/data/vggss --output=/data/vggss_csv
   avjax-import flickr --annotations=/data/flickr/Annotations --videos=/data/flickr/videos \\
       --output=/data/flickr_csv [--ids=metadata/flickr_test.csv]
+  avjax-import ave --annotations=data/testSet.txt --videos=/data/AVE --output=/data/ave_test_csv
 
 Writes OUTPUT/labels.csv (where the format has classes), OUTPUT/boxes.csv and
 OUTPUT/missing.txt: the annotated videos that --videos lacks, counted, named, and
@@ -21,7 +22,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("format", choices=annotations.FORMATS)
   p.add_argument("--annotations", required=True,
-                 help="vggss: the JSON file; flickr: the folder of XML files")
+                 help="vggss: the JSON file; flickr: the folder of XML files; "
+                 "ave: Annotations.txt or a split's list")
   p.add_argument("--videos", required=True, help="the folder holding the videos (local or gs://)")
   p.add_argument("--output", required=True, help="folder for labels.csv, boxes.csv, missing.txt")
   p.add_argument("--ids", default=None, help="flickr: a CSV of the clip ids to import")
@@ -35,6 +37,8 @@ def read(args: argparse.Namespace) -> annotations.Annotations:
       raise FileNotFoundError(f"--{flag}={getattr(args, flag)}: not found")
   if args.format == "vggss":
     return annotations.read_vggss(args.annotations, args.videos)
+  if args.format == "ave":
+    return annotations.read_ave(args.annotations, args.videos)
   return annotations.read_flickr(args.annotations, args.videos, args.ids)
 
 
@@ -50,7 +54,8 @@ def main(args: argparse.Namespace) -> None:
   found = len(set(ann.labels) | set(ann.boxes))
   print(f"imported {found} video(s), {sum(map(len, ann.boxes.values()))} box(es) into "
         f"{args.output} ({', '.join(written + ['boxes.csv'])}); {len(ann.missing)} annotated "
-        f"video(s) not in {args.videos}" + (", listed in missing.txt" if ann.missing else ""))
+        f"video(s) not in {args.videos}" + (", listed in missing.txt" if ann.missing else "")
+        + (f"; {len(ann.empty)} annotation(s) with an empty segment left out" if ann.empty else ""))
 
 
 def run(argv: Sequence[str] | None = None) -> None:

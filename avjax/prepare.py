@@ -30,7 +30,8 @@ _CONFIG = config_flags.DEFINE_config_file(
     lock_config=True)
 _INPUT = flags.DEFINE_string("input", None, "folder of videos, or a CSV whose first column lists them")
 _OUTPUT = flags.DEFINE_string("output", None, "folder for the TFRecord shards")
-_LABELS = flags.DEFINE_string("labels", None, "CSV file,label (several labels separated by ';')")
+_LABELS = flags.DEFINE_string("labels", None, "CSV file,label[,start,end] (several labels separated by ';'; "
+                             "start,end: seconds the labels hold for)")
 _BOXES = flags.DEFINE_string("boxes", None, "CSV file,ymin,xmin,ymax,xmax[,time] normalised to 0..1")
 _FPS = flags.DEFINE_float("fps", None, "frames per second stored (default 25)")
 _SAMPLE_RATE = flags.DEFINE_integer("sample_rate", None, "audio sample rate (default 48000)")

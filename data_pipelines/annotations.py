@@ -13,6 +13,12 @@ that folder lacks (counted and named, never fatal).
   the annotators saw (the authors' test.py scales them by 224/256), optionally
   restricted to the ids of `flickr_test.csv`.
 
+- AVE (`data/Annotations.txt` of YapengTian/AVE-ECCV18, or its trainSet.txt,
+  valSet.txt, testSet.txt): `class&ytid&quality&start&end`, one audio-visual
+  event per 10 s video; the class becomes a label that holds from start to end
+  (seconds), so prepare labels only the clips inside the event. A row whose
+  event is empty (start >= end) is counted and left out.
+
 Boxes carry time -1: they hold for every clip of the video (both benchmarks
 annotate one frame of a short clip).
 """
@@ -28,7 +34,7 @@ from data_pipelines import decode, fs
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov")
 FLICKR_FRAME = 256
-FORMATS = ("vggss", "flickr")
+FORMATS = ("vggss", "flickr", "ave")
 
 
 class AnnotationError(ValueError):
@@ -37,10 +43,12 @@ class AnnotationError(ValueError):
 
 @dataclasses.dataclass
 class Annotations:
-  labels: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+  labels: dict[str, list] = dataclasses.field(default_factory=dict)
   boxes: dict[str, list[tuple[float, float, float, float, float]]] = dataclasses.field(
       default_factory=dict)
   missing: list[str] = dataclasses.field(default_factory=list)  # annotated, not in the folder
+  # Labels: a bare label, or [label, start, end] for one that holds in that segment.
+  empty: list[str] = dataclasses.field(default_factory=list)  # rows with nothing to label
 
 
 def video_index(videos: str) -> dict[str, str]:
@@ -134,11 +142,37 @@ def read_flickr(xml_dir: str, videos: str, ids_csv: str | None = None) -> Annota
   return out
 
 
+def read_ave(path: str, videos: str) -> Annotations:
+  index, out = video_index(videos), Annotations()
+  for lineno, line in enumerate(fs.read_text(path).splitlines(), 1):
+    if not line.strip() or line.startswith("Category&"):  # some copies carry a header
+      continue
+    parts = line.split("&")
+    try:
+      label, ytid, _, start, end = parts[0], parts[1], parts[2], float(parts[3]), float(parts[4])
+    except (IndexError, ValueError):
+      raise AnnotationError(f"{path}:{lineno}: expected 'class&ytid&quality&start&end', "
+                            f"got {line!r}") from None
+    rel = index.get(ytid)
+    if rel is None:
+      out.missing.append(ytid)
+    elif not 0 <= start < end:
+      out.empty.append(ytid)
+    else:
+      out.labels.setdefault(rel, []).append([label, start, end])
+  return out
+
+
 def labels_csv(ann: Annotations) -> str:
+  """`file,label[,start,end]` rows (data_pipelines.ingest.read_labels)."""
   out = io.StringIO()
   w = csv.writer(out, lineterminator="\n")
-  w.writerow(["file", "label"])
-  w.writerows([rel, ";".join(labels)] for rel, labels in sorted(ann.labels.items()))
+  w.writerow(["file", "label", "start", "end"])
+  for rel, labels in sorted(ann.labels.items()):
+    bare = [l for l in labels if isinstance(l, str)]
+    if bare:
+      w.writerow([rel, ";".join(bare), "", ""])
+    w.writerows([rel, l[0], f"{l[1]:g}", f"{l[2]:g}"] for l in labels if not isinstance(l, str))
   return out.getvalue()
 
 

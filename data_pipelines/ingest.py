@@ -90,20 +90,44 @@ def list_inputs(input_path: str) -> tuple[str, list[str]]:
   raise PrepareError(f"--input {input_path!r}: not a directory or an existing .csv file")
 
 
-def read_labels(path: str | None) -> dict[str, list[str]]:
-  """CSV `file,label` where label may hold several labels separated by ';'."""
+def read_labels(path: str | None) -> dict[str, list]:
+  """CSV `file,label[,start,end]`: label may hold several labels separated by ';'.
+  With start and end (seconds), the labels hold only for the clips whose middle
+  falls in [start, end) (an event's segment, as AVE annotates them); each is then
+  the entry [label, start, end] instead of the bare label."""
   if not path:
     return {}
-  out: dict[str, list[str]] = {}
+  out: dict[str, list] = {}
   with fs.open(path, "r") as f:
     for lineno, row in enumerate(csv.reader(f), 1):
       if not row or row[0].startswith("#") or (lineno == 1 and row[0].strip() == "file"):
         continue
       if len(row) < 2:
-        raise PrepareError(f"{path}:{lineno}: expected 'file,label', got {row!r}")
+        raise PrepareError(f"{path}:{lineno}: expected 'file,label[,start,end]', got {row!r}")
       labels = [l.strip() for l in row[1].split(";") if l.strip()]
+      timed = [v.strip() for v in row[2:4]]
+      if any(timed):
+        try:
+          start, end = map(float, timed)
+        except ValueError:
+          raise PrepareError(f"{path}:{lineno}: start and end must be seconds, got {row[2:4]}") from None
+        if not 0 <= start < end:
+          raise PrepareError(f"{path}:{lineno}: needs 0 <= start < end, got {start}, {end}")
+        labels = [[l, start, end] for l in labels]
       out.setdefault(row[0].strip(), []).extend(labels)
   return out
+
+
+def label_name(entry) -> str:
+  """A labels entry's name: the label itself, or a timed entry's first item."""
+  return entry if isinstance(entry, str) else entry[0]
+
+
+def clip_labels(labels: list, start_s: float, end_s: float) -> list[str]:
+  """The label names that hold for the clip [start_s, end_s): the untimed ones,
+  and the timed ones whose segment holds the clip's middle."""
+  middle = (start_s + end_s) / 2
+  return [label_name(l) for l in labels if isinstance(l, str) or l[1] <= middle < l[2]]
 
 
 def read_boxes(path: str | None) -> dict[str, list[tuple[float, float, float, float, float]]]:
@@ -142,11 +166,12 @@ def _magnitude(waveform: np.ndarray, spec) -> np.ndarray:
 
 
 def _clip_record(clip, rel: str, settings: PrepareSettings, label_map: dict,
-                 labels: list[str], boxes: list) -> bytes:
+                 labels: list, boxes: list) -> bytes:
   """One decoded clip -> its serialized DMVR SequenceExample."""
   from data_pipelines import dmvr
   stft = settings.spectrogram
   in_clip = [b for b in boxes if b[4] < 0 or clip.start_s <= b[4] < clip.end_s]
+  labels = clip_labels(labels, clip.start_s, clip.end_s)
   return dmvr.to_sequence_example(dmvr.Clip(
       magnitude=None if stft is None else _magnitude(clip.waveform, stft),
       spectrogram=stft,
@@ -189,7 +214,7 @@ def plan_units(rel: str, root: str, settings: PrepareSettings,
 
 
 def unit_records(root: str, unit: Unit, settings: PrepareSettings, label_map: dict,
-                 labels: list[str], boxes: list, threads: int = 0) -> Iterator[bytes]:
+                 labels: list, boxes: list, threads: int = 0) -> Iterator[bytes]:
   """The serialized records of one unit, a clip at a time (decoded clip by clip:
   memory is bounded by a clip). Raises decode.BadMediaError for a bad file.
   `threads` (the video decoder's and scaler's) changes the speed, never the records."""
@@ -450,7 +475,7 @@ def plan_job(input_path: str, labels_csv: str | None, boxes_csv: str | None,
   if not files:
     raise PrepareError(f"--input {input_path!r}: no files found")
   labels, boxes = read_labels(labels_csv), read_boxes(boxes_csv)
-  label_names = sorted({l for ls in labels.values() for l in ls})
+  label_names = sorted({label_name(l) for ls in labels.values() for l in ls})
   return dict(root=root, files=files, labels=labels, boxes=boxes, label_names=label_names,
               label_map={name: i for i, name in enumerate(label_names)},
               num_shards=num_shards or max(1, math.ceil(len(files) / files_per_shard)))

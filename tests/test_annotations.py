@@ -78,3 +78,19 @@ def test_a_file_not_in_the_format_is_one_line_naming_it(videos, tmp_path):
   lines = [l for l in r.stderr.splitlines() if l.strip()]
   assert r.returncode != 0 and len(lines) == 1, r.stderr
   assert f"{tmp_path / 'bad.json'}: not VGG-SS's format" in lines[0]
+
+
+def test_ave_events_become_timed_labels(videos, tmp_path):
+  shutil.copy(videos / "zpWuikVorYg_000032.mp4", videos / "RUhOCu3LNXM.mp4")
+  (tmp_path / "Annotations.txt").write_text(
+      "Category&VideoID&Quality&StartTime&EndTime\n"
+      "Church bell&RUhOCu3LNXM&good&0&1\n"
+      "Church bell&VWi2ENBuTbw&good&0&0\n"       # not in the folder
+      "Male speech, man speaking&zpWuikVorYg_000032&good&0&0\n")  # an empty event
+  out = tmp_path / "csv"
+  said = run_import("ave", f"--annotations={tmp_path / 'Annotations.txt'}", f"--videos={videos}",
+                    f"--output={out}")
+  assert "imported 1 video(s), 0 box(es)" in said and "1 annotated video(s) not in" in said
+  assert "1 annotation(s) with an empty segment left out" in said
+  assert ingest.read_labels(str(out / "labels.csv")) == {"RUhOCu3LNXM.mp4": [["Church bell", 0.0, 1.0]]}
+  assert (out / "missing.txt").read_text() == "VWi2ENBuTbw\n"

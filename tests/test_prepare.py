@@ -424,3 +424,29 @@ def test_one_scaler_per_stream_gives_each_frames_own_conversion(tmp_path):
       got = list(decode._frames_at(c, c.streams.video[0], 25.0, 64, threads=threads))
     assert len(got) == len(expected)
     assert all(np.array_equal(a, b) for a, b in zip(got, expected)), threads
+
+
+def test_timed_labels_hold_only_for_the_clips_of_their_segment(tmp_path):
+  """`file,label,start,end` (an AVE event) labels the clips whose middle falls
+  in [start, end); a bare label labels every clip of the file."""
+  root = tmp_path / "videos"
+  root.mkdir()
+  video = synthetic.VideoSpec(size=48, seconds=3.0)
+  frames, wav, _, _ = synthetic.make_scene(synthetic.SplitSpec("t", 1, seed=3), 0, video)
+  synthetic.write_mp4(str(root / "event.mp4"), frames, wav, video)
+  (root / "labels.csv").write_text("file,label,start,end\nevent.mp4,dog barking,1.2,2.6\n"
+                                   "event.mp4,park\n")
+  manifest = ingest.prepare(str(root), str(tmp_path / "out"), labels_csv=str(root / "labels.csv"),
+                            settings=ingest.PrepareSettings(sample_rate=16000, frame_size=32,
+                                                            clip_seconds=1.0),
+                            workers=1, quiet=True)
+  assert manifest["labels"] == ["dog barking", "park"]
+  by_start = {}
+  for r in _records(tmp_path / "out"):
+    ctx = r.context.feature
+    start = ctx[dmvr.START_US].int64_list.value[0] / 1e6
+    by_start[start] = sorted(v.decode() for v in ctx[dmvr.LABEL_TEXT].bytes_list.value)
+  assert by_start == {0.0: ["park"], 1.0: ["dog barking", "park"], 2.0: ["dog barking", "park"]}
+  with pytest.raises(ingest.PrepareError, match=r"labels.csv:2: needs 0 <= start < end"):
+    (root / "labels.csv").write_text("file,label,start,end\nevent.mp4,dog,2.0,1.0\n")
+    ingest.read_labels(str(root / "labels.csv"))
