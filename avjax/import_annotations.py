@@ -4,8 +4,11 @@
   avjax-import flickr --annotations=/data/flickr/Annotations --videos=/data/flickr/videos \\
       --output=/data/flickr_csv [--ids=metadata/flickr_test.csv]
   avjax-import ave --annotations=data/testSet.txt --videos=/data/AVE --output=/data/ave_test_csv
+  avjax-import ucf101 --annotations=ucfTrainTestlist --videos=/data/UCF-101 --output=/data/ucf_csv
+  avjax-import hmdb51 --annotations=testTrainMulti_7030_splits --videos=/data/hmdb51 --output=...
 
-Writes OUTPUT/labels.csv (where the format has classes), OUTPUT/boxes.csv and
+Writes OUTPUT/labels.csv (where the format has classes), OUTPUT/folds.csv (the
+official splits, where it has them), OUTPUT/boxes.csv and
 OUTPUT/missing.txt: the annotated videos that --videos lacks, counted, named, and
 not an error. The formats are described in data_pipelines/annotations.py.
 """
@@ -23,7 +26,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   p.add_argument("format", choices=annotations.FORMATS)
   p.add_argument("--annotations", required=True,
                  help="vggss: the JSON file; flickr: the folder of XML files; "
-                 "ave: Annotations.txt or a split's list")
+                 "ave: Annotations.txt or a split's list; ucf101, hmdb51: the split lists' folder")
   p.add_argument("--videos", required=True, help="the folder holding the videos (local or gs://)")
   p.add_argument("--output", required=True, help="folder for labels.csv, boxes.csv, missing.txt")
   p.add_argument("--ids", default=None, help="flickr: a CSV of the clip ids to import")
@@ -39,6 +42,10 @@ def read(args: argparse.Namespace) -> annotations.Annotations:
     return annotations.read_vggss(args.annotations, args.videos)
   if args.format == "ave":
     return annotations.read_ave(args.annotations, args.videos)
+  if args.format == "ucf101":
+    return annotations.read_ucf101(args.annotations, args.videos)
+  if args.format == "hmdb51":
+    return annotations.read_hmdb51(args.annotations, args.videos)
   return annotations.read_flickr(args.annotations, args.videos, args.ids)
 
 
@@ -49,6 +56,9 @@ def main(args: argparse.Namespace) -> None:
   if ann.labels:
     fs.write_text(fs.join(args.output, "labels.csv"), annotations.labels_csv(ann))
     written.append("labels.csv")
+  if ann.folds:
+    fs.write_text(fs.join(args.output, "folds.csv"), annotations.folds_csv(ann))
+    written.append("folds.csv")
   fs.write_text(fs.join(args.output, "boxes.csv"), annotations.boxes_csv(ann))
   fs.write_text(fs.join(args.output, "missing.txt"), "".join(f"{m}\n" for m in ann.missing))
   found = len(set(ann.labels) | set(ann.boxes))

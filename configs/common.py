@@ -135,7 +135,9 @@ def base_config(model: dict, losses: dict, arg: str | None) -> ml_collections.Co
                                                         map="similarity"))
   # features: "features" (pooled conv features) or "embedding". Folds from
   # folds_csv's fold_column (matched on file_column's base name), else num_folds
-  # folds by video. C is scikit-learn's inverse L2 strength.
+  # folds by video; test_fold set (e.g. "test" with avjax-import ucf101's folds.csv
+  # and fold_column="split1"): fit on the other folds, score that one only, and
+  # leave out rows of no fold. C is scikit-learn's inverse L2 strength.
   # window_hop > 0 (seconds): every window of each clip, one per hop, and a clip's
   # prediction the mean decision value of its windows (SoundNet's protocol; one
   # host); window_seconds > 0: audio windows of that length instead of training's.
@@ -145,7 +147,7 @@ def base_config(model: dict, losses: dict, arg: str | None) -> ml_collections.Co
   # splits), else k folds of `split`. Nothing downloads unless download=True.
   c.evals.linear_probe = ml_collections.ConfigDict(dict(
       every=0, split="", batch_size=256, modalities="audio,frame", features="features",
-      folds_csv="", fold_column="fold", file_column="filename", num_folds=5, C=1.0,
+      folds_csv="", fold_column="fold", file_column="filename", test_fold="", num_folds=5, C=1.0,
       max_iter=1000, random_init=True, window_hop=0.0, window_seconds=0.0, tfds=tfds_probe()))
   # k-means on embeddings (k = number of classes when 0), or the model's cluster head.
   c.evals.clustering = ml_collections.ConfigDict(dict(every=0, split="", batch_size=256,

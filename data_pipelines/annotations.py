@@ -19,6 +19,14 @@ that folder lacks (counted and named, never fatal).
   (seconds), so prepare labels only the clips inside the event. A row whose
   event is empty (start >= end) is counted and left out.
 
+- UCF101 (`ucfTrainTestlist/`: `trainlist0K.txt` "Class/v_..._gGG_cCC.avi 1",
+  `testlist0K.txt` "Class/v_....avi") and HMDB51 (`testTrainMulti_7030_splits/`:
+  `<class>_test_split<K>.txt` "video.avi 1|2|0", 1 train, 2 test, 0 unused):
+  the class is a label, and folds.csv holds one column per official split
+  (`split1`..`split3`) saying train or test ("" where the split leaves a video
+  out), for `config.evals.linear_probe` with `folds_csv`, `fold_column=splitK`
+  and `test_fold=test`.
+
 Boxes carry time -1: they hold for every clip of the video (both benchmarks
 annotate one frame of a short clip).
 """
@@ -34,7 +42,7 @@ from data_pipelines import decode, fs
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov")
 FLICKR_FRAME = 256
-FORMATS = ("vggss", "flickr", "ave")
+FORMATS = ("vggss", "flickr", "ave", "ucf101", "hmdb51")
 
 
 class AnnotationError(ValueError):
@@ -49,6 +57,7 @@ class Annotations:
   missing: list[str] = dataclasses.field(default_factory=list)  # annotated, not in the folder
   # Labels: a bare label, or [label, start, end] for one that holds in that segment.
   empty: list[str] = dataclasses.field(default_factory=list)  # rows with nothing to label
+  folds: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)  # file -> {split: fold}
 
 
 def video_index(videos: str) -> dict[str, str]:
@@ -161,6 +170,65 @@ def read_ave(path: str, videos: str) -> Annotations:
     else:
       out.labels.setdefault(rel, []).append([label, start, end])
   return out
+
+
+def _split_lines(path: str) -> list[list[str]]:
+  return [line.split() for line in fs.read_text(path).splitlines() if line.strip()]
+
+
+def _add_split_member(out: Annotations, index: dict, name: str, label: str, split: str,
+                      fold: str) -> None:
+  stem = fs.basename(name).rsplit(".", 1)[0]
+  rel = index.get(stem)
+  if rel is None:
+    if stem not in out.missing:
+      out.missing.append(stem)
+    return
+  out.labels[rel] = [label]
+  out.folds.setdefault(rel, {})[split] = fold
+
+
+def read_ucf101(folder: str, videos: str) -> Annotations:
+  names = set(fs.listdir(folder))
+  lists = sorted(n for n in names if n.startswith(("trainlist", "testlist")) and n.endswith(".txt"))
+  if not lists:
+    raise AnnotationError(f"{folder}: no trainlist0K.txt or testlist0K.txt (ucfTrainTestlist)")
+  index, out = video_index(videos), Annotations()
+  for name in lists:
+    fold = "train" if name.startswith("train") else "test"
+    split = f"split{int(name[-6:-4])}"
+    for lineno, parts in enumerate(_split_lines(fs.join(folder, name)), 1):
+      if "/" not in parts[0]:
+        raise AnnotationError(f"{fs.join(folder, name)}:{lineno}: expected 'Class/video.avi', "
+                              f"got {parts[0]!r}")
+      _add_split_member(out, index, parts[0], parts[0].split("/")[0], split, fold)
+  return out
+
+
+def read_hmdb51(folder: str, videos: str) -> Annotations:
+  lists = sorted(n for n in fs.listdir(folder) if "_test_split" in n and n.endswith(".txt"))
+  if not lists:
+    raise AnnotationError(f"{folder}: no <class>_test_split<K>.txt files (testTrainMulti_7030_splits)")
+  index, out = video_index(videos), Annotations()
+  for name in lists:
+    label, split_k = name[:-4].rsplit("_test_split", 1)
+    for lineno, parts in enumerate(_split_lines(fs.join(folder, name)), 1):
+      if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
+        raise AnnotationError(f"{fs.join(folder, name)}:{lineno}: expected 'video.avi 0|1|2', "
+                              f"got {' '.join(parts)!r}")
+      fold = {"1": "train", "2": "test", "0": ""}[parts[1]]
+      _add_split_member(out, index, parts[0], label, f"split{split_k}", fold)
+  return out
+
+
+def folds_csv(ann: Annotations) -> str:
+  """`filename,split1,...` rows: each video's fold in each official split."""
+  splits = sorted({s for f in ann.folds.values() for s in f})
+  out = io.StringIO()
+  w = csv.writer(out, lineterminator="\n")
+  w.writerow(["filename", *splits])
+  w.writerows([rel, *(f.get(s, "") for s in splits)] for rel, f in sorted(ann.folds.items()))
+  return out.getvalue()
 
 
 def labels_csv(ann: Annotations) -> str:

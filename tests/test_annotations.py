@@ -94,3 +94,29 @@ def test_ave_events_become_timed_labels(videos, tmp_path):
   assert "1 annotation(s) with an empty segment left out" in said
   assert ingest.read_labels(str(out / "labels.csv")) == {"RUhOCu3LNXM.mp4": [["Church bell", 0.0, 1.0]]}
   assert (out / "missing.txt").read_text() == "VWi2ENBuTbw\n"
+
+
+def test_ucf101_and_hmdb51_splits_become_labels_and_folds(videos, tmp_path):
+  shutil.copy(videos / "zpWuikVorYg_000032.mp4", videos / "v_ApplyEyeMakeup_g08_c01.avi")
+  shutil.copy(videos / "zpWuikVorYg_000032.mp4", videos / "v_Archery_g01_c01.avi")
+  ucf = tmp_path / "ucfTrainTestlist"
+  ucf.mkdir()
+  (ucf / "classInd.txt").write_text("1 ApplyEyeMakeup\n2 Archery\n")
+  (ucf / "trainlist01.txt").write_text("ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1\n")
+  (ucf / "testlist01.txt").write_text("Archery/v_Archery_g01_c01.avi\nArchery/v_Archery_g02_c01.avi\n")
+  (ucf / "trainlist02.txt").write_text("Archery/v_Archery_g01_c01.avi 2\n")
+  said = run_import("ucf101", f"--annotations={ucf}", f"--videos={videos}", f"--output={tmp_path / 'u'}")
+  assert "imported 2 video(s)" in said and "1 annotated video(s) not in" in said
+  assert ingest.read_labels(str(tmp_path / "u" / "labels.csv")) == {
+      "v_ApplyEyeMakeup_g08_c01.avi": ["ApplyEyeMakeup"], "v_Archery_g01_c01.avi": ["Archery"]}
+  assert (tmp_path / "u" / "folds.csv").read_text() == (
+      "filename,split1,split2\nv_ApplyEyeMakeup_g08_c01.avi,train,\nv_Archery_g01_c01.avi,test,train\n")
+
+  hmdb = tmp_path / "testTrainMulti_7030_splits"
+  hmdb.mkdir()
+  (hmdb / "brush_hair_test_split1.txt").write_text("v_ApplyEyeMakeup_g08_c01.avi 1 \nnope.avi 2\n")
+  (hmdb / "cartwheel_test_split1.txt").write_text("v_Archery_g01_c01.avi 0\n")
+  said = run_import("hmdb51", f"--annotations={hmdb}", f"--videos={videos}", f"--output={tmp_path / 'h'}")
+  assert "imported 2 video(s)" in said and "1 annotated video(s) not in" in said
+  assert (tmp_path / "h" / "folds.csv").read_text() == (
+      "filename,split1\nv_ApplyEyeMakeup_g08_c01.avi,train\nv_Archery_g01_c01.avi,\n")

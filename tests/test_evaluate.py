@@ -107,6 +107,23 @@ def test_evaluate_cli_random_init_and_checkpoint_choice(data_dir, workdir):
 
 
 # ----------------------------------------------------------------------------
+def test_linear_probe_with_a_test_fold_scores_only_it(data_dir, videos_dir, workdir, tmp_path):
+  """An official split (avjax-import ucf101's folds.csv): fit on `train`, score
+  `test`, and leave out the videos the split does not use ("")."""
+  names = sorted(p.name for p in (videos_dir / "validation").glob("*.mp4"))
+  n = len(names) // 3
+  folds = ["test" if i < n else "" if i < 2 * n else "train" for i in range(len(names))]
+  (tmp_path / "folds.csv").write_text(
+      "filename,split1\n" + "".join(f"{a},{b}\n" for a, b in zip(names, folds)))
+  config = eval_config(data_dir)
+  config.evals.linear_probe.update(folds_csv=str(tmp_path / "folds.csv"), fold_column="split1",
+                                   test_fold="test", random_init=False)
+  m = evaluate.evaluate(config, str(workdir), evals=["linear_probe"], split="validation",
+                        pictures=False)["metrics"]
+  assert m["linear_probe_folds"] == 1 and m["linear_probe_examples"] == n
+  assert 0.0 <= m["linear_probe_audio_accuracy_mean"] <= 1.0
+
+
 # avjax-embed
 # ----------------------------------------------------------------------------
 def write_wav(path, seconds, rate=16000):

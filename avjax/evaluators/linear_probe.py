@@ -161,30 +161,42 @@ class LinearProbe(base.Evaluator):
                             fold_column=c.fold_column)
     return np.asarray(video_ids) % c.num_folds
 
+  def held_out(self) -> tuple[list | None, bool]:
+    """(the folds scored, or None for every fold in turn; whether the folds come
+    from the batches): a TFDS dataset's official split, or config.test_fold."""
+    tfds = self.config.get("tfds")
+    if tfds is not None and tfds.name and tfds.train_split:
+      return [b"test"], True
+    test_fold = self.config.get("test_fold", "")
+    return ([test_fold] if test_fold else None), False
+
   def probe(self, variables, prefix: str) -> dict:
     hop = self.config.window_hop
-    tfds = self.config.get("tfds")
-    official = bool(tfds is not None and tfds.name and tfds.train_split)
+    held_out, from_batches = self.held_out()
     g = self.gather(self._features, variables, window_hop=hop,
                     host_keys=("labels", "filename", "video_id", "clip_index",
-                               *(("fold",) if official else ())))
+                               *(("fold",) if from_batches else ())))
     y, one = base.single_labels(g["labels"])
-    # A TFDS dataset's official splits: fit on train_split, score split.
-    folds = g["fold"][one] if official else self.folds(g["filename"][one], g["video_id"][one])
-    held_out = [b"test"] if official else None
-    clips = g["clip_index"][one] if hop > 0 else None
+    folds = g["fold"][one] if from_batches else self.folds(g["filename"][one], g["video_id"][one])
+    # With a test fold, rows of no fold ("": an official split leaves the video out)
+    # are neither fitted nor scored.
+    used = (folds != "") & (folds != b"") if held_out else np.ones(len(folds), bool)
+    y, folds = y[used], folds[used]
+    clips = g["clip_index"][one][used] if hop > 0 else None
+    if held_out and not np.isin(folds, held_out).any():
+      raise ValueError(f"config.evals.linear_probe: no clip is in the test fold {held_out[0]!r}")
     out = {}
     for m in self.modalities:
-      accs = cross_validate(g[m][one], y, folds, num_classes=self.reader.num_classes,
+      accs = cross_validate(g[m][one][used], y, folds, num_classes=self.reader.num_classes,
                             C=self.config.C, max_iter=self.config.max_iter, clips=clips,
                             held_out=held_out)
       out[f"{prefix}_{m}_accuracy_mean"] = float(np.mean(accs))
       out[f"{prefix}_{m}_accuracy_std"] = float(np.std(accs))
-    out[f"{prefix}_folds"] = int(len(held_out) if official else len(np.unique(folds)))
-    scored = np.isin(folds, held_out) if official else np.ones(len(folds), bool)
-    out[f"{prefix}_examples"] = int(len(np.unique(clips)) if hop > 0 else scored.sum())
+    out[f"{prefix}_folds"] = int(len(held_out) if held_out else len(np.unique(folds)))
+    scored = np.isin(folds, held_out) if held_out else np.ones(len(folds), bool)
+    out[f"{prefix}_examples"] = int(len(np.unique(clips[scored])) if hop > 0 else scored.sum())
     if hop > 0:
-      out[f"{prefix}_windows"] = int(one.sum())
+      out[f"{prefix}_windows"] = int(scored.sum())
     return out
 
   def run(self, variables) -> dict:
