@@ -3,8 +3,9 @@
 `config.evals.linear_probe.tfds.name=speech_commands` (or clustering's) reads a
 TensorFlow Datasets dataset by name instead of a prepared split: its audio
 (resampled to the config's rate, the window at the clip's centre, zero-padded
-when shorter) and/or its image (resized and centre-cropped as the evaluation
-reader crops frames), and its class label. Batches have the prepared reader's
+when shorter) and/or its image, or its video's middle frame (resized and
+centre-cropped as the evaluation reader crops frames), and its class label.
+Frame-stack models (sync) need prepared splits. Batches have the prepared reader's
 evaluation layout (`spectrogram` log|STFT| [B, F, T, 1] or `waveform`,
 `frames` uint8, multi-hot `labels`, `filename`, `video_id`, `fold`, `mask`), so
 every evaluator runs on them unchanged.
@@ -41,7 +42,7 @@ class TfdsSpec:
   manual_dir: str = ""
   download: bool = False
   audio: str = ""   # feature keys; "" = the dataset's only Audio / Image feature
-  image: str = ""
+  image: str = ""   # an Image or a Video feature
   label: str = "label"
 
 
@@ -66,6 +67,7 @@ def _builder(spec: TfdsSpec):
 
 
 def _feature_key(features, wanted: str, kind, what: str, name: str) -> str:
+  """The feature `wanted`, or the dataset's only feature of `kind` ("" if none)."""
   if wanted:
     if wanted not in features:
       raise TfdsError(f"tfds {name!r} has no feature {wanted!r} (features: {sorted(features)})")
@@ -87,7 +89,11 @@ class TfdsReader:
     self.builder = _builder(spec)
     features = self.builder.info.features
     self.audio_key = _feature_key(features, spec.audio, tfds.features.Audio, "audio", spec.name)
-    self.image_key = _feature_key(features, spec.image, tfds.features.Image, "image", spec.name)
+    self.image_key = _feature_key(features, spec.image,
+                                  (tfds.features.Image, tfds.features.Video), "image or video",
+                                  spec.name)
+    if self.image_key and reader_spec.frame_stack:
+      raise TfdsError(f"tfds {spec.name!r}: a frame-stack model needs prepared splits")
     if not (self.audio_key or self.image_key):
       raise TfdsError(f"tfds {spec.name!r} has no Audio or Image feature to probe")
     label = features[spec.label] if spec.label in features else None
@@ -143,6 +149,8 @@ class TfdsReader:
         row["spectrogram"] = spectrogram_lib.log_spectrogram_numpy(window, self.spec.spectrogram)[..., None]
     if self.image_key:
       image = ex[self.image_key]
+      if image.ndim == 4:  # a video: its middle frame
+        image = image[len(image) // 2]
       image = np.repeat(image, 3, -1) if image.shape[-1] == 1 else image[..., :3]
       row["frames"] = clip_ops.resize_crop(image, None, spec=self.spec, train=False).numpy()
     return row

@@ -91,3 +91,35 @@ def test_an_unprepared_tfds_dataset_is_named_without_downloading(data_dir, tmp_p
   with pytest.raises(ValueError, match="tfds 'avjax_tones' is not prepared in .*download=True"):
     runner.evaluate(config, str(tmp_path), evals=["linear_probe"], random_init=True,
                     pictures=False)
+
+
+class AvjaxShapes(tfds.core.GeneratorBasedBuilder):
+  """Short videos of one embedded-dataset shape each, as TFDS's Video feature."""
+  VERSION = tfds.core.Version("1.0.0")
+
+  def _info(self):
+    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+        "video": tfds.features.Video(shape=(None, 40, 40, 3)),
+        "label": tfds.features.ClassLabel(names=list(synthetic.CLASSES[:3]))}))
+
+  def _split_generators(self, dl_manager):
+    return {"test": self._generate_examples()}
+
+  def _generate_examples(self):
+    for cls in range(3):
+      for i in range(4):
+        mask = synthetic.shape_mask(cls, 40, angle=0.3 * i)
+        frames = np.zeros((3, 40, 40, 3), np.uint8)
+        frames[:, mask] = 255
+        yield f"{cls}_{i}", {"video": frames, "label": cls}
+
+
+def test_clustering_reads_a_tfds_video_dataset_by_its_middle_frames(data_dir, tmp_path):
+  AvjaxShapes(data_dir=str(tmp_path / "data")).download_and_prepare()
+  config = tiny_config("avenet", data_dir, total_steps=1)
+  config.evals.clustering.update(batch_size=8)
+  config.evals.clustering.tfds.update(name="avjax_shapes", data_dir=str(tmp_path / "data"))
+  out = runner.evaluate(config, str(tmp_path / "w"), evals=["clustering"], random_init=True,
+                        pictures=False)["metrics"]
+  assert set(out) == {"clustering_frame_nmi", "clustering_frame_ari", "clustering_frame_accuracy"}
+  assert 0.0 <= out["clustering_frame_nmi"] <= 1.0
