@@ -56,6 +56,17 @@ def with_one_line_errors(name: str, main):
   return wrapped
 
 
+def run_argparse(name: str, parse_args, main, argv=None) -> None:
+  """Runs an argparse entry point (`main(parse_args(argv))`) with user errors said
+  in one line; its `--verbose` flag shows the traceback instead."""
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  keep_keras_out()
+  args = parse_args(argv)
+  if args.verbose:
+    os.environ["AVJAX_VERBOSE"] = "1"
+  with_one_line_errors(name, main)(args)
+
+
 def _is_tf_data_error(e: BaseException) -> bool:
   return type(e).__module__.startswith("tensorflow") and hasattr(e, "message")
 

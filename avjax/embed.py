@@ -339,12 +339,8 @@ def main(args: argparse.Namespace) -> None:
 
 
 def run(argv: Sequence[str] | None = None) -> None:
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   from avjax import cli
-  args = parse_args(argv)
-  if args.verbose:
-    os.environ["AVJAX_VERBOSE"] = "1"
-  cli.with_one_line_errors("avjax-embed", main)(args)
+  cli.run_argparse("avjax-embed", parse_args, main, argv)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from typing import Sequence
 
 import numpy as np
@@ -240,13 +239,8 @@ def main(args: argparse.Namespace) -> None:
 
 
 def run(argv: Sequence[str] | None = None) -> None:
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   from avjax import cli
-  args = parse_args(argv)
-  if args.verbose:
-    os.environ["AVJAX_VERBOSE"] = "1"
-  cli.keep_keras_out()
-  cli.with_one_line_errors("avjax-export", main)(args)
+  cli.run_argparse("avjax-export", parse_args, main, argv)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ not an error. The formats are described in data_pipelines/annotations.py.
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Sequence
 
 from data_pipelines import annotations, fs
@@ -69,12 +68,8 @@ def main(args: argparse.Namespace) -> None:
 
 
 def run(argv: Sequence[str] | None = None) -> None:
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   from avjax import cli
-  args = parse_args(argv)
-  if args.verbose:
-    os.environ["AVJAX_VERBOSE"] = "1"
-  cli.with_one_line_errors("avjax-import", main)(args)
+  cli.run_argparse("avjax-import", parse_args, main, argv)
 
 
 if __name__ == "__main__":

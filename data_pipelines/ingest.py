@@ -90,6 +90,14 @@ def list_inputs(input_path: str) -> tuple[str, list[str]]:
   raise PrepareError(f"--input {input_path!r}: not a directory or an existing .csv file")
 
 
+def _csv_rows(path: str) -> Iterator[tuple[int, list[str]]]:
+  """(line number, row) of a CSV, without blank and '#' lines or a 'file' header."""
+  with fs.open(path, "r") as f:
+    for lineno, row in enumerate(csv.reader(f), 1):
+      if row and not row[0].startswith("#") and not (lineno == 1 and row[0].strip() == "file"):
+        yield lineno, row
+
+
 def read_labels(path: str | None) -> dict[str, list]:
   """CSV `file,label[,start,end]`: label may hold several labels separated by ';'.
   With start and end (seconds), the labels hold only for the clips whose middle
@@ -98,23 +106,20 @@ def read_labels(path: str | None) -> dict[str, list]:
   if not path:
     return {}
   out: dict[str, list] = {}
-  with fs.open(path, "r") as f:
-    for lineno, row in enumerate(csv.reader(f), 1):
-      if not row or row[0].startswith("#") or (lineno == 1 and row[0].strip() == "file"):
-        continue
-      if len(row) < 2:
-        raise PrepareError(f"{path}:{lineno}: expected 'file,label[,start,end]', got {row!r}")
-      labels = [l.strip() for l in row[1].split(";") if l.strip()]
-      timed = [v.strip() for v in row[2:4]]
-      if any(timed):
-        try:
-          start, end = map(float, timed)
-        except ValueError:
-          raise PrepareError(f"{path}:{lineno}: start and end must be seconds, got {row[2:4]}") from None
-        if not 0 <= start < end:
-          raise PrepareError(f"{path}:{lineno}: needs 0 <= start < end, got {start}, {end}")
-        labels = [[l, start, end] for l in labels]
-      out.setdefault(row[0].strip(), []).extend(labels)
+  for lineno, row in _csv_rows(path):
+    if len(row) < 2:
+      raise PrepareError(f"{path}:{lineno}: expected 'file,label[,start,end]', got {row!r}")
+    labels = [l.strip() for l in row[1].split(";") if l.strip()]
+    timed = [v.strip() for v in row[2:4]]
+    if any(timed):
+      try:
+        start, end = map(float, timed)
+      except ValueError:
+        raise PrepareError(f"{path}:{lineno}: start and end must be seconds, got {row[2:4]}") from None
+      if not 0 <= start < end:
+        raise PrepareError(f"{path}:{lineno}: needs 0 <= start < end, got {start}, {end}")
+      labels = [[l, start, end] for l in labels]
+    out.setdefault(row[0].strip(), []).extend(labels)
   return out
 
 
@@ -135,20 +140,17 @@ def read_boxes(path: str | None) -> dict[str, list[tuple[float, float, float, fl
   if not path:
     return {}
   out: dict[str, list] = {}
-  with fs.open(path, "r") as f:
-    for lineno, row in enumerate(csv.reader(f), 1):
-      if not row or row[0].startswith("#") or (lineno == 1 and row[0].strip() == "file"):
-        continue
-      try:
-        coords = [float(v) for v in row[1:5]]
-        t = float(row[5]) if len(row) > 5 and row[5].strip() else -1.0
-      except (ValueError, IndexError):
-        raise PrepareError(f"{path}:{lineno}: expected 'file,ymin,xmin,ymax,xmax[,time]', got {row!r}")
-      if len(coords) != 4 or not all(0.0 <= c <= 1.0 for c in coords):
-        raise PrepareError(f"{path}:{lineno}: box coordinates must be 4 numbers in 0..1, got {row[1:5]}")
-      if coords[0] > coords[2] or coords[1] > coords[3]:
-        raise PrepareError(f"{path}:{lineno}: box has ymin>ymax or xmin>xmax: {coords}")
-      out.setdefault(row[0].strip(), []).append((*coords, t))
+  for lineno, row in _csv_rows(path):
+    try:
+      coords = [float(v) for v in row[1:5]]
+      t = float(row[5]) if len(row) > 5 and row[5].strip() else -1.0
+    except (ValueError, IndexError):
+      raise PrepareError(f"{path}:{lineno}: expected 'file,ymin,xmin,ymax,xmax[,time]', got {row!r}")
+    if len(coords) != 4 or not all(0.0 <= c <= 1.0 for c in coords):
+      raise PrepareError(f"{path}:{lineno}: box coordinates must be 4 numbers in 0..1, got {row[1:5]}")
+    if coords[0] > coords[2] or coords[1] > coords[3]:
+      raise PrepareError(f"{path}:{lineno}: box has ymin>ymax or xmin>xmax: {coords}")
+    out.setdefault(row[0].strip(), []).append((*coords, t))
   return out
 
 
