@@ -90,10 +90,12 @@ def base_config(model: dict, losses: dict, arg: str | None) -> ml_collections.Co
   c = ml_collections.ConfigDict()
   c.seed = 0
   # conv: "xla" (XLA's kernels everywhere) or "cpu_kernels" (the opt-in avjax_cpu
-  # package: oneDNN and Winograd where a program is lowered for a CPU).
+  # package: oneDNN and Winograd where a program is lowered for a CPU). remat: each
+  # conv layer (VGG towers) or residual block (sync) recomputes its activations in
+  # the backward pass instead of storing them: less memory, more compute.
   c.model = ml_collections.ConfigDict(dict(
       vision_widths=PAPER_WIDTHS, audio_widths=PAPER_WIDTHS, dtype="float32", conv="xla",
-      **model))
+      remat=False, **model))
   c.data = data_config(a.tiny)
   # {loss name: weight} over every loss of avjax.losses.LOSSES; zero weight =
   # unused, so any loss can be switched on by an override or a sweep.

@@ -78,7 +78,8 @@ def frame_input(model) -> str:
 
 
 def build(model_config):
-  """config.model -> flax module. Every key but `name`, `dtype` and `conv` is a module field."""
+  """config.model -> flax module. Every key but `name`, `dtype`, `conv` and `remat` is a
+  module field."""
   kwargs = dict(model_config)
   name = kwargs.pop("name")
   if name not in MODELS:
@@ -92,6 +93,12 @@ def build(model_config):
   conv_lib.ops(conv)  # an unknown or unusable choice fails here, in one line
   if "conv" in fields:  # the VGG towers' models; the others' convolutions are XLA's
     kwargs["conv"] = conv
+  remat = bool(kwargs.pop("remat", False))
+  if remat and "remat" not in fields:
+    raise ValueError(f"config.model.remat: {cls.__name__} has no rematerialisation "
+                     "(its activations are small)")
+  if "remat" in fields:
+    kwargs["remat"] = remat
   unknown = set(kwargs) - fields
   if unknown:
     raise ValueError(f"config.model: keys {sorted(unknown)} are not fields of {cls.__name__} "

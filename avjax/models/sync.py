@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from avjax import maths
+from avjax.models import vgg
 
 
 def mu_law(x, mu: float = 255.0):
@@ -145,9 +146,11 @@ class SyncNet(nn.Module):
   pooling_temperature: float = 1.0
   pooling_topk: float = 0.1
   dtype: Any = jnp.float32
+  remat: bool = False  # config.model.remat: the residual blocks recompute their activations
 
   @nn.compact
   def __call__(self, frames, waveform, train: bool = False):
+    block = vgg.remat_if(ResBlock, self.remat)
     if frames is None or waveform is None:
       raise ValueError("SyncNet fuses the two modalities early: it needs both frames and audio")
     d = self.dtype
@@ -156,7 +159,7 @@ class SyncNet(nn.Module):
     v = nn.relu(_bn(train, d, "video_stem_bn")(v))
     v = nn.max_pool(v, (1, 3, 3), strides=(1, 2, 2), padding="SAME")
     for i, (w, s) in enumerate(zip(self.video_widths, self.video_strides)):
-      v = ResBlock(w, (3, 3, 3), s, dtype=d, name=f"video_block{i}")(v, train)
+      v = block(w, (3, 3, 3), s, dtype=d, name=f"video_block{i}")(v, train)
 
     a = mu_law(waveform.astype(jnp.float32), self.mu).astype(d)[..., None]
     a = nn.Conv(self.sound_stem_width, (65,), strides=(4,), padding="SAME", use_bias=False,
@@ -164,7 +167,7 @@ class SyncNet(nn.Module):
     a = nn.relu(_bn(train, d, "audio_stem_bn")(a))
     a = nn.max_pool(a, (4,), strides=(4,), padding="SAME")
     for i, w in enumerate(self.sound_widths):
-      a = ResBlock(w, (15,), (4,), dtype=d, name=f"audio_block{i}")(a, train)
+      a = block(w, (15,), (4,), dtype=d, name=f"audio_block{i}")(a, train)
     steps, h, wd = v.shape[1:4]
     a = pool_to_steps(a, steps)
     a = nn.relu(_bn(train, d, "sound_bn")(nn.Conv(self.sound_fuse_width, (3,), padding="SAME",
@@ -179,7 +182,7 @@ class SyncNet(nn.Module):
     x = nn.Conv(self.merge_width, (1, 1, 1), dtype=d, name="merge2")(x)
     x = nn.relu(_bn(train, d, "merge_bn")(x + short))
     for i, (w, s) in enumerate(zip(self.fused_widths, self.fused_strides)):
-      x = ResBlock(w, (3, 3, 3), s, dtype=d, name=f"fused_block{i}")(x, train)
+      x = block(w, (3, 3, 3), s, dtype=d, name=f"fused_block{i}")(x, train)
 
     # The logit layer on every location: the CAM. Being linear, its mean over the
     # map equals the layer on the mean-pooled features (the paper's logit).

@@ -15,6 +15,13 @@ from avjax import maths
 from avjax.models import conv as conv_lib
 
 
+def remat_if(module_class, remat: bool):
+  """`module_class`, or its rematerialised form (nn.remat: activations recomputed
+  in the backward pass instead of stored) when `remat`. Its __call__ must be
+  (x, train): `train` is static. Parameter names do not change."""
+  return nn.remat(module_class, static_argnums=(2,)) if remat else module_class
+
+
 class ConvBNReLU(nn.Module):
   features: int
   strides: int = 1
@@ -43,16 +50,18 @@ class VGGSubnet(nn.Module):
   last_kernel: int = 3
   dtype: Any = jnp.float32
   conv: str = "xla"
+  remat: bool = False  # config.model.remat: recompute each layer's activations in the backward
 
   @nn.compact
   def __call__(self, x, train: bool):
     x = x.astype(self.dtype)
+    layer = remat_if(ConvBNReLU, self.remat)
     for i, width in enumerate(self.widths):
       kernel = self.last_kernel if i == len(self.widths) - 1 else 3
-      x = ConvBNReLU(width, strides=self.first_stride if i == 0 else 1, kernel=kernel,
-                     dtype=self.dtype, conv=self.conv, name=f"block{i}_conv0")(x, train)
-      x = ConvBNReLU(width, kernel=kernel, dtype=self.dtype, conv=self.conv,
-                     name=f"block{i}_conv1")(x, train)
+      x = layer(width, strides=self.first_stride if i == 0 else 1, kernel=kernel,
+                dtype=self.dtype, conv=self.conv, name=f"block{i}_conv0")(x, train)
+      x = layer(width, kernel=kernel, dtype=self.dtype, conv=self.conv,
+                name=f"block{i}_conv1")(x, train)
       if i < len(self.widths) - 1:
         x = conv_lib.ops(self.conv)[1](x)
     return x
@@ -60,16 +69,18 @@ class VGGSubnet(nn.Module):
 
 class Towers(nn.Module):
   """The fields every two-tower model shares: the VGG widths of each subnetwork
-  the compute dtype (parameters stay float32) and the convolutions' kernels
-  (config.model.conv)."""
+  the compute dtype (parameters stay float32), the convolutions' kernels
+  (config.model.conv) and rematerialisation (config.model.remat)."""
   vision_widths: Sequence[int] = (64, 128, 256, 512)
   audio_widths: Sequence[int] = (64, 128, 256, 512)
   dtype: Any = jnp.float32
   conv: str = "xla"
+  remat: bool = False
 
   def subnet(self, widths: Sequence[int], name: str, **kwargs) -> VGGSubnet:
-    """A VGG subnetwork of this model, with its compute dtype and convolutions."""
-    return VGGSubnet(widths, dtype=self.dtype, conv=self.conv, name=name, **kwargs)
+    """A VGG subnetwork of this model, with its compute dtype, convolutions and remat."""
+    return VGGSubnet(widths, dtype=self.dtype, conv=self.conv, remat=self.remat, name=name,
+                     **kwargs)
 
 
 def global_max_pool(x):
