@@ -54,7 +54,8 @@ for m in "${METHODS[@]}"; do
         --config.teachers.objects.workdir="$ROOT/teacher" ;;
     sync)
       train "$m" configs/sync.py:tiny
-      score "$m" configs/sync.py:tiny sync_test avc,sync_offsets ;;
+      score "$m" configs/sync.py:tiny sync_test avc,sync_offsets
+      score "$m" configs/sync.py:tiny sync_crowded avc,localisation ;;
     *) echo "tiny_figures.sh: unknown method '$m'" >&2; exit 2 ;;
   esac
 done
