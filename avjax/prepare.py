@@ -9,6 +9,11 @@ the shards hold what that config's reader slices. Without it they come from
 --fps, --sample_rate, --frame_size and --stft (default: the paper's settings).
 The work itself is data_pipelines.ingest.prepare.
 
+--splits train=0:0.8,validation=0.8:1 prepares time-disjoint splits of every
+input file (fractions of its duration, or seconds with an `s`: 0:480s) into
+OUTPUT/train and OUTPUT/validation: how a few long recordings of your own give
+a training split and a held-out one. Each manifest records its range.
+
 With --runner, the same preparation runs as an Apache Beam pipeline
 (data_pipelines/beam_ingest.py; `pip install avjax[beam]`), and the flags
 avjax-prepare does not define are Beam's pipeline options:
@@ -54,6 +59,9 @@ _RANGE_SECONDS = flags.DEFINE_float("range_seconds", 60.0, "files longer than th
 _RUNNER = flags.DEFINE_string("runner", None, "run on Apache Beam with this runner (DirectRunner, "
                               "DataflowRunner, FlinkRunner, SparkRunner, ...); the flags "
                               "avjax-prepare does not define are then Beam pipeline options")
+_SPLITS = flags.DEFINE_string("splits", None, "time splits of every input file, each prepared "
+                              "into OUTPUT/<name>: e.g. train=0:0.8,validation=0.8:1 (fractions "
+                              "of each file) or train=0:480s,test=480s:600s (seconds)")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "replace another prepare job's shards in "
                                "--output (without it such a folder is refused)")
 flags.mark_flags_as_required(["input", "output"])
@@ -107,25 +115,28 @@ def beam_args(runner: str, rest: list[str]) -> list[str]:
 
 
 def main(argv):
-  from data_pipelines import ingest
+  from data_pipelines import fs, ingest
   settings = settings_from_flags()
   common = dict(labels_csv=_LABELS.value, boxes_csv=_BOXES.value, settings=settings,
                 files_per_shard=_FILES_PER_SHARD.value, num_shards=_NUM_SHARDS.value,
                 overwrite=_OVERWRITE.value, range_seconds=_RANGE_SECONDS.value or None)
-  if _RUNNER.value is None:
-    if len(argv) > 1:
-      raise ValueError(f"unexpected arguments {argv[1:]} (Beam options need --runner)")
-    manifest = ingest.prepare(_INPUT.value, _OUTPUT.value, workers=_WORKERS.value,
-                                   threads=_THREADS.value, **common)
-    refuse_empty(manifest, _OUTPUT.value)
-    return
-  if _WORKERS.value is not None or _THREADS.value is not None:
+  if _RUNNER.value is None and len(argv) > 1:
+    raise ValueError(f"unexpected arguments {argv[1:]} (Beam options need --runner)")
+  if _RUNNER.value is not None and (_WORKERS.value is not None or _THREADS.value is not None):
     raise ValueError("--workers and --threads set the local process pool; with --runner the "
                      "runner's options decide the parallelism (e.g. --direct_num_workers)")
-  from data_pipelines import beam_ingest
-  manifest = beam_ingest.run(_INPUT.value, _OUTPUT.value,
-                              beam_args=beam_args(_RUNNER.value, argv[1:]), **common)
-  refuse_empty(manifest, _OUTPUT.value)
+  # --splits: one output folder per time split, each a prepare job of its own.
+  jobs = ({None: _OUTPUT.value} if not _SPLITS.value else
+          {r: fs.join(_OUTPUT.value, name) for name, r in ingest.parse_splits(_SPLITS.value).items()})
+  for time_range, output in jobs.items():
+    if _RUNNER.value is None:
+      manifest = ingest.prepare(_INPUT.value, output, workers=_WORKERS.value,
+                                threads=_THREADS.value, time_range=time_range, **common)
+    else:
+      from data_pipelines import beam_ingest
+      manifest = beam_ingest.run(_INPUT.value, output, time_range=time_range,
+                                 beam_args=beam_args(_RUNNER.value, argv[1:]), **common)
+    refuse_empty(manifest, output)
 
 
 def refuse_empty(manifest: dict, output: str) -> None:

@@ -56,7 +56,7 @@ def _count_records(path: str) -> int:
   return sum(1 for _ in tfrecord.read_records(path))
 
 
-def write_summary(shards, failures, *, output, settings, files, label_names):
+def write_summary(shards, failures, *, output, settings, files, label_names, time_range=None):
   """Writes skipped.csv and manifest.json once the shards are written."""
   skipped = [{"file": f, "reason": reason} for f, (_, reason) in sorted(failures)]
   ingest.write_report(output, skipped)
@@ -64,20 +64,22 @@ def write_summary(shards, failures, *, output, settings, files, label_names):
   manifest = ingest.manifest_of(settings, label_names, num_files=len(files),
                                      num_clip_files=len(files) - len(skipped),
                                      num_skipped=len(skipped), shards=counts)
+  if time_range is not None:  # the clips' own start times say where each came from
+    manifest["time_range"] = time_range.to_manifest()
   fs.write_text(fs.join(output, ingest.MANIFEST), json.dumps(manifest, indent=1))
   return manifest, skipped
 
 
 def build(pipeline, input_path: str, output: str, *, settings, labels_csv=None, boxes_csv=None,
           num_shards: int | None = None, files_per_shard: int = 32,
-          range_seconds: float | None = ingest.RANGE_SECONDS):
+          range_seconds: float | None = ingest.RANGE_SECONDS, time_range=None):
   """Adds the preparation to `pipeline`; returns the PCollection of its
   (manifest, skipped files)."""
   job = ingest.plan_job(input_path, labels_csv, boxes_csv, files_per_shard, num_shards)
   root, files = job["root"], job["files"]
   units = (pipeline
            | "Files" >> beam.Create(files)
-           | "Plan" >> beam.FlatMap(ingest.plan_units, root, settings, range_seconds)
+           | "Plan" >> beam.FlatMap(ingest.plan_units, root, settings, range_seconds, time_range)
            | "Spread" >> beam.Reshuffle())
   decoded = units | "Decode" >> beam.ParDo(
       DecodeUnit(root, settings, job["label_map"], job["labels"], job["boxes"])
@@ -93,7 +95,7 @@ def build(pipeline, input_path: str, output: str, *, settings, labels_csv=None, 
           | "Shards" >> beam.combiners.ToList()
           | "Summary" >> beam.Map(write_summary, failures=beam.pvalue.AsList(failures),
                                   output=output, settings=settings, files=files,
-                                  label_names=job["label_names"]))
+                                  label_names=job["label_names"], time_range=time_range))
 
 
 def run(input_path: str, output: str, *, beam_args: list[str], overwrite: bool = False,

@@ -346,7 +346,8 @@ def _cut(frames: Iterator[np.ndarray], audio: _Audio, *, fps, sample_rate, frame
 
   first = first_frame
   while end_frame is None or first < end_frame:
-    last = first + frames_per_clip
+    # A range ends a clip early only where it is off the clip grid (a time split's end).
+    last = first + frames_per_clip if end_frame is None else min(first + frames_per_clip, end_frame)
     while covered() < last:
       if n_frames < last and not video_done:
         image = next(frames, None)

@@ -188,6 +188,61 @@ def _clip_record(clip, rel: str, settings: PrepareSettings, label_map: dict,
 
 
 @dataclasses.dataclass(frozen=True)
+class TimeRange:
+  """The part of every input file a split takes: [start, end) as fractions of the
+  file's duration, or in seconds (`seconds`); `avjax-prepare --splits`."""
+  start: float
+  end: float
+  seconds: bool = False
+
+  def __post_init__(self):
+    if not 0 <= self.start < self.end or (not self.seconds and self.end > 1):
+      unit = "seconds" if self.seconds else "fractions of 0..1"
+      raise PrepareError(f"time range {self.start}:{self.end}: needs 0 <= start < end, in {unit}")
+
+  def frames(self, duration_s: float | None, fps: float) -> tuple[int, int | None]:
+    """[first, end) frames of a file of `duration_s` (None: unknown, only seconds
+    ranges apply then); end None: to the file's end."""
+    if self.seconds:
+      return int(math.ceil(self.start * fps - 1e-6)), int(math.floor(self.end * fps + 1e-6))
+    if duration_s is None:
+      raise PrepareError("a time range in fractions needs the file's duration, and its header "
+                         "gives none; give the range in seconds (e.g. 0:480s)")
+    end = None if self.end >= 1 else int(math.floor(self.end * duration_s * fps + 1e-6))
+    return int(math.ceil(self.start * duration_s * fps - 1e-6)), end
+
+  def to_manifest(self) -> dict:
+    return dataclasses.asdict(self)
+
+
+def parse_splits(text: str) -> dict[str, TimeRange]:
+  """"train=0:0.8,validation=0.8:1" (fractions of each file) or "train=0:480s,test=480s:600s"
+  (seconds; an `s` on either end) -> {split: TimeRange}."""
+  out = {}
+  for part in filter(None, (p.strip() for p in text.split(","))):
+    name, _, span = part.partition("=")
+    start, colon, end = span.partition(":")
+    if not name or not colon:
+      raise PrepareError(f"--splits {part!r}: expected name=start:end (e.g. train=0:0.8)")
+    seconds = start.endswith("s") or end.endswith("s")
+    try:
+      out[name.strip()] = TimeRange(float(start.rstrip("s")), float(end.rstrip("s")), seconds)
+    except ValueError:
+      raise PrepareError(f"--splits {part!r}: start and end must be numbers") from None
+  names = list(out)
+  if not names:
+    raise PrepareError(f"--splits {text!r}: no split given")
+  ranges = sorted(out.values(), key=lambda r: r.start)
+  if len({r.seconds for r in ranges}) > 1:
+    raise PrepareError(f"--splits {text!r}: give every range in fractions, or every one in seconds")
+  for a, b in zip(ranges, ranges[1:]):
+    if b.start < a.end:
+      raise PrepareError(f"--splits {text!r}: ranges {a.start}:{a.end} and {b.start}:{b.end} "
+                         "overlap")
+  return out
+
+
+@dataclasses.dataclass(frozen=True)
 class Unit:
   """A piece of work: one file, or one time range of a long one (frames
   [first_frame, end_frame) on the prepare frame grid; end None: to the end)."""
@@ -198,20 +253,28 @@ class Unit:
 
 
 def plan_units(rel: str, root: str, settings: PrepareSettings,
-               range_seconds: float | None = RANGE_SECONDS) -> list[Unit]:
+               range_seconds: float | None = RANGE_SECONDS,
+               time_range: TimeRange | None = None) -> list[Unit]:
   """A file longer than `range_seconds` (by its header) becomes time ranges of
   about that length on the clip grid, which workers decode in parallel by
-  seeking; others are one unit. Ranges change the work, never the records."""
+  seeking; others are one unit. Ranges change the work, never the records.
+  `time_range`: only that part of the file (a time split), its clips on a grid
+  from the part's first frame."""
   from data_pipelines import decode
-  if not range_seconds:
+  if not range_seconds and time_range is None:
     return [Unit(rel)]
   seconds = decode.probe_seconds(fs.join(root, rel))
+  first, last = 0, None
+  if time_range is not None:
+    first, last = time_range.frames(seconds, settings.fps)
+  span = (last if last is not None else (seconds or 0) * settings.fps) - first
   frames_per_clip = max(1, int(math.floor(settings.clip_seconds * settings.fps)))
-  per_range = frames_per_clip * max(1, round(range_seconds * settings.fps / frames_per_clip))
+  per_range = frames_per_clip * max(1, round((range_seconds or 1e9) * settings.fps /
+                                             frames_per_clip))
   # round, not ceil: a header that over-states by a frame or two must not make a
   # range of nothing; the last range runs to the end anyway.
-  n = 1 if not seconds else max(1, round(seconds * settings.fps / per_range))
-  return [Unit(rel, i, i * per_range, None if i == n - 1 else (i + 1) * per_range)
+  n = 1 if not seconds or span <= 0 else max(1, round(span / per_range))
+  return [Unit(rel, i, first + i * per_range, last if i == n - 1 else first + (i + 1) * per_range)
           for i in range(n)]
 
 
@@ -242,6 +305,8 @@ def job_fingerprint(job: dict) -> str:
   is another job's."""
   keys = ("index", "num_shards", "files", "label_map", "labels", "boxes")
   record = {k: job[k] for k in keys}
+  if job.get("time_range"):  # absent from the fingerprint of a whole-file job, as before
+    record["time_range"] = job["time_range"]
   record["settings"] = job["settings"].to_manifest()
   return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -371,6 +436,15 @@ class ShardAssembler:
     self.path, self.done_path = _shard_paths(job["output"], job["index"], job["num_shards"])
     self.summary = {"shard": fs.basename(self.path), "job": job_fingerprint(job),
                     "files": job["files"], "clips": 0, "clip_files": 0, "skipped": []}
+    if job.get("time_range"):  # each file's source range, in seconds
+      fps = job["settings"].fps
+      by_file = collections.defaultdict(list)
+      for it in items:
+        by_file[it["unit"].file].append(it["unit"])
+      self.summary["ranges"] = {
+          f: [units[0].first_frame / fps,
+              None if units[-1].end_frame is None else units[-1].end_frame / fps]
+          for f, units in by_file.items()}
     self.tmp = (self.path + ".tmp" if not fs.is_url(self.path) else
                 os.path.join(pieces_dir, self.summary["shard"]))
     self.out = None  # opened with the first piece: a job may have many shards to come
@@ -420,7 +494,7 @@ def _leave_interrupts_to_parent() -> None:
 
 
 def _write_shards(todo: list[dict], workers: int, threads: int, range_seconds: float | None,
-                  quiet: bool) -> list[dict]:
+                  quiet: bool, time_range: TimeRange | None = None) -> list[dict]:
   """Plans the units of the shards to do (probing each file's header), decodes
   them on a process pool, and assembles each shard once its units are in."""
   output = todo[0]["output"]
@@ -435,7 +509,8 @@ def _write_shards(todo: list[dict], workers: int, threads: int, range_seconds: f
       files = [rel for job in todo for rel in job["files"]]
       planned = pool.map(plan_units, files, [job["root"] for job in todo for _ in job["files"]],
                          [job["settings"] for job in todo for _ in job["files"]],
-                         [range_seconds] * len(files), chunksize=max(1, len(files) // (4 * workers)))
+                         [range_seconds] * len(files), [time_range] * len(files),
+                         chunksize=max(1, len(files) // (4 * workers)))
       units = dict(zip(files, planned))
       items = [it for job in todo for it in _shard_pieces(job, units, pieces_dir, threads)]
       bar = None if quiet else _progress(len(files))
@@ -533,7 +608,8 @@ def prepare(input_path: str, output: str, *, labels_csv: str | None = None,
             boxes_csv: str | None = None, settings: PrepareSettings = PrepareSettings(),
             workers: int | None = None, threads: int | None = None, files_per_shard: int = 32,
             num_shards: int | None = None, quiet: bool = False, overwrite: bool = False,
-            range_seconds: float | None = RANGE_SECONDS) -> dict:
+            range_seconds: float | None = RANGE_SECONDS,
+            time_range: TimeRange | None = None) -> dict:
   """Runs the whole prepare job on a local process pool; returns the manifest
   dict (also written to `output`).
 
@@ -541,7 +617,8 @@ def prepare(input_path: str, output: str, *, labels_csv: str | None = None,
   holds another job's shards is refused (PrepareError), unless `overwrite`,
   which removes everything a prepare job writes there first. `threads`: FFmpeg's
   decoder and scaler threads in each worker (None: worker_threads; 0: FFmpeg's
-  choice, every core).
+  choice, every core). `time_range`: only that part of each file (a time split;
+  the manifest records it).
   """
   if threads is not None and threads < 0:
     raise ValueError(f"--threads: {threads} (use 0 for FFmpeg's choice, or a count >= 1)")
@@ -554,7 +631,8 @@ def prepare(input_path: str, output: str, *, labels_csv: str | None = None,
     jobs.append(dict(index=i, num_shards=num_shards, output=output, root=plan["root"],
                      files=mine, settings=settings, label_map=plan["label_map"],
                      labels={f: plan["labels"][f] for f in mine if f in plan["labels"]},
-                     boxes={f: plan["boxes"][f] for f in mine if f in plan["boxes"]}))
+                     boxes={f: plan["boxes"][f] for f in mine if f in plan["boxes"]},
+                     time_range=time_range and time_range.to_manifest()))
   claim_output(output, overwrite, jobs)
   summaries, todo = [], []
   for job in jobs:
@@ -566,7 +644,7 @@ def prepare(input_path: str, output: str, *, labels_csv: str | None = None,
   if todo:
     workers = workers or os.cpu_count() or 1
     threads = worker_threads(workers) if threads is None else threads
-    summaries += _write_shards(todo, workers, threads, range_seconds, quiet)
+    summaries += _write_shards(todo, workers, threads, range_seconds, quiet, time_range)
   summaries.sort(key=lambda s: s["shard"])
   skipped = [s for sm in summaries for s in sm["skipped"]]
   write_report(output, skipped)
@@ -574,6 +652,9 @@ def prepare(input_path: str, output: str, *, labels_csv: str | None = None,
                          num_clip_files=sum(s["clip_files"] for s in summaries),
                          num_skipped=len(skipped),
                          shards={s["shard"]: s["clips"] for s in summaries})
+  if time_range is not None:
+    manifest["time_range"] = time_range.to_manifest()
+    manifest["file_ranges"] = {f: r for sm in summaries for f, r in sm.get("ranges", {}).items()}
   fs.write_text(fs.join(output, MANIFEST), json.dumps(manifest, indent=1))
   if not quiet:
     print(describe(manifest, output, skipped))

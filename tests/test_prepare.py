@@ -450,3 +450,51 @@ def test_timed_labels_hold_only_for_the_clips_of_their_segment(tmp_path):
   with pytest.raises(ingest.PrepareError, match=r"labels.csv:2: needs 0 <= start < end"):
     (root / "labels.csv").write_text("file,label,start,end\nevent.mp4,dog,2.0,1.0\n")
     ingest.read_labels(str(root / "labels.csv"))
+
+
+def test_time_splits_are_disjoint_and_recorded(tmp_path):
+  """--splits train=0:0.5,validation=0.5:1 takes each file's first and second
+  halves: no clip of one split overlaps another's, and the manifests say which
+  range of which file each split took."""
+  root = tmp_path / "videos"
+  root.mkdir()
+  video = synthetic.VideoSpec(size=48, seconds=6.0)
+  for i in range(2):
+    frames, wav, _, _ = synthetic.make_scene(synthetic.SplitSpec("t", 2, seed=4), i, video)
+    synthetic.write_mp4(str(root / f"long_{i}.mp4"), frames, wav, video)
+  settings = ingest.PrepareSettings(sample_rate=16000, frame_size=32, clip_seconds=1.0)
+  splits = ingest.parse_splits("train=0:0.5,validation=0.5:1")
+  spans, manifests = {}, {}
+  for name, time_range in splits.items():
+    manifests[name] = ingest.prepare(str(root), str(tmp_path / name), settings=settings,
+                                     workers=2, quiet=True, time_range=time_range,
+                                     range_seconds=2.0)  # several ranges per split too
+    for r in _records(tmp_path / name):
+      ctx = r.context.feature
+      start = ctx[dmvr.START_US].int64_list.value[0] / 1e6
+      n = len(r.feature_lists.feature_list[dmvr.FRAMES].feature)
+      spans.setdefault(name, []).append((ctx[dmvr.FILENAME].bytes_list.value[0].decode(),
+                                         start, start + n / settings.fps))
+  for f in ("long_0.mp4", "long_1.mp4"):
+    train = [s for s in spans["train"] if s[0] == f]
+    val = [s for s in spans["validation"] if s[0] == f]
+    # The halves of the header's duration (a little over 6 s: the audio codec's padding);
+    # a last clip shorter than min_seconds is dropped.
+    assert len(train) == 3 and len(val) >= 2, (train, val)
+    assert max(e for _, _, e in train) <= min(s for _, s, _ in val) + 1e-6  # disjoint
+    assert min(s for _, s, _ in train) == 0.0
+    first, end = manifests["validation"]["file_ranges"][f]
+    assert end is None and abs(first - min(s for _, s, _ in val)) < 1e-6 and 3.0 <= first < 3.1
+  assert manifests["train"]["time_range"] == {"start": 0.0, "end": 0.5, "seconds": False}
+  assert manifests["train"]["file_ranges"]["long_0.mp4"][0] == 0.0
+  with pytest.raises(ingest.PrepareError, match="overlap"):
+    ingest.parse_splits("train=0:0.6,validation=0.5:1")
+  # The command: one output folder per split.
+  r = run_python(["-m", "avjax.prepare", f"--input={root}", f"--output={tmp_path / 'cli'}",
+                  "--splits=train=0:3s,test=3s:6s", "--sample_rate=16000", "--frame_size=32",
+                  "--clip_seconds=1", "--workers=1"], cwd=ROOT)
+  assert r.returncode == 0, r.stderr[-2000:]
+  with open(tmp_path / "cli" / "test" / ingest.MANIFEST) as f:
+    assert json.load(f)["time_range"] == {"start": 3.0, "end": 6.0, "seconds": True}
+  assert len(_records(tmp_path / "cli" / "train")) == 6  # 3 one-second clips of each file
+  assert ingest.parse_splits("a=0:90s,b=90s:120s")["b"] == ingest.TimeRange(90, 120, True)
