@@ -169,7 +169,6 @@ def tflite_audio(module, window_samples: int, output: str) -> str:
   if not np.allclose(got, want, rtol=TFLITE_RTOL, atol=TFLITE_RTOL):
     raise ValueError(f"{path}: TFLite converts the audio tower but its embeddings differ "
                      f"(max abs difference {np.abs(got - want).max():.3g})")
-  path = fs.join(output, "audio.tflite")
   with fs.open(path, "wb") as f:
     f.write(flat)
   return path

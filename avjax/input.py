@@ -113,20 +113,26 @@ def data_files(data_config, split: str) -> list[str]:
   return reader_lib.resolve_files(data_dir(data_config, split), split)
 
 
+def per_host_batch(global_batch: int) -> int:
+  """A global batch's share on this host; it must divide evenly."""
+  if global_batch % jax.process_count():
+    raise ValueError(f"batch size {global_batch} is not divisible by {jax.process_count()} hosts")
+  return global_batch // jax.process_count()
+
+
 def make_reader(data_config, split: str, *, global_batch: int, seed: int,
                 window_seconds: float = 0.0):
   """-> this host's data_pipelines.reader.Reader of `split`; `window_seconds` > 0:
   audio windows of that length instead of config.data.spectrogram.seconds."""
   from data_pipelines import reader as reader_lib
-  if global_batch % jax.process_count():
-    raise ValueError(f"batch size {global_batch} is not divisible by {jax.process_count()} hosts")
+  host_batch = per_host_batch(global_batch)
   files = data_files(data_config, split)
   spec = reader_spec(data_config)
   if window_seconds:
     spec = dataclasses.replace(spec, spectrogram=dataclasses.replace(spec.spectrogram,
                                                                      seconds=window_seconds))
   return reader_lib.Reader(files, spec=spec,
-                           batch_size=global_batch // jax.process_count(), seed=seed,
+                           batch_size=host_batch, seed=seed,
                            process_index=jax.process_index(),
                            process_count=jax.process_count())
 
@@ -135,11 +141,9 @@ def make_tfds_reader(tfds_config, data_config, *, global_batch: int):
   """-> this host's data_pipelines.tfds_reader.TfdsReader of the TFDS dataset
   `tfds_config` names (config.evals.<name>.tfds), in config.data's crops and framing."""
   from data_pipelines import tfds_reader
-  if global_batch % jax.process_count():
-    raise ValueError(f"batch size {global_batch} is not divisible by {jax.process_count()} hosts")
   return tfds_reader.TfdsReader(tfds_reader.spec_from_config(tfds_config),
                                 reader_spec=reader_spec(data_config),
-                                batch_size=global_batch // jax.process_count(),
+                                batch_size=per_host_batch(global_batch),
                                 process_index=jax.process_index(),
                                 process_count=jax.process_count())
 

@@ -39,8 +39,8 @@ import json
 import xml.etree.ElementTree as ET
 
 from data_pipelines import decode, fs
+from data_pipelines.ingest import VIDEO_EXTENSIONS  # what prepare reads as a video
 
-VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov")
 FLICKR_FRAME = 256
 FORMATS = ("vggss", "flickr", "ave", "ucf101", "hmdb51")
 
@@ -54,10 +54,19 @@ class Annotations:
   labels: dict[str, list] = dataclasses.field(default_factory=dict)
   boxes: dict[str, list[tuple[float, float, float, float, float]]] = dataclasses.field(
       default_factory=dict)
-  missing: list[str] = dataclasses.field(default_factory=list)  # annotated, not in the folder
+  # Annotated videos not in the folder, each once, in the order met (an ordered set).
+  missing: dict[str, None] = dataclasses.field(default_factory=dict)
   # Labels: a bare label, or [label, start, end] for one that holds in that segment.
   empty: list[str] = dataclasses.field(default_factory=list)  # rows with nothing to label
   folds: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)  # file -> {split: fold}
+
+  def video(self, index: dict[str, str], stem: str) -> str | None:
+    """The video `stem` names (its path under the videos folder), or None,
+    counted as missing, where the folder lacks it."""
+    rel = index.get(stem)
+    if rel is None:
+      self.missing[stem] = None
+    return rel
 
 
 def video_index(videos: str) -> dict[str, str]:
@@ -89,9 +98,8 @@ def read_vggss(json_path: str, videos: str) -> Annotations:
                           f"[[x1, y1, x2, y2], ...]}}] ({type(e).__name__}: {e})") from None
   index, out = video_index(videos), Annotations()
   for stem, label, boxes in rows:
-    rel = index.get(stem)
+    rel = out.video(index, stem)
     if rel is None:
-      out.missing.append(stem)
       continue
     out.labels[rel] = [label]
     size = (1.0, 1.0)
@@ -142,9 +150,8 @@ def read_flickr(xml_dir: str, videos: str, ids_csv: str | None = None) -> Annota
     raise AnnotationError(f"{xml_dir}: no .xml annotation files")
   index, out = video_index(videos), Annotations()
   for stem in ids:
-    rel = index.get(stem)
+    rel = out.video(index, stem)
     if rel is None:
-      out.missing.append(stem)
       continue
     boxes = _flickr_boxes(fs.join(xml_dir, f"{stem}.xml"))
     out.boxes[rel] = [(*b, -1.0) for b in boxes]
@@ -162,12 +169,10 @@ def read_ave(path: str, videos: str) -> Annotations:
     except (IndexError, ValueError):
       raise AnnotationError(f"{path}:{lineno}: expected 'class&ytid&quality&start&end', "
                             f"got {line!r}") from None
-    rel = index.get(ytid)
-    if rel is None:
-      out.missing.append(ytid)
-    elif not 0 <= start < end:
+    rel = out.video(index, ytid)
+    if rel is not None and not 0 <= start < end:
       out.empty.append(ytid)
-    else:
+    elif rel is not None:
       out.labels.setdefault(rel, []).append([label, start, end])
   return out
 
@@ -179,10 +184,8 @@ def _split_lines(path: str) -> list[list[str]]:
 def _add_split_member(out: Annotations, index: dict, name: str, label: str, split: str,
                       fold: str) -> None:
   stem = fs.basename(name).rsplit(".", 1)[0]
-  rel = index.get(stem)
+  rel = out.video(index, stem)
   if rel is None:
-    if stem not in out.missing:
-      out.missing.append(stem)
     return
   out.labels[rel] = [label]
   out.folds.setdefault(rel, {})[split] = fold

@@ -224,32 +224,37 @@ class ClipPiece:
   waveform: np.ndarray  # [S] float32 mono at the prepare sample rate
 
 
-def probe_seconds(path: str) -> float | None:
-  """A media file's duration from its container's header (None if it gives none
-  or cannot be opened): enough to plan time ranges, never to cut clips. A remote
-  file is read through a file object, so only the header travels."""
+def _probe(path: str, read):
+  """`read(container)` of a media file's header, None if it cannot be opened; a
+  remote file is read through a file object, so only the header travels."""
   try:
     with fs.open(path, "rb") as f, av.open(f) as container:
-      if container.duration is not None:
-        return container.duration / 1e6  # AV_TIME_BASE
-      spans = [float(s.duration * s.time_base) for s in container.streams
-               if s.duration is not None and s.time_base is not None]
-      return max(spans) if spans else None
+      return read(container)
   except (av.error.FFmpegError, ValueError, OSError, UnicodeDecodeError):
     return None
+
+
+def probe_seconds(path: str) -> float | None:
+  """A media file's duration from its container's header (None if it gives none
+  or cannot be opened): enough to plan time ranges, never to cut clips."""
+  def read(container):
+    if container.duration is not None:
+      return container.duration / 1e6  # AV_TIME_BASE
+    spans = [float(s.duration * s.time_base) for s in container.streams
+             if s.duration is not None and s.time_base is not None]
+    return max(spans) if spans else None
+  return _probe(path, read)
 
 
 def probe_frame_size(path: str) -> tuple[int, int] | None:
   """(width, height) of a file's first video stream, from its header (None if it
-  has none or cannot be opened); a remote file is read through a file object."""
-  try:
-    with fs.open(path, "rb") as f, av.open(f) as container:
-      if not container.streams.video:
-        return None
-      ctx = container.streams.video[0].codec_context
-      return (ctx.width, ctx.height) if ctx.width and ctx.height else None
-  except (av.error.FFmpegError, ValueError, OSError, UnicodeDecodeError):
-    return None
+  has none or cannot be opened)."""
+  def read(container):
+    if not container.streams.video:
+      return None
+    ctx = container.streams.video[0].codec_context
+    return (ctx.width, ctx.height) if ctx.width and ctx.height else None
+  return _probe(path, read)
 
 
 class _Audio:

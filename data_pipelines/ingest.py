@@ -269,11 +269,11 @@ def plan_units(rel: str, root: str, settings: PrepareSettings,
     first, last = time_range.frames(seconds, settings.fps)
   span = (last if last is not None else (seconds or 0) * settings.fps) - first
   frames_per_clip = max(1, int(math.floor(settings.clip_seconds * settings.fps)))
-  per_range = frames_per_clip * max(1, round((range_seconds or 1e9) * settings.fps /
+  per_range = frames_per_clip * max(1, round((range_seconds or 0) * settings.fps /
                                              frames_per_clip))
   # round, not ceil: a header that over-states by a frame or two must not make a
   # range of nothing; the last range runs to the end anyway.
-  n = 1 if not seconds or span <= 0 else max(1, round(span / per_range))
+  n = 1 if not (range_seconds and seconds) or span <= 0 else max(1, round(span / per_range))
   return [Unit(rel, i, first + i * per_range, last if i == n - 1 else first + (i + 1) * per_range)
           for i in range(n)]
 

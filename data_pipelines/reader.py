@@ -432,6 +432,19 @@ def eval_dataset(files: Sequence[str], *, spec: ReaderSpec, batch_size: int,
   return ds.with_options(dataset_options(spec)).prefetch(AUTOTUNE)
 
 
+def padded_batches(batches: Iterator[dict], batch_size: int, num_batches: int) -> Iterator[dict]:
+  """`batches`, each padded to `batch_size` (pad_batch), then all-padding batches
+  up to `num_batches`: every host yields the same number, so collectives line up."""
+  n, last = 0, None
+  for batch in batches:
+    last = pad_batch(batch, batch_size)
+    n += 1
+    yield last
+  empty = {k: np.zeros_like(v) for k, v in last.items()} if last else None
+  for _ in range(num_batches - n):
+    yield empty
+
+
 def pad_batch(batch: dict, batch_size: int) -> dict:
   """Pads a short final batch to `batch_size`, adding `mask` (1 = real example)."""
   n = len(next(iter(batch.values())))
@@ -539,12 +552,5 @@ class Reader:
     ds = eval_dataset(self.files, spec=self.spec, batch_size=self.batch_size,
                       num_classes=self.num_classes, window_hop=window_hop,
                       audio_offsets=audio_offsets)
-    n = 0
-    last = None
-    for batch in self._named_errors(ds.as_numpy_iterator()):
-      last = pad_batch(batch, self.batch_size)
-      n += 1
-      yield last
-    empty = {k: np.zeros_like(v) for k, v in last.items()} if last else None
-    for _ in range(self.num_eval_batches() - n):
-      yield empty
+    yield from padded_batches(self._named_errors(ds.as_numpy_iterator()), self.batch_size,
+                              self.num_eval_batches())

@@ -163,26 +163,25 @@ class TfdsReader:
 
   def eval_iterator(self, window_hop: float = 0.0, audio_offsets=()) -> Iterator[dict]:
     """Padded batches, the same number on every host."""
-    from data_pipelines.reader import pad_batch
+    from data_pipelines.reader import padded_batches
     if window_hop > 0 or audio_offsets:
       raise TfdsError(f"tfds {self.tfds_spec.name!r}: window_hop and audio offsets need "
                       "prepared splits")
-    rows, n, last = [], 0, None
+    yield from padded_batches(self._batches(), self.batch_size, self.num_eval_batches())
+
+  def _batches(self) -> Iterator[dict]:
+    """This host's examples as rows, stacked `batch_size` at a time (the last short)."""
+    rows, any_rows = [], False
     for fold, index, ex in self._examples():
       rows.append(self._row(fold, index, ex))
+      any_rows = True
       if len(rows) == self.batch_size:
-        last = pad_batch(_stack(rows), self.batch_size)
-        rows, n = [], n + 1
-        yield last
+        yield _stack(rows)
+        rows = []
     if rows:
-      last = pad_batch(_stack(rows), self.batch_size)
-      n += 1
-      yield last
-    if last is None:
+      yield _stack(rows)
+    if not any_rows:
       raise TfdsError(f"tfds {self.tfds_spec.name!r}: splits {self.splits} hold no examples")
-    empty = {k: np.zeros_like(v) for k, v in last.items()}
-    for _ in range(self.num_eval_batches() - n):
-      yield empty
 
 
 def _stack(rows: list[dict]) -> dict:
