@@ -8,6 +8,7 @@ shards, so audio inference can run without it.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import jax
 import numpy as np
@@ -44,13 +45,29 @@ def reader_spec(data):
       autotune=data.autotune, records=data.records)
 
 
+def shortest_clip(data) -> float:
+  """Seconds a training clip must hold: the audio window, and with shifted
+  negatives the shift on either side of it."""
+  shifts = 2 * data.min_shift if data.negatives == "shifted" else 0.0
+  return data.spectrogram.seconds + shifts
+
+
 def prepare_settings(data, **overrides) -> ingest.PrepareSettings:
   """`config.data` -> prepare's settings, so that prepared shards are what the
-  config's reader reads: its frame rate, sample rate, frame size and (when the
-  config slices stored |STFT|) the config's spectrogram framing."""
+  config's reader reads: its frame rate, sample rate, frame size, (when the
+  config slices stored |STFT|) the config's spectrogram framing, and clips no
+  shorter than its windows need (prepare's default length, or longer)."""
+  need = shortest_clip(data)
+  clip = overrides.pop("clip_seconds", None)
+  if clip is not None and clip < need:
+    raise ValueError(f"--clip_seconds={clip:g}: the config's windows need clips of at least "
+                     f"{need:g} s (config.data.spectrogram.seconds"
+                     f"{' plus twice config.data.min_shift' if data.negatives == 'shifted' else ''})")
+  clip = clip or max(ingest.PrepareSettings.clip_seconds, math.ceil(need))
   return ingest.PrepareSettings(
       fps=data.fps, sample_rate=data.sample_rate, frame_size=data.resize,
-      spectrogram=spectrogram_spec(data) if data.stored_spectrogram else None, **overrides)
+      spectrogram=spectrogram_spec(data) if data.stored_spectrogram else None,
+      clip_seconds=clip, **overrides)
 
 
 def _uses_default_dataset(data_config, split: str) -> bool:

@@ -46,7 +46,8 @@ _STFT = flags.DEFINE_string("stft", None, "win_length,hop_length,n_fft of the st
                             "(default 480,240,512)")
 _NO_SPECTROGRAM = flags.DEFINE_bool("no_spectrogram", False,
                                     "store no |STFT| (smaller shards; the reader then computes it)")
-_CLIP_SECONDS = flags.DEFINE_float("clip_seconds", 10.0, "longer videos are cut into clips of this length")
+_CLIP_SECONDS = flags.DEFINE_float("clip_seconds", 10.0, "longer videos are cut into clips of "
+                                    "this length (with --config: 10, or what its windows need)")
 _MIN_SECONDS = flags.DEFINE_float("min_seconds", 1.0, "shorter files and tails are skipped")
 _WORKERS = flags.DEFINE_integer("workers", None, "processes (default: all cores)")
 _THREADS = flags.DEFINE_integer("threads", None, "FFmpeg decoder and scaler threads per worker "
@@ -83,6 +84,8 @@ def settings_from_flags():
     from avjax import input as input_lib
     from avjax import config_check
     config_check.check_data(config)
+    if not flags.FLAGS["clip_seconds"].present:  # the config's windows decide it
+      del common["clip_seconds"]
     return input_lib.prepare_settings(config.data, **common)
   default = ingest.PrepareSettings()
   rate = _SAMPLE_RATE.value or default.sample_rate

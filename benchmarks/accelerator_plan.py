@@ -13,9 +13,22 @@ prints one row per config:
   batch sizes;
 - the largest per-device batch whose memory fits 90% of each chip's HBM
   (TPU v5e 16 GB, v4 32 GB, v5p 95 GB, H100 80 GB), for float32, bfloat16 and
-  bfloat16 with remat.
+  bfloat16 with remat;
+- the training reader's examples per second per host core, for the config's
+  own inputs (frame stacks, waveforms, |STFT| windows, sound targets' clips) at
+  the paper's settings, on a generated split prepared at them (10 s clips, or
+  long enough for the config's window and shifts);
+- the host cores each chip needs to feed the update at 50% MFU: the chip's
+  published dense bfloat16 peak x 0.5 / update FLOPs per example / the reader's
+  rate per core, beside the cores a typical host gives each chip.
 A row whose bfloat16 (with remat where needed) cannot hold a per-device batch of
-32 on a v5e chip is marked.
+32 on a v5e chip, or that an H100's share of a DGX host (14 cores) cannot feed,
+is marked.
+
+Generated frames are smoother than camera footage and decode faster. The
+reader's rate is measured on them, and again with each decoded frame costing what
+a natural-statistics (1/f noise) frame of the same size and JPEG quality costs,
+measured in the same run: the second figure sets the cores needed.
 
 Memory is XLA:CPU's buffer assignment of that program: an estimate of a
 device's, whose compiler fuses and schedules differently; only a run on the
@@ -28,6 +41,7 @@ bfloat16, would hold: read them as a floor on the batch that fits.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import math
 import os
@@ -38,10 +52,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
+import numpy as np  # noqa: E402
 
 from avjax import input as input_lib  # noqa: E402
 from avjax import mesh as mesh_lib  # noqa: E402
 from avjax import train  # noqa: E402
+from benchmarks import pipeline  # noqa: E402
 
 CONFIGS = ("l3", "avenet", "avolnet", "avcontrastive", "selavi", "ambient", "soundnet", "sync",
            "cosine")
@@ -49,6 +65,12 @@ CHIPS = {"v5e": 16e9, "v4": 32e9, "v5p": 95e9, "H100": 80e9}
 USABLE = 0.9  # of HBM: the runtime, its allocator and the input pipeline take the rest
 WANTED_BATCH = 32  # per device, on the smallest chip
 SETTINGS = (("float32", False), ("bfloat16", False), ("bfloat16", True))
+# Published dense bfloat16 peaks, FLOP/s, and the physical host cores per chip of
+# a typical host (docs/performance.md names the machine types).
+PEAK_BF16 = {"v5e": 197e12, "v4": 275e12, "v5p": 459e12, "H100": 989e12}
+HOST_CORES = {"v5e": 14, "v4": 30, "v5p": 26, "H100": 14}
+MFU = 0.5
+READER_CLIPS = 16
 
 
 def paper_config(name: str, dtype: str, remat: bool):
@@ -102,6 +124,96 @@ def measure(name: str, batches: tuple[int, int]) -> dict:
   return row
 
 
+def reader_split(config):
+  """A generated split whose clips hold the config's window and its shifts."""
+  from data_pipelines import synthetic
+  seconds = float(input_lib.prepare_settings(config.data).clip_seconds)
+  return synthetic.SplitSpec(f"plan_{seconds:g}s", READER_CLIPS, seed=7, seconds=seconds,
+                             files_per_shard=4)
+
+
+def frames_per_example(config) -> int:
+  shapes = input_lib.train_batch_shapes(config, 1)
+  return int("frames" in shapes) + int(config.data.frame_stack)
+
+
+def natural_jpegs(shape, quality: int, n: int = 16) -> list[bytes]:
+  """JPEGs of 1/f-noise colour images (natural images' power spectrum) at a
+  stored frame's size: what a camera frame costs to decode."""
+  from data_pipelines import ingest
+  rng = np.random.default_rng(0)
+  h, w = shape
+  f = np.sqrt(np.fft.fftfreq(h)[:, None] ** 2 + np.fft.fftfreq(w)[None, :] ** 2)
+  f[0, 0] = 1.0
+  out = []
+  for _ in range(n):
+    img = np.stack([np.real(np.fft.ifft2(np.fft.fft2(rng.normal(size=(h, w))) / f))
+                    for _ in range(3)], -1)
+    img = (img - img.min()) / (img.max() - img.min()) * 255
+    out.append(ingest.encode_jpeg(img.astype(np.uint8), quality))
+  return out
+
+
+def decode_cost(jpegs: list[bytes], spec) -> float:
+  """Seconds per frame of the reader's decode + crop, on one tf.data thread."""
+  import tensorflow as tf
+  from data_pipelines import clip_ops
+  ds = tf.data.Dataset.from_tensor_slices(jpegs).repeat().map(
+      lambda j: clip_ops.decode_crop(j, tf.constant([1, 2], tf.int64), spec=spec, train=True))
+  return pipeline.one_thread_cost(ds, 400)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReaderRate:
+  per_core: float          # examples/s per core, generated frames
+  natural_per_core: float  # the same with natural-statistics frames' decode cost
+  cpu_us: float            # CPU per example, generated frames
+  frame_bytes: tuple[float, float]  # mean JPEG size: generated, natural
+
+
+def reader_rate(config, batch: int, batches: int) -> ReaderRate:
+  import tensorflow as tf
+  from data_pipelines import default_dataset, dmvr
+  from data_pipelines import reader as reader_lib
+  settings = input_lib.prepare_settings(config.data)
+  split = reader_split(config)
+  root = default_dataset.ensure(settings, splits=(split,), quiet=True)
+  files = reader_lib.resolve_files(root, split.name)
+  spec = reader_lib.Reader(files, spec=input_lib.reader_spec(config.data), batch_size=batch,
+                           seed=0).spec
+  r = pipeline.rate(reader_lib.train_dataset(files, spec=spec, batch_size=batch, seed=0),
+                    batches, batch)
+  cores = os.cpu_count() or 1
+  record = next(iter(tf.data.TFRecordDataset(files[:1])))
+  stored = [j.numpy() for j in dmvr.parse(record, default_fps=config.data.fps,
+                                          default_sample_rate=config.data.sample_rate)
+            ["jpeg_frames"][:16]]
+  natural = natural_jpegs(tf.io.extract_jpeg_shape(stored[0]).numpy()[:2], settings.jpeg_quality)
+  extra = max(0.0, decode_cost(natural, spec) - decode_cost(stored, spec))
+  per_core = r.examples_per_s / cores
+  natural_per_core = 1.0 / (1.0 / per_core + frames_per_example(config) * extra)
+  return ReaderRate(per_core, natural_per_core, r.cpu_us_per_example,
+                    (float(np.mean([len(j) for j in stored])),
+                     float(np.mean([len(j) for j in natural]))))
+
+
+def cores_needed(gflops: float, per_core: float, chip: str) -> float:
+  """Host cores that feed `chip` at MFU, by the reader's rate per core."""
+  return PEAK_BF16[chip] * MFU / (gflops * 1e9) / per_core
+
+
+def format_reader_row(name: str, gflops: float, r: ReaderRate) -> str:
+  cells = [name, f"{gflops:.1f}", f"{r.per_core:.0f} / {r.natural_per_core:.0f}",
+           f"{r.cpu_us / 1e3:.1f}", f"{r.frame_bytes[0] / 1e3:.0f} / {r.frame_bytes[1] / 1e3:.0f}"]
+  fed = True
+  for chip in PEAK_BF16:
+    n = cores_needed(gflops, r.natural_per_core, chip)
+    cells.append(f"{n:.1f} (host {HOST_CORES[chip]})")
+    fed &= chip != "H100" or n <= HOST_CORES[chip]
+  cells.append("" if fed else f"**not fed on an H100 with {HOST_CORES['H100']} cores**")
+  return "| " + " | ".join(cells) + " |"
+
+
 def format_row(row: dict) -> str:
   cells = [row["name"], f"{row['params'] / 1e6:.1f} M", f"{row['gflops']:.1f}"]
   f32 = row[("float32", False)]
@@ -127,20 +239,56 @@ def main() -> None:
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--configs", default=",".join(CONFIGS))
   p.add_argument("--batches", default="2,4", help="two per-device batch sizes for the slope")
+  p.add_argument("--parts", default="memory,reader", help="memory, reader or both")
+  p.add_argument("--reader_batches", type=int, default=12, help="batches timed per reader")
   args = p.parse_args()
   batches = tuple(int(b) for b in args.batches.split(","))
   if len(batches) != 2 or batches[0] >= batches[1]:
     p.error(f"--batches={args.batches}: two increasing sizes")
+  parts = set(args.parts.split(","))
+  if not parts or parts - {"memory", "reader"}:
+    p.error(f"--parts={args.parts}: memory, reader or both")
+  names = args.configs.split(",")
+  if "memory" in parts:
+    memory_table(names, batches)
+  if "reader" in parts:
+    reader_table(names, args.reader_batches)
+
+
+def memory_table(names, batches) -> None:
   print(f"jax {jax.__version__} on {jax.devices()[0].device_kind}; memory = XLA:CPU's buffer "
         f"assignment of the paper-scale update; batches fit in {USABLE:.0%} of HBM\n")
   head = ["config", "params", "GFLOP/example", "MiB/example (f32)"]
   head += [f"max batch {chip} (f32 / bf16 / bf16+remat)" for chip in CHIPS] + ["note"]
   print("| " + " | ".join(head) + " |")
   print("|" + "---|" * len(head))
-  for name in args.configs.split(","):
+  for name in names:
     t = time.time()
     row = measure(name, batches)
     print(format_row(row) + f"  <!-- {time.time() - t:.0f} s -->", flush=True)
+
+
+def update_gflops(config) -> float:
+  _, compiled = compiled_update(config, 2)
+  return flops(compiled) / 2 / 1e9
+
+
+def reader_table(names, batches: int) -> None:
+  cores = os.cpu_count() or 1
+  print(f"\nthe training reader on {cores} cores, generated {READER_CLIPS}-clip splits prepared at "
+        f"each config's settings; cores per chip to feed {MFU:.0%} MFU of its dense bf16 peak "
+        "(by the natural-frames rate)\n")
+  head = ["config", "GFLOP/example", "examples/s per core (generated / natural frames)",
+          "CPU ms/example", "KB per JPEG (generated / natural)"]
+  head += [f"cores per {chip}" for chip in PEAK_BF16] + ["note"]
+  print("| " + " | ".join(head) + " |")
+  print("|" + "---|" * len(head))
+  for name in names:
+    t = time.time()
+    config = paper_config(name, "float32", False)
+    batch = 8 if config.data.frame_stack else 32
+    row = format_reader_row(name, update_gflops(config), reader_rate(config, batch, batches))
+    print(row + f"  <!-- {time.time() - t:.0f} s -->", flush=True)
 
 
 if __name__ == "__main__":

@@ -57,10 +57,13 @@ def data_config(tiny: bool) -> ml_collections.ConfigDict:
   # than parsing the waveform and running a float64 STFT per window; falls back
   # to computing it for shards without one and for off-grid negatives.
   d.stored_spectrogram = True
-  # Pairs drawn from each record read: reading and parsing a ~10 MB paper-scale
-  # record costs several pairs' decoding, and a 10 s clip has ~9 distinct 1 s
-  # windows. A clip's pairs land in different batches (see data_pipelines.reader).
-  d.examples_per_clip = 4
+  # Pairs drawn from each record read: reading, checking and parsing a ~7 MB
+  # paper-scale record of 10 s costs as much as many pairs' decoding, and a chip
+  # consumes pairs faster than a host's cores decode them
+  # (benchmarks/accelerator_plan.py --parts reader). Each pair has its own frame
+  # and window (226 frame positions at 25 fps), and a clip's pairs land in
+  # different batches (see data_pipelines.reader).
+  d.examples_per_clip = 16
   d.audio = "spectrogram"        # or "waveform": the raw window (SoundNet)
   d.frame_stack = 0              # n > 0: also the frames under n segments of the window
   # tf.data autotuning of the reader's parallelism; off, each parallel stage may use

@@ -88,5 +88,7 @@ def record_dataset(files: Sequence[str], src: Source = TFRECORD) -> tf.data.Data
   """Serialized records of `files`, in order."""
   if isinstance(src, TFRecordSource):
     return tf.data.TFRecordDataset(list(files))
+  # An item may be a tuple (a span), which map would spread over arguments.
   return tf.data.Dataset.from_tensor_slices(list(files)).flat_map(src.items).map(
-      src.read, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+      lambda *item: src.read(item[0] if len(item) == 1 else item),
+      num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

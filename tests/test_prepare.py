@@ -230,6 +230,25 @@ def test_prepare_with_a_config_stores_what_its_reader_slices(mixed_folder, tmp_p
                   "--config=configs/avenet.py:tiny", "--sample_rate=16000"], cwd=ROOT)
   assert r.returncode != 0 and r.stderr.strip().splitlines() == [
       "avjax-prepare: --sample_rate: --config decides these; override --config.data.* instead"]
+  # Clips too short for the config's windows are refused before any work.
+  r = run_python(["-m", "avjax.prepare", "--input", str(root), "--output", str(tmp_path / "p"),
+                  "--config=configs/sync.py:tiny", "--clip_seconds=1.5"], cwd=ROOT)
+  assert r.returncode != 0 and r.stderr.strip().splitlines() == [
+      "avjax-prepare: --clip_seconds=1.5: the config's windows need clips of at least 1.8 s "
+      "(config.data.spectrogram.seconds plus twice config.data.min_shift)"]
+
+
+@pytest.mark.parametrize("name, tiny, seconds", [("avenet", True, 10.0), ("sync", False, 10.0),
+                                                 ("soundnet", False, 20.0)])
+def test_a_config_prepares_clips_that_hold_its_windows(name, tiny, seconds):
+  """Prepare's clips hold the config's window (and sync's shifts on both sides):
+  the default 10 s, or longer where the window is (SoundNet's 20 s)."""
+  import importlib
+  from avjax import input as input_lib
+  config = importlib.import_module(f"configs.{name}").get_config("tiny" if tiny else None)
+  settings = input_lib.prepare_settings(config.data)
+  assert settings.clip_seconds == seconds >= input_lib.shortest_clip(config.data)
+  assert input_lib.prepare_settings(config.data, clip_seconds=30.0).clip_seconds == 30.0
 
 
 def _shard_bytes(out):
