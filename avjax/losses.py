@@ -247,6 +247,52 @@ def frame_class_xent(*, outputs, batch, reduction=True):
   return _reduce(jnp.where(valid > 0, per, 0.0), valid, reduction)
 
 
+def rotation_xent(*, outputs, batch, reduction=True):
+  """Rotation prediction (Gidaris et al. 2018): 4-way softmax cross-entropy of
+  `rotation_logits` [4, B, 4] against each frame's rotation, averaged over the
+  four rotations of a frame."""
+  logits = outputs["rotation_logits"].astype(jnp.float32)
+  labels = jnp.broadcast_to(jnp.arange(logits.shape[0])[:, None], logits.shape[:2])
+  per = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels), axis=0)
+  return _reduce(per, _mask(batch, logits.shape[1]), reduction)
+
+
+def relpos_xent(*, outputs, batch, reduction=True):
+  """Relative position (Doersch et al. 2015): 8-way softmax cross-entropy of
+  `relpos_logits` [B, 8] against `relpos_labels` [B]."""
+  logits = outputs["relpos_logits"].astype(jnp.float32)
+  per = optax.softmax_cross_entropy_with_integer_labels(logits, outputs["relpos_labels"])
+  return _reduce(per, _mask(batch, logits.shape[0]), reduction)
+
+
+def nt_xent(*, outputs, batch, temperature=0.1, reduction=True):
+  """SimCLR's NT-Xent over the global batch: each of the 2B L2-normalised views
+  `simclr_projections` [2, B, D] against the other view of its frame, with the
+  other 2B - 2 views as negatives. Inside jit over a mesh the batch axis is the
+  global one, so the negatives include every device's views."""
+  z = outputs["simclr_projections"].astype(jnp.float32)
+  b = z.shape[1]
+  z = z.reshape(2 * b, -1)
+  sim = z @ z.T / temperature
+  mask = jnp.tile(_mask(batch, b), 2)
+  big_neg = jnp.finfo(jnp.float32).min / 4
+  sim = jnp.where(jnp.eye(2 * b, dtype=bool) | (mask[None, :] == 0), big_neg, sim)
+  partner = jnp.concatenate([jnp.arange(b, 2 * b), jnp.arange(b)])
+  per = jax.nn.logsumexp(sim, axis=1) - sim[jnp.arange(2 * b), partner]
+  per = 0.5 * (per[:b] + per[b:])
+  return _reduce(per, mask[:b], reduction)
+
+
+def order_xent(*, outputs, batch, reduction=True):
+  """The frame-order tasks (arrow of time, shuffle & learn, odd-one-out): softmax
+  cross-entropy of `order_logits` [B, K] against `order_labels` [B], over the
+  examples `order_weights` counts."""
+  logits = outputs["order_logits"].astype(jnp.float32)
+  per = optax.softmax_cross_entropy_with_integer_labels(logits, outputs["order_labels"])
+  weights = outputs["order_weights"] * _mask(batch, logits.shape[0])
+  return _reduce(jnp.where(weights > 0, per, 0.0), weights, reduction)
+
+
 def soundnet_kl(*, outputs, batch, reduction=True):
   """SoundNet's distillation: KL(teacher || student) of each teacher's class
   posteriors `teacher_probs[t]` [B, steps, K_t] (avjax/teacher.py) and the
@@ -277,6 +323,10 @@ LOSSES = {
     "sound_bits_xent": sound_bits_xent,
     "frame_class_xent": frame_class_xent,
     "soundnet_kl": soundnet_kl,
+    "rotation_xent": rotation_xent,
+    "relpos_xent": relpos_xent,
+    "nt_xent": nt_xent,
+    "order_xent": order_xent,
 }
 
 

@@ -8,7 +8,8 @@ PAPER_WIDTHS = (64, 128, 256, 512)
 # (tests/test_contract.py checks that the two lists agree).
 LOSS_NAMES = ("avc_softmax_xent", "avc_sigmoid_xent", "infonce", "hard_negatives", "selavi",
               "cosine_embedding", "shared_classifier", "sound_cluster_xent", "sound_bits_xent",
-              "frame_class_xent", "soundnet_kl")
+              "frame_class_xent", "soundnet_kl", "rotation_xent", "relpos_xent", "nt_xent",
+              "order_xent")
 TINY_WIDTHS = (16, 32, 64, 128)
 
 
@@ -127,8 +128,12 @@ def base_config(model: dict, losses: dict, arg: str | None) -> ml_collections.Co
   # --config.evals.retrieval.every=1000; `python -m avjax.evaluate --evals=...`
   # runs any of them on a checkpoint. split "" = config.data.eval_split;
   # `pictures` = how many examples the evaluate command draws.
+  # features: "embedding" (the models' embeddings, all four directions) or
+  # "features" (each tower's max-pooled features, L2-normalised: what frame-only
+  # pretext models have; the directions of the modalities the model gives).
   c.evals.retrieval = ml_collections.ConfigDict(dict(every=0, split="", batch_size=256, k=30,
-                                                     graded=False, pictures=4))
+                                                     graded=False, pictures=4,
+                                                     features="embedding"))
   # Needs boxes; on the embedded dataset use split "test_crowded" (3-4 objects, one sounding).
   # scales: the frame enlarged by each factor too ("1,2": objects half the
   # training size met at the trained size); fusion: the scales' maps combined
@@ -193,3 +198,22 @@ def without_correspondence(c: ml_collections.ConfigDict, *, evaluator: str,
   c.evals.avc.every = 0
   c.checkpoint.best_metric = best_metric
   return c
+
+
+def frame_order_config(task: str, arg=None, **model) -> ml_collections.ConfigDict:
+  """A video pretext baseline (avjax/models/pretext_video.py): the frame tower over
+  each frame of `frame_stack` frames under the 1 s window; on the tiny scale the
+  embedded dataset's time-structured splits (objects that swell and fade at their
+  own times), which hold the motion frame order needs."""
+  c = base_config(model=dict(name="frame_order", task=task, hidden=512, **model),
+                  losses={"order_xent": 1.0}, arg=arg)
+  del c.model["audio_widths"]  # frames only
+  c.data.frame_stack = 10
+  c.evals.linear_probe.modalities = "frame"
+  c.evals.clustering.modalities = "frame"
+  if parse_arg(arg).tiny:
+    c.data.update(train_split="sync_train", eval_split="sync_validation", frame_stack=8)
+    c.batch_size = 32  # x 8 frames through the tower
+    c.model.hidden = 64
+  return without_correspondence(c, evaluator="linear_probe",
+                                best_metric="linear_probe_frame_accuracy_mean")

@@ -90,7 +90,8 @@ def test_device_and_host_keys_partition_the_contract():
 
 
 @pytest.mark.parametrize("name", ["l3", "avenet", "avolnet", "selavi", "avcontrastive", "cosine",
-                                  "ambient", "frame_classifier", "soundnet"])
+                                  "ambient", "frame_classifier", "soundnet", "rotation",
+                                  "relative_position", "simclr", "arrow_of_time"])
 def test_models_declare_their_head_and_outputs(name, data_dir):
   config = tiny_config(name, data_dir)
   model = models.build(config.model)

@@ -21,20 +21,25 @@ from avjax.models.ave import AVENet
 from avjax.models.avol import AVOLNet
 from avjax.models.classifier import FrameClassifier
 from avjax.models.l3 import L3Net
+from avjax.models.pretext import RelativePositionNet, RotationNet, SimCLRNet
+from avjax.models.pretext_video import FrameOrderNet
 from avjax.models.selavi import SeLaVi
 from avjax.models.soundnet import SoundNet
 from avjax.models.sync import SyncNet
 
 MODELS = {"l3": L3Net, "avenet": AVENet, "avolnet": AVOLNet, "selavi": SeLaVi,
           "ambient": AmbientSound, "frame_classifier": FrameClassifier, "soundnet": SoundNet,
-          "sync": SyncNet}
+          "sync": SyncNet, "rotation": RotationNet,
+          "relative_position": RelativePositionNet, "simclr": SimCLRNet,
+          "frame_order": FrameOrderNet}
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 CORRESPONDENCE = {
     "softmax": "`logits` [B, 2]: class 1 = the audio belongs to the frame (L3-Net, AVE-Net)",
     "sigmoid": "`logits` [B]: > 0 = the audio belongs to the frame (AVOL-Net, max over the map), "
                "or is in sync with the frames (the sync network)",
-    None: "no correspondence head (AV contrastive towers, SeLaVi, ambient sound)",
+    None: "no correspondence head (AV contrastive towers, SeLaVi, ambient sound, the "
+          "frame-only pretext tasks)",
 }
 
 OUTPUTS = {
@@ -63,6 +68,17 @@ OUTPUTS = {
                           "or the frame classifier's (SoundNet's teacher)",
     "audio_step_logits": "[teachers] of [B, steps, classes]: SoundNet's conv8 head per teacher",
     "audio_class_logits": "[B, classes] AVE-Net's shared classifier on the audio embedding",
+    "rotation_logits": "[4, B, 4] the rotation network's logits for each frame turned 0, 90, 180 "
+                       "and 270 degrees",
+    "relpos_logits": "[B, 8] the relative-position network's logits for where the neighbour "
+                     "patch lies (pretext.RELPOS_OFFSETS)",
+    "relpos_labels": "[B] where the neighbour patch was taken (its label)",
+    "simclr_projections": "[2, B, D] L2-normalised projections of two augmented views",
+    "order_logits": "[B, K] the frame-order network's logits: forwards or not, in order or not "
+                    "(K = 2), or which of K sub-sequences is odd",
+    "order_labels": "[B] the frame-order task's label of each example",
+    "order_weights": "[B] which examples the frame-order loss counts (shuffle & learn: the "
+                     "batch's higher-motion stacks)",
     "cluster_prior": "[K] SeLaVi's relative target cluster sizes, largest first (absent: equal)",
 }
 

@@ -1,0 +1,173 @@
+"""Self-supervision from the frame alone: the image pretext tasks that audio-visual
+papers compare with, on the same VGG frame tower (`vision_widths`).
+
+Each task makes its inputs in the jitted step from the square crops the reader
+ships, so any frames the reader gives serve; its random draws come from the
+step's "dropout" key. Evaluation (train=False) runs the tower on the frame
+itself: `frame_features` are what the probes read.
+
+- Rotation (Gidaris, Singh & Komodakis, ICLR 2018): each frame at 0, 90, 180
+  and 270 degrees, all four in one batch as the paper does; a linear layer on
+  the tower's max-pooled features says which (losses.rotation_xent).
+- Relative position (Doersch, Gupta & Efros, ICCV 2015): the centre patch of a
+  3x3 grid and one of its 8 neighbours, each through the tower; their features,
+  concatenated, through two layers say where the neighbour lies
+  (losses.relpos_xent). Against the shortcuts the paper names: a gap between
+  cells and an independent jitter of each patch (edge continuity), and colour
+  dropping: all but one random channel replaced by noise (chromatic aberration).
+- SimCLR (Chen et al., ICML 2020): two augmented views of each frame (random
+  resized crop, flip, colour distortion: avjax/augment.py), the tower, a 2-layer
+  projection head; NT-Xent over the global batch (losses.nt_xent).
+"""
+from __future__ import annotations
+
+from typing import ClassVar, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from avjax import augment
+from avjax import maths
+from avjax.models import vgg
+
+ROTATIONS = 4
+
+
+def rotations(frames):
+  """[B, H, H, C] -> [4, B, H, H, C]: the frames turned k * 90 degrees
+  anticlockwise, k = 0..3 (the rotation label is k)."""
+  if frames.shape[1] != frames.shape[2]:
+    raise ValueError(f"rotation needs square frames, got {frames.shape[1]}x{frames.shape[2]}")
+  return jnp.stack([jnp.rot90(frames, k, axes=(1, 2)) for k in range(ROTATIONS)])
+
+
+def rotation_labels(batch: int):
+  """[4, B] int32: the label of each frame of `rotations`."""
+  return jnp.broadcast_to(jnp.arange(ROTATIONS, dtype=jnp.int32)[:, None], (ROTATIONS, batch))
+
+
+class RotationNet(vgg.Towers):
+  correspondence: ClassVar[str | None] = None  # see models.CORRESPONDENCE
+
+  @nn.compact
+  def __call__(self, frames, spectrogram, train: bool = False):
+    del spectrogram
+    if frames is None:
+      return {}
+    b = frames.shape[0]
+    tower = self.subnet(self.vision_widths, "vision")
+    head = nn.Dense(ROTATIONS, dtype=self.dtype, name="rotation_head")
+    if not train:  # the upright frames only (the head runs so that init makes it)
+      pooled = vgg.global_max_pool(tower(frames, train))
+      return {"frame_features": pooled.astype(jnp.float32),
+              "rotation_logits": head(pooled)[None].astype(jnp.float32)}
+    turned = rotations(frames).reshape(ROTATIONS * b, *frames.shape[1:])
+    pooled = vgg.global_max_pool(tower(turned, train))
+    logits = head(pooled)
+    return {"frame_features": pooled[:b].astype(jnp.float32),  # the upright frames
+            "rotation_logits": logits.reshape(ROTATIONS, b, ROTATIONS).astype(jnp.float32)}
+
+
+# (row, column) of the neighbour's cell relative to the centre's; label k is its index.
+RELPOS_OFFSETS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
+
+
+def grid_origin(size: int, patch: int, gap: int, jitter: int) -> int:
+  """Top-left pixel of cell (0, 0) of a 3x3 grid of `patch` cells `gap` apart,
+  centred in a `size` frame with room for each patch to move by `jitter`."""
+  span = 3 * patch + 2 * gap
+  if span + 2 * jitter > size:
+    raise ValueError(f"relative position: 3 patches of {patch} px, gaps of {gap} px and a jitter "
+                     f"of {jitter} px need {span + 2 * jitter} px; the crop is {size} px")
+  return (size - span) // 2
+
+
+def relpos_patches(key, frames, *, patch: int, gap: int, jitter: int):
+  """frames [B, S, S, C] -> (centre patches, neighbour patches [B, p, p, C],
+  labels [B]): the neighbour in the cell RELPOS_OFFSETS[label] from the centre,
+  each patch moved by its own jitter in [-jitter, jitter] on both axes."""
+  b, size, _, c = frames.shape
+  origin = grid_origin(size, patch, gap, jitter)
+  k_label, k_jitter = jax.random.split(key)
+  labels = jax.random.randint(k_label, (b,), 0, len(RELPOS_OFFSETS))
+  cell = patch + gap
+  centre = jnp.full((b, 2), origin + cell)
+  neighbour = origin + (1 + jnp.asarray(RELPOS_OFFSETS)[labels]) * cell
+  moves = jax.random.randint(k_jitter, (2, b, 2), -jitter, jitter + 1)
+  crop = jax.vmap(lambda img, yx: jax.lax.dynamic_slice(img, (yx[0], yx[1], 0), (patch, patch, c)))
+  return crop(frames, centre + moves[0]), crop(frames, neighbour + moves[1]), labels
+
+
+def drop_colours(key, patches, noise: float = 0.01):
+  """Doersch et al.'s colour dropping: one random channel of each patch kept,
+  the other two replaced by Gaussian noise of std `noise` (in the channel's
+  units): chromatic aberration then tells nothing of where a patch was."""
+  k_keep, k_noise = jax.random.split(key)
+  keep = jax.random.randint(k_keep, (patches.shape[0],), 0, patches.shape[-1])
+  mask = jax.nn.one_hot(keep, patches.shape[-1], dtype=patches.dtype)[:, None, None, :]
+  return patches * mask + (1 - mask) * noise * jax.random.normal(k_noise, patches.shape)
+
+
+class RelativePositionNet(vgg.Towers):
+  correspondence: ClassVar[str | None] = None
+  patch: int = 64
+  gap: int = 16
+  jitter: int = 7
+  colour: str = "drop"  # "drop" (colour dropping), "grey" (luminance only) or "none"
+  hidden: int = 512
+
+  @nn.compact
+  def __call__(self, frames, spectrogram, train: bool = False):
+    del spectrogram
+    if frames is None:
+      return {}
+    tower = self.subnet(self.vision_widths, "vision")
+    fc1 = nn.Dense(self.hidden, dtype=self.dtype, name="fc1")
+    fc2 = nn.Dense(len(RELPOS_OFFSETS), dtype=self.dtype, name="fc2")
+    if not train:  # whole frames (the head runs on the frame with itself, so that init makes it)
+      pooled = vgg.global_max_pool(tower(frames, train))
+      fc2(nn.relu(fc1(jnp.concatenate([pooled, pooled], axis=-1))))
+      return {"frame_features": pooled.astype(jnp.float32)}
+    if self.colour not in ("drop", "grey", "none"):
+      raise ValueError(f"config.model.colour: {self.colour!r} is not drop, grey or none")
+    k_patch, k_colour = jax.random.split(self.make_rng("dropout"))
+    centre, neighbour, labels = relpos_patches(k_patch, frames, patch=self.patch, gap=self.gap,
+                                               jitter=self.jitter)
+    pair = jnp.concatenate([centre, neighbour])
+    if self.colour == "drop":
+      pair = drop_colours(k_colour, pair)
+    elif self.colour == "grey":
+      grey = jnp.einsum("...c,c->...", pair, jnp.asarray(augment.frames_lib.GREY_WEIGHTS))
+      pair = jnp.repeat(grey[..., None], 3, axis=-1)
+    pooled = vgg.global_max_pool(tower(pair, train))
+    b = frames.shape[0]
+    x = jnp.concatenate([pooled[:b], pooled[b:]], axis=-1)
+    logits = fc2(nn.relu(fc1(x)))
+    return {"relpos_logits": logits.astype(jnp.float32), "relpos_labels": labels}
+
+
+class SimCLRNet(vgg.Towers):
+  correspondence: ClassVar[str | None] = None
+  projection: Sequence[int] = (512, 128)  # the head's hidden and output widths
+  crop_scale: Sequence[float] = (0.08, 1.0)
+  colour_strength: float = 1.0
+
+  @nn.compact
+  def __call__(self, frames, spectrogram, train: bool = False):
+    del spectrogram
+    if frames is None:
+      return {}
+    tower = self.subnet(self.vision_widths, "vision")
+    proj1 = nn.Dense(self.projection[0], dtype=self.dtype, name="proj1")
+    proj2 = nn.Dense(self.projection[1], dtype=self.dtype, name="proj2")
+    project = lambda x: maths.l2_normalize(proj2(nn.relu(proj1(x))).astype(jnp.float32))
+    if not train:  # the frames themselves, and their projection
+      pooled = vgg.global_max_pool(tower(frames, train))
+      return {"frame_features": pooled.astype(jnp.float32),
+              "simclr_projections": project(pooled)[None]}
+    keys = jax.random.split(self.make_rng("dropout"))
+    views = jnp.concatenate([augment.simclr_view(k, frames, scale=tuple(self.crop_scale),
+                                                 strength=self.colour_strength) for k in keys])
+    z = project(vgg.global_max_pool(tower(views, train)))
+    return {"simclr_projections": z.reshape(2, frames.shape[0], -1)}

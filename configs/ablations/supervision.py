@@ -1,0 +1,62 @@
+"""What does sound buy over a visual-only pretext task, with the same backbone and
+budget? The same VGG frame tower trained under each image and video pretext task
+(rotation, relative position, SimCLR; arrow of time, shuffle & learn, odd-one-out)
+and under L3-Net, AVE-Net and AV InfoNCE, each for the same number of reader
+examples (the base config's steps at batch 64), then probed on held-out test
+clips by its frame features alone: the frame linear probe, k-means NMI and
+image-image retrieval nDCG@30 on the tower's pooled features, beside the same
+network at random init.
+
+  avjax-sweep --config=configs/ablations/supervision.py:tiny --workdir=workdirs/sweep_supervision
+On a user's data: add --config.data.dir=/data/prepared (and its split names).
+"""
+from avjax import hyper
+from configs import (arrow_of_time, avcontrastive, avenet, l3, odd_one_out, relative_position,
+                     rotation, shuffle_and_learn, simclr)
+
+get_config = avenet.get_config  # the points override AVE-Net's tiny / paper config
+
+METHODS = {"rotation": rotation, "relative_position": relative_position, "simclr": simclr,
+           "arrow_of_time": arrow_of_time, "shuffle_and_learn": shuffle_and_learn,
+           "odd_one_out": odd_one_out, "l3": l3, "avenet": avenet, "avcontrastive": avcontrastive}
+# Whole sections each method defines for itself; elsewhere only the leaves it changes.
+WHOLE = ("model", "losses", "loss_kwargs")
+LEAVES = ("data", "checkpoint", "evals")
+BATCH = 64  # reader examples per step, the same for every method
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict):
+      out.update(_flat(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = v
+  return out
+
+
+def method_overrides(module, arg) -> dict:
+  """The overrides that turn the base config into `module`'s: its whole model and
+  losses, and every data, checkpoint and evaluation leaf it sets differently."""
+  mine, base = module.get_config(arg).to_dict(), get_config(arg).to_dict()
+  out = {key: mine[key] for key in WHOLE}
+  for section in LEAVES:
+    theirs = _flat(base[section], f"{section}.")
+    out.update({k: v for k, v in _flat(mine[section], f"{section}.").items()
+                if theirs.get(k) != v})
+  out["batch_size"] = BATCH
+  return out
+
+
+def get_sweep(arg=None):
+  return hyper.Sweep(
+      points=hyper.points(**{name: method_overrides(m, arg) for name, m in METHODS.items()}),
+      seeds=3,
+      evaluations=[hyper.Evaluation(
+          "test", split="test", evals=("linear_probe", "clustering", "retrieval"),
+          overrides={"evals.linear_probe.modalities": "frame",
+                     "evals.clustering.modalities": "frame",
+                     "evals.retrieval.features": "features"})],
+      headline=("test/linear_probe_frame_accuracy_mean", "test/clustering_frame_nmi",
+                "test/retrieval_im_im_ndcg@30"),
+      checkpoint="latest")

@@ -1,0 +1,167 @@
+"""The frame-only pretext tasks: labels and geometry against hand-computed values."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from avjax import losses
+from avjax.models import pretext
+
+
+def test_rotations_turn_anticlockwise_with_label_k():
+  image = jnp.array([[1, 2], [3, 4]], jnp.float32)[None, :, :, None]  # [1, 2, 2, 1]
+  turned = pretext.rotations(image)[:, 0, :, :, 0]
+  np.testing.assert_array_equal(turned[0], [[1, 2], [3, 4]])
+  np.testing.assert_array_equal(turned[1], [[2, 4], [1, 3]])   # 90 degrees anticlockwise
+  np.testing.assert_array_equal(turned[2], [[4, 3], [2, 1]])
+  np.testing.assert_array_equal(turned[3], [[3, 1], [4, 2]])
+  np.testing.assert_array_equal(pretext.rotation_labels(3), [[0] * 3, [1] * 3, [2] * 3, [3] * 3])
+  with pytest.raises(ValueError, match="square"):
+    pretext.rotations(jnp.zeros((1, 2, 3, 1)))
+
+
+def test_rotation_xent_against_hand_values():
+  b = 3
+  right = 20.0 * jax.nn.one_hot(pretext.rotation_labels(b), 4)  # [4, B, 4]
+  assert float(losses.rotation_xent(outputs={"rotation_logits": right}, batch={})) < 1e-6
+  flat = jnp.zeros((4, b, 4))
+  np.testing.assert_allclose(losses.rotation_xent(outputs={"rotation_logits": flat}, batch={}),
+                             np.log(4.0), rtol=1e-6)
+  # Every rotation of example 0 wrong by one place, the others right; example 2 masked out.
+  wrong = right.at[:, 0].set(jnp.roll(right[:, 0], 1, axis=-1))
+  per = losses.rotation_xent(outputs={"rotation_logits": wrong}, batch={}, reduction=False)
+  np.testing.assert_allclose(per, [20.0, 0.0, 0.0], atol=1e-5)
+  masked = losses.rotation_xent(outputs={"rotation_logits": wrong},
+                                batch={"mask": jnp.array([0.0, 1.0, 1.0])})
+  assert float(masked) < 1e-6
+
+
+def test_rotation_net_sees_four_turns_and_probes_the_upright_frame():
+  model = pretext.RotationNet(vision_widths=(4, 8))
+  frames = jax.random.normal(jax.random.PRNGKey(0), (2, 16, 16, 3))
+  variables = model.init(jax.random.PRNGKey(1), frames, None)
+  out, _ = model.apply(variables, frames, None, train=True, mutable=["batch_stats"])
+  assert out["rotation_logits"].shape == (4, 2, 4)
+  # Evaluation runs the tower once, on the upright frame.
+  evaluated = model.apply(variables, frames, None)
+  assert evaluated["frame_features"].shape == (2, 8)
+  assert evaluated["rotation_logits"].shape == (1, 2, 4)
+
+
+def test_relative_position_patches_come_from_the_labelled_cell():
+  """Without jitter each patch is exactly its grid cell: a frame whose pixels
+  hold their own (row, column) shows where every patch was cut."""
+  size, patch, gap = 20, 4, 2
+  rows, cols = jnp.meshgrid(jnp.arange(size), jnp.arange(size), indexing="ij")
+  frame = jnp.stack([rows, cols, rows * 0], -1).astype(jnp.float32)
+  frames = jnp.broadcast_to(frame, (64, size, size, 3))
+  centre, neighbour, labels = pretext.relpos_patches(jax.random.PRNGKey(0), frames, patch=patch,
+                                                     gap=gap, jitter=0)
+  origin = pretext.grid_origin(size, patch, gap, 0)
+  assert origin == 2  # (20 - (3 * 4 + 2 * 2)) // 2
+  np.testing.assert_array_equal(centre[:, 0, 0, :2], np.full((64, 2), origin + patch + gap))
+  for k, (dy, dx) in enumerate(pretext.RELPOS_OFFSETS):
+    at = np.asarray(neighbour[labels == k][:, 0, 0, :2])
+    np.testing.assert_array_equal(at, np.broadcast_to([origin + (1 + dy) * 6, origin + (1 + dx) * 6],
+                                                      at.shape))
+  assert set(np.asarray(labels).tolist()) == set(range(8))  # 64 draws reach every cell
+  # With jitter, a patch moves by at most `jitter` pixels on each axis.
+  c, n, labels = pretext.relpos_patches(jax.random.PRNGKey(1), jnp.broadcast_to(
+      frame, (64, size, size, 3)), patch=patch, gap=gap - 1, jitter=1)
+  moved = np.asarray(c[:, 0, 0, :2]) - (pretext.grid_origin(size, patch, gap - 1, 1) + patch + gap - 1)
+  assert np.abs(moved).max() == 1
+  with pytest.raises(ValueError, match="need 28 px; the crop is 20 px"):
+    pretext.grid_origin(size, 6, 4, 1)
+
+
+def test_colour_dropping_keeps_one_channel():
+  patches = jnp.ones((8, 3, 3, 3))
+  out = np.asarray(pretext.drop_colours(jax.random.PRNGKey(0), patches))
+  kept = np.isclose(out, 1.0).all(axis=(1, 2))
+  assert (kept.sum(axis=1) == 1).all()
+  assert np.abs(out[~np.broadcast_to(kept[:, None, None, :], out.shape)]).max() < 0.1
+
+
+def _nt_xent_numpy(z, temperature):
+  two_b = z.shape[0] * z.shape[1]
+  z = z.reshape(two_b, -1)
+  b = two_b // 2
+  sim = z @ z.T / temperature
+  out = []
+  for i in range(two_b):
+    j = (i + b) % two_b
+    others = [sim[i, k] for k in range(two_b) if k != i]
+    out.append(np.log(np.sum(np.exp(others))) - sim[i, j])
+  return np.mean(out)
+
+
+def test_nt_xent_matches_numpy():
+  rng = np.random.default_rng(0)
+  z = rng.normal(size=(2, 5, 4)).astype(np.float32)
+  z /= np.linalg.norm(z, axis=-1, keepdims=True)
+  got = losses.nt_xent(outputs={"simclr_projections": jnp.asarray(z)}, batch={}, temperature=0.5)
+  np.testing.assert_allclose(got, _nt_xent_numpy(z, 0.5), rtol=1e-5)
+
+
+def test_arrow_of_time_reverses_what_it_labels_backwards():
+  from avjax.models import pretext_video
+  stacks = jnp.broadcast_to(jnp.arange(5.0)[None, :, None, None, None], (32, 5, 1, 1, 1))
+  shown, labels = pretext_video.reverse_some(jax.random.PRNGKey(0), stacks)
+  first = np.asarray(shown[:, 0, 0, 0, 0])
+  np.testing.assert_array_equal(first, np.where(np.asarray(labels) == 1, 0.0, 4.0))
+  assert 0 < int(labels.sum()) < 32
+
+
+def test_shuffle_and_learn_triplets_are_labelled_by_their_order():
+  from avjax.models import pretext_video
+  idx, labels = pretext_video.shuffle_and_learn_indices(jax.random.PRNGKey(0), 256, 8)
+  idx, labels = np.asarray(idx), np.asarray(labels)
+  ordered = (idx[:, 0] < idx[:, 1]) & (idx[:, 1] < idx[:, 2])
+  np.testing.assert_array_equal(ordered, labels == 1)
+  # A negative's middle frame lies outside (b, d): before b or after d.
+  neg = labels == 0
+  assert ((idx[neg, 1] < idx[neg, 0]) | (idx[neg, 1] > idx[neg, 2])).all()
+  assert 0.35 < labels.mean() < 0.65 and idx.min() >= 0 and idx.max() < 8
+  weights = pretext_video.above_median(jnp.array([0.1, 0.5, 0.2, 0.9]))
+  np.testing.assert_array_equal(weights, [0, 1, 0, 1])
+
+
+def test_odd_one_out_marks_the_one_shuffled_sub_sequence():
+  from avjax.models import pretext_video
+  seqs, odd = pretext_video.odd_one_out_indices(jax.random.PRNGKey(0), 64, 10, 6, 4)
+  seqs, odd = np.asarray(seqs), np.asarray(odd)
+  in_order = np.all(np.diff(seqs, axis=-1) > 0, axis=-1)      # [B, N]
+  assert (in_order.sum(axis=1) == 5).all()                    # exactly one is not
+  np.testing.assert_array_equal(np.argmin(in_order, axis=1), odd)
+  assert len(set(odd.tolist())) == 6                          # every position gets used
+  assert all(len(set(s)) == 4 for s in seqs.reshape(-1, 4))  # distinct frames
+
+
+@pytest.mark.parametrize("task", ["arrow_of_time", "shuffle_and_learn", "odd_one_out"])
+def test_frame_order_net_trains_and_probes_the_middle_frame(task):
+  from avjax.models import pretext_video
+  model = pretext_video.FrameOrderNet(vision_widths=(4, 8), task=task, hidden=8)
+  stacks = jax.random.normal(jax.random.PRNGKey(0), (4, 8, 16, 16, 3))
+  variables = model.init(jax.random.PRNGKey(1), stacks, None)
+  out, _ = model.apply(variables, stacks, None, train=True, mutable=["batch_stats"],
+                       rngs={"dropout": jax.random.PRNGKey(2)})
+  classes = 6 if task == "odd_one_out" else 2
+  assert out["order_logits"].shape == (4, classes)
+  assert np.isfinite(float(losses.order_xent(outputs=out, batch={})))
+  assert model.apply(variables, stacks, None)["frame_features"].shape == (4, 8)
+
+
+def test_frame_only_models_retrieve_by_their_features(data_dir, tmp_path):
+  """Image-image retrieval of a frame-only model, on its pooled tower features
+  (config.evals.retrieval.features="features"); its embeddings are a one-line error."""
+  from avjax.evaluators import runner
+  from tests.conftest import tiny_config
+  config = tiny_config("rotation", data_dir)
+  config.evals.retrieval.update(batch_size=8, k=5, features="features")
+  record = runner.evaluate(config, str(tmp_path), evals=["retrieval"], random_init=True,
+                           pictures=True)
+  assert set(record["metrics"]) == {"retrieval_im_im_ndcg@5", "retrieval_im_im_recall@5"}
+  assert 0.0 < record["metrics"]["retrieval_im_im_ndcg@5"] <= 1.0
+  config.evals.retrieval.features = "embedding"
+  with pytest.raises(ValueError, match="frame-only models: config.evals.retrieval.features"):
+    runner.evaluate(config, str(tmp_path), evals=["retrieval"], random_init=True, pictures=False)
