@@ -293,6 +293,17 @@ def order_xent(*, outputs, batch, reduction=True):
   return _reduce(jnp.where(weights > 0, per, 0.0), weights, reduction)
 
 
+def colour_xent(*, outputs, batch, reduction=True):
+  """Colourization (Zhang et al. 2016): the multinomial cross-entropy of
+  `colour_logits` [B, h, w, Q] against the soft-encoded `colour_targets`, each
+  location weighted by `colour_weights` (class rebalancing), averaged over
+  locations."""
+  logits = outputs["colour_logits"].astype(jnp.float32)
+  per = -jnp.sum(outputs["colour_targets"] * jax.nn.log_softmax(logits, axis=-1), axis=-1)
+  per = jnp.mean(per * outputs["colour_weights"], axis=(1, 2))
+  return _reduce(per, _mask(batch, logits.shape[0]), reduction)
+
+
 def soundnet_kl(*, outputs, batch, reduction=True):
   """SoundNet's distillation: KL(teacher || student) of each teacher's class
   posteriors `teacher_probs[t]` [B, steps, K_t] (avjax/teacher.py) and the
@@ -327,6 +338,7 @@ LOSSES = {
     "relpos_xent": relpos_xent,
     "nt_xent": nt_xent,
     "order_xent": order_xent,
+    "colour_xent": colour_xent,
 }
 
 

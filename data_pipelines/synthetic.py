@@ -22,6 +22,8 @@ import numpy as np
 CLASSES = ("circle", "square", "triangle", "star", "cross", "ring",
            "diamond", "hexagon", "ellipse", "crescent", "tee", "arrow")
 NUM_CLASSES = len(CLASSES)
+# Letters unlike themselves and one another under quarter and half turns.
+GLYPHS = ("F", "G", "J", "K", "L", "P", "R", "T", "Y", "2", "4", "7")
 GEN_SAMPLE_RATE = 48000
 
 
@@ -41,6 +43,13 @@ class SplitSpec:
   # silent objects swell at times of their own. Drawn from a stream of their own,
   # so the other splits' clips are what they were without it.
   events: bool = False
+  # Upright glyphs (the image pretext splits): one letter of GLYPHS per scene,
+  # upright, large, in a colour drawn apart from its class, on a background
+  # shaded in a random direction; its sound is its class's. The shapes above
+  # are mostly symmetric under quarter or half turns, on backgrounds lit from
+  # above or below at random: neither tells which way is up, which rotation
+  # and relative position need. Here only the glyph does.
+  glyphs: bool = False
   files_per_shard: int = 64  # clips per prepared shard (default_dataset.ensure)
 
 
@@ -78,6 +87,11 @@ DEFAULT_SPLITS = (
     # sync must find the object whose events the sound follows.
     SplitSpec("sync_crowded", 150, seed=24, seconds=3.0, events=True,
               silent_probs=(0.0, 0.0, 0.5, 0.5)),
+    # The image pretext tasks' world (see SplitSpec.glyphs): which way is up is
+    # told by the object alone.
+    SplitSpec("glyphs_train", 1200, seed=31, glyphs=True),
+    SplitSpec("glyphs_validation", 200, seed=32, glyphs=True),
+    SplitSpec("glyphs_test", 300, seed=33, glyphs=True),
 )
 
 # Notes of the time-structured splits: onsets at least EVENT_GAP apart, about
@@ -254,8 +268,63 @@ def note_envelope(t: np.ndarray, onsets: np.ndarray, decay: float) -> np.ndarray
 # ----------------------------------------------------------------------------
 # Scenes
 # ----------------------------------------------------------------------------
+def glyph_mask(glyph: str, size: int, angle: float) -> np.ndarray:
+  """[size, size] bool mask of `glyph` in Pillow's bundled font, centred, its
+  larger side 80% of `size`, turned by `angle` radians."""
+  from PIL import Image, ImageDraw, ImageFont
+  font = ImageFont.load_default(size=size)
+  img = Image.new("L", (2 * size, 2 * size))
+  ImageDraw.Draw(img).text((size, size), glyph, fill=255, font=font, anchor="mm")
+  img = img.crop(img.getbbox())
+  scale = 0.8 * size / max(img.size)
+  img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),
+                   Image.BILINEAR).rotate(np.degrees(angle), Image.BILINEAR, expand=True)
+  out = Image.new("L", (size, size))
+  out.paste(img, ((size - img.width) // 2, (size - img.height) // 2))
+  return np.asarray(out) > 127
+
+
+def make_glyph_scene(split: SplitSpec, index: int, video: VideoSpec):
+  """make_scene of a glyphs split: one upright glyph, its class's sound."""
+  rng = np.random.default_rng([split.seed, index])
+  size = video.size
+  cls = int(rng.integers(len(GLYPHS)))
+  d = int(rng.integers(int(size * 0.55), int(size * 0.75)))
+  mask = glyph_mask(GLYPHS[cls], d, rng.uniform(-0.15, 0.15))
+  colour = np.array(colorsys.hsv_to_rgb(rng.uniform(), rng.uniform(0.45, 1.0),
+                                        rng.uniform(0.55, 1.0)))
+  angle = rng.uniform(0, 2 * np.pi)  # the background's shading: any direction
+  c = np.linspace(-1, 1, size)
+  ramp = (np.cos(angle) * c[:, None] + np.sin(angle) * c[None, :])[..., None]
+  background = (rng.uniform(0.05, 0.45, 3) + ramp * rng.uniform(0.05, 0.15, 3)
+                + rng.normal(0, 0.04, (size, size, 3)))
+  y, x = (int(v) for v in rng.integers(2, size - d - 2, 2))
+  drift = rng.uniform(-2, 2, 2)
+  seconds = split.seconds or video.seconds
+  n_frames = int(seconds * video.fps)
+  frames = np.empty((n_frames, size, size, 3), np.uint8)
+  for f in range(n_frames):
+    img = background.copy()
+    shift = f / max(1, n_frames - 1) - 0.5
+    yy = int(np.clip(round(y + shift * drift[0]), 0, size - d))
+    xx = int(np.clip(round(x + shift * drift[1]), 0, size - d))
+    img[yy:yy + d, xx:xx + d][mask] = colour
+    frames[f] = np.clip(img * 255, 0, 255).astype(np.uint8)
+  box = (y / size, x / size, (y + d) / size, (x + d) / size)
+  n = int(seconds * video.sample_rate)
+  sound = class_sound(cls, n, video.sample_rate, rng) * 10 ** (rng.uniform(-24, -12) / 20)
+  noise = _bandnoise(n, 30, 8000, video.sample_rate, rng) * 10 ** (rng.uniform(-48, -34) / 20)
+  return frames, (sound + noise).astype(np.float32), cls, box
+
+
+def class_name(split: SplitSpec, cls: int) -> str:
+  return GLYPHS[cls] if split.glyphs else CLASSES[cls]
+
+
 def make_scene(split: SplitSpec, index: int, video: VideoSpec):
   """-> (frames [T,S,S,3] uint8, waveform [N] float32, class, box (ymin,xmin,ymax,xmax))."""
+  if split.glyphs:
+    return make_glyph_scene(split, index, video)
   rng = np.random.default_rng([split.seed, index])
   size = video.size
   sounding = int(rng.integers(NUM_CLASSES))
@@ -358,7 +427,7 @@ def _write_range(args) -> list[tuple[str, str, tuple]]:
     path = os.path.join(out_dir, name)
     if not os.path.exists(path):
       write_mp4(path, frames, waveform, video)
-    rows.append((name, CLASSES[cls], box))
+    rows.append((name, class_name(split, cls), box))
   return rows
 
 

@@ -156,7 +156,7 @@ def test_frame_only_models_retrieve_by_their_features(data_dir, tmp_path):
   (config.evals.retrieval.features="features"); its embeddings are a one-line error."""
   from avjax.evaluators import runner
   from tests.conftest import tiny_config
-  config = tiny_config("rotation", data_dir)
+  config = tiny_config("rotation", data_dir, train_split="train")
   config.evals.retrieval.update(batch_size=8, k=5, features="features")
   record = runner.evaluate(config, str(tmp_path), evals=["retrieval"], random_init=True,
                            pictures=True)
@@ -165,3 +165,76 @@ def test_frame_only_models_retrieve_by_their_features(data_dir, tmp_path):
   config.evals.retrieval.features = "embedding"
   with pytest.raises(ValueError, match="frame-only models: config.evals.retrieval.features"):
     runner.evaluate(config, str(tmp_path), evals=["retrieval"], random_init=True, pictures=False)
+
+
+NT_XENT_ON_DEVICES = """
+import os, sys
+os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+import jax, jax.numpy as jnp, numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from avjax import losses
+z = np.load(sys.argv[1])
+mesh = Mesh(np.array(jax.devices()), ("data",))
+sharded = jax.device_put(jnp.asarray(z), NamedSharding(mesh, P(None, "data")))
+assert len(sharded.sharding.device_set) == 4
+loss = jax.jit(lambda z: losses.nt_xent(outputs={"simclr_projections": z}, batch={},
+                                        temperature=0.5))(sharded)
+print(float(loss))
+"""
+
+
+def test_nt_xent_over_a_mesh_takes_negatives_from_every_device(tmp_path):
+  """The batch split over 4 devices: each view's negatives are all 2B - 2 other
+  views, the other devices' included, as in numpy over the whole batch."""
+  from tests.conftest import ROOT, run_python
+  rng = np.random.default_rng(1)
+  z = rng.normal(size=(2, 8, 4)).astype(np.float32)
+  z /= np.linalg.norm(z, axis=-1, keepdims=True)
+  np.save(tmp_path / "z.npy", z)
+  r = run_python(["-c", NT_XENT_ON_DEVICES, str(tmp_path / "z.npy")], cwd=ROOT)
+  assert r.returncode == 0, r.stderr[-2000:]
+  np.testing.assert_allclose(float(r.stdout.strip().splitlines()[-1]), _nt_xent_numpy(z, 0.5),
+                             rtol=1e-5)
+  # Negatives from one device's shard alone would give another value.
+  local = np.mean([_nt_xent_numpy(z[:, 2 * i:2 * i + 2], 0.5) for i in range(4)])
+  assert abs(local - _nt_xent_numpy(z, 0.5)) > 0.1
+
+
+def test_lab_against_a_hand_table_and_back():
+  from avjax import colour
+  rgb = jnp.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 1.0, 1.0],
+                   [0.0, 0.0, 0.0], [0.5, 0.5, 0.5]])
+  # CIE Lab (D65) of the sRGB primaries, white, black and mid grey, as colour-science
+  # tables give them.
+  want = [[53.24, 80.09, 67.20], [87.73, -86.18, 83.18], [32.30, 79.19, -107.86],
+          [100.0, 0.0, 0.0], [0.0, 0.0, 0.0], [53.39, 0.0, 0.0]]
+  np.testing.assert_allclose(colour.rgb_to_lab(rgb), want, atol=0.02)
+  lab = np.asarray(colour.rgb_to_lab(rgb), np.float64)
+  linear = np.where(np.asarray(rgb) <= 0.04045, np.asarray(rgb) / 12.92,
+                    ((np.asarray(rgb) + 0.055) / 1.055) ** 2.4)
+  np.testing.assert_allclose(colour.lab_to_linear_rgb(lab), linear, atol=1e-4)
+
+
+def test_ab_quantisation_soft_encoding_and_rebalancing():
+  from avjax import colour
+  bins = colour.ab_bins()
+  assert bins.shape[1] == 2 and 200 < len(bins) < 330
+  assert np.all(np.mod(bins, 10) == 0) and [0, 0] in bins.tolist()
+  # Every sRGB colour's ab lies within a bin's cell: its nearest bin is at most
+  # half a diagonal away.
+  rgb = np.random.default_rng(0).uniform(size=(2000, 3)).astype(np.float32)
+  ab = np.asarray(colour.rgb_to_lab(jnp.asarray(rgb)))[:, 1:]
+  nearest = np.min(np.linalg.norm(ab[:, None] - bins[None], axis=-1), axis=1)
+  assert nearest.max() <= 5 * np.sqrt(2) + 1e-3
+  # A colour at a bin's centre: most mass there, the rest on its 4 neighbours.
+  code = np.asarray(colour.soft_encode(jnp.asarray([[0.0, 0.0]]), jnp.asarray(bins)))[0]
+  assert np.isclose(code.sum(), 1.0) and (code > 0).sum() == 5
+  centre = bins.tolist().index([0.0, 0.0])
+  side = np.exp(-100 / 50)  # a neighbour at distance 10, sigma 5
+  np.testing.assert_allclose(code[centre], 1 / (1 + 4 * side), rtol=1e-5)
+  # Rebalancing: rare bins weigh more, and the weights average 1 under the prior.
+  prior = jnp.asarray([0.7, 0.2, 0.1])
+  w = np.asarray(colour.rebalancing_weights(prior))
+  assert w[0] < w[1] < w[2] and np.isclose(float(prior @ w), 1.0)
+  np.testing.assert_allclose(w / w[0], (0.35 + 1 / 6) / (np.array([0.35, 0.1, 0.05]) + 1 / 6),
+                             rtol=1e-6)

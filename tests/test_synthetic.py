@@ -3,6 +3,8 @@ and the harder localisation splits as specified."""
 import collections
 import hashlib
 
+import numpy as np
+
 from data_pipelines import synthetic
 
 VIDEO = synthetic.VideoSpec()
@@ -73,3 +75,27 @@ def test_sync_scenes_sound_at_the_sounding_objects_onsets():
                                              t - onsets[0][onsets[0] < t].max() > 0.4):
         before, after = wave[s - w:s], wave[s:s + w]
         assert np.sqrt(np.mean(after ** 2)) > 3 * np.sqrt(np.mean(before ** 2)), (i, t)
+
+
+def test_glyph_scenes_are_upright_letters_whose_colour_tells_nothing():
+  """The image pretext splits: every class appears, the glyph is the only thing
+  that differs between classes (its colour is drawn apart from it), and it is
+  upright: a glyph turned by a quarter or half turn is not the same picture."""
+  split = SPLITS["glyphs_train"]
+  classes, colours = collections.defaultdict(list), []
+  for i in range(120):
+    frames, wave, cls, box = synthetic.make_scene(split, i, VIDEO)
+    assert frames.shape == (35, VIDEO.size, VIDEO.size, 3) and wave.ndim == 1
+    ymin, xmin, ymax, xmax = box
+    assert 0.5 < ymax - ymin < 0.8 and 0.5 < xmax - xmin < 0.8
+    classes[cls].append(i)
+  assert sorted(classes) == list(range(len(synthetic.GLYPHS)))
+  for g in synthetic.GLYPHS:
+    upright = synthetic.glyph_mask(g, 48, 0.0)
+    for k in (1, 2, 3):
+      turned = np.rot90(upright, k)
+      assert (upright != turned).mean() > 0.05, (g, k)
+  # One class, many colours: the brightest pixel (the glyph's) varies across its scenes.
+  brightest = [synthetic.make_scene(split, i, VIDEO)[0][0].reshape(-1, 3).max(axis=0)
+               for i in classes[0][:8]]
+  assert np.ptp(np.asarray(brightest, float), axis=0).max() > 60

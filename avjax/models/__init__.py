@@ -21,7 +21,8 @@ from avjax.models.ave import AVENet
 from avjax.models.avol import AVOLNet
 from avjax.models.classifier import FrameClassifier
 from avjax.models.l3 import L3Net
-from avjax.models.pretext import RelativePositionNet, RotationNet, SimCLRNet
+from avjax.models.pretext import (ColourizationNet, RelativePositionNet, RotationNet,
+                                  SimCLRNet)
 from avjax.models.pretext_video import FrameOrderNet
 from avjax.models.selavi import SeLaVi
 from avjax.models.soundnet import SoundNet
@@ -31,7 +32,7 @@ MODELS = {"l3": L3Net, "avenet": AVENet, "avolnet": AVOLNet, "selavi": SeLaVi,
           "ambient": AmbientSound, "frame_classifier": FrameClassifier, "soundnet": SoundNet,
           "sync": SyncNet, "rotation": RotationNet,
           "relative_position": RelativePositionNet, "simclr": SimCLRNet,
-          "frame_order": FrameOrderNet}
+          "frame_order": FrameOrderNet, "colourization": ColourizationNet}
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 CORRESPONDENCE = {
@@ -73,6 +74,9 @@ OUTPUTS = {
     "relpos_logits": "[B, 8] the relative-position network's logits for where the neighbour "
                      "patch lies (pretext.RELPOS_OFFSETS)",
     "relpos_labels": "[B] where the neighbour patch was taken (its label)",
+    "colour_logits": "[B, h, w, Q] the colourization network's ab-bin logits at each location",
+    "colour_targets": "[B, h, w, Q] the soft-encoded ab bins of the frame's colour there",
+    "colour_weights": "[B, h, w] each location's class-rebalancing weight",
     "simclr_projections": "[2, B, D] L2-normalised projections of two augmented views",
     "order_logits": "[B, K] the frame-order network's logits: forwards or not, in order or not "
                     "(K = 2), or which of K sub-sequences is odd",

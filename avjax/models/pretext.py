@@ -15,6 +15,11 @@ itself: `frame_features` are what the probes read.
   (losses.relpos_xent). Against the shortcuts the paper names: a gap between
   cells and an independent jitter of each patch (edge continuity), and colour
   dropping: all but one random channel replaced by noise (chromatic aberration).
+- Colourization (Zhang, Isola & Efros, ECCV 2016): the tower sees the frame's
+  lightness only and predicts, at every location of its last feature map, a
+  distribution over the quantised ab bins (avjax/colour.py) of the frame's
+  colour there, soft-encoded; classes are rebalanced by the running bin
+  distribution, kept as a batch statistic (losses.colour_xent).
 - SimCLR (Chen et al., ICML 2020): two augmented views of each frame (random
   resized crop, flip, colour distortion: avjax/augment.py), the tower, a 2-layer
   projection head; NT-Xent over the global batch (losses.nt_xent).
@@ -28,6 +33,7 @@ import jax
 import jax.numpy as jnp
 
 from avjax import augment
+from avjax import colour as colour_lib
 from avjax import maths
 from avjax.models import vgg
 
@@ -171,3 +177,48 @@ class SimCLRNet(vgg.Towers):
                                                  strength=self.colour_strength) for k in keys])
     z = project(vgg.global_max_pool(tower(views, train)))
     return {"simclr_projections": z.reshape(2, frames.shape[0], -1)}
+
+
+def lightness_and_ab(frames):
+  """Normalised frames [B, H, W, 3] -> (the lightness as a grey 3-channel image
+  on [-1, 1], ab [B, H, W, 2])."""
+  lab = colour_lib.rgb_to_lab(jnp.clip(augment.to_unit(frames.astype(jnp.float32)), 0.0, 1.0))
+  grey = jnp.repeat(lab[..., :1] / 50.0 - 1.0, 3, axis=-1)
+  return grey, lab[..., 1:]
+
+
+def area_pool(x, out_hw):
+  """[B, H, W, C] -> [B, h, w, C]: means over equal cells (H, W multiples of h, w)."""
+  b, h, w, c = x.shape
+  fh, fw = h // out_hw[0], w // out_hw[1]
+  x = x[:, :fh * out_hw[0], :fw * out_hw[1]]
+  return x.reshape(b, out_hw[0], fh, out_hw[1], fw, c).mean(axis=(2, 4))
+
+
+class ColourizationNet(vgg.Towers):
+  correspondence: ClassVar[str | None] = None
+  prior_momentum: float = 0.99  # of the running ab-bin distribution (class rebalancing)
+  rebalance: float = 0.5        # the paper's lambda: mix of the prior with the uniform
+
+  @nn.compact
+  def __call__(self, frames, spectrogram, train: bool = False):
+    del spectrogram
+    if frames is None:
+      return {}
+    bins = jnp.asarray(colour_lib.ab_bins())
+    q = bins.shape[0]
+    grey, ab = lightness_and_ab(frames)
+    fmap = self.subnet(self.vision_widths, "vision")(grey, train)
+    logits = nn.Dense(q, dtype=self.dtype, name="ab_head")(fmap).astype(jnp.float32)
+    prior = self.variable("batch_stats", "ab_prior", lambda: jnp.full((q,), 1.0 / q))
+    out = {"frame_features": vgg.global_max_pool(fmap).astype(jnp.float32)}
+    if not train:
+      return out
+    target = colour_lib.soft_encode(area_pool(ab, fmap.shape[1:3]), bins)   # [B, h, w, Q]
+    if not self.is_initializing():
+      seen = jnp.mean(target, axis=(0, 1, 2))
+      prior.value = self.prior_momentum * prior.value + (1 - self.prior_momentum) * seen
+    weights = colour_lib.rebalancing_weights(prior.value, self.rebalance)
+    out.update(colour_logits=logits, colour_targets=target,
+               colour_weights=weights[jnp.argmax(target, axis=-1)])
+    return out

@@ -1,22 +1,26 @@
 """What does sound buy over a visual-only pretext task, with the same backbone and
 budget? The same VGG frame tower trained under each image and video pretext task
-(rotation, relative position, SimCLR; arrow of time, shuffle & learn, odd-one-out)
+(rotation, relative position, colourization, SimCLR; arrow of time, shuffle & learn, odd-one-out)
 and under L3-Net, AVE-Net and AV InfoNCE, each for the same number of reader
 examples (the base config's steps at batch 64), then probed on held-out test
 clips by its frame features alone: the frame linear probe, k-means NMI and
 image-image retrieval nDCG@30 on the tower's pooled features, beside the same
-network at random init.
+network at random init. Each method trains on its tiny config's own split (the
+upright glyphs for rotation and relative position, the time-structured clips for
+the video tasks) and all are probed on the same test splits: the shapes' and,
+on the embedded dataset, the glyphs'.
 
   avjax-sweep --config=configs/ablations/supervision.py:tiny --workdir=workdirs/sweep_supervision
 On a user's data: add --config.data.dir=/data/prepared (and its split names).
 """
 from avjax import hyper
-from configs import (arrow_of_time, avcontrastive, avenet, l3, odd_one_out, relative_position,
-                     rotation, shuffle_and_learn, simclr)
+from configs import (arrow_of_time, avcontrastive, avenet, colourization, l3, odd_one_out,
+                     relative_position, rotation, shuffle_and_learn, simclr)
 
 get_config = avenet.get_config  # the points override AVE-Net's tiny / paper config
 
-METHODS = {"rotation": rotation, "relative_position": relative_position, "simclr": simclr,
+METHODS = {"rotation": rotation, "relative_position": relative_position,
+           "colourization": colourization, "simclr": simclr,
            "arrow_of_time": arrow_of_time, "shuffle_and_learn": shuffle_and_learn,
            "odd_one_out": odd_one_out, "l3": l3, "avenet": avenet, "avcontrastive": avcontrastive}
 # Whole sections each method defines for itself; elsewhere only the leaves it changes.
@@ -48,15 +52,29 @@ def method_overrides(module, arg) -> dict:
   return out
 
 
+FRAME_PROBES = {"evals.linear_probe.modalities": "frame", "evals.clustering.modalities": "frame",
+                "evals.retrieval.features": "features"}
+
+
+def _test_splits(arg) -> list[tuple[str, str]]:
+  """(evaluation name, split): the test split, and on the embedded dataset also
+  its upright-glyph test split (where rotation and relative position train)."""
+  out = [("test", "test")]
+  if "glyphs_train" in (get_config(arg).data.train_split,
+                        rotation.get_config(arg).data.train_split):
+    out.append(("glyphs", "glyphs_test"))
+  return out
+
+
 def get_sweep(arg=None):
   return hyper.Sweep(
       points=hyper.points(**{name: method_overrides(m, arg) for name, m in METHODS.items()}),
       seeds=3,
-      evaluations=[hyper.Evaluation(
-          "test", split="test", evals=("linear_probe", "clustering", "retrieval"),
-          overrides={"evals.linear_probe.modalities": "frame",
-                     "evals.clustering.modalities": "frame",
-                     "evals.retrieval.features": "features"})],
-      headline=("test/linear_probe_frame_accuracy_mean", "test/clustering_frame_nmi",
-                "test/retrieval_im_im_ndcg@30"),
+      evaluations=[hyper.Evaluation(name, split=split,
+                                    evals=("linear_probe", "clustering", "retrieval"),
+                                    overrides=FRAME_PROBES)
+                   for name, split in _test_splits(arg)],
+      headline=tuple(f"{name}/{metric}" for name, _ in _test_splits(arg)
+                     for metric in ("linear_probe_frame_accuracy_mean", "clustering_frame_nmi",
+                                    "retrieval_im_im_ndcg@30")),
       checkpoint="latest")
