@@ -304,6 +304,16 @@ def colour_xent(*, outputs, batch, reduction=True):
   return _reduce(per, _mask(batch, logits.shape[0]), reduction)
 
 
+def mae_pixels(*, outputs, batch, reduction=True):
+  """MAE (He et al. 2022): mean squared error of `mae_predictions` against the
+  per-patch normalised `mae_targets`, on the hidden patches (`mae_mask`) only."""
+  pred, target = outputs["mae_predictions"], outputs["mae_targets"]
+  mask = outputs["mae_mask"]
+  per_patch = jnp.mean((pred.astype(jnp.float32) - target) ** 2, axis=-1)
+  per = jnp.sum(per_patch * mask, axis=1) / jnp.maximum(jnp.sum(mask, axis=1), 1.0)
+  return _reduce(per, _mask(batch, pred.shape[0]), reduction)
+
+
 def soundnet_kl(*, outputs, batch, reduction=True):
   """SoundNet's distillation: KL(teacher || student) of each teacher's class
   posteriors `teacher_probs[t]` [B, steps, K_t] (avjax/teacher.py) and the
@@ -339,6 +349,7 @@ LOSSES = {
     "nt_xent": nt_xent,
     "order_xent": order_xent,
     "colour_xent": colour_xent,
+    "mae_pixels": mae_pixels,
 }
 
 

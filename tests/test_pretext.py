@@ -238,3 +238,51 @@ def test_ab_quantisation_soft_encoding_and_rebalancing():
   assert w[0] < w[1] < w[2] and np.isclose(float(prior @ w), 1.0)
   np.testing.assert_allclose(w / w[0], (0.35 + 1 / 6) / (np.array([0.35, 0.1, 0.05]) + 1 / 6),
                              rtol=1e-6)
+
+
+def test_mae_masking_hides_exactly_three_quarters_disjointly_and_deterministically():
+  from avjax.models import mae
+  key = jax.random.PRNGKey(3)
+  kept, hidden, restore = mae.random_masking(key, 8, 16, 0.75)
+  assert kept.shape == (8, 4) and hidden.shape == (8, 12)
+  for k, h in zip(np.asarray(kept), np.asarray(hidden)):
+    assert not set(k) & set(h) and sorted(set(k) | set(h)) == list(range(16))
+  again = mae.random_masking(key, 8, 16, 0.75)
+  np.testing.assert_array_equal(again[0], kept)
+  assert not np.array_equal(mae.random_masking(jax.random.PRNGKey(4), 8, 16, 0.75)[0], kept)
+  # restore puts kept ++ hidden back in patch order.
+  both = np.concatenate([kept, hidden], axis=1)
+  np.testing.assert_array_equal(np.take_along_axis(both, np.asarray(restore), axis=1),
+                                np.broadcast_to(np.arange(16), (8, 16)))
+  # Every patch is hidden about 3/4 of the time.
+  _, many, _ = mae.random_masking(key, 4000, 16, 0.75)
+  share = np.bincount(np.asarray(many).ravel(), minlength=16) / 4000
+  assert np.abs(share - 0.75).max() < 0.04
+
+
+def test_mae_patches_and_loss_on_masked_patches_only():
+  from avjax.models import mae
+  images = jnp.arange(2 * 4 * 4 * 3, dtype=jnp.float32).reshape(2, 4, 4, 3)
+  patches = mae.patchify(images, 2)
+  assert patches.shape == (2, 4, 12)
+  np.testing.assert_array_equal(patches[0, 1], np.asarray(images[0, 0:2, 2:4]).reshape(-1))
+  target = jnp.zeros((1, 4, 12))
+  pred = jnp.stack([jnp.full((12,), v) for v in (1.0, 2.0, 3.0, 4.0)])[None]
+  mask = jnp.array([[0.0, 1.0, 0.0, 1.0]])
+  loss = losses.mae_pixels(outputs={"mae_predictions": pred, "mae_targets": target,
+                                    "mae_mask": mask}, batch={})
+  np.testing.assert_allclose(loss, (4.0 + 16.0) / 2)  # patches 1 and 3 only
+  normalised = mae.normalised_patches(jnp.array([[1.0, 2.0, 3.0]]))
+  np.testing.assert_allclose(normalised, [[-1.2247, 0.0, 1.2247]], atol=1e-3)
+
+
+def test_mae_trains_on_a_quarter_and_probes_every_patch():
+  from avjax.models import mae
+  model = mae.MAE(patch=4, width=16, depth=1, num_heads=2, mlp_dim=32, decoder_width=8,
+                  decoder_depth=1, decoder_heads=2)
+  frames = jax.random.normal(jax.random.PRNGKey(0), (2, 16, 16, 3))
+  variables = model.init(jax.random.PRNGKey(1), frames, None)
+  out = model.apply(variables, frames, None, train=True, rngs={"dropout": jax.random.PRNGKey(2)})
+  assert out["mae_predictions"].shape == out["mae_targets"].shape == (2, 16, 48)
+  np.testing.assert_array_equal(out["mae_mask"].sum(axis=1), [12, 12])
+  assert model.apply(variables, frames, None)["frame_features"].shape == (2, 16)

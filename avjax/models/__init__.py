@@ -21,6 +21,7 @@ from avjax.models.ave import AVENet
 from avjax.models.avol import AVOLNet
 from avjax.models.classifier import FrameClassifier
 from avjax.models.l3 import L3Net
+from avjax.models.mae import MAE
 from avjax.models.pretext import (ColourizationNet, RelativePositionNet, RotationNet,
                                   SimCLRNet)
 from avjax.models.pretext_video import FrameOrderNet
@@ -32,7 +33,7 @@ MODELS = {"l3": L3Net, "avenet": AVENet, "avolnet": AVOLNet, "selavi": SeLaVi,
           "ambient": AmbientSound, "frame_classifier": FrameClassifier, "soundnet": SoundNet,
           "sync": SyncNet, "rotation": RotationNet,
           "relative_position": RelativePositionNet, "simclr": SimCLRNet,
-          "frame_order": FrameOrderNet, "colourization": ColourizationNet}
+          "frame_order": FrameOrderNet, "colourization": ColourizationNet, "mae": MAE}
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 CORRESPONDENCE = {
@@ -77,6 +78,9 @@ OUTPUTS = {
     "colour_logits": "[B, h, w, Q] the colourization network's ab-bin logits at each location",
     "colour_targets": "[B, h, w, Q] the soft-encoded ab bins of the frame's colour there",
     "colour_weights": "[B, h, w] each location's class-rebalancing weight",
+    "mae_predictions": "[B, N, p*p*3] MAE's reconstruction of every patch",
+    "mae_targets": "[B, N, p*p*3] every patch's pixels, normalised per patch",
+    "mae_mask": "[B, N] 1 where MAE hid the patch from its encoder",
     "simclr_projections": "[2, B, D] L2-normalised projections of two augmented views",
     "order_logits": "[B, K] the frame-order network's logits: forwards or not, in order or not "
                     "(K = 2), or which of K sub-sequences is odd",

@@ -1,6 +1,6 @@
 """What does sound buy over a visual-only pretext task, with the same backbone and
 budget? The same VGG frame tower trained under each image and video pretext task
-(rotation, relative position, colourization, SimCLR; arrow of time, shuffle & learn, odd-one-out)
+(rotation, relative position, colourization, SimCLR, MAE on its own ViT; arrow of time, shuffle & learn, odd-one-out)
 and under L3-Net, AVE-Net and AV InfoNCE, each for the same number of reader
 examples (the base config's steps at batch 64), then probed on held-out test
 clips by its frame features alone: the frame linear probe, k-means NMI and
@@ -14,18 +14,18 @@ on the embedded dataset, the glyphs'.
 On a user's data: add --config.data.dir=/data/prepared (and its split names).
 """
 from avjax import hyper
-from configs import (arrow_of_time, avcontrastive, avenet, colourization, l3, odd_one_out,
+from configs import (arrow_of_time, avcontrastive, avenet, colourization, l3, mae, odd_one_out,
                      relative_position, rotation, shuffle_and_learn, simclr)
 
 get_config = avenet.get_config  # the points override AVE-Net's tiny / paper config
 
 METHODS = {"rotation": rotation, "relative_position": relative_position,
-           "colourization": colourization, "simclr": simclr,
+           "colourization": colourization, "simclr": simclr, "mae": mae,
            "arrow_of_time": arrow_of_time, "shuffle_and_learn": shuffle_and_learn,
            "odd_one_out": odd_one_out, "l3": l3, "avenet": avenet, "avcontrastive": avcontrastive}
 # Whole sections each method defines for itself; elsewhere only the leaves it changes.
 WHOLE = ("model", "losses", "loss_kwargs")
-LEAVES = ("data", "checkpoint", "evals")
+LEAVES = ("data", "checkpoint", "evals", "optimizer", "schedule")
 BATCH = 64  # reader examples per step, the same for every method
 
 
