@@ -49,6 +49,8 @@ def method_overrides(module, arg) -> dict:
     out.update({k: v for k, v in _flat(mine[section], f"{section}.").items()
                 if theirs.get(k) != v})
   out["batch_size"] = BATCH
+  out["total_steps"] = get_config(arg).total_steps  # the same examples for every method
+  out["checkpoint.every"] = get_config(arg).checkpoint.every
   return out
 
 
