@@ -314,6 +314,14 @@ def mae_pixels(*, outputs, batch, reduction=True):
   return _reduce(per, _mask(batch, pred.shape[0]), reduction)
 
 
+def exemplar_xent(*, outputs, batch, reduction=True):
+  """Exemplar networks (Dosovitskiy et al. 2014): softmax cross-entropy of
+  `exemplar_logits` [B, N] against each transformed exemplar's class `exemplar_ids`."""
+  logits = outputs["exemplar_logits"].astype(jnp.float32)
+  per = optax.softmax_cross_entropy_with_integer_labels(logits, outputs["exemplar_ids"])
+  return _reduce(per, _mask(batch, logits.shape[0]), reduction)
+
+
 def soundnet_kl(*, outputs, batch, reduction=True):
   """SoundNet's distillation: KL(teacher || student) of each teacher's class
   posteriors `teacher_probs[t]` [B, steps, K_t] (avjax/teacher.py) and the
@@ -350,6 +358,7 @@ LOSSES = {
     "order_xent": order_xent,
     "colour_xent": colour_xent,
     "mae_pixels": mae_pixels,
+    "exemplar_xent": exemplar_xent,
 }
 
 

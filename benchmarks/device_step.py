@@ -3,7 +3,8 @@ machine's first device.
 
   python benchmarks/device_step.py --configs avenet=256,sync=24 [--dtype bfloat16] [--remat]
 
-For each `name=batch` it builds the paper config (configs/<name>.py), lowers and
+For each `name=batch` it builds the paper config (configs/<name>.py: any of them,
+the nine audio-visual methods and the pretext baselines), lowers and
 compiles the trainer's jitted, donated update for that per-device batch on one
 device, and runs it on a random batch of the shapes and dtypes the reader ships
 (avjax.input.train_batch_shapes): no data is read, so the figure is the chip's,
@@ -111,13 +112,21 @@ def format_row(m: dict) -> str:
           f"{peak} | {m['program_bytes'] / 2**30:.1f} | {m['loss']:.3f} |")
 
 
+def config_names() -> list[str]:
+  """Every experiment config in configs/ (not the shared defaults, not the sweeps)."""
+  import pkgutil
+  import configs
+  return sorted(m.name for m in pkgutil.iter_modules(configs.__path__)
+                if not m.ispkg and m.name != "common")
+
+
 def parse_configs(text: str) -> list[tuple[str, int]]:
-  out = []
+  out, known = [], config_names()
   for item in text.split(","):
     name, _, batch = item.partition("=")
-    if name not in accelerator_plan.CONFIGS or not batch.isdigit() or int(batch) < 1:
+    if name not in known or not batch.isdigit() or int(batch) < 1:
       raise SystemExit(f"device_step: --configs item {item!r}: expected NAME=BATCH with NAME in "
-                       f"{', '.join(accelerator_plan.CONFIGS)}")
+                       f"{', '.join(known)}")
     out.append((name, int(batch)))
   return out
 

@@ -9,7 +9,7 @@ PAPER_WIDTHS = (64, 128, 256, 512)
 LOSS_NAMES = ("avc_softmax_xent", "avc_sigmoid_xent", "infonce", "hard_negatives", "selavi",
               "cosine_embedding", "shared_classifier", "sound_cluster_xent", "sound_bits_xent",
               "frame_class_xent", "soundnet_kl", "rotation_xent", "relpos_xent", "nt_xent",
-              "order_xent", "colour_xent", "mae_pixels")
+              "order_xent", "colour_xent", "mae_pixels", "exemplar_xent")
 TINY_WIDTHS = (16, 32, 64, 128)
 
 

@@ -3,7 +3,7 @@
 # it and the same network at random initialisation on held-out splits.
 #   bash launch/tiny_figures.sh workdirs/figures [method ...]
 # Methods: l3 avenet avolnet avcontrastive selavi ambient soundnet sync cosine (default: all),
-# and the frame-only pretext baselines: rotation relative_position colourization simclr arrow_of_time
+# and the frame-only pretext baselines: rotation relative_position colourization exemplar simclr mae arrow_of_time
 # shuffle_and_learn odd_one_out.
 # Each evaluation writes WORKDIR/<method>/eval/metrics_<split>_<step>.json and prints a table;
 # this script's log holds both, trained and random init, one after the other.
@@ -61,7 +61,7 @@ for m in "${METHODS[@]}"; do
     rotation|relative_position)  # trained on the upright-glyph splits
       train "$m" "configs/$m.py:tiny"
       score "$m" "configs/$m.py:tiny" glyphs_test linear_probe,clustering ;;
-    simclr|colourization)
+    simclr|colourization|mae|exemplar)
       train "$m" "configs/$m.py:tiny"
       score "$m" "configs/$m.py:tiny" test linear_probe,clustering ;;
     arrow_of_time|shuffle_and_learn|odd_one_out)

@@ -286,3 +286,26 @@ def test_mae_trains_on_a_quarter_and_probes_every_patch():
   assert out["mae_predictions"].shape == out["mae_targets"].shape == (2, 16, 48)
   np.testing.assert_array_equal(out["mae_mask"].sum(axis=1), [12, 12])
   assert model.apply(variables, frames, None)["frame_features"].shape == (2, 16)
+
+
+def test_exemplar_bank_fills_in_order_and_stops_when_full():
+  bank = jnp.zeros((5, 1, 1, 3), jnp.uint8)
+  patches = jnp.arange(1, 4, dtype=jnp.uint8)[:, None, None, None] * jnp.ones((1, 1, 1, 3),
+                                                                            jnp.uint8)
+  bank, filled = pretext.fill_bank(bank, jnp.int32(0), patches)
+  assert int(filled) == 3
+  bank, filled = pretext.fill_bank(bank, filled, patches + 10)
+  assert int(filled) == 5
+  np.testing.assert_array_equal(bank[:, 0, 0, 0], [1, 2, 3, 11, 12])  # 13 had no room
+
+
+def test_exemplar_net_classifies_its_banks_exemplars():
+  model = pretext.ExemplarNet(vision_widths=(4, 8), num_exemplars=6, patch=8)
+  frames = jax.random.normal(jax.random.PRNGKey(0), (4, 16, 16, 3))
+  variables = model.init(jax.random.PRNGKey(1), frames, None)
+  out, new = model.apply(variables, frames, None, train=True, mutable=["batch_stats"],
+                         rngs={"dropout": jax.random.PRNGKey(2)})
+  assert int(new["batch_stats"]["exemplar_filled"]) == 4
+  assert out["exemplar_logits"].shape == (4, 6)
+  assert int(out["exemplar_ids"].max()) < 4  # drawn from the filled rows only
+  assert np.isfinite(float(losses.exemplar_xent(outputs=out, batch={})))

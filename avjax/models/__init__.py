@@ -22,8 +22,8 @@ from avjax.models.avol import AVOLNet
 from avjax.models.classifier import FrameClassifier
 from avjax.models.l3 import L3Net
 from avjax.models.mae import MAE
-from avjax.models.pretext import (ColourizationNet, RelativePositionNet, RotationNet,
-                                  SimCLRNet)
+from avjax.models.pretext import (ColourizationNet, ExemplarNet, RelativePositionNet,
+                                  RotationNet, SimCLRNet)
 from avjax.models.pretext_video import FrameOrderNet
 from avjax.models.selavi import SeLaVi
 from avjax.models.soundnet import SoundNet
@@ -33,7 +33,8 @@ MODELS = {"l3": L3Net, "avenet": AVENet, "avolnet": AVOLNet, "selavi": SeLaVi,
           "ambient": AmbientSound, "frame_classifier": FrameClassifier, "soundnet": SoundNet,
           "sync": SyncNet, "rotation": RotationNet,
           "relative_position": RelativePositionNet, "simclr": SimCLRNet,
-          "frame_order": FrameOrderNet, "colourization": ColourizationNet, "mae": MAE}
+          "frame_order": FrameOrderNet, "colourization": ColourizationNet, "mae": MAE,
+          "exemplar": ExemplarNet}
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 CORRESPONDENCE = {
@@ -81,6 +82,8 @@ OUTPUTS = {
     "mae_predictions": "[B, N, p*p*3] MAE's reconstruction of every patch",
     "mae_targets": "[B, N, p*p*3] every patch's pixels, normalised per patch",
     "mae_mask": "[B, N] 1 where MAE hid the patch from its encoder",
+    "exemplar_logits": "[B, N] the exemplar network's surrogate-class logits",
+    "exemplar_ids": "[B] the bank row (surrogate class) each transformed exemplar came from",
     "simclr_projections": "[2, B, D] L2-normalised projections of two augmented views",
     "order_logits": "[B, K] the frame-order network's logits: forwards or not, in order or not "
                     "(K = 2), or which of K sub-sequences is odd",

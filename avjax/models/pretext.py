@@ -20,6 +20,13 @@ itself: `frame_features` are what the probes read.
   distribution over the quantised ab bins (avjax/colour.py) of the frame's
   colour there, soft-encoded; classes are rebalanced by the running bin
   distribution, kept as a batch statistic (losses.colour_xent).
+- Exemplar networks (Dosovitskiy et al., NeurIPS 2014), in the lecture's form: a
+  surrogate-class classifier over a sampled set of exemplars. The first
+  `num_exemplars` patches the training stream shows (a random patch of each
+  frame, in the reader's shuffled order) fill a bank kept with the batch
+  statistics; each step draws exemplars from the bank, transforms them heavily
+  (random resized crop, flip, colour distortion) and classifies each into its
+  exemplar's class (losses.exemplar_xent).
 - SimCLR (Chen et al., ICML 2020): two augmented views of each frame (random
   resized crop, flip, colour distortion: avjax/augment.py), the tower, a 2-layer
   projection head; NT-Xent over the global batch (losses.nt_xent).
@@ -222,3 +229,51 @@ class ColourizationNet(vgg.Towers):
     out.update(colour_logits=logits, colour_targets=target,
                colour_weights=weights[jnp.argmax(target, axis=-1)])
     return out
+
+
+def fill_bank(bank, filled, patches):
+  """Appends `patches` [B, p, p, 3] (uint8) to the bank [N, p, p, 3] from row
+  `filled` on, as far as it has room; -> (bank, new filled count)."""
+  n, b = bank.shape[0], patches.shape[0]
+  rows = filled + jnp.arange(b)
+  room = rows < n
+  rows = jnp.where(room, rows, n)  # out of range: dropped by the scatter
+  bank = bank.at[rows].set(patches, mode="drop")
+  return bank, jnp.minimum(filled + b, n)
+
+
+class ExemplarNet(vgg.Towers):
+  correspondence: ClassVar[str | None] = None
+  num_exemplars: int = 8000  # the paper's surrogate classes
+  patch: int = 32            # the paper's exemplar patches
+  crop_scale: Sequence[float] = (0.3, 1.0)
+  colour_strength: float = 1.0
+
+  @nn.compact
+  def __call__(self, frames, spectrogram, train: bool = False):
+    del spectrogram
+    if frames is None:
+      return {}
+    tower = self.subnet(self.vision_widths, "vision")
+    head = nn.Dense(self.num_exemplars, dtype=self.dtype, name="exemplar_head")
+    shape = (self.num_exemplars, self.patch, self.patch, 3)
+    bank = self.variable("batch_stats", "exemplar_bank", lambda: jnp.zeros(shape, jnp.uint8))
+    filled = self.variable("batch_stats", "exemplar_filled", lambda: jnp.zeros((), jnp.int32))
+    if not train:  # whole frames; the head runs so that init makes it
+      pooled = vgg.global_max_pool(tower(frames, train))
+      head(pooled)
+      return {"frame_features": pooled.astype(jnp.float32)}
+    k_crop, k_draw, k_view = jax.random.split(self.make_rng("dropout"), 3)
+    b, size = frames.shape[:2]
+    corner = jax.random.randint(k_crop, (b, 2), 0, size - self.patch + 1)
+    patches = jax.vmap(lambda img, yx: jax.lax.dynamic_slice(
+        img, (yx[0], yx[1], 0), (self.patch, self.patch, 3)))(frames, corner)
+    as_uint8 = jnp.round(jnp.clip(augment.to_unit(patches), 0, 1) * 255).astype(jnp.uint8)
+    if not self.is_initializing():
+      bank.value, filled.value = fill_bank(bank.value, filled.value, as_uint8)
+    ids = jax.random.randint(k_draw, (b,), 0, jnp.maximum(filled.value, 1))
+    exemplars = augment.from_unit(bank.value[ids].astype(jnp.float32) / 255.0)
+    views = augment.simclr_view(k_view, exemplars, scale=tuple(self.crop_scale),
+                                strength=self.colour_strength)
+    logits = head(vgg.global_max_pool(tower(views, train)))
+    return {"exemplar_logits": logits.astype(jnp.float32), "exemplar_ids": ids}

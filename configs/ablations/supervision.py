@@ -1,7 +1,7 @@
 """What does sound buy over a visual-only pretext task, with the same backbone and
 budget? The same VGG frame tower trained under each image and video pretext task
-(rotation, relative position, colourization, SimCLR, MAE on its own ViT; arrow of time, shuffle & learn, odd-one-out)
-and under L3-Net, AVE-Net and AV InfoNCE, each for the same number of reader
+(rotation, relative position, colourization, exemplar, SimCLR, MAE on its own
+ViT; arrow of time, shuffle & learn, odd-one-out) and under L3-Net, AVE-Net and AV InfoNCE, each for the same number of reader
 examples (the base config's steps at batch 64), then probed on held-out test
 clips by its frame features alone: the frame linear probe, k-means NMI and
 image-image retrieval nDCG@30 on the tower's pooled features, beside the same
@@ -14,13 +14,13 @@ on the embedded dataset, the glyphs'.
 On a user's data: add --config.data.dir=/data/prepared (and its split names).
 """
 from avjax import hyper
-from configs import (arrow_of_time, avcontrastive, avenet, colourization, l3, mae, odd_one_out,
-                     relative_position, rotation, shuffle_and_learn, simclr)
+from configs import (arrow_of_time, avcontrastive, avenet, colourization, exemplar, l3, mae,
+                     odd_one_out, relative_position, rotation, shuffle_and_learn, simclr)
 
 get_config = avenet.get_config  # the points override AVE-Net's tiny / paper config
 
 METHODS = {"rotation": rotation, "relative_position": relative_position,
-           "colourization": colourization, "simclr": simclr, "mae": mae,
+           "colourization": colourization, "exemplar": exemplar, "simclr": simclr, "mae": mae,
            "arrow_of_time": arrow_of_time, "shuffle_and_learn": shuffle_and_learn,
            "odd_one_out": odd_one_out, "l3": l3, "avenet": avenet, "avcontrastive": avcontrastive}
 # Whole sections each method defines for itself; elsewhere only the leaves it changes.
