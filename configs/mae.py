@@ -20,7 +20,7 @@ from configs import common
 def get_config(arg=None):
   c = common.base_config(model=dict(name="mae", patch=16, width=768, depth=12, num_heads=12,
                                     mlp_dim=3072, decoder_width=512, decoder_depth=8,
-                                    decoder_heads=16, mask_ratio=0.75),
+                                    decoder_heads=16, mask_ratio=0.75, norm_pixels=True),
                          losses={"mae_pixels": 1.0}, arg=arg)
   for key in ("vision_widths", "audio_widths"):  # a ViT of its own
     del c.model[key]

@@ -6,7 +6,7 @@ A frame is cut into patches; the encoder sees a random 25% of them (with their
 position embeddings), a light decoder gets the encoded tokens back in place,
 mask tokens elsewhere, and reconstructs every patch's pixels. The loss is the
 mean squared error on the masked patches only, against each patch's pixels
-normalised by its own mean and variance (losses.mae_pixels). The probe reads the
+normalised by its own mean and variance (losses.mae_pixels; `norm_pixels`). The probe reads the
 encoder's tokens of the whole, unmasked frame, mean-pooled (`frame_features`).
 """
 from __future__ import annotations
@@ -59,6 +59,10 @@ class MAE(nn.Module):
   decoder_depth: int = 8
   decoder_heads: int = 16
   mask_ratio: float = 0.75
+  # The paper's target: each patch's pixels normalised by its own mean and
+  # variance; False: the pixels as they are (where flat patches hold only noise,
+  # normalising turns that noise into the target).
+  norm_pixels: bool = True
   dtype: Any = jnp.float32
   remat: bool = False
 
@@ -79,7 +83,9 @@ class MAE(nn.Module):
     kept, hidden, restore = random_masking(self.make_rng("dropout"), b, n, self.mask_ratio)
     encoded = encoder(jnp.take_along_axis(tokens, kept[..., None], axis=1))
     predicted = self.decode(encoded, restore, (h, w))                      # [B, N, p*p*3]
-    target = normalised_patches(patchify(frames.astype(jnp.float32), self.patch))
+    target = patchify(frames.astype(jnp.float32), self.patch)
+    if self.norm_pixels:
+      target = normalised_patches(target)
     masked = jnp.zeros((b, n), jnp.float32).at[jnp.arange(b)[:, None], hidden].set(1.0)
     return {"mae_predictions": predicted.astype(jnp.float32), "mae_targets": target,
             "mae_mask": masked}
