@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from avjax import frames as frames_lib
 
-_MEAN = jnp.asarray(frames_lib.IMAGENET_MEAN, jnp.float32)
-_STD = jnp.asarray(frames_lib.IMAGENET_STD, jnp.float32)
+# numpy, not jnp: a jax array made at import would start JAX's backends before a
+# multi-host job's jax.distributed.initialize.
+_MEAN = np.asarray(frames_lib.IMAGENET_MEAN, np.float32)
+_STD = np.asarray(frames_lib.IMAGENET_STD, np.float32)
 
 
 def to_unit(x):

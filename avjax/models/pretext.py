@@ -86,6 +86,13 @@ class RotationNet(vgg.Towers):
 RELPOS_OFFSETS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
 
 
+def crop_patches(images, corners, size: int):
+  """[B, H, W, C] and top-left corners [B, 2] -> [B, size, size, C]."""
+  c = images.shape[-1]
+  return jax.vmap(lambda img, yx: jax.lax.dynamic_slice(img, (yx[0], yx[1], 0),
+                                                        (size, size, c)))(images, corners)
+
+
 def grid_origin(size: int, patch: int, gap: int, jitter: int) -> int:
   """Top-left pixel of cell (0, 0) of a 3x3 grid of `patch` cells `gap` apart,
   centred in a `size` frame with room for each patch to move by `jitter`."""
@@ -100,7 +107,7 @@ def relpos_patches(key, frames, *, patch: int, gap: int, jitter: int):
   """frames [B, S, S, C] -> (centre patches, neighbour patches [B, p, p, C],
   labels [B]): the neighbour in the cell RELPOS_OFFSETS[label] from the centre,
   each patch moved by its own jitter in [-jitter, jitter] on both axes."""
-  b, size, _, c = frames.shape
+  b, size = frames.shape[:2]
   origin = grid_origin(size, patch, gap, jitter)
   k_label, k_jitter = jax.random.split(key)
   labels = jax.random.randint(k_label, (b,), 0, len(RELPOS_OFFSETS))
@@ -108,8 +115,8 @@ def relpos_patches(key, frames, *, patch: int, gap: int, jitter: int):
   centre = jnp.full((b, 2), origin + cell)
   neighbour = origin + (1 + jnp.asarray(RELPOS_OFFSETS)[labels]) * cell
   moves = jax.random.randint(k_jitter, (2, b, 2), -jitter, jitter + 1)
-  crop = jax.vmap(lambda img, yx: jax.lax.dynamic_slice(img, (yx[0], yx[1], 0), (patch, patch, c)))
-  return crop(frames, centre + moves[0]), crop(frames, neighbour + moves[1]), labels
+  return (crop_patches(frames, centre + moves[0], patch),
+          crop_patches(frames, neighbour + moves[1], patch), labels)
 
 
 def drop_colours(key, patches, noise: float = 0.01):
@@ -266,8 +273,7 @@ class ExemplarNet(vgg.Towers):
     k_crop, k_draw, k_view = jax.random.split(self.make_rng("dropout"), 3)
     b, size = frames.shape[:2]
     corner = jax.random.randint(k_crop, (b, 2), 0, size - self.patch + 1)
-    patches = jax.vmap(lambda img, yx: jax.lax.dynamic_slice(
-        img, (yx[0], yx[1], 0), (self.patch, self.patch, 3)))(frames, corner)
+    patches = crop_patches(frames, corner, self.patch)
     as_uint8 = jnp.round(jnp.clip(augment.to_unit(patches), 0, 1) * 255).astype(jnp.uint8)
     if not self.is_initializing():
       bank.value, filled.value = fill_bank(bank.value, filled.value, as_uint8)
