@@ -1,29 +1,15 @@
 """Random image augmentations inside the jitted step, for the pretext tasks that
-make their own views of a frame (SimCLR's two views, relative position's
-colour guards). Pure functions of a key and a batch of normalised frames
-[B, H, W, 3] (avjax/frames.py's normalisation); each example draws its own.
+make their own views of a frame (SimCLR's and the exemplars' views). Pure
+functions of a key and a batch of normalised frames [B, H, W, 3]
+(avjax/frames.py's normalisation, flip and colour jitter); each example draws
+its own.
 """
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from avjax import frames as frames_lib
-
-# numpy, not jnp: a jax array made at import would start JAX's backends before a
-# multi-host job's jax.distributed.initialize.
-_MEAN = np.asarray(frames_lib.IMAGENET_MEAN, np.float32)
-_STD = np.asarray(frames_lib.IMAGENET_STD, np.float32)
-
-
-def to_unit(x):
-  """Normalised frames -> [0, 1] RGB."""
-  return x * _STD + _MEAN
-
-
-def from_unit(x):
-  return (x - _MEAN) / _STD
 
 
 def crop_box(key, batch: int, *, scale: tuple[float, float], ratio: tuple[float, float]):
@@ -67,15 +53,12 @@ def colour_distort(key, x, *, strength: float, p_jitter: float = 0.8, p_grey: fl
   contrast = jnp.where(jitter, u(ks[1]), one)
   saturation = jnp.where(jitter, u(ks[2]), one)
   saturation = jnp.where(jax.random.uniform(ks[4], (b,)) < p_grey, 0.0, saturation)
-  unit = to_unit(x)
-  m, o = frames_lib.colour_matrix(brightness, contrast, saturation, jnp.mean(unit, axis=(1, 2)))
-  out = jnp.einsum("bhwc,bcd->bhwd", unit, m) + o[:, None, None, :]
-  return from_unit(jnp.clip(out, 0.0, 1.0))
+  unit = frames_lib.jitter_colours(frames_lib.denormalise(x), brightness, contrast, saturation)
+  return frames_lib.normalise(unit)
 
 
 def random_flip(key, x):
-  flip = jax.random.uniform(key, (x.shape[0],)) < 0.5
-  return jnp.where(flip[:, None, None, None], x[:, :, ::-1], x)
+  return frames_lib.flip_where(x, jax.random.uniform(key, (x.shape[0],)) < 0.5)
 
 
 def simclr_view(key, x, *, scale: tuple[float, float], strength: float):

@@ -58,6 +58,23 @@ def normalise(x):
   return (x - jnp.asarray(IMAGENET_MEAN)) / jnp.asarray(IMAGENET_STD)
 
 
+def denormalise(x):
+  """ImageNet-normalised -> [0, 1] RGB (not clipped)."""
+  return x * jnp.asarray(IMAGENET_STD) + jnp.asarray(IMAGENET_MEAN)
+
+
+def flip_where(x, flip):
+  """[B, H, W, C], flip [B] bool -> each frame mirrored left-right where flip."""
+  return jnp.where(flip[:, None, None, None], x[:, :, ::-1], x)
+
+
+def jitter_colours(x, brightness, contrast, saturation):
+  """[B, H, W, 3] on [0, 1] and per-frame factors [B] -> colour_matrix's jitter
+  of each frame (about its own mean), clipped to [0, 1]."""
+  m, o = colour_matrix(brightness, contrast, saturation, jnp.mean(x, axis=(1, 2)))
+  return jnp.clip(jnp.einsum("bhwc,bcd->bhwd", x, m) + o[:, None, None, :], 0.0, 1.0)
+
+
 def to_model_frames(frames, augment: dict | None = None):
   """uint8 [B, H, W, 3] -> float32 normalised, with `augment` (aug_* arrays [B])
   applied: horizontal flip, zoom-out (when drawn), then brightness / contrast /
@@ -66,12 +83,11 @@ def to_model_frames(frames, augment: dict | None = None):
     return frames
   x = frames.astype(jnp.float32) * (1.0 / 255.0)
   if augment:
-    x = jnp.where(augment["aug_flip"][:, None, None, None], x[:, :, ::-1], x)
+    x = flip_where(x, augment["aug_flip"])
     if "aug_zoom" in augment:
       x = zoom_out(x, augment["aug_zoom"])
-    m, o = colour_matrix(augment["aug_brightness"], augment["aug_contrast"],
-                         augment["aug_saturation"], jnp.mean(x, axis=(1, 2)))
-    x = jnp.clip(jnp.einsum("bhwc,bcd->bhwd", x, m) + o[:, None, None, :], 0.0, 1.0)
+    x = jitter_colours(x, augment["aug_brightness"], augment["aug_contrast"],
+                       augment["aug_saturation"])
   return normalise(x)
 
 

@@ -222,3 +222,39 @@ def train_batch_shapes(config, batch: int, *, num_classes: int = 0) -> dict:
     out["teacher_probs"] = [jax.ShapeDtypeStruct((batch, steps, k), np.float32)
                             for k in m.head_classes]
   return out
+
+
+def _plausible(name: str, spec: jax.ShapeDtypeStruct, rng: np.random.Generator) -> np.ndarray:
+  """A value of training batch key `name` that the reader could have shipped."""
+  shape, dtype = spec.shape, np.dtype(spec.dtype)
+  if dtype == np.uint8:
+    return rng.integers(0, 256, shape, dtype=np.uint8)
+  if dtype == bool:
+    return rng.uniform(size=shape) < 0.5
+  if name == "label":
+    return (np.arange(shape[0]) % 2).astype(dtype)
+  if name == "labels":
+    return np.eye(shape[1], dtype=dtype)[np.arange(shape[0]) % shape[1]]
+  if dtype.kind == "i":
+    return np.zeros(shape, dtype)  # a cluster index, or code bits
+  if name == "stft_magnitude":
+    return rng.exponential(size=shape).astype(dtype)
+  if name == "aug_zoom":
+    return np.tile(np.array([1.0, 0.0, 0.0], dtype), (shape[0], 1))
+  if name in ("aug_gain", "aug_contrast", "aug_saturation"):
+    return rng.uniform(0.7, 1.3, shape).astype(dtype)
+  if name == "teacher_probs":
+    logits = rng.normal(size=shape)
+    p = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return (p / p.sum(axis=-1, keepdims=True)).astype(dtype)
+  return (0.1 * rng.normal(size=shape)).astype(dtype)
+
+
+def plausible_train_batch(config, batch: int, *, seed: int = 0) -> dict:
+  """A random training batch of train_batch_shapes(config, batch), numpy, each key
+  within what the reader ships (uint8 pixels, alternating labels, gains near one,
+  probabilities that sum to one): for timing and checking the update without data."""
+  rng = np.random.default_rng(seed)
+  return {name: ([_plausible(name, s, rng) for s in spec] if isinstance(spec, list)
+                 else _plausible(name, spec, rng))
+          for name, spec in train_batch_shapes(config, batch).items()}

@@ -7,7 +7,7 @@ For each `name=batch` it builds the paper config (configs/<name>.py: any of them
 the nine audio-visual methods and the pretext baselines), lowers and
 compiles the trainer's jitted, donated update for that per-device batch on one
 device, and runs it on a random batch of the shapes and dtypes the reader ships
-(avjax.input.train_batch_shapes): no data is read, so the figure is the chip's,
+(avjax.input.plausible_train_batch): no data is read, so the figure is the chip's,
 not the host's (benchmarks/accelerator_plan.py --parts reader measures the
 reader). It prints, per config:
 - compile seconds (lower + compile);
@@ -23,7 +23,6 @@ On a CPU it runs too (slowly at paper scale: use --tiny to check the script).
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 import time
@@ -32,7 +31,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
-import numpy as np  # noqa: E402
 
 from avjax import input as input_lib  # noqa: E402
 from avjax import mesh as mesh_lib  # noqa: E402
@@ -41,41 +39,8 @@ from benchmarks import accelerator_plan  # noqa: E402
 from benchmarks import train_step  # noqa: E402
 
 
-def random_batch(shapes: dict, seed: int = 0) -> dict:
-  """Random arrays of the reader's shapes and dtypes, within each key's range:
-  uint8 pixels, 0/1 labels and flips, probabilities that sum to one, gains and
-  jitter factors near one."""
-  r = np.random.default_rng(seed)
-
-  def one(name, s):
-    if isinstance(s, list):
-      return [one(name, x) for x in s]
-    dtype = np.dtype(s.dtype)
-    if dtype == np.uint8:
-      return r.integers(0, 256, s.shape, dtype=np.uint8)
-    if dtype == np.bool_:
-      return r.uniform(size=s.shape) < 0.5
-    if np.issubdtype(dtype, np.integer):
-      return r.integers(0, 2, s.shape).astype(dtype)
-    if name == "teacher_probs":
-      p = r.uniform(size=s.shape)
-      return (p / p.sum(-1, keepdims=True)).astype(dtype)
-    if name == "waveform":
-      return r.uniform(-0.5, 0.5, s.shape).astype(dtype)
-    if name == "stft_magnitude":
-      return r.exponential(size=s.shape).astype(dtype)
-    return r.uniform(0.8, 1.2, s.shape).astype(dtype)  # gains, jitter factors
-
-  return {name: one(name, s) for name, s in shapes.items()}
-
-
 def measure(name: str, batch: int, *, dtype: str, remat: bool, steps: int, tiny: bool) -> dict:
-  config = accelerator_plan.paper_config(name, dtype, remat)
-  if tiny:
-    config = importlib.import_module(f"configs.{name}").get_config("tiny")
-    config.model.dtype, config.model.remat = dtype, remat and name != "soundnet"
-    if config.model.get("classifier_classes") == 0:
-      config.model.classifier_classes = config.data.num_classes = 10
+  config = accelerator_plan.paper_config(name, dtype, remat, "tiny" if tiny else None)
   mesh = mesh_lib.make_mesh(config)
   fns = train.make_train_functions(config, mesh)
   shapes = input_lib.train_batch_shapes(config, batch)
@@ -83,7 +48,8 @@ def measure(name: str, batch: int, *, dtype: str, remat: bool, steps: int, tiny:
   compiled = fns.update.lower(fns.shapes, shapes).compile()
   compile_s = time.perf_counter() - t
   sharding = mesh_lib.batch_sharding(mesh)
-  data = jax.tree.map(lambda x: jax.device_put(x, sharding), random_batch(shapes))
+  data = jax.tree.map(lambda x: jax.device_put(x, sharding),
+                      input_lib.plausible_train_batch(config, batch))
   state = fns.init(jax.random.PRNGKey(0))
   for _ in range(2):
     state, metrics = compiled(state, data)

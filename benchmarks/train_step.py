@@ -40,20 +40,10 @@ CONFIGS = {"avenet": avenet, "avolnet": avolnet, "l3": l3}
 
 
 def synthetic_batch(config, batch: int, sharding) -> dict:
-  frames, spectrogram = predict.dummy_inputs(config.data, batch)
-  r = np.random.default_rng(0)
-  # What the reader ships: uint8 crops, |STFT| windows and their augmentation
-  # draws, turned into model inputs in the step (avjax/step_inputs.py).
-  bins, steps = spectrogram.shape[1:3]
-  out = {"frames": r.integers(0, 256, frames.shape, dtype=np.uint8),
-         "aug_flip": r.uniform(size=batch) < 0.5,
-         "aug_brightness": r.uniform(-0.15, 0.15, batch).astype(np.float32),
-         "aug_contrast": r.uniform(0.7, 1.3, batch).astype(np.float32),
-         "aug_saturation": r.uniform(0.7, 1.3, batch).astype(np.float32),
-         "stft_magnitude": r.exponential(size=(batch, steps, bins)).astype(np.float32),
-         "aug_gain": r.uniform(0.5, 2.0, batch).astype(np.float32),
-         "label": (np.arange(batch) % 2).astype(np.int32)}
-  return {k: jax.device_put(v, sharding) for k, v in out.items()}
+  """What the reader ships (uint8 crops, |STFT| windows and their augmentation
+  draws, turned into model inputs in the step: avjax/step_inputs.py), random."""
+  return {k: jax.device_put(v, sharding)
+          for k, v in input_lib.plausible_train_batch(config, batch).items()}
 
 
 def time_fn(fn, steps: int) -> float:

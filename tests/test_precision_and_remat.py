@@ -29,38 +29,8 @@ def tiny(name: str, **model):
   return config
 
 
-def plausible(name: str, spec: jax.ShapeDtypeStruct, rng: np.random.Generator):
-  """A value of a training batch key that the reader could have shipped."""
-  shape, dtype = spec.shape, np.dtype(spec.dtype)
-  if dtype == np.uint8:
-    return rng.integers(0, 256, shape, dtype=np.uint8)
-  if dtype == bool:
-    return rng.uniform(size=shape) < 0.5
-  if name == "label":
-    return (np.arange(shape[0]) % 2).astype(dtype)
-  if name == "labels":
-    return np.eye(shape[1], dtype=dtype)[np.arange(shape[0]) % shape[1]]
-  if dtype.kind == "i":
-    return np.zeros(shape, dtype)  # a cluster index, or code bits
-  if name == "stft_magnitude":
-    return rng.exponential(size=shape).astype(dtype)
-  if name == "aug_zoom":
-    return np.tile(np.array([1.0, 0.0, 0.0], dtype), (shape[0], 1))
-  if name in ("aug_gain", "aug_contrast", "aug_saturation"):
-    return rng.uniform(0.7, 1.3, shape).astype(dtype)
-  return (0.1 * rng.normal(size=shape)).astype(dtype)
-
-
 def synthetic_batch(config) -> dict:
-  rng = np.random.default_rng(0)
-  out = {}
-  for name, spec in input_lib.train_batch_shapes(config, BATCH).items():
-    if name == "teacher_probs":
-      out[name] = [jax.nn.softmax(jnp.asarray(rng.normal(size=s.shape), jnp.float32))
-                   for s in spec]
-    else:
-      out[name] = jnp.asarray(plausible(name, spec, rng))
-  return out
+  return jax.tree.map(jnp.asarray, input_lib.plausible_train_batch(config, BATCH))
 
 
 @pytest.mark.parametrize("name", CONFIGS)

@@ -41,6 +41,7 @@ import jax.numpy as jnp
 
 from avjax import augment
 from avjax import colour as colour_lib
+from avjax import frames as frames_lib
 from avjax import maths
 from avjax.models import vgg
 
@@ -158,7 +159,7 @@ class RelativePositionNet(vgg.Towers):
     if self.colour == "drop":
       pair = drop_colours(k_colour, pair)
     elif self.colour == "grey":
-      grey = jnp.einsum("...c,c->...", pair, jnp.asarray(augment.frames_lib.GREY_WEIGHTS))
+      grey = jnp.einsum("...c,c->...", pair, jnp.asarray(frames_lib.GREY_WEIGHTS))
       pair = jnp.repeat(grey[..., None], 3, axis=-1)
     pooled = vgg.global_max_pool(tower(pair, train))
     b = frames.shape[0]
@@ -196,7 +197,8 @@ class SimCLRNet(vgg.Towers):
 def lightness_and_ab(frames):
   """Normalised frames [B, H, W, 3] -> (the lightness as a grey 3-channel image
   on [-1, 1], ab [B, H, W, 2])."""
-  lab = colour_lib.rgb_to_lab(jnp.clip(augment.to_unit(frames.astype(jnp.float32)), 0.0, 1.0))
+  lab = colour_lib.rgb_to_lab(jnp.clip(frames_lib.denormalise(frames.astype(jnp.float32)),
+                                       0.0, 1.0))
   grey = jnp.repeat(lab[..., :1] / 50.0 - 1.0, 3, axis=-1)
   return grey, lab[..., 1:]
 
@@ -242,10 +244,7 @@ def fill_bank(bank, filled, patches):
   """Appends `patches` [B, p, p, 3] (uint8) to the bank [N, p, p, 3] from row
   `filled` on, as far as it has room; -> (bank, new filled count)."""
   n, b = bank.shape[0], patches.shape[0]
-  rows = filled + jnp.arange(b)
-  room = rows < n
-  rows = jnp.where(room, rows, n)  # out of range: dropped by the scatter
-  bank = bank.at[rows].set(patches, mode="drop")
+  bank = bank.at[filled + jnp.arange(b)].set(patches, mode="drop")  # rows past n: dropped
   return bank, jnp.minimum(filled + b, n)
 
 
@@ -274,11 +273,11 @@ class ExemplarNet(vgg.Towers):
     b, size = frames.shape[:2]
     corner = jax.random.randint(k_crop, (b, 2), 0, size - self.patch + 1)
     patches = crop_patches(frames, corner, self.patch)
-    as_uint8 = jnp.round(jnp.clip(augment.to_unit(patches), 0, 1) * 255).astype(jnp.uint8)
+    as_uint8 = jnp.round(jnp.clip(frames_lib.denormalise(patches), 0, 1) * 255).astype(jnp.uint8)
     if not self.is_initializing():
       bank.value, filled.value = fill_bank(bank.value, filled.value, as_uint8)
     ids = jax.random.randint(k_draw, (b,), 0, jnp.maximum(filled.value, 1))
-    exemplars = augment.from_unit(bank.value[ids].astype(jnp.float32) / 255.0)
+    exemplars = frames_lib.normalise(bank.value[ids].astype(jnp.float32) / 255.0)
     views = augment.simclr_view(k_view, exemplars, scale=tuple(self.crop_scale),
                                 strength=self.colour_strength)
     logits = head(vgg.global_max_pool(tower(views, train)))

@@ -66,8 +66,7 @@ def above_median(values):
 def odd_one_out_indices(key, batch: int, length: int, clips: int, clip_length: int):
   """-> (frame indices [B, N, L], labels [B]: which of the N sub-sequences is odd).
   Each sub-sequence is L sorted distinct frames of the stack; the odd one's are
-  put in an order other than the sorted one (its first and last swapped after a
-  random permutation that is not the identity)."""
+  put in a random order other than the sorted one."""
   if length < clip_length or clip_length < 3:
     raise ValueError(f"odd-one-out: sub-sequences of {clip_length} frames (at least 3) from "
                      f"stacks of {length}")

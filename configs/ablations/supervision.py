@@ -1,8 +1,9 @@
 """What does sound buy over a visual-only pretext task, with the same backbone and
 budget? The same VGG frame tower trained under each image and video pretext task
 (rotation, relative position, colourization, exemplar, SimCLR, MAE on its own
-ViT; arrow of time, shuffle & learn, odd-one-out) and under L3-Net, AVE-Net and AV InfoNCE, each for the same number of reader
-examples (the base config's steps at batch 64), then probed on held-out test
+ViT; arrow of time, shuffle & learn, odd-one-out) and under L3-Net, AVE-Net and
+AV InfoNCE, each for the same number of reader examples (the base config's steps
+at batch 64), then probed on held-out test
 clips by its frame features alone: the frame linear probe, k-means NMI and
 image-image retrieval nDCG@30 on the tower's pooled features, beside the same
 network at random init. Each method trains on its tiny config's own split (the
@@ -49,8 +50,8 @@ def method_overrides(module, arg) -> dict:
     out.update({k: v for k, v in _flat(mine[section], f"{section}.").items()
                 if theirs.get(k) != v})
   out["batch_size"] = BATCH
-  out["total_steps"] = get_config(arg).total_steps  # the same examples for every method
-  out["checkpoint.every"] = get_config(arg).checkpoint.every
+  out["total_steps"] = base["total_steps"]  # the same examples for every method
+  out["checkpoint.every"] = base["checkpoint"]["every"]
   return out
 
 
