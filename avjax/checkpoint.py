@@ -223,3 +223,47 @@ def load_variables(workdir: str, config, init_fn, *, which: str | int = "best",
   finally:
     mngr.close()
   return dict(restored[STATE]), step
+
+
+def parse_modules(value: str) -> dict[str, str]:
+  """config.init_from.modules ("vision", or "theirs:ours,...") -> {theirs: ours}."""
+  out = {}
+  for part in filter(None, (p.strip() for p in value.split(","))):
+    theirs, _, ours = part.partition(":")
+    out[theirs.strip()] = (ours or theirs).strip()
+  if not out:
+    raise ValueError("config.init_from.modules: empty; name the submodules to copy, e.g. vision")
+  return out
+
+
+def warm_start(variables: dict, init_from, *, sharding=None) -> tuple[dict, int]:
+  """big_vision's model_init: `variables` ({"params", "batch_stats"}, at step 0)
+  with the submodules config.init_from.modules copied from the checkpoint of
+  another training workdir (config.init_from.workdir), e.g. a frame tower trained
+  audio-visually. Each copied subtree must have this model's shapes. -> (the
+  variables, the step loaded)."""
+  from avjax import cli, models, predict  # pylint: disable=g-import-not-at-top
+  where = "config.init_from"
+  theirs_config = cli.load_workdir_config(init_from.workdir)
+  fns = predict.model_fns(models.build(theirs_config.model), theirs_config.data)
+  theirs, step = load_variables(init_from.workdir, theirs_config, fns.init,
+                                which=init_from.checkpoint, sharding=sharding)
+  out = {k: dict(v) for k, v in variables.items()}
+  for src, dst in parse_modules(init_from.modules).items():
+    if src not in theirs["params"]:
+      raise ValueError(f"{where}.modules: the model in {init_from.workdir} has no submodule "
+                       f"{src!r} (it has {sorted(theirs['params'])})")
+    if dst not in out["params"]:
+      raise ValueError(f"{where}.modules: this model has no submodule {dst!r} "
+                       f"(it has {sorted(out['params'])})")
+    for collection in VARIABLES:
+      if dst not in out.get(collection, {}):
+        continue
+      mine, given = out[collection][dst], theirs.get(collection, {}).get(src)
+      same = given is not None and jax.tree.structure(mine) == jax.tree.structure(given) and all(
+          a.shape == b.shape for a, b in zip(jax.tree.leaves(mine), jax.tree.leaves(given)))
+      if not same:
+        raise ValueError(f"{where}: {collection} of {src!r} in {init_from.workdir} do not have "
+                         f"the shapes of this model's {dst!r} (widths or inputs differ)")
+      out[collection][dst] = given
+  return out, step

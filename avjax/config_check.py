@@ -133,6 +133,10 @@ def check_teachers(config, model) -> None:
   for name, t in teachers.items():
     _require(checkpoint.is_choice(t.checkpoint), f"teachers.{name}.checkpoint", t.checkpoint,
              "must be best, latest or a step")
+  init_from = config.get("init_from")
+  if init_from is not None and init_from.workdir:
+    _require(checkpoint.is_choice(init_from.checkpoint), "init_from.checkpoint",
+             init_from.checkpoint, "must be best, latest or a step")
 
 
 def check(config, *, training: bool = True):

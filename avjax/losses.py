@@ -322,6 +322,16 @@ def exemplar_xent(*, outputs, batch, reduction=True):
   return _reduce(per, _mask(batch, logits.shape[0]), reduction)
 
 
+def separation_bce(*, outputs, batch, reduction=True):
+  """Mix-and-separate (Zhao et al. 2018): binary cross-entropy of the mask logits
+  `separation_logits` [B, T, F] against the binary `separation_targets`, each bin
+  weighted by `separation_weights` (log(1 + |mixture|), clipped), averaged over bins."""
+  logits = outputs["separation_logits"].astype(jnp.float32)
+  bce = optax.sigmoid_binary_cross_entropy(logits, outputs["separation_targets"])
+  per = jnp.mean(bce * outputs["separation_weights"], axis=(1, 2))
+  return _reduce(per, _mask(batch, logits.shape[0]), reduction)
+
+
 def soundnet_kl(*, outputs, batch, reduction=True):
   """SoundNet's distillation: KL(teacher || student) of each teacher's class
   posteriors `teacher_probs[t]` [B, steps, K_t] (avjax/teacher.py) and the
@@ -359,6 +369,7 @@ LOSSES = {
     "colour_xent": colour_xent,
     "mae_pixels": mae_pixels,
     "exemplar_xent": exemplar_xent,
+    "separation_bce": separation_bce,
 }
 
 

@@ -275,6 +275,12 @@ def _train(config, workdir: str, lock, step_hook) -> dict:
   if state is None:
     state = fns.init(jax.random.PRNGKey(config.seed))
     start = 0
+    if config.init_from.workdir:
+      variables, step = checkpoint_lib.warm_start(variables_of(state), config.init_from,
+                                                  sharding=mesh_lib.replicated(mesh))
+      state = state.replace(params=variables["params"], batch_stats=variables["batch_stats"])
+      print(f"{config.init_from.modules} from {config.init_from.workdir} (its step {step})",
+            flush=True)
   else:
     start = int(jax.device_get(state.step))
     print(f"resumed from step {start}", flush=True)

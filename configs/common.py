@@ -9,7 +9,8 @@ PAPER_WIDTHS = (64, 128, 256, 512)
 LOSS_NAMES = ("avc_softmax_xent", "avc_sigmoid_xent", "infonce", "hard_negatives", "selavi",
               "cosine_embedding", "shared_classifier", "sound_cluster_xent", "sound_bits_xent",
               "frame_class_xent", "soundnet_kl", "rotation_xent", "relpos_xent", "nt_xent",
-              "order_xent", "colour_xent", "mae_pixels", "exemplar_xent")
+              "order_xent", "colour_xent", "mae_pixels", "exemplar_xent",
+              "separation_bce")
 TINY_WIDTHS = (16, 32, 64, 128)
 
 
@@ -122,6 +123,11 @@ def base_config(model: dict, losses: dict, arg: str | None) -> ml_collections.Co
   # kept besides the last `keep`, and is what the evaluate command loads by default.
   c.checkpoint = ml_collections.ConfigDict(dict(every=2000, keep=3, async_save=True,
                                                 best_metric="avc_accuracy"))
+  # Warm start (big_vision's model_init): at step 0, the submodules named in
+  # `modules` ("vision", or "theirs:ours,...") take their weights from another
+  # training workdir's checkpoint ("best", "latest" or a step), e.g. a frame tower
+  # trained audio-visually. A resumed run restores its own checkpoint instead.
+  c.init_from = ml_collections.ConfigDict(dict(workdir="", checkpoint="best", modules="vision"))
   c.evals = ml_collections.ConfigDict()
   c.evals.avc = ml_collections.ConfigDict(dict(every=5000, split="", batch_size=256))
   # The rest are off during training by default (every=0), e.g.
@@ -167,6 +173,12 @@ def base_config(model: dict, losses: dict, arg: str | None) -> ml_collections.Co
   # -max_offset..max_offset seconds, `step` apart; the chosen offset should be 0.
   c.evals.sync_offsets = ml_collections.ConfigDict(dict(every=0, split="", batch_size=256,
                                                         max_offset=1.0, step=0.2, tolerance=0.2))
+  # Separation models (configs/separation.py): each clip of the split mixed with the
+  # clip half the split away, both separated; SI-SDR improvement over the mixture on
+  # every clip (`clips` 0) or the first `clips`, and mir_eval's SDR / SIR / SAR on the
+  # first `bss_eval_mixtures` mixtures (a quarter second each on a CPU).
+  c.evals.separation = ml_collections.ConfigDict(dict(every=0, split="", batch_size=256,
+                                                      clips=0, bss_eval_mixtures=64))
   # A jax.profiler trace of steps start_step .. start_step + num_steps - 1 into dir
   # ("" = WORKDIR/profile); num_steps 0 = off (avjax/tracing.py).
   c.profile = ml_collections.ConfigDict(dict(start_step=10, num_steps=0, dir=""))
@@ -183,7 +195,8 @@ def base_config(model: dict, losses: dict, arg: str | None) -> ml_collections.Co
     c.checkpoint.every = 300
     c.evals.avc.every = 300
     c.evals.avc.batch_size = 100
-    for name in ("retrieval", "localisation", "linear_probe", "clustering", "sync_offsets"):
+    for name in ("retrieval", "localisation", "linear_probe", "clustering", "sync_offsets",
+                 "separation"):
       c.evals[name].batch_size = 100
   return c
 

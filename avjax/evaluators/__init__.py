@@ -10,7 +10,7 @@ import importlib
 # command line fails in a fraction of the time.
 EVALUATORS = {"avc": "AVCAccuracy", "retrieval": "Retrieval", "localisation": "Localisation",
               "linear_probe": "LinearProbe", "clustering": "Clustering",
-              "sync_offsets": "SyncOffsets"}
+              "sync_offsets": "SyncOffsets", "separation": "Separation"}
 
 
 def evaluator_class(name: str):

@@ -26,6 +26,7 @@ from avjax.models.pretext import (ColourizationNet, ExemplarNet, RelativePositio
                                   RotationNet, SimCLRNet)
 from avjax.models.pretext_video import FrameOrderNet
 from avjax.models.selavi import SeLaVi
+from avjax.models.separation import SeparationNet
 from avjax.models.soundnet import SoundNet
 from avjax.models.sync import SyncNet
 
@@ -34,7 +35,7 @@ MODELS = {"l3": L3Net, "avenet": AVENet, "avolnet": AVOLNet, "selavi": SeLaVi,
           "sync": SyncNet, "rotation": RotationNet,
           "relative_position": RelativePositionNet, "simclr": SimCLRNet,
           "frame_order": FrameOrderNet, "colourization": ColourizationNet, "mae": MAE,
-          "exemplar": ExemplarNet}
+          "exemplar": ExemplarNet, "separation": SeparationNet}
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 CORRESPONDENCE = {
@@ -90,6 +91,16 @@ OUTPUTS = {
     "order_labels": "[B] the frame-order task's label of each example",
     "order_weights": "[B] which examples the frame-order loss counts (shuffle & learn: the "
                      "batch's higher-motion stacks)",
+    "separation_logits": "[B, T, F] the separation network's mask logits, per STFT bin, of the "
+                         "sound the frame shows in the mixture",
+    "separation_targets": "[B, T, F] mix-and-separate's binary target: 1 where the clip's own "
+                          "|STFT| is at least every other mixed clip's (training only)",
+    "separation_weights": "[B, T, F] each bin's loss weight, log(1 + |mixture|) clipped "
+                          "(training only)",
+    "separation_waveform": "[B, samples] the frame's sound separated from the mixture: the "
+                           "sigmoid mask times its STFT, inverted (inference only)",
+    "separation_location_logits": "[B, h, w, T, F] the mask logits of every location's frame "
+                                  "vector (inference only: avjax-separate's objects)",
     "cluster_prior": "[K] SeLaVi's relative target cluster sizes, largest first (absent: equal)",
 }
 
