@@ -193,3 +193,16 @@ def bss_eval(references: np.ndarray, estimates: np.ndarray) -> tuple[np.ndarray,
         np.asarray(references, np.float64), np.asarray(estimates, np.float64),
         compute_permutation=False)
   return sdr, sir, sar
+
+
+def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
+  """Non-interpolated average precision: the mean, over the positives, of the
+  precision among the items ranked at or above each (ties in input order), as
+  sklearn.metrics.average_precision_score without ties. NaN without positives."""
+  labels = np.asarray(labels, bool)
+  if not labels.any():
+    return float("nan")
+  order = np.argsort(-np.asarray(scores, np.float64), kind="stable")
+  hits = labels[order]
+  precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
+  return float(precision[hits].mean())

@@ -179,6 +179,15 @@ def base_config(model: dict, losses: dict, arg: str | None) -> ml_collections.Co
   # first `bss_eval_mixtures` mixtures (a quarter second each on a CPU).
   c.evals.separation = ml_collections.ConfigDict(dict(every=0, split="", batch_size=256,
                                                       clips=0, bss_eval_mixtures=64))
+  # Active speaker detection from a sync model's CAM (avjax/evaluators/active_speaker.py):
+  # speakers_csv "" = speakers.csv beside the split's shards (the embedded turns_test
+  # has one); windows every window_hop s (0: one step of the map), each step's map
+  # averaged over the windows that see it and, with `relative`, less its spatial mean;
+  # tracks at the clip's max_objects strongest map peaks, each allowed to drift
+  # track_radius cells.
+  c.evals.active_speaker = ml_collections.ConfigDict(dict(
+      every=0, split="", batch_size=256, speakers_csv="", window_hop=0.0, relative=True,
+      max_objects=8, track_radius=0))
   # A jax.profiler trace of steps start_step .. start_step + num_steps - 1 into dir
   # ("" = WORKDIR/profile); num_steps 0 = off (avjax/tracing.py).
   c.profile = ml_collections.ConfigDict(dict(start_step=10, num_steps=0, dir=""))
@@ -196,7 +205,7 @@ def base_config(model: dict, losses: dict, arg: str | None) -> ml_collections.Co
     c.evals.avc.every = 300
     c.evals.avc.batch_size = 100
     for name in ("retrieval", "localisation", "linear_probe", "clustering", "sync_offsets",
-                 "separation"):
+                 "separation", "active_speaker"):
       c.evals[name].batch_size = 100
   return c
 

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import sys
 from typing import Sequence
 
 from data_pipelines import ingest
 from data_pipelines import synthetic
 
-VERSION = "v5"  # v5: the time-structured sync splits (the older splits unchanged)
+# v5: the time-structured sync splits. Splits added since (glyphs_*, turns_test) leave
+# the older ones byte for byte as they were, so they share its cache.
+VERSION = "v5"
 
 
 def cache_root() -> str:
@@ -80,5 +83,8 @@ def _ensure_locked(specs, base, settings, quiet) -> str:
           boxes_csv=os.path.join(videos, "boxes.csv"), settings=settings,
           files_per_shard=split.files_per_shard, quiet=quiet)
       open(os.path.join(out, ".complete"), "w").close()
+    speakers = os.path.join(videos, "speakers.csv")  # the active speaker evaluator's truth
+    if os.path.exists(speakers) and not os.path.exists(os.path.join(out, "speakers.csv")):
+      shutil.copyfile(speakers, os.path.join(out, "speakers.csv"))
   return prepared
 

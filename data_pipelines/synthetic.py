@@ -50,6 +50,10 @@ class SplitSpec:
   # above or below at random: neither tells which way is up, which rotation
   # and relative position need. Here only the glyph does.
   glyphs: bool = False
+  # Turn-taking (active speaker detection; implies events): every object sounds, in
+  # turns of TURN_SECONDS, its notes and swells only within its own turns, and the
+  # turns are written to speakers.csv beside the labels.
+  turns: bool = False
   files_per_shard: int = 64  # clips per prepared shard (default_dataset.ensure)
 
 
@@ -92,7 +96,11 @@ DEFAULT_SPLITS = (
     SplitSpec("glyphs_train", 1200, seed=31, glyphs=True),
     SplitSpec("glyphs_validation", 200, seed=32, glyphs=True),
     SplitSpec("glyphs_test", 300, seed=33, glyphs=True),
+    # Two or three objects that take turns to sound: which one is sounding, when?
+    SplitSpec("turns_test", 150, seed=41, seconds=3.0, events=True, turns=True,
+              silent_probs=(0.0, 0.5, 0.5)),
 )
+TURN_SECONDS = (0.5, 1.0)  # a turn's length: uniform in this range
 
 # Notes of the time-structured splits: onsets at least EVENT_GAP apart, about
 # EVENT_RATE per second; each swells the picture for EVENT_SWELL seconds. The
@@ -321,10 +329,27 @@ def class_name(split: SplitSpec, cls: int) -> str:
   return GLYPHS[cls] if split.glyphs else CLASSES[cls]
 
 
-def make_scene(split: SplitSpec, index: int, video: VideoSpec):
-  """-> (frames [T,S,S,3] uint8, waveform [N] float32, class, box (ymin,xmin,ymax,xmax))."""
+def speaking_turns(seconds: float, n_objects: int, rng: np.random.Generator) -> list:
+  """[(start, end, object)] covering [0, seconds): turns of TURN_SECONDS, each given
+  to an object other than the previous turn's (a lone object takes every turn)."""
+  out, t, last = [], 0.0, -1
+  while t < seconds:
+    others = [k for k in range(n_objects) if k != last] or [0]  # one object left: its own
+    owner = int(rng.choice(others))
+    end = min(seconds, t + rng.uniform(*TURN_SECONDS))
+    out.append((t, end, owner))
+    t, last = end, owner
+  return out
+
+
+def make_scene(split: SplitSpec, index: int, video: VideoSpec, *, with_speakers: bool = False):
+  """-> (frames [T,S,S,3] uint8, waveform [N] float32, class, box (ymin,xmin,ymax,xmax));
+  with_speakers: and [(class name, box, [(start, end), ...])] of every object that
+  sounds (a turns split's objects, each with its turns; otherwise the one)."""
   if split.glyphs:
-    return make_glyph_scene(split, index, video)
+    out = make_glyph_scene(split, index, video)
+    seconds = split.seconds or video.seconds
+    return (*out, [(GLYPHS[out[2]], out[3], [(0.0, seconds)])]) if with_speakers else out
   rng = np.random.default_rng([split.seed, index])
   size = video.size
   sounding = int(rng.integers(NUM_CLASSES))
@@ -365,10 +390,30 @@ def make_scene(split: SplitSpec, index: int, video: VideoSpec):
   n = int(seconds * video.sample_rate)
   sound = class_sound(sounding, n, video.sample_rate, rng) * 10 ** (rng.uniform(-24, -12) / 20)
   noise = _bandnoise(n, 30, 8000, video.sample_rate, rng) * 10 ** (rng.uniform(-48, -34) / 20)
-  if split.events:
-    t = np.arange(n) / video.sample_rate
+  t = np.arange(n) / video.sample_rate
+  if split.turns:
+    sound = sum(_turn_sound(o, t, video.sample_rate, np.random.default_rng([split.seed, index, 2, j]))
+                for j, o in enumerate(objects))
+  elif split.events:
     sound = sound * note_envelope(t, objects[0]["onsets"], decay=0.15)
-  return frames, (sound + noise).astype(np.float32), sounding, box
+  out = (frames, (sound + noise).astype(np.float32), sounding, box)
+  if not with_speakers:
+    return out
+  boxed = lambda o: (o["y"] / size, o["x"] / size, (o["y"] + o["d"]) / size, (o["x"] + o["d"]) / size)
+  speakers = ([(o["name"], boxed(o), o["turns"]) for o in objects] if split.turns
+              else [(CLASSES[sounding], box, [(0.0, seconds)])])
+  return (*out, speakers)
+
+
+def _turn_sound(o: dict, t: np.ndarray, sample_rate: int, rng: np.random.Generator):
+  """An object's notes within its turns, each note's decay cut off 50 ms after the
+  turn ends, so that the turns are the sounding intervals."""
+  sound = class_sound(o["cls"], len(t), sample_rate, rng) * 10 ** (rng.uniform(-24, -12) / 20)
+  env = np.zeros_like(t)
+  for start, end in o["turns"]:
+    inside = [x for x in o["onsets"] if start <= x < end]
+    env += note_envelope(t, np.array(inside), decay=0.15) * (t < end + 0.05)
+  return sound * np.minimum(env, 1.0)
 
 
 def _swells(split: SplitSpec, index: int, objects: list, n_frames: int, fps: float,
@@ -380,8 +425,14 @@ def _swells(split: SplitSpec, index: int, objects: list, n_frames: int, fps: flo
   rng = np.random.default_rng([split.seed, index, 1])  # a stream of its own
   t = np.arange(n_frames) / fps
   out = []
-  for o in objects:
+  turns = speaking_turns(seconds, len(objects), rng) if split.turns else None
+  for j, o in enumerate(objects):
     o["onsets"] = event_onsets(seconds, rng)
+    if turns is not None:  # its notes only in its turns, one at each turn's start
+      o["turns"] = [(s, e) for s, e, owner in turns if owner == j]
+      o["onsets"] = np.sort(np.concatenate(
+          [[s + 0.02 for s, _ in o["turns"]],
+           [x for x in o["onsets"] if any(s + EVENT_GAP <= x < e - 0.1 for s, e in o["turns"])]]))
     out.append(note_envelope(t, o["onsets"], decay=EVENT_SWELL))
   return out
 
@@ -423,11 +474,11 @@ def _write_range(args) -> list[tuple[str, str, tuple]]:
   rows = []
   for i in range(start, stop):
     name = f"{split.name}_{i:05d}.mp4"
-    frames, waveform, cls, box = make_scene(split, i, video)
+    frames, waveform, cls, box, speakers = make_scene(split, i, video, with_speakers=True)
     path = os.path.join(out_dir, name)
     if not os.path.exists(path):
       write_mp4(path, frames, waveform, video)
-    rows.append((name, class_name(split, cls), box))
+    rows.append((name, class_name(split, cls), box, speakers))
   return rows
 
 
@@ -436,11 +487,29 @@ def _write_csvs(rows, out_dir: str, seconds: float) -> None:
   with open(os.path.join(out_dir, "labels.csv"), "w", newline="") as f:
     w = csv.writer(f)
     w.writerow(["file", "label"])
-    w.writerows((name, label) for name, label, _ in rows)
+    w.writerows((name, label) for name, label, _, _ in rows)
   with open(os.path.join(out_dir, "boxes.csv"), "w", newline="") as f:
     w = csv.writer(f)
     w.writerow(["file", "ymin", "xmin", "ymax", "xmax", "time"])
-    w.writerows((name, *(f"{c:.4f}" for c in box), f"{mid:.3f}") for name, _, box in rows)
+    w.writerows((name, *(f"{c:.4f}" for c in box), f"{mid:.3f}") for name, _, box, _ in rows)
+  write_speakers_csv([(name, speakers) for name, _, _, speakers in rows],
+                     os.path.join(out_dir, "speakers.csv"))
+
+
+SPEAKER_COLUMNS = ("file", "object", "label", "ymin", "xmin", "ymax", "xmax", "start", "end")
+
+
+def write_speakers_csv(rows, path: str) -> None:
+  """[(file, [(label, box, [(start, end), ...]), ...])] -> the sounding-interval CSV
+  that the active speaker evaluator reads: one row per object and interval (s),
+  boxes in 0..1 of the frame at mid-clip."""
+  with open(path, "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(SPEAKER_COLUMNS)
+    for name, speakers in rows:
+      for k, (label, box, intervals) in enumerate(speakers):
+        for start, end in intervals:
+          w.writerow((name, k, label, *(f"{c:.4f}" for c in box), f"{start:.3f}", f"{end:.3f}"))
 
 
 def generate_splits(out_dirs: dict, video: VideoSpec = VideoSpec(),

@@ -10,7 +10,8 @@ import importlib
 # command line fails in a fraction of the time.
 EVALUATORS = {"avc": "AVCAccuracy", "retrieval": "Retrieval", "localisation": "Localisation",
               "linear_probe": "LinearProbe", "clustering": "Clustering",
-              "sync_offsets": "SyncOffsets", "separation": "Separation"}
+              "sync_offsets": "SyncOffsets", "separation": "Separation",
+              "active_speaker": "ActiveSpeaker"}
 
 
 def evaluator_class(name: str):
