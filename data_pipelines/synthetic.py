@@ -99,6 +99,8 @@ DEFAULT_SPLITS = (
     # Two or three objects that take turns to sound: which one is sounding, when?
     SplitSpec("turns_test", 150, seed=41, seconds=3.0, events=True, turns=True,
               silent_probs=(0.0, 0.5, 0.5)),
+    SplitSpec("turns_train", 1200, seed=42, seconds=3.0, events=True, turns=True,
+              silent_probs=(0.0, 0.5, 0.5)),
 )
 TURN_SECONDS = (0.5, 1.0)  # a turn's length: uniform in this range
 

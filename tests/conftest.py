@@ -72,6 +72,20 @@ def tiny_config(name: str, data_dir, *, train_split: str = "", **overrides):
   return config
 
 
+def one_update(config, batch: dict):
+  """One jitted update of `config`'s model from its step-0 state (as the trainer
+  makes them) on `batch` -> (the state before, the state after, the metrics)."""
+  import jax
+  from avjax import models, predict, train
+  model = models.build(config.model)
+  schedule = train.make_schedule(config)
+  tx = train.make_optimizer(config, schedule)
+  init = train.make_init_fn(predict.model_fns(model, config.data).init, tx)
+  state = predict.jit_once(init)(jax.random.PRNGKey(0))
+  new, metrics = jax.jit(train.make_update_fn(model, tx, schedule, config))(state, batch)
+  return state, new, metrics
+
+
 def init_with_output(model, rng, *inputs):
   """model.init_with_output in inference mode, compiled as one program (run
   eagerly, every op of the init compiles apart)."""

@@ -1,5 +1,4 @@
 """Model shapes at paper scale (shape inference only) and behaviour at tiny scale."""
-import os
 
 import jax
 import jax.numpy as jnp
@@ -168,14 +167,10 @@ def test_one_paper_scale_update_step_on_small_inputs(name):
   and sync's are in their own tests): one update on 32 px frames and a short
   spectrogram is finite and moves the weights."""
   import importlib
-  from avjax import predict, train
+  from avjax import predict
+  from tests.conftest import one_update
   c = importlib.import_module(f"configs.{name}").get_config()
   c.data.crop, c.data.spectrogram.seconds = 32, 0.25
-  model = models.build(c.model)
-  fns = predict.model_fns(model, c.data)
-  schedule = train.make_schedule(c)
-  tx = train.make_optimizer(c, schedule)
-  state = predict.jit_once(train.make_init_fn(fns.init, tx))(jax.random.PRNGKey(0))
   frames, spectrogram = predict.dummy_inputs(c.data, 4)
   r = np.random.default_rng(0)
   batch = {"frames": r.integers(0, 255, frames.shape, dtype=np.uint8),
@@ -183,7 +178,7 @@ def test_one_paper_scale_update_step_on_small_inputs(name):
            "label": np.ones(4, np.int32),
            "labels": np.eye(4, 12, dtype=np.int32),
            "sound_target": np.arange(4, dtype=np.int32)[:, None]}
-  new, metrics = jax.jit(train.make_update_fn(model, tx, schedule, c))(state, batch)
+  state, new, metrics = one_update(c, batch)
   assert np.isfinite(float(metrics["loss"]))
   moved = [float(jnp.abs(a - b).max()) for a, b in zip(jax.tree.leaves(new.params),
                                                         jax.tree.leaves(state.params))]

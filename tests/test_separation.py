@@ -177,20 +177,15 @@ def test_one_paper_scale_update_step():
   """The paper's 7-level U-Net on its 512 x 256 bins (65,535 samples at
   11,025 Hz) with the paper-width frame tower: one update on two clips, on 32 px
   frames, is finite and moves the weights."""
-  from avjax import predict, train
   from configs import separation as separation_config
+  from tests.conftest import one_update
   c = separation_config.get_config()
   c.data.crop = 32
-  model = models.build(c.model)
-  fns = predict.model_fns(model, c.data)
-  schedule = train.make_schedule(c)
-  tx = train.make_optimizer(c, schedule)
-  state = predict.jit_once(train.make_init_fn(fns.init, tx))(jax.random.PRNGKey(0))
   rng = np.random.default_rng(0)
   batch = {"frames": rng.integers(0, 255, (2, 32, 32, 3), dtype=np.uint8),
            "waveform": rng.normal(0, 0.1, (2, 65535)).astype(np.float32),
            "label": np.ones(2, np.int32)}
-  new, out = jax.jit(train.make_update_fn(model, tx, schedule, c))(state, batch)
+  state, new, out = one_update(c, batch)
   assert np.isfinite(float(out["loss"])) and float(out["loss"]) > 0
   before, after = state.params["unet"]["down0"]["kernel"], new.params["unet"]["down0"]["kernel"]
   assert float(jnp.abs(after - before).max()) > 0

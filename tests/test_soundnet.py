@@ -115,20 +115,14 @@ def test_teacher_mistakes_are_named(data_dir, tmp_path):
 def test_one_paper_scale_update_step():
   """The paper's network, window and 4 steps: one update on two examples lowers
   nothing to NaN and moves the weights."""
-  from avjax import predict, train
+  from tests.conftest import one_update
   c = soundnet_config.get_config()
-  model = models.build(c.model)
-  fns = predict.model_fns(model, c.data)
-  schedule = train.make_schedule(c)
-  tx = train.make_optimizer(c, schedule)
-  state = predict.jit_once(train.make_init_fn(fns.init, tx))(jax.random.PRNGKey(0))
   rng = np.random.default_rng(0)
   probs = rng.dirichlet(np.ones(1000), size=(2, 4)).astype(np.float32)
   batch = {"frames": np.zeros((2, 8, 8, 3), np.uint8),
            "waveform": rng.normal(0, 0.1, (2, 441000)).astype(np.float32),
            "teacher_probs": [probs], "label": np.ones(2, np.int32)}
-  update = jax.jit(train.make_update_fn(model, tx, schedule, c))
-  new, metrics = update(state, batch)
+  state, new, metrics = one_update(c, batch)
   assert np.isfinite(float(metrics["loss"])) and float(metrics["loss"]) > 0
   before, after = state.params["conv1"]["kernel"], new.params["conv1"]["kernel"]
   assert float(jnp.abs(after - before).max()) > 0
