@@ -176,8 +176,9 @@ class Separator:
           for k, (adder, f) in enumerate(zip(adders, files)):
             f.write(adder.add(row[k]))
         windows_seen += n
-      # Window i is centred on sample i * hop: the signal ends within the last hop.
-      total = (windows_seen - 1) * self.hop + self.hop
+      # Window i is centred on sample i * hop, the last within the signal: it ends
+      # within a hop of the last centre (the wav may run up to a hop past it, in silence).
+      total = windows_seen * self.hop
       for adder, f in zip(adders, files):
         f.write(adder.finish(total))
     finally:
