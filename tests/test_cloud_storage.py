@@ -173,3 +173,30 @@ def test_bad_bucket_input_is_one_line_naming_the_url(emulator, gcs):
   assert r.returncode != 0
   assert f"gs://{BUCKET}/no/data" in _last_line(r) and _last_line(r).startswith("train_until: ")
   assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_separate_reads_a_video_from_a_bucket_and_writes_its_wavs_there(emulator, gcs, data_dir,
+                                                                         videos_dir, tmp_path):
+  """avjax-separate with a gs:// video and a gs:// output folder: the wavs and the
+  objects CSV land in the bucket."""
+  from avjax import train
+  from tests.conftest import tiny_config
+  work = str(tmp_path / "separation")
+  config = tiny_config("separation", data_dir, total_steps=2, log_every=1)
+  config.model.update(unet_widths=(4, 8, 8), channels=4)
+  config.evals.separation.every = 0
+  train.train_and_evaluate(config, work)
+  name = sorted(p for p in os.listdir(videos_dir / VAL.name) if p.endswith(".mp4"))[0]
+  gcs.put(str(videos_dir / VAL.name / name), f"{BUCKET}/separate/{name}")
+  r = _cli(["-m", "avjax.separate", f"gs://{BUCKET}/separate/{name}", f"--workdir={work}",
+            f"--output=gs://{BUCKET}/separated", "--checkpoint=latest", "--min_distance=1",
+            "--min_fraction=0"])
+  assert r.returncode == 0, r.stderr[-3000:]
+  stem = name[:-4]
+  written = gcs.find(f"{BUCKET}/separated")
+  assert f"{BUCKET}/separated/{stem}_objects.csv" in written, written
+  wavs = [p for p in written if p.endswith(".wav")]
+  assert 1 <= len(wavs) <= 2
+  import soundfile
+  audio, rate = soundfile.read(io.BytesIO(gcs.cat(wavs[0])))
+  assert rate == SAMPLE_RATE and abs(len(audio) - 1.4 * rate) <= 0.25 * rate
