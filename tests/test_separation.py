@@ -206,3 +206,12 @@ def test_overlap_add_of_hann_windows_gives_back_the_signal():
     out.append(ola.add(padded[start:start + size]))
   out.append(ola.finish(len(x)))
   np.testing.assert_allclose(np.concatenate(out), x, atol=1e-6)
+
+
+def test_the_separation_evaluator_refuses_a_model_that_separates_nothing(data_dir, tmp_path):
+  from avjax.evaluators import runner
+  from tests.conftest import tiny_config
+  config = tiny_config("soundnet", data_dir)  # takes the waveform, separates nothing
+  config.evals.separation.batch_size = 8
+  with pytest.raises(ValueError, match="SoundNet separates no sound"):
+    runner.evaluate(config, str(tmp_path), evals=["separation"], random_init=True, pictures=False)

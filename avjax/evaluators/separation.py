@@ -32,23 +32,22 @@ def partners(n: int) -> np.ndarray:
 
 class Separation(base.Evaluator):
   def setup(self):
-    if self.fns.audio_input != "waveform":
-      raise ValueError(f"config.evals.separation: {self.fns.name} takes no waveform; it scores "
+    if (self.fns.audio_input != "waveform"
+        or "separation_waveform" not in self.fns.output_shapes()):
+      raise ValueError(f"config.evals.separation: {self.fns.name} separates no sound; it scores "
                        "separation models (configs/separation.py)")
 
     @jax.jit
     def separate(variables, batch):
-      out = self.apply(variables, batch)
-      if "separation_waveform" not in out:
-        raise ValueError(f"config.evals.separation: {self.fns.name} separates no sound")
-      return {"separated": out["separation_waveform"]}
+      return {"separated": self.apply(variables, batch)["separation_waveform"]}
 
     self._separate = separate
 
   def clips(self) -> dict:
     """Every clip's frame and waveform (all hosts'), up to config.clips."""
     return self.gather(lambda variables, batch: {}, None, inputs=(),
-                       host_keys=("frames", "waveform"), limit=self.config.clips or None)
+                       host_keys=(self.fns.frame_input, "waveform"),
+                       limit=self.config.clips or None)
 
   def separated(self, variables, frames: np.ndarray, mixtures: np.ndarray) -> np.ndarray:
     """The model's separation of each mixture row by its frame, in global batches
@@ -69,7 +68,7 @@ class Separation(base.Evaluator):
     stems = g["waveform"].astype(np.float32) / 2
     other = partners(len(stems))
     mixtures = stems + stems[other]
-    separated = self.separated(variables, g["frames"], mixtures)
+    separated = self.separated(variables, g[self.fns.frame_input], mixtures)
     own, mixed = metrics.si_sdr(separated, stems), metrics.si_sdr(mixtures, stems)
     out = {"separation_si_sdri": float(np.mean(own - mixed)),
            "separation_si_sdr": float(np.mean(own)),
