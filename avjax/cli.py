@@ -67,6 +67,16 @@ def run_argparse(name: str, parse_args, main, argv=None) -> None:
   with_one_line_errors(name, main)(args)
 
 
+def parse_positive(parser, argv, names):
+  """parser.parse_args(argv), with each of the flags `names` required positive
+  (argparse's one-line usage error otherwise)."""
+  args = parser.parse_args(argv)
+  for name in names:
+    if getattr(args, name) <= 0:
+      parser.error(f"--{name} must be positive, got {getattr(args, name)}")
+  return args
+
+
 def _is_tf_data_error(e: BaseException) -> bool:
   return type(e).__module__.startswith("tensorflow") and hasattr(e, "message")
 

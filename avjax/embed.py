@@ -315,11 +315,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   p.add_argument("--rate", type=float, default=1.0, help="video: frames per second to embed")
   p.add_argument("--batch_size", type=int, default=64)
   p.add_argument("--verbose", action="store_true", help="on an error, show the traceback")
-  args = p.parse_args(argv)
-  for name in ("hop", "rate", "batch_size"):
-    if getattr(args, name) <= 0:
-      p.error(f"--{name} must be positive, got {getattr(args, name)}")
-  return args
+  from avjax import cli
+  return cli.parse_positive(p, argv, ("hop", "rate", "batch_size"))
 
 
 def main(args: argparse.Namespace) -> None:

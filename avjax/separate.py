@@ -231,11 +231,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                  help="an object's share above this fraction of the map's range")
   p.add_argument("--batch_size", type=int, default=16)
   p.add_argument("--verbose", action="store_true", help="on an error, show the traceback")
-  args = p.parse_args(argv)
-  for name in ("max_objects", "min_distance", "batch_size"):
-    if getattr(args, name) <= 0:
-      p.error(f"--{name} must be positive, got {getattr(args, name)}")
-  return args
+  from avjax import cli
+  return cli.parse_positive(p, argv, ("max_objects", "min_distance", "batch_size"))
 
 
 def main(args: argparse.Namespace) -> None:

@@ -342,7 +342,7 @@ def test_ctrl_c_in_prepare_is_one_line_and_exit_130(videos_dir, tmp_path):
   many = tmp_path / "many"
   many.mkdir()
   videos = sorted(src.glob("*.mp4"))
-  for i in range(200):  # enough work that the signal lands mid-job
+  for i in range(1000):  # enough work that the signal lands mid-job, on an idle machine too
     (many / f"{i:03d}.mp4").symlink_to(videos[i % len(videos)])
   out = tmp_path / "out"
   proc = subprocess.Popen([sys.executable, "-m", "avjax.prepare", f"--input={many}",
