@@ -37,6 +37,12 @@ def centre_crop(image: np.ndarray, spec) -> np.ndarray:
   return clip_ops.resize_crop(image, None, spec=spec, train=False).numpy()
 
 
+def pad_rows(x: np.ndarray, size: int) -> np.ndarray:
+  """x [n, ...] zero-padded to `size` rows: every batch of one compiled shape."""
+  short = size - len(x)
+  return np.concatenate([x, np.zeros((short, *x.shape[1:]), x.dtype)]) if short > 0 else x
+
+
 # ----------------------------------------------------------------------------
 # The model side
 # ----------------------------------------------------------------------------
@@ -95,10 +101,7 @@ class Embedder:
     out = []
     for i in range(0, len(items), self.batch_size):
       chunk = items[i:i + self.batch_size]
-      n = len(chunk)
-      if n < self.batch_size:
-        chunk = np.concatenate([chunk, np.zeros((self.batch_size - n, *chunk.shape[1:]), chunk.dtype)])
-      out.append(np.asarray(fn(self.variables, prepare(chunk)))[:n])
+      out.append(np.asarray(fn(self.variables, prepare(pad_rows(chunk, self.batch_size))))[:len(chunk)])
     return np.concatenate(out).astype(np.float32)
 
   def embed_frames(self, frames: np.ndarray) -> np.ndarray:

@@ -122,6 +122,13 @@ def map_objects(m: np.ndarray, *, max_objects: int = 3, min_distance: int = 2,
                   np.float64).reshape(-1, 3)
 
 
+def object_cells(objects: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+  """map_objects' rows (y, x cell centres in 0..1, value) on an [h, w] map -> the
+  cells [n, 2] int (row, column) they are the centres of."""
+  h, w = shape
+  return np.stack([np.floor(objects[:, 0] * h), np.floor(objects[:, 1] * w)], 1).astype(np.int32)
+
+
 def min_max_normalise(maps: np.ndarray) -> np.ndarray:
   maps = np.asarray(maps, np.float64)
   lo = maps.min(axis=(1, 2), keepdims=True)

@@ -61,19 +61,15 @@ def batches(pairs, size: int):
 
 
 def _stack(chunk, size):
-  frames = np.stack([c[0] for c in chunk])
-  windows = np.stack([c[1] for c in chunk])
-  pad = size - len(chunk)
-  if pad:  # one compiled shape
-    frames = np.concatenate([frames, np.zeros((pad, *frames.shape[1:]), frames.dtype)])
-    windows = np.concatenate([windows, np.zeros((pad, *windows.shape[1:]), windows.dtype)])
+  from avjax import embed
+  frames, windows = (embed.pad_rows(np.stack([c[i] for c in chunk]), size) for i in (0, 1))
   return frames, windows, len(chunk)
 
 
 class OverlapAdd:
   """Windows [S] placed every `hop` samples (window i starting at i * hop - S // 2)
   and weighted by a periodic Hann window, summed and normalised by the summed
-  weights; `pop_ready()` returns the samples no later window can touch."""
+  weights; `add` returns the samples no later window can touch, `finish` the rest."""
 
   def __init__(self, size: int, hop: int):
     from avjax.models import separation
@@ -197,8 +193,7 @@ def separate_file(path: str, sep: Separator, output: str, *, max_objects: int,
   shares = sep.share_map(path)
   objects = metrics.map_objects(shares, max_objects=max_objects, min_distance=min_distance,
                                 min_fraction=min_fraction)
-  h, w = shares.shape
-  cells = np.stack([np.floor(objects[:, 0] * h), np.floor(objects[:, 1] * w)], 1).astype(np.int32)
+  cells = metrics.object_cells(objects, shares.shape)
   name = os.path.splitext(fs.basename(path))[0]
   fs.makedirs(output)
   rows = []

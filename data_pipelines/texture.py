@@ -95,20 +95,28 @@ def _filter(signal: np.ndarray, filts: np.ndarray) -> np.ndarray:
   return np.fft.irfft(ft[:, :, None] * filts[:, None, :], n=signal.shape[0], axis=0)
 
 
+def _resample(x: np.ndarray, source: int, target: int) -> np.ndarray:
+  """x [n, ...] from `source` Hz to `target` Hz along its first axis (polyphase)."""
+  from scipy import signal as sps
+  if source == target:
+    return x
+  g = math.gcd(int(source), int(target))
+  return sps.resample_poly(x, int(target) // g, int(source) // g, axis=0)
+
+
+def _bank(spec: TextureSpec, sample_rate: int) -> TextureSpec:
+  """`spec` with no band above the source's Nyquist frequency (there it would hold
+  only resampling residue)."""
+  return dataclasses.replace(spec, high_hz=min(spec.high_hz, sample_rate / 2))
+
+
 def envelopes(waveform: np.ndarray, sample_rate: int, spec: TextureSpec = TextureSpec()):
   """Compressed subband envelopes [frames at env_rate, channels]."""
   from scipy import signal as sps
-  x = np.asarray(waveform, np.float64)
-  if sample_rate != spec.rate:
-    g = math.gcd(int(sample_rate), spec.rate)
-    x = sps.resample_poly(x, spec.rate // g, int(sample_rate) // g)
-  # Bands above the source's Nyquist frequency would hold only resampling residue.
-  bank = dataclasses.replace(spec, high_hz=min(spec.high_hz, sample_rate / 2))
-  subbands = _filter(x, erb_filters(len(x), spec.rate, bank))
+  x = _resample(np.asarray(waveform, np.float64), sample_rate, spec.rate)
+  subbands = _filter(x, erb_filters(len(x), spec.rate, _bank(spec, sample_rate)))
   env = np.abs(sps.hilbert(subbands, axis=0)) ** spec.compression
-  g = math.gcd(spec.rate, spec.env_rate)
-  env = sps.resample_poly(env, spec.env_rate // g, spec.rate // g, axis=0)
-  return np.maximum(env, 0.0)
+  return np.maximum(_resample(env, spec.rate, spec.env_rate), 0.0)
 
 
 def texture_statistics(waveform: np.ndarray, sample_rate: int,
@@ -170,23 +178,17 @@ def subband_noise(env: np.ndarray, sample_rate: int, spec: TextureSpec = COCHLEA
   -> a waveform at `sample_rate` whose cochleagram re-measures near `env`."""
   from scipy import signal as sps
   n = int(round(env.shape[0] * spec.rate / spec.env_rate))
-  g = math.gcd(spec.rate, spec.env_rate)
-  target = sps.resample_poly(np.maximum(env, 0.0) ** (1.0 / spec.compression),
-                             spec.rate // g, spec.env_rate // g, axis=0)[:n]
-  target = np.maximum(target, 0.0)
-  bank = dataclasses.replace(spec, high_hz=min(spec.high_hz, sample_rate / 2))
-  filts = erb_filters(n, spec.rate, bank)
+  uncompressed = np.maximum(env, 0.0) ** (1.0 / spec.compression)
+  target = np.maximum(_resample(uncompressed, spec.env_rate, spec.rate)[:n], 0.0)
+  filts = erb_filters(n, spec.rate, _bank(spec, sample_rate))
   x = np.random.default_rng(seed).standard_normal(n)
   for _ in range(iterations):
     analytic = sps.hilbert(_filter(x, filts), axis=0)
     subbands = np.real(analytic) / np.maximum(np.abs(analytic), 1e-12) * target
     # The filters' squares sum to 1: filtering each subband again and summing
     # reconstructs a signal from its subbands.
-    x = np.einsum("nc,nc->n", np.ones_like(subbands), _filter_each(subbands, filts))
-  if sample_rate != spec.rate:
-    g = math.gcd(int(sample_rate), spec.rate)
-    x = sps.resample_poly(x, int(sample_rate) // g, spec.rate // g)
-  return x.astype(np.float32)
+    x = _filter_each(subbands, filts).sum(axis=1)
+  return _resample(x, spec.rate, sample_rate).astype(np.float32)
 
 
 def _filter_each(subbands: np.ndarray, filts: np.ndarray) -> np.ndarray:

@@ -32,6 +32,7 @@ import numpy as np
 from avjax import metrics
 from avjax.evaluators import base
 from data_pipelines import fs
+from data_pipelines import synthetic
 
 
 def read_speakers(path: str) -> dict:
@@ -41,7 +42,7 @@ def read_speakers(path: str) -> dict:
   except FileNotFoundError as e:
     raise FileNotFoundError(f"{path}: no such file (config.evals.active_speaker.speakers_csv)") from e
   rows = list(csv.DictReader(io.StringIO(text)))
-  needed = {"file", "object", "label", "ymin", "xmin", "ymax", "xmax", "start", "end"}
+  needed = set(synthetic.SPEAKER_COLUMNS)
   if not rows or needed - set(rows[0]):
     raise ValueError(f"{path}: needs columns {sorted(needed)} and at least one row")
   out = collections.defaultdict(dict)
@@ -74,10 +75,9 @@ def track_scores(cams: np.ndarray, peaks: np.ndarray, radius: int) -> np.ndarray
 def clip_rows(cams: np.ndarray, times: np.ndarray, objects: dict, *, max_objects: int,
               radius: int, crop_box) -> list[tuple[str, float, bool]]:
   """One clip: (label, score, sounding) for every annotated object and time step."""
-  _, h, w = cams.shape
   peaks = metrics.map_objects(cams.mean(axis=0), max_objects=max_objects, min_distance=2,
                               min_fraction=0.0)
-  cells = np.stack([np.floor(peaks[:, 0] * h), np.floor(peaks[:, 1] * w)], 1).astype(int)
+  cells = metrics.object_cells(peaks, cams.shape[1:])
   scores = track_scores(cams, cells, radius)
   rows = []
   for obj in objects.values():
@@ -119,7 +119,7 @@ class ActiveSpeaker(base.Evaluator):
     rows, clips, missing = [], 0, 0
     for clip in np.unique(g["clip_index"]):
       at = np.nonzero(g["clip_index"] == clip)[0]
-      name = fs.basename(_text(g["filename"][at[0]]))
+      name = fs.basename(base.text(g["filename"][at[0]]))
       if name not in self.speakers:
         missing += 1
         continue
@@ -155,7 +155,3 @@ def timeline(cams: np.ndarray, starts: np.ndarray, window: float):
   used = np.unique(slot)
   means = np.stack([flat[slot == s].mean(axis=0) for s in used])
   return (used + 0.5) * width, means
-
-
-def _text(x) -> str:
-  return x.decode() if isinstance(x, bytes) else str(x)

@@ -138,6 +138,11 @@ def all_hosts(local: np.ndarray) -> np.ndarray:
   return strings.reshape(-1, *local.shape[1:])
 
 
+def text(x) -> str:
+  """A string batch value (bytes from TensorFlow, or str) as str."""
+  return x.decode() if isinstance(x, bytes) else str(x)
+
+
 def single_labels(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   """Multi-hot [N, C] -> (class index [M], row mask [N]) over the clips with exactly
   one label: probes and clustering score single-label classification."""

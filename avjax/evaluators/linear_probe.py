@@ -124,7 +124,7 @@ def folds_from_csv(path: str, filenames, *, file_column: str, fold_column: str) 
     if rows and col not in rows[0]:
       raise ValueError(f"{path}: no column {col!r} (columns: {list(rows[0])})")
   fold_of = {os.path.basename(r[file_column]): r[fold_column] for r in rows}
-  names = [os.path.basename(n.decode() if isinstance(n, bytes) else str(n)) for n in filenames]
+  names = [os.path.basename(base.text(n)) for n in filenames]
   missing = sorted({n for n in names if n not in fold_of})
   if missing:
     raise ValueError(f"{path}: no {fold_column!r} for {len(missing)} clip file(s), e.g. "
