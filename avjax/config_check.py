@@ -65,6 +65,9 @@ def check_inputs(config, model) -> None:
   audio, frames = models.audio_input(model), models.frame_input(model)
   _require(config.data.audio == audio, "data.audio", config.data.audio,
            f"model {config.model.name!r} takes the {audio!r}")
+  if "sample_rate" in config.model:  # a model that computes on the reader's waveform
+    _require(config.model.sample_rate == config.data.sample_rate, "model.sample_rate",
+             config.model.sample_rate, f"must be data.sample_rate ({config.data.sample_rate})")
   if frames == "frame_stack":
     _require(config.data.frame_stack >= 1, "data.frame_stack", config.data.frame_stack,
              f"model {config.model.name!r} takes a stack of frames: set it to their number")

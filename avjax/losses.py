@@ -332,6 +332,21 @@ def separation_bce(*, outputs, batch, reduction=True):
   return _reduce(per, _mask(batch, logits.shape[0]), reduction)
 
 
+# The robust loss's eps (Owens et al. 2016): the log flattens residuals below about
+# 1/25, so that a few hard steps do not dominate, as a squared error lets them.
+SONORIZATION_EPS = 1.0 / 25 ** 2
+
+
+def sonorization_robust(*, outputs, batch, reduction=True):
+  """Visually Indicated Sounds' robust regression: log(eps + ||s_t - s_hat_t||^2) of
+  the predicted sound features `sonorization_predictions` [B, S, D] against the
+  window's `sonorization_targets`, averaged over steps."""
+  pred = outputs["sonorization_predictions"].astype(jnp.float32)
+  err = jnp.sum((pred - outputs["sonorization_targets"].astype(jnp.float32)) ** 2, axis=-1)
+  per = jnp.mean(jnp.log(SONORIZATION_EPS + err), axis=-1)
+  return _reduce(per, _mask(batch, pred.shape[0]), reduction)
+
+
 def soundnet_kl(*, outputs, batch, reduction=True):
   """SoundNet's distillation: KL(teacher || student) of each teacher's class
   posteriors `teacher_probs[t]` [B, steps, K_t] (avjax/teacher.py) and the
@@ -370,6 +385,7 @@ LOSSES = {
     "mae_pixels": mae_pixels,
     "exemplar_xent": exemplar_xent,
     "separation_bce": separation_bce,
+    "sonorization_robust": sonorization_robust,
 }
 
 

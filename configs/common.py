@@ -10,7 +10,7 @@ LOSS_NAMES = ("avc_softmax_xent", "avc_sigmoid_xent", "infonce", "hard_negatives
               "cosine_embedding", "shared_classifier", "sound_cluster_xent", "sound_bits_xent",
               "frame_class_xent", "soundnet_kl", "rotation_xent", "relpos_xent", "nt_xent",
               "order_xent", "colour_xent", "mae_pixels", "exemplar_xent",
-              "separation_bce")
+              "separation_bce", "sonorization_robust")
 TINY_WIDTHS = (16, 32, 64, 128)
 
 
@@ -188,6 +188,15 @@ def base_config(model: dict, losses: dict, arg: str | None) -> ml_collections.Co
   c.evals.active_speaker = ml_collections.ConfigDict(dict(
       every=0, split="", batch_size=256, speakers_csv="", window_hop=0.0, relative=True,
       max_objects=8, track_radius=0))
+  # Sonorization models (avjax/evaluators/sonorization.py): windows every window_hop s
+  # (0: half a window); material and action probes (k folds by video) on the predicted
+  # and the real sound's pooled features, for each group of label_groups; onsets are
+  # flux peaks above onset_threshold of the clip's largest, onset_min_gap s apart, and
+  # match within onset_tolerance s.
+  c.evals.sonorization = ml_collections.ConfigDict(dict(
+      every=0, split="", batch_size=256, window_hop=0.0,
+      label_groups="material=wood,metal,glass,stone;action=hit,scrape", num_folds=5, C=1.0,
+      max_iter=1000, onset_threshold=0.5, onset_min_gap=0.2, onset_tolerance=0.1))
   # A jax.profiler trace of steps start_step .. start_step + num_steps - 1 into dir
   # ("" = WORKDIR/profile); num_steps 0 = off (avjax/tracing.py).
   c.profile = ml_collections.ConfigDict(dict(start_step=10, num_steps=0, dir=""))
@@ -205,7 +214,7 @@ def base_config(model: dict, losses: dict, arg: str | None) -> ml_collections.Co
     c.evals.avc.every = 300
     c.evals.avc.batch_size = 100
     for name in ("retrieval", "localisation", "linear_probe", "clustering", "sync_offsets",
-                 "separation", "active_speaker"):
+                 "separation", "active_speaker", "sonorization"):
       c.evals[name].batch_size = 100
   return c
 

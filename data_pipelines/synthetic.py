@@ -54,6 +54,9 @@ class SplitSpec:
   # turns of TURN_SECONDS, its notes and swells only within its own turns, and the
   # turns are written to speakers.csv beside the labels.
   turns: bool = False
+  # Struck and scraped objects (sonorization; data_pipelines/hits.py): one slab of a
+  # material and a stick; labelled "material;action", sounding intervals in speakers.csv.
+  hits: bool = False
   files_per_shard: int = 64  # clips per prepared shard (default_dataset.ensure)
 
 
@@ -101,6 +104,11 @@ DEFAULT_SPLITS = (
               silent_probs=(0.0, 0.5, 0.5)),
     SplitSpec("turns_train", 1200, seed=42, seconds=3.0, events=True, turns=True,
               silent_probs=(0.0, 0.5, 0.5)),
+    # A stick strikes or scrapes a slab of wood, metal, glass or stone: what does
+    # the material sound like, and when?
+    SplitSpec("hits_train", 1200, seed=51, seconds=2.0, hits=True),
+    SplitSpec("hits_validation", 200, seed=52, seconds=2.0, hits=True),
+    SplitSpec("hits_test", 300, seed=53, seconds=2.0, hits=True),
 )
 TURN_SECONDS = (0.5, 1.0)  # a turn's length: uniform in this range
 
@@ -328,6 +336,10 @@ def make_glyph_scene(split: SplitSpec, index: int, video: VideoSpec):
 
 
 def class_name(split: SplitSpec, cls: int) -> str:
+  """A clip's label (a hits clip's two, "material;action", as labels CSVs separate them)."""
+  if split.hits:
+    from data_pipelines import hits
+    return ";".join(hits.labels(cls))
   return GLYPHS[cls] if split.glyphs else CLASSES[cls]
 
 
@@ -348,6 +360,11 @@ def make_scene(split: SplitSpec, index: int, video: VideoSpec, *, with_speakers:
   """-> (frames [T,S,S,3] uint8, waveform [N] float32, class, box (ymin,xmin,ymax,xmax));
   with_speakers: and [(class name, box, [(start, end), ...])] of every object that
   sounds (a turns split's objects, each with its turns; otherwise the one)."""
+  if split.hits:
+    from data_pipelines import hits
+    *out, intervals = hits.make_scene(split.seed, index, video.size, video.fps,
+                                      split.seconds or video.seconds, video.sample_rate)
+    return (*out, [(hits.labels(out[2])[0], out[3], intervals)]) if with_speakers else tuple(out)
   if split.glyphs:
     out = make_glyph_scene(split, index, video)
     seconds = split.seconds or video.seconds

@@ -104,7 +104,7 @@ def _resample(x: np.ndarray, source: int, target: int) -> np.ndarray:
   return sps.resample_poly(x, int(target) // g, int(source) // g, axis=0)
 
 
-def _bank(spec: TextureSpec, sample_rate: int) -> TextureSpec:
+def heard_bank(spec: TextureSpec, sample_rate: int) -> TextureSpec:
   """`spec` with no band above the source's Nyquist frequency (there it would hold
   only resampling residue)."""
   return dataclasses.replace(spec, high_hz=min(spec.high_hz, sample_rate / 2))
@@ -114,7 +114,7 @@ def envelopes(waveform: np.ndarray, sample_rate: int, spec: TextureSpec = Textur
   """Compressed subband envelopes [frames at env_rate, channels]."""
   from scipy import signal as sps
   x = _resample(np.asarray(waveform, np.float64), sample_rate, spec.rate)
-  subbands = _filter(x, erb_filters(len(x), spec.rate, _bank(spec, sample_rate)))
+  subbands = _filter(x, erb_filters(len(x), spec.rate, heard_bank(spec, sample_rate)))
   env = np.abs(sps.hilbert(subbands, axis=0)) ** spec.compression
   return np.maximum(_resample(env, spec.rate, spec.env_rate), 0.0)
 
@@ -180,7 +180,7 @@ def subband_noise(env: np.ndarray, sample_rate: int, spec: TextureSpec = COCHLEA
   n = int(round(env.shape[0] * spec.rate / spec.env_rate))
   uncompressed = np.maximum(env, 0.0) ** (1.0 / spec.compression)
   target = np.maximum(_resample(uncompressed, spec.env_rate, spec.rate)[:n], 0.0)
-  filts = erb_filters(n, spec.rate, _bank(spec, sample_rate))
+  filts = erb_filters(n, spec.rate, heard_bank(spec, sample_rate))
   x = np.random.default_rng(seed).standard_normal(n)
   for _ in range(iterations):
     analytic = sps.hilbert(_filter(x, filts), axis=0)

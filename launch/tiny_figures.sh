@@ -3,7 +3,7 @@
 # it and the same network at random initialisation on held-out splits.
 #   bash launch/tiny_figures.sh workdirs/figures [method ...]
 # Methods: l3 avenet avolnet avcontrastive selavi ambient soundnet sync cosine (default: all),
-# separation (its frame tower from ROOT/avcontrastive, trained first if absent), and the frame-only pretext baselines: rotation relative_position colourization exemplar simclr mae arrow_of_time
+# separation (its frame tower from ROOT/avcontrastive, trained first if absent), sonorization, and the frame-only pretext baselines: rotation relative_position colourization exemplar simclr mae arrow_of_time
 # shuffle_and_learn odd_one_out.
 # Each evaluation writes WORKDIR/<method>/eval/metrics_<split>_<step>.json and prints a table;
 # this script's log holds both, trained and random init, one after the other.
@@ -62,6 +62,9 @@ for m in "${METHODS[@]}"; do
       [ -d "$ROOT/avcontrastive/checkpoints" ] || train avcontrastive configs/avcontrastive.py:tiny
       train "$m" configs/separation.py:tiny --config.init_from.workdir="$ROOT/avcontrastive"
       score "$m" configs/separation.py:tiny test separation ;;
+    sonorization)  # trained on the struck-object splits
+      train "$m" configs/sonorization.py:tiny
+      score "$m" configs/sonorization.py:tiny hits_test sonorization ;;
     rotation|relative_position)  # trained on the upright-glyph splits
       train "$m" "configs/$m.py:tiny"
       score "$m" "configs/$m.py:tiny" glyphs_test linear_probe,clustering ;;

@@ -8,6 +8,7 @@ import sklearn.metrics
 
 from avjax import metrics
 from avjax.evaluators import active_speaker
+from avjax.evaluators import base
 from data_pipelines import synthetic
 
 TURNS = {s.name: s for s in synthetic.DEFAULT_SPLITS}["turns_test"]
@@ -72,7 +73,7 @@ def test_speakers_csv_round_trip_and_box_in_the_centre_crop(tmp_path):
 def test_timeline_averages_every_windows_estimate_of_a_step():
   # Windows of 1 s with 2 steps, starting at 0 and 0.5 s: step [0.5, 1) is seen twice.
   cams = np.array([[[[1.0]], [[3.0]]], [[[5.0]], [[7.0]]]])
-  times, maps = active_speaker.timeline(cams, np.array([0.0, 0.5]), 1.0)
+  times, maps = base.timeline(cams, np.array([0.0, 0.5]), 1.0)
   np.testing.assert_allclose(times, [0.25, 0.75, 1.25])
   np.testing.assert_allclose(maps[:, 0, 0], [1.0, 4.0, 7.0])
 

@@ -13,11 +13,14 @@ SPLITS = {s.name: s for s in synthetic.DEFAULT_SPLITS}
 
 def test_existing_splits_are_the_scenes_they_were():
   """Scene 5 of each split as generated before test_small / test_many existed
-  (dataset v3), and of those two before the sync splits (v4): the README's
-  figures of these splits stay valid."""
+  (dataset v3), of those two before the sync splits (v4), and of the sync, glyph and
+  turn-taking splits before the struck-object splits: the README's figures of
+  these splits stay valid."""
   want = {"train": "f2dff78b48b27626", "validation": "6d61363aad3bd221",
           "test": "9e37caff715dc829", "test_crowded": "d7e3766e8f7a6387",
-          "test_small": "cc20e0669a866671", "test_many": "7d5eef62573b0bbc"}
+          "test_small": "cc20e0669a866671", "test_many": "7d5eef62573b0bbc",
+          "sync_train": "494e6ff7e6c7bed6", "glyphs_train": "d81ba2915cbe3f43",
+          "turns_test": "76b91de989c5b911"}
   for name, digest in want.items():
     frames, wave, _, _ = synthetic.make_scene(SPLITS[name], 5, VIDEO)
     assert hashlib.sha256(frames.tobytes() + wave.tobytes()).hexdigest()[:16] == digest, name

@@ -11,7 +11,7 @@ import importlib
 EVALUATORS = {"avc": "AVCAccuracy", "retrieval": "Retrieval", "localisation": "Localisation",
               "linear_probe": "LinearProbe", "clustering": "Clustering",
               "sync_offsets": "SyncOffsets", "separation": "Separation",
-              "active_speaker": "ActiveSpeaker"}
+              "active_speaker": "ActiveSpeaker", "sonorization": "Sonorization"}
 
 
 def evaluator_class(name: str):

@@ -123,7 +123,7 @@ class ActiveSpeaker(base.Evaluator):
       if name not in self.speakers:
         missing += 1
         continue
-      times, cams = timeline(g["cam"][at], g["audio_start"][at], self.window)
+      times, cams = base.timeline(g["cam"][at], g["audio_start"][at], self.window)
       if self.config.relative:
         cams = cams - cams.mean(axis=(1, 2), keepdims=True)
       rows += clip_rows(cams, times, self.speakers[name], max_objects=self.config.max_objects,
@@ -141,17 +141,3 @@ class ActiveSpeaker(base.Evaluator):
             "active_speaker_ap": metrics.average_precision(scores, sounding),
             "active_speaker_chance": float(sounding.mean()),
             "active_speaker_clips": clips, "active_speaker_unannotated_clips": missing}
-
-
-def timeline(cams: np.ndarray, starts: np.ndarray, window: float):
-  """One clip's windows' maps [n, t, h, w] (window i from starts[i] s) -> (step
-  centres [T], maps [T, h, w]) on the grid of the map's steps (window / t), each
-  step the mean of every window's estimate of it."""
-  steps = cams.shape[1]
-  width = window / steps
-  slot = np.round((starts[:, None] + (np.arange(steps)[None] + 0.5) * width) / width - 0.5)
-  slot = slot.astype(int).reshape(-1)
-  flat = cams.reshape(-1, *cams.shape[2:])
-  used = np.unique(slot)
-  means = np.stack([flat[slot == s].mean(axis=0) for s in used])
-  return (used + 0.5) * width, means

@@ -148,3 +148,17 @@ def single_labels(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   one label: probes and clustering score single-label classification."""
   one = labels.sum(1) == 1
   return labels[one].argmax(1), one
+
+
+def timeline(outputs: np.ndarray, starts: np.ndarray, window: float):
+  """One clip's windows' per-step outputs [n, t, ...] (window i from starts[i] s)
+  -> (step centres [T], outputs [T, ...]) on the grid of the steps (window / t),
+  each step the mean of every window's estimate of it."""
+  steps = outputs.shape[1]
+  width = window / steps
+  slot = np.round((starts[:, None] + (np.arange(steps)[None] + 0.5) * width) / width - 0.5)
+  slot = slot.astype(int).reshape(-1)
+  flat = outputs.reshape(-1, *outputs.shape[2:])
+  used = np.unique(slot)
+  means = np.stack([flat[slot == s].mean(axis=0) for s in used])
+  return (used + 0.5) * width, means

@@ -27,6 +27,7 @@ from avjax.models.pretext import (ColourizationNet, ExemplarNet, RelativePositio
 from avjax.models.pretext_video import FrameOrderNet
 from avjax.models.selavi import SeLaVi
 from avjax.models.separation import SeparationNet
+from avjax.models.sonorization import SonorizationNet
 from avjax.models.soundnet import SoundNet
 from avjax.models.sync import SyncNet
 
@@ -35,7 +36,7 @@ MODELS = {"l3": L3Net, "avenet": AVENet, "avolnet": AVOLNet, "selavi": SeLaVi,
           "sync": SyncNet, "rotation": RotationNet,
           "relative_position": RelativePositionNet, "simclr": SimCLRNet,
           "frame_order": FrameOrderNet, "colourization": ColourizationNet, "mae": MAE,
-          "exemplar": ExemplarNet, "separation": SeparationNet}
+          "exemplar": ExemplarNet, "separation": SeparationNet, "sonorization": SonorizationNet}
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 CORRESPONDENCE = {
@@ -101,6 +102,9 @@ OUTPUTS = {
                            "sigmoid mask times its STFT, inverted (inference only)",
     "separation_location_logits": "[B, h, w, T, F] the mask logits of every location's frame "
                                   "vector (inference only: avjax-separate's objects)",
+    "sonorization_predictions": "[B, S, D] the sonorization network's sound features "
+                                "(models/sonorization.py: steps_per_frame steps per frame)",
+    "sonorization_targets": "[B, S, D] the same features of the window's own sound",
     "cluster_prior": "[K] SeLaVi's relative target cluster sizes, largest first (absent: equal)",
 }
 

@@ -1,0 +1,197 @@
+"""The sound of a video, predicted from its frames by a trained sonorization model.
+
+    avjax-sonorize video.mp4 --workdir=DIR --output=out.wav [--inversion=parametric]
+
+The video's frames are read at the model's frame rate a batch of windows at a
+time (memory holds a batch of frame stacks, not the video); each window of
+`frame_stack` frames gives its steps of sound features, and the windows follow
+one another. The features become a waveform as in the paper:
+  - "parametric": subband noise shaped by the predicted cochleagram
+    (data_pipelines.texture.subband_noise); a log-mel model is inverted by
+    Griffin-Lim (librosa) instead;
+  - "example": each window takes the sound of the training window whose real
+    features are nearest its prediction (`--examples` of them, read from the
+    config's training split), cross-faded over 10 ms.
+The video's own sound is never read: the file needs no audio track.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from data_pipelines import fs
+
+INVERSIONS = ("parametric", "example")
+
+
+class Sonorizer:
+  """A sonorization checkpoint's prediction, jitted, and the two inversions."""
+
+  def __init__(self, workdir: str, *, checkpoint: str = "best", batch_size: int = 8):
+    import jax
+    from avjax import embed, models
+    self.emb = embed.Embedder(workdir, checkpoint=checkpoint, layer="features",
+                              batch_size=batch_size)
+    config = self.emb.config
+    if config.model.name != "sonorization":
+      raise ValueError(f"{workdir}: its model is {config.model.name!r}, not a sonorization "
+                       "model (configs/sonorization.py)")
+    self.model = models.build(config.model)
+    self.stack = config.data.frame_stack
+    self.fps = self.stack / self.emb.spectrogram.seconds  # frames per second of a window
+    self.steps = self.stack * self.model.steps_per_frame   # feature steps per window
+    self.rate = self.steps / self.emb.spectrogram.seconds
+    self.batch_size = batch_size
+    predict = self.emb.fns.predict
+    self._predict = jax.jit(lambda v, x: predict(v, x, None)["sonorization_predictions"])
+    self._targets = jax.jit(lambda w: self.model.target_features(w, self.steps))
+
+  def stacks(self, path: str) -> Iterator[tuple[np.ndarray, int]]:
+    """(uint8 frame stacks [batch, T, crop, crop, 3], real rows) of consecutive
+    windows; the last window is padded with its last frame."""
+    from avjax import embed
+    from data_pipelines import decode
+    chunk, window = [], []
+    try:
+      for frame in decode.stream_frames(path, fps=self.fps, short_side=self.emb.data.resize):
+        window.append(embed.centre_crop(frame, self.emb.data))
+        if len(window) == self.stack:
+          chunk.append(np.stack(window))
+          window = []
+        if len(chunk) == self.batch_size:
+          yield np.stack(chunk), len(chunk)
+          chunk = []
+    except decode.BadMediaError as e:
+      raise ValueError(f"{path}: {e}") from e
+    if window:
+      chunk.append(np.stack(window + [window[-1]] * (self.stack - len(window))))
+    if chunk:
+      yield embed.pad_rows(np.stack(chunk), self.batch_size), len(chunk)
+
+  def features(self, path: str) -> np.ndarray:
+    """-> the predicted features [windows, steps, D] of the video's windows."""
+    out = [np.asarray(self._predict(self.emb.variables, stacks))[:n]
+           for stacks, n in self.stacks(path)]
+    if not out:
+      raise ValueError(f"{path}: no frames")
+    return np.concatenate(out)
+
+  def parametric(self, features: np.ndarray) -> np.ndarray:
+    """Windows' features [n, steps, D] -> the waveform they describe."""
+    flat = features.reshape(-1, features.shape[-1])
+    if self.model.target == "log_mel":
+      return griffin_lim(flat, self.emb.sample_rate, self.emb.window_samples // self.steps)
+    return subband_inversion(flat, self.rate, self.emb.sample_rate)
+
+  def example_bank(self, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """(real features [n, steps * D], waveforms [n, samples]) of up to `limit`
+    windows of the config's training split, a window apart."""
+    from avjax import input as input_lib
+    data = self.emb.config.data
+    reader = input_lib.make_reader(data, data.train_split, global_batch=self.batch_size, seed=0)
+    feats, waves = [], []
+    for batch in reader.eval_iterator(window_hop=self.emb.spectrogram.seconds):
+      keep = np.asarray(batch["mask"]) > 0
+      w = np.asarray(batch["waveform"])[keep]
+      feats.append(np.asarray(self._targets(w)).reshape(len(w), -1))
+      waves.append(w)
+      if sum(map(len, waves)) >= limit:
+        break
+    return np.concatenate(feats)[:limit], np.concatenate(waves)[:limit]
+
+  def example(self, features: np.ndarray, bank) -> np.ndarray:
+    """Each window's nearest bank window's sound, 10 ms cross-fades between them."""
+    bank_feats, bank_waves = bank
+    flat = features.reshape(len(features), -1)
+    d = (np.sum(flat ** 2, 1)[:, None] - 2 * flat @ bank_feats.T
+         + np.sum(bank_feats ** 2, 1)[None])
+    chosen = bank_waves[np.argmin(d, axis=1)]
+    fade = min(int(0.01 * self.emb.sample_rate), chosen.shape[1] // 2)
+    ramp = np.linspace(0.0, 1.0, fade)
+    out = chosen.copy()
+    out[1:, :fade] *= ramp
+    out[:-1, -fade:] *= ramp[::-1]
+    return out.reshape(-1)
+
+
+def subband_inversion(cochleagram: np.ndarray, rate: float, sample_rate: int) -> np.ndarray:
+  """A cochleagram [steps, channels] at `rate` steps/s -> subband noise at
+  `sample_rate` (texture.subband_noise, which works at the bank's own envelope
+  rate: the steps are interpolated to it)."""
+  from data_pipelines import texture
+  spec = texture.COCHLEAGRAM
+  t_out = np.arange(int(round(len(cochleagram) / rate * spec.env_rate))) / spec.env_rate
+  t_in = (np.arange(len(cochleagram)) + 0.5) / rate
+  env = np.stack([np.interp(t_out, t_in, c) for c in cochleagram.T], axis=1)
+  return texture.subband_noise(env, sample_rate)
+
+
+def griffin_lim(log_mel: np.ndarray, sample_rate: int, hop: int) -> np.ndarray:
+  """A log-mel spectrogram [steps, mels] (models.sonorization.log_mel's framing:
+  power, Hann window of two hops) -> a waveform, by librosa's Griffin-Lim."""
+  import librosa
+  from avjax.models import sonorization
+  power = np.maximum(np.exp(log_mel.T) - sonorization.MEL_FLOOR, 0.0)
+  return librosa.feature.inverse.mel_to_audio(power, sr=sample_rate, n_fft=2 * hop,
+                                              hop_length=hop, power=2.0).astype(np.float32)
+
+
+def sonorize_file(path: str, sonorizer: Sonorizer, output: str, *, inversion: str,
+                  examples: int = 0) -> dict:
+  """Writes `path`'s predicted sound to the wav `output` (local or a bucket)."""
+  import soundfile
+  if inversion not in INVERSIONS:
+    raise ValueError(f"--inversion: {inversion!r} is not one of {', '.join(INVERSIONS)}")
+  if not fs.exists(path):
+    raise FileNotFoundError(f"{path}: no such file")
+  features = sonorizer.features(path)
+  if inversion == "parametric":
+    wave = sonorizer.parametric(features)
+  else:
+    wave = sonorizer.example(features, sonorizer.example_bank(examples))
+  with tempfile.TemporaryDirectory() as tmp:
+    local = os.path.join(tmp, "out.wav")
+    soundfile.write(local, wave, sonorizer.emb.sample_rate, subtype="FLOAT")
+    fs.put(local, output)
+  return {"windows": len(features), "seconds": len(wave) / sonorizer.emb.sample_rate,
+          "wav": output}
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("video", help="a video file (local or gs://); its sound is not read")
+  p.add_argument("--workdir", required=True, help="a sonorization training workdir")
+  p.add_argument("--output", required=True, help="the wav to write (local or gs://)")
+  p.add_argument("--checkpoint", default="best", help="best, latest, or a step")
+  p.add_argument("--inversion", default="parametric", choices=INVERSIONS)
+  p.add_argument("--examples", type=int, default=1000,
+                 help="example inversion: training windows to choose from")
+  p.add_argument("--batch_size", type=int, default=8)
+  p.add_argument("--verbose", action="store_true", help="on an error, show the traceback")
+  from avjax import cli
+  return cli.parse_positive(p, argv, ("examples", "batch_size"))
+
+
+def main(args: argparse.Namespace) -> None:
+  if not fs.exists(args.video):  # before loading a checkpoint for nothing
+    raise FileNotFoundError(f"{args.video}: no such file")
+  son = Sonorizer(args.workdir, checkpoint=args.checkpoint, batch_size=args.batch_size)
+  r = sonorize_file(args.video, son, args.output, inversion=args.inversion,
+                    examples=args.examples)
+  print(f"{r['wav']}: {r['seconds']:.2f} s of predicted sound from {r['windows']} window(s) of "
+        f"{args.video} ({args.inversion} inversion, checkpoint step {son.emb.step})",
+        file=sys.stderr)
+
+
+def run(argv: Sequence[str] | None = None) -> None:
+  from avjax import cli
+  cli.run_argparse("avjax-sonorize", parse_args, main, argv)
+
+
+if __name__ == "__main__":
+  run()
