@@ -3,15 +3,17 @@
     avjax-sonorize video.mp4 --workdir=DIR --output=out.wav [--inversion=parametric]
 
 The video's frames are read at the model's frame rate a batch of windows at a
-time (memory holds a batch of frame stacks, not the video); each window of
-`frame_stack` frames gives its steps of sound features, and the windows follow
-one another. The features become a waveform as in the paper:
+time; each window of `frame_stack` frames gives its steps of sound features, the
+windows follow one another, and the sound is written as it is made, so memory
+holds a batch of windows, not the video. The features become a waveform as in
+the paper:
   - "parametric": subband noise shaped by the predicted cochleagram
-    (data_pipelines.texture.subband_noise); a log-mel model is inverted by
+    (data_pipelines.texture.subband_noise), each two neighbouring windows
+    inverted together and overlap-added; a log-mel model is inverted by
     Griffin-Lim (librosa) instead;
   - "example": each window takes the sound of the training window whose real
     features are nearest its prediction (`--examples` of them, read from the
-    config's training split), cross-faded over 10 ms.
+    config's training split), faded in and out over 10 ms.
 The video's own sound is never read: the file needs no audio track.
 """
 from __future__ import annotations
@@ -73,20 +75,38 @@ class Sonorizer:
     if chunk:
       yield embed.pad_rows(np.stack(chunk), self.batch_size), len(chunk)
 
-  def features(self, path: str) -> np.ndarray:
-    """-> the predicted features [windows, steps, D] of the video's windows."""
-    out = [np.asarray(self._predict(self.emb.variables, stacks))[:n]
-           for stacks, n in self.stacks(path)]
-    if not out:
+  def feature_windows(self, path: str) -> Iterator[np.ndarray]:
+    """The predicted features [steps, D] of the video's windows, one after another."""
+    seen = False
+    for stacks, n in self.stacks(path):
+      seen = True
+      yield from np.asarray(self._predict(self.emb.variables, stacks))[:n]
+    if not seen:
       raise ValueError(f"{path}: no frames")
-    return np.concatenate(out)
 
-  def parametric(self, features: np.ndarray) -> np.ndarray:
-    """Windows' features [n, steps, D] -> the waveform they describe."""
-    flat = features.reshape(-1, features.shape[-1])
+  def invert(self, features: np.ndarray) -> np.ndarray:
+    """Features [steps, D] -> the waveform they describe (subband noise, or
+    Griffin-Lim for a log-mel model)."""
     if self.model.target == "log_mel":
-      return griffin_lim(flat, self.emb.sample_rate, self.emb.window_samples // self.steps)
-    return subband_inversion(flat, self.rate, self.emb.sample_rate)
+      return griffin_lim(features, self.emb.sample_rate, self.emb.window_samples // self.steps)
+    return subband_inversion(features, self.rate, self.emb.sample_rate)
+
+  def parametric(self, windows: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    """Consecutive windows' features -> consecutive pieces of sound. Each two
+    neighbouring windows are inverted together and overlap-added with Hann weights
+    (separate.OverlapAdd): memory holds two windows, and the joins do not click."""
+    from avjax.separate import OverlapAdd
+    size = self.emb.window_samples
+    adder = OverlapAdd(2 * size, size)
+    previous, count = None, 0
+    for features in windows:
+      pair = np.concatenate([np.zeros_like(features) if previous is None else previous, features])
+      yield adder.add(_fit(self.invert(pair), 2 * size))
+      previous, count = features, count + 1
+    if previous is not None:
+      yield adder.add(_fit(self.invert(np.concatenate([previous, np.zeros_like(previous)])),
+                           2 * size))
+      yield adder.finish(count * size)
 
   def example_bank(self, limit: int) -> tuple[np.ndarray, np.ndarray]:
     """(real features [n, steps * D], waveforms [n, samples]) of up to `limit`
@@ -104,19 +124,24 @@ class Sonorizer:
         break
     return np.concatenate(feats)[:limit], np.concatenate(waves)[:limit]
 
-  def example(self, features: np.ndarray, bank) -> np.ndarray:
-    """Each window's nearest bank window's sound, 10 ms cross-fades between them."""
+  def example(self, windows: Iterator[np.ndarray], bank) -> Iterator[np.ndarray]:
+    """Each window's nearest bank window's sound, faded in and out over 10 ms."""
     bank_feats, bank_waves = bank
-    flat = features.reshape(len(features), -1)
-    d = (np.sum(flat ** 2, 1)[:, None] - 2 * flat @ bank_feats.T
-         + np.sum(bank_feats ** 2, 1)[None])
-    chosen = bank_waves[np.argmin(d, axis=1)]
-    fade = min(int(0.01 * self.emb.sample_rate), chosen.shape[1] // 2)
+    bank_norms = np.sum(bank_feats ** 2, axis=1)
+    fade = min(int(0.01 * self.emb.sample_rate), bank_waves.shape[1] // 2)
     ramp = np.linspace(0.0, 1.0, fade)
-    out = chosen.copy()
-    out[1:, :fade] *= ramp
-    out[:-1, -fade:] *= ramp[::-1]
-    return out.reshape(-1)
+    for features in windows:
+      flat = features.reshape(-1)
+      out = bank_waves[np.argmin(bank_norms - 2 * bank_feats @ flat)].copy()
+      out[:fade] *= ramp
+      out[-fade:] *= ramp[::-1]
+      yield out
+
+
+def _fit(wave: np.ndarray, n: int) -> np.ndarray:
+  """`wave` cut or zero-padded to n samples (an inversion's length is within a
+  sample or two of its steps')."""
+  return wave[:n] if len(wave) >= n else np.pad(wave, (0, n - len(wave)))
 
 
 def subband_inversion(cochleagram: np.ndarray, rate: float, sample_rate: int) -> np.ndarray:
@@ -149,16 +174,21 @@ def sonorize_file(path: str, sonorizer: Sonorizer, output: str, *, inversion: st
     raise ValueError(f"--inversion: {inversion!r} is not one of {', '.join(INVERSIONS)}")
   if not fs.exists(path):
     raise FileNotFoundError(f"{path}: no such file")
-  features = sonorizer.features(path)
+  windows = sonorizer.feature_windows(path)
   if inversion == "parametric":
-    wave = sonorizer.parametric(features)
+    pieces = sonorizer.parametric(windows)
   else:
-    wave = sonorizer.example(features, sonorizer.example_bank(examples))
+    pieces = sonorizer.example(windows, sonorizer.example_bank(examples))
+  rate = sonorizer.emb.sample_rate
+  samples = 0
   with tempfile.TemporaryDirectory() as tmp:
     local = os.path.join(tmp, "out.wav")
-    soundfile.write(local, wave, sonorizer.emb.sample_rate, subtype="FLOAT")
+    with soundfile.SoundFile(local, "w", samplerate=rate, channels=1, subtype="FLOAT") as out:
+      for piece in pieces:  # written as made: memory holds a batch of windows
+        out.write(piece)
+        samples += len(piece)
     fs.put(local, output)
-  return {"windows": len(features), "seconds": len(wave) / sonorizer.emb.sample_rate,
+  return {"windows": samples // sonorizer.emb.window_samples, "seconds": samples / rate,
           "wav": output}
 
 

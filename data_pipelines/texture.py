@@ -177,10 +177,13 @@ def subband_noise(env: np.ndarray, sample_rate: int, spec: TextureSpec = COCHLEA
   changes the envelopes a little; `iterations` repeat it from the sum.
   -> a waveform at `sample_rate` whose cochleagram re-measures near `env`."""
   from scipy import signal as sps
-  n = int(round(env.shape[0] * spec.rate / spec.env_rate))
+  # At the output's rate when it is below the bank's: the bank stops at its Nyquist
+  # frequency either way, and the work shrinks with the rate.
+  rate = min(spec.rate, int(sample_rate))
+  n = int(round(env.shape[0] * rate / spec.env_rate))
   uncompressed = np.maximum(env, 0.0) ** (1.0 / spec.compression)
-  target = np.maximum(_resample(uncompressed, spec.env_rate, spec.rate)[:n], 0.0)
-  filts = erb_filters(n, spec.rate, heard_bank(spec, sample_rate))
+  target = np.maximum(_resample(uncompressed, spec.env_rate, rate)[:n], 0.0)
+  filts = erb_filters(n, rate, heard_bank(spec, sample_rate))
   x = np.random.default_rng(seed).standard_normal(n)
   for _ in range(iterations):
     analytic = sps.hilbert(_filter(x, filts), axis=0)
@@ -188,7 +191,7 @@ def subband_noise(env: np.ndarray, sample_rate: int, spec: TextureSpec = COCHLEA
     # The filters' squares sum to 1: filtering each subband again and summing
     # reconstructs a signal from its subbands.
     x = _filter_each(subbands, filts).sum(axis=1)
-  return _resample(x, spec.rate, sample_rate).astype(np.float32)
+  return _resample(x, rate, sample_rate).astype(np.float32)
 
 
 def _filter_each(subbands: np.ndarray, filts: np.ndarray) -> np.ndarray:
