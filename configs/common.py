@@ -173,12 +173,19 @@ def base_config(model: dict, losses: dict, arg: str | None) -> ml_collections.Co
   # -max_offset..max_offset seconds, `step` apart; the chosen offset should be 0.
   c.evals.sync_offsets = ml_collections.ConfigDict(dict(every=0, split="", batch_size=256,
                                                         max_offset=1.0, step=0.2, tolerance=0.2))
-  # Separation models (configs/separation.py): each clip of the split mixed with the
-  # clip half the split away, both separated; SI-SDR improvement over the mixture on
+  # Separation models (configs/separation.py): mixtures "pairs": each clip of the split
+  # mixed with the clip half the split away, both separated; SI-SDR improvement over the mixture on
   # every clip (`clips` 0) or the first `clips`, and mir_eval's SDR / SIR / SAR on the
   # first `bss_eval_mixtures` mixtures (a quarter second each on a CPU).
+  # mixtures "scenes": each clip's own sound mixes its annotated objects (the embedded
+  # duets_test): each object is separated by the frame greyed outside its box
+  # (speakers_csv) and scored against its stem (stems_dir/<video>_object<k>.flac;
+  # "" = speakers.csv and stems/ beside the split's shards), the stems shifted by up to
+  # max_lag s to line up with the decoded mixture (codec delays).
   c.evals.separation = ml_collections.ConfigDict(dict(every=0, split="", batch_size=256,
-                                                      clips=0, bss_eval_mixtures=64))
+                                                      clips=0, bss_eval_mixtures=64,
+                                                      mixtures="pairs", speakers_csv="",
+                                                      stems_dir="", max_lag=0.05))
   # Active speaker detection from a sync model's CAM (avjax/evaluators/active_speaker.py):
   # speakers_csv "" = speakers.csv beside the split's shards (the embedded turns_test
   # has one); windows every window_hop s (0: one step of the map), each step's map

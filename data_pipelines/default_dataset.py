@@ -83,8 +83,14 @@ def _ensure_locked(specs, base, settings, quiet) -> str:
           boxes_csv=os.path.join(videos, "boxes.csv"), settings=settings,
           files_per_shard=split.files_per_shard, quiet=quiet)
       open(os.path.join(out, ".complete"), "w").close()
-    speakers = os.path.join(videos, "speakers.csv")  # the active speaker evaluator's truth
+    # The evaluators' truths beside the shards: sounding intervals (active speaker
+    # detection) and a duets split's stems (separation).
+    speakers = os.path.join(videos, "speakers.csv")
     if os.path.exists(speakers) and not os.path.exists(os.path.join(out, "speakers.csv")):
       shutil.copyfile(speakers, os.path.join(out, "speakers.csv"))
+    stems = synthetic.stems_folder(videos)
+    if os.path.isdir(stems) and not os.path.isdir(os.path.join(out, synthetic.STEMS)):
+      shutil.copytree(stems, os.path.join(out, synthetic.STEMS + ".tmp"), dirs_exist_ok=True)
+      os.replace(os.path.join(out, synthetic.STEMS + ".tmp"), os.path.join(out, synthetic.STEMS))
   return prepared
 

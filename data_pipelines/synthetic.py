@@ -57,6 +57,10 @@ class SplitSpec:
   # Struck and scraped objects (sonorization; data_pipelines/hits.py): one slab of a
   # material and a stick; labelled "material;action", sounding intervals in speakers.csv.
   hits: bool = False
+  # Duets (separation on real mixtures): the sounding object and one other, both
+  # sounding all through; each one's sound (its stem) is written beside the videos
+  # (stems_folder: <video>_object<k>.flac, at STEM_RATE) and both are in speakers.csv.
+  duets: bool = False
   files_per_shard: int = 64  # clips per prepared shard (default_dataset.ensure)
 
 
@@ -109,7 +113,11 @@ DEFAULT_SPLITS = (
     SplitSpec("hits_train", 1200, seed=51, seconds=2.0, hits=True),
     SplitSpec("hits_validation", 200, seed=52, seconds=2.0, hits=True),
     SplitSpec("hits_test", 300, seed=53, seconds=2.0, hits=True),
+    # Two objects of different classes sounding at once: whose sound is whose?
+    SplitSpec("duets_test", 150, seed=61, silent_probs=(0.0, 1.0), duets=True, place_tries=1000,
+              size_range=(0.22, 0.32)),
 )
+STEM_RATE = 16000  # the duets' stems: enough for every config's audio up to 8 kHz
 TURN_SECONDS = (0.5, 1.0)  # a turn's length: uniform in this range
 
 # Notes of the time-structured splits: onsets at least EVENT_GAP apart, about
@@ -356,10 +364,13 @@ def speaking_turns(seconds: float, n_objects: int, rng: np.random.Generator) -> 
   return out
 
 
-def make_scene(split: SplitSpec, index: int, video: VideoSpec, *, with_speakers: bool = False):
+def make_scene(split: SplitSpec, index: int, video: VideoSpec, *, with_speakers: bool = False,
+               with_stems: bool = False):
   """-> (frames [T,S,S,3] uint8, waveform [N] float32, class, box (ymin,xmin,ymax,xmax));
   with_speakers: and [(class name, box, [(start, end), ...])] of every object that
-  sounds (a turns split's objects, each with its turns; otherwise the one)."""
+  sounds (a turns split's objects, each with its turns; a duet's two; otherwise the
+  one); with_stems: and each of those objects' sound [N] (a duet's two sum, with
+  the background noise, to the waveform)."""
   if split.hits:
     from data_pipelines import hits
     *out, intervals = hits.make_scene(split.seed, index, video.size, video.fps,
@@ -410,18 +421,29 @@ def make_scene(split: SplitSpec, index: int, video: VideoSpec, *, with_speakers:
   sound = class_sound(sounding, n, video.sample_rate, rng) * 10 ** (rng.uniform(-24, -12) / 20)
   noise = _bandnoise(n, 30, 8000, video.sample_rate, rng) * 10 ** (rng.uniform(-48, -34) / 20)
   t = np.arange(n) / video.sample_rate
+  stems = [sound]
   if split.turns:
     sound = sum(_turn_sound(o, t, video.sample_rate, np.random.default_rng([split.seed, index, 2, j]))
                 for j, o in enumerate(objects))
   elif split.events:
     sound = sound * note_envelope(t, objects[0]["onsets"], decay=0.15)
+  elif split.duets:  # the second object's sound from a stream of its own
+    if len(objects) < 2:
+      raise RuntimeError(f"{split.name} scene {index}: cannot place the second object")
+    other = np.random.default_rng([split.seed, index, 3])
+    stems.append(class_sound(objects[1]["cls"], n, video.sample_rate, other)
+                 * 10 ** (other.uniform(-24, -12) / 20))
+    sound = stems[0] + stems[1]
   out = (frames, (sound + noise).astype(np.float32), sounding, box)
-  if not with_speakers:
-    return out
   boxed = lambda o: (o["y"] / size, o["x"] / size, (o["y"] + o["d"]) / size, (o["x"] + o["d"]) / size)
-  speakers = ([(o["name"], boxed(o), o["turns"]) for o in objects] if split.turns
-              else [(CLASSES[sounding], box, [(0.0, seconds)])])
-  return (*out, speakers)
+  if with_speakers:
+    speakers = ([(o["name"], boxed(o), o["turns"]) for o in objects] if split.turns
+                else [(o["name"], boxed(o), [(0.0, seconds)]) for o in objects[:2]] if split.duets
+                else [(CLASSES[sounding], box, [(0.0, seconds)])])
+    out = (*out, speakers)
+  if with_stems:
+    out = (*out, [x.astype(np.float32) for x in stems])
+  return out
 
 
 def _turn_sound(o: dict, t: np.ndarray, sample_rate: int, rng: np.random.Generator):
@@ -493,12 +515,41 @@ def _write_range(args) -> list[tuple[str, str, tuple]]:
   rows = []
   for i in range(start, stop):
     name = f"{split.name}_{i:05d}.mp4"
-    frames, waveform, cls, box, speakers = make_scene(split, i, video, with_speakers=True)
+    frames, waveform, cls, box, speakers, *stems = make_scene(
+        split, i, video, with_speakers=True, with_stems=split.duets)
     path = os.path.join(out_dir, name)
     if not os.path.exists(path):
+      if split.duets:
+        write_stems(stems_folder(out_dir), name, stems[0], video.sample_rate)
       write_mp4(path, frames, waveform, video)
     rows.append((name, class_name(split, cls), box, speakers))
   return rows
+
+
+STEMS = "stems"  # the folder of a duets split's stems beside its shards
+
+
+def stems_folder(videos: str) -> str:
+  """Where a duets split's generator writes the stems: beside the videos' folder,
+  not in it, so that prepare does not take them for videos."""
+  return f"{videos.rstrip('/')}_{STEMS}"
+
+
+def stem_path(folder: str, video: str, k: int) -> str:
+  """Where object k's stem of `video` (a file name) lies in a stems folder."""
+  return os.path.join(folder, f"{os.path.splitext(video)[0]}_object{k}.flac")
+
+
+def write_stems(folder: str, video: str, stems, sample_rate: int) -> None:
+  """Each object's sound, at STEM_RATE, as 24-bit FLAC (lossless; a fraction of the size)."""
+  import soundfile
+  from scipy import signal as sps
+  os.makedirs(folder, exist_ok=True)
+  for k, stem in enumerate(stems):
+    g = np.gcd(STEM_RATE, sample_rate)
+    soundfile.write(stem_path(folder, video, k),
+                    sps.resample_poly(stem, STEM_RATE // g, sample_rate // g), STEM_RATE,
+                    subtype="PCM_24")
 
 
 def _write_csvs(rows, out_dir: str, seconds: float) -> None:
