@@ -61,7 +61,9 @@ for m in "${METHODS[@]}"; do
     separation)
       [ -d "$ROOT/avcontrastive/checkpoints" ] || train avcontrastive configs/avcontrastive.py:tiny
       train "$m" configs/separation.py:tiny --config.init_from.workdir="$ROOT/avcontrastive"
-      score "$m" configs/separation.py:tiny test separation ;;
+      score "$m" configs/separation.py:tiny test separation
+      score "$m" configs/separation.py:tiny duets_test separation \
+        --config.evals.separation.mixtures=scenes ;;
     sonorization)  # trained on the struck-object splits
       train "$m" configs/sonorization.py:tiny
       score "$m" configs/sonorization.py:tiny hits_test sonorization ;;
