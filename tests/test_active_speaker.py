@@ -97,6 +97,15 @@ def test_a_map_bright_on_the_sounding_object_ranks_it_first():
   assert all(r[1] == -np.inf for r in rows if r[0] == "tee")
 
 
+def test_competing_tracks_by_hand():
+  a, b, c = np.array([1.0, 0.0]), np.array([0.0, 2.0]), np.array([0.5, 0.5])
+  got = active_speaker.competing([a, None, b, c])
+  np.testing.assert_allclose(got[0], [0.5, -2.0])
+  assert got[1] is None
+  np.testing.assert_allclose(got[2], [-1.0, 1.5])
+  np.testing.assert_allclose(active_speaker.competing([a])[0], a)  # alone: as it was
+
+
 def test_the_evaluator_scores_a_sync_model_on_turn_taking_clips(tmp_path):
   from avjax.evaluators import runner
   from data_pipelines import ingest

@@ -73,22 +73,38 @@ def track_scores(cams: np.ndarray, peaks: np.ndarray, radius: int) -> np.ndarray
 
 
 def clip_rows(cams: np.ndarray, times: np.ndarray, objects: dict, *, max_objects: int,
-              radius: int, crop_box) -> list[tuple[str, float, bool]]:
-  """One clip: (label, score, sounding) for every annotated object and time step."""
+              radius: int, crop_box, compete: bool = False) -> list[tuple[str, float, bool]]:
+  """One clip: (label, score, sounding) for every annotated object and time step.
+  compete: each object's score less the highest of the other objects' at that step
+  (is it sounding more than anyone else in view?)."""
   peaks = metrics.map_objects(cams.mean(axis=0), max_objects=max_objects, min_distance=2,
                               min_fraction=0.0)
   cells = metrics.object_cells(peaks, cams.shape[1:])
   scores = track_scores(cams, cells, radius)
-  rows = []
+  tracks = []
   for obj in objects.values():
     ymin, xmin, ymax, xmax = crop_box(obj["box"])
     inside = [(k, s.mean()) for k, (p, s) in enumerate(zip(peaks, scores))
               if ymin <= p[0] <= ymax and xmin <= p[1] <= xmax]
-    track = scores[max(inside, key=lambda kv: kv[1])[0]] if inside else None
+    tracks.append(scores[max(inside, key=lambda kv: kv[1])[0]] if inside else None)
+  if compete:
+    tracks = competing(tracks)
+  rows = []
+  for obj, track in zip(objects.values(), tracks):
     for step, t in enumerate(times):
       sounding = any(s <= t < e for s, e in obj["intervals"])
       rows.append((obj["label"], -np.inf if track is None else float(track[step]), sounding))
   return rows
+
+
+def competing(tracks: list) -> list:
+  """Each track [T] less the step-wise maximum of the others (None: no track; a
+  lone track stays as it is)."""
+  out = []
+  for k, t in enumerate(tracks):
+    others = [o for j, o in enumerate(tracks) if j != k and o is not None]
+    out.append(t if t is None or not others else t - np.max(others, axis=0))
+  return out
 
 
 class ActiveSpeaker(base.Evaluator):
@@ -127,7 +143,8 @@ class ActiveSpeaker(base.Evaluator):
       if self.config.relative:
         cams = cams - cams.mean(axis=(1, 2), keepdims=True)
       rows += clip_rows(cams, times, self.speakers[name], max_objects=self.config.max_objects,
-                        radius=self.config.track_radius, crop_box=crop_box)
+                        radius=self.config.track_radius, crop_box=crop_box,
+                        compete=self.config.compete)
       clips += 1
     if not rows:
       raise ValueError(f"config.evals.active_speaker: no clip of {self.split!r} is in {self.path}")
