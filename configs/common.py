@@ -195,7 +195,7 @@ def base_config(model: dict, losses: dict, arg: str | None) -> ml_collections.Co
   # other annotated objects' at that step.
   c.evals.active_speaker = ml_collections.ConfigDict(dict(
       every=0, split="", batch_size=256, speakers_csv="", window_hop=0.0, relative=True,
-      max_objects=8, track_radius=0, compete=True))
+      max_objects=16, track_radius=0, compete=True))
   # Sonorization models (avjax/evaluators/sonorization.py): windows every window_hop s
   # (0: half a window); material and action probes (k folds by video) on the predicted
   # and the real sound's pooled features, for each group of label_groups; onsets are
