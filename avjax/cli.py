@@ -67,6 +67,19 @@ def run_argparse(name: str, parse_args, main, argv=None) -> None:
   with_one_line_errors(name, main)(args)
 
 
+def video_command_parser(description: str, *, video: str, workdir: str, output: str):
+  """The flags every command that runs a trained workdir on one video shares (the
+  video, --workdir, --output, --checkpoint, --verbose)."""
+  import argparse
+  p = argparse.ArgumentParser(description=description)
+  p.add_argument("video", help=video)
+  p.add_argument("--workdir", required=True, help=workdir)
+  p.add_argument("--output", required=True, help=output)
+  p.add_argument("--checkpoint", default="best", help="best, latest, or a step")
+  p.add_argument("--verbose", action="store_true", help="on an error, show the traceback")
+  return p
+
+
 def parse_positive(parser, argv, names):
   """parser.parse_args(argv), with each of the flags `names` required positive
   (argparse's one-line usage error otherwise)."""

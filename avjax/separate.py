@@ -214,19 +214,16 @@ def separate_file(path: str, sep: Separator, output: str, *, max_objects: int,
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("video", help="a video file with sound (local or gs://)")
-  p.add_argument("--workdir", required=True, help="a separation training workdir")
-  p.add_argument("--output", required=True, help="folder for the wavs and objects CSV")
-  p.add_argument("--checkpoint", default="best", help="best, latest, or a step")
+  from avjax import cli
+  p = cli.video_command_parser(
+      __doc__.split("\n")[0], video="a video file with sound (local or gs://)",
+      workdir="a separation training workdir", output="folder for the wavs and objects CSV")
   p.add_argument("--max_objects", type=int, default=2)
   p.add_argument("--min_distance", type=int, default=2,
                  help="cells between objects (Chebyshev) in the frame's map")
   p.add_argument("--min_fraction", type=float, default=0.5,
                  help="an object's share above this fraction of the map's range")
   p.add_argument("--batch_size", type=int, default=16)
-  p.add_argument("--verbose", action="store_true", help="on an error, show the traceback")
-  from avjax import cli
   return cli.parse_positive(p, argv, ("max_objects", "min_distance", "batch_size"))
 
 

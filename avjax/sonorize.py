@@ -193,17 +193,14 @@ def sonorize_file(path: str, sonorizer: Sonorizer, output: str, *, inversion: st
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("video", help="a video file (local or gs://); its sound is not read")
-  p.add_argument("--workdir", required=True, help="a sonorization training workdir")
-  p.add_argument("--output", required=True, help="the wav to write (local or gs://)")
-  p.add_argument("--checkpoint", default="best", help="best, latest, or a step")
+  from avjax import cli
+  p = cli.video_command_parser(
+      __doc__.split("\n")[0], video="a video file (local or gs://); its sound is not read",
+      workdir="a sonorization training workdir", output="the wav to write (local or gs://)")
   p.add_argument("--inversion", default="parametric", choices=INVERSIONS)
   p.add_argument("--examples", type=int, default=1000,
                  help="example inversion: training windows to choose from")
   p.add_argument("--batch_size", type=int, default=8)
-  p.add_argument("--verbose", action="store_true", help="on an error, show the traceback")
-  from avjax import cli
   return cli.parse_positive(p, argv, ("examples", "batch_size"))
 
 

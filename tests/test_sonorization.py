@@ -114,6 +114,13 @@ def test_onset_errors_pooled_features_and_label_groups_by_hand():
     evaluator.parse_groups("material", ["wood"])
 
 
+def _random_batch(frames: int, crop: int, samples: int) -> dict:
+  rng = np.random.default_rng(0)
+  return {"frame_stack": rng.integers(0, 255, (2, frames, crop, crop, 3), dtype=np.uint8),
+          "waveform": rng.normal(0, 0.1, (2, samples)).astype(np.float32),
+          "label": np.ones(2, np.int32)}
+
+
 def test_speech_variant_regresses_log_mel_and_griffin_lim_inverts_it():
   """configs/sonorization.py:target=log_mel (speech from silent video) trains on
   log-mel targets, and Griffin-Lim turns a log-mel back into a waveform whose
@@ -125,11 +132,7 @@ def test_speech_variant_regresses_log_mel_and_griffin_lim_inverts_it():
   c.data.update(frame_stack=5, crop=32)
   c.data.spectrogram.seconds = 0.2
   c.model.update(vision_widths=(4, 8), spacetime_widths=(4, 8), lstm_size=8)
-  rng = np.random.default_rng(0)
-  batch = {"frame_stack": rng.integers(0, 255, (2, 5, 32, 32, 3), dtype=np.uint8),
-           "waveform": rng.normal(0, 0.1, (2, 1600)).astype(np.float32),
-           "label": np.ones(2, np.int32)}
-  _, _, out = one_update(c, batch)
+  _, _, out = one_update(c, _random_batch(5, 32, 1600))
   assert np.isfinite(float(out["loss"]))
   wave = _at_8k(synthetic.make_scene(HITS, 2, VIDEO)[1])[:8000]
   mel = np.asarray(sonorization.log_mel(jnp.asarray(wave)[None], 8000, 100, 64))[0]
@@ -197,11 +200,7 @@ def test_one_paper_scale_update_step():
   from tests.conftest import one_update
   c = sonorization_config.get_config()
   c.data.crop = 32
-  rng = np.random.default_rng(0)
-  batch = {"frame_stack": rng.integers(0, 255, (2, 60, 32, 32, 3), dtype=np.uint8),
-           "waveform": rng.normal(0, 0.1, (2, 44100)).astype(np.float32),
-           "label": np.ones(2, np.int32)}
-  state, new, out = one_update(c, batch)
+  state, new, out = one_update(c, _random_batch(60, 32, 44100))
   assert np.isfinite(float(out["loss"]))
   before = state.params["lstm"]["hi"]["kernel"]
   after = new.params["lstm"]["hi"]["kernel"]
