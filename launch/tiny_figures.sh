@@ -57,7 +57,8 @@ for m in "${METHODS[@]}"; do
     sync)
       train "$m" configs/sync.py:tiny
       score "$m" configs/sync.py:tiny sync_test avc,sync_offsets
-      score "$m" configs/sync.py:tiny sync_crowded avc,localisation ;;
+      score "$m" configs/sync.py:tiny sync_crowded avc,localisation
+      score "$m" configs/sync.py:tiny turns_test active_speaker ;;
     separation)
       [ -d "$ROOT/avcontrastive/checkpoints" ] || train avcontrastive configs/avcontrastive.py:tiny
       train "$m" configs/separation.py:tiny --config.init_from.workdir="$ROOT/avcontrastive"
