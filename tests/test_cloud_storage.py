@@ -200,3 +200,27 @@ def test_separate_reads_a_video_from_a_bucket_and_writes_its_wavs_there(emulator
   import soundfile
   audio, rate = soundfile.read(io.BytesIO(gcs.cat(wavs[0])))
   assert rate == SAMPLE_RATE and abs(len(audio) - 1.4 * rate) <= 0.25 * rate
+
+
+def test_sonorize_reads_a_video_from_a_bucket_and_writes_its_wav_there(emulator, gcs, data_dir,
+                                                                       videos_dir, tmp_path):
+  """avjax-sonorize with a gs:// video and a gs:// wav: the predicted sound lands in
+  the bucket, as long as the video."""
+  from avjax import train
+  from tests.conftest import tiny_config
+  work = str(tmp_path / "sonorization")
+  config = tiny_config("sonorization", data_dir, total_steps=2, log_every=1)
+  config.data.update(train_split="train", eval_split="validation", frame_stack=5)
+  config.data.spectrogram.seconds = 0.2
+  config.model.update(spacetime_widths=(4, 8), vision_widths=(4, 8), lstm_size=8)
+  config.evals.sonorization.every = 0
+  train.train_and_evaluate(config, work)
+  name = sorted(p for p in os.listdir(videos_dir / VAL.name) if p.endswith(".mp4"))[0]
+  gcs.put(str(videos_dir / VAL.name / name), f"{BUCKET}/sonorize/{name}")
+  r = _cli(["-m", "avjax.sonorize", f"gs://{BUCKET}/sonorize/{name}", f"--workdir={work}",
+            f"--output=gs://{BUCKET}/sonorized/out.wav", "--checkpoint=latest"])
+  assert r.returncode == 0, r.stderr[-3000:]
+  import soundfile
+  audio, rate = soundfile.read(io.BytesIO(gcs.cat(f"{BUCKET}/sonorized/out.wav")))
+  # 1.4 s of video in windows of 0.2 s: seven windows' worth of sound.
+  assert rate == SAMPLE_RATE and abs(len(audio) - 1.4 * rate) <= 0.01 * rate

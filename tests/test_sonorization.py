@@ -134,6 +134,9 @@ def test_speech_variant_regresses_log_mel_and_griffin_lim_inverts_it():
   c.model.update(vision_widths=(4, 8), spacetime_widths=(4, 8), lstm_size=8)
   _, _, out = one_update(c, _random_batch(5, 32, 1600))
   assert np.isfinite(float(out["loss"]))
+  from avjax import config_check
+  with pytest.raises(config_check.ConfigError, match="config.model.target: 'wav' is not one of"):
+    config_check.check(sonorization_config.get_config("tiny,target=wav"))
   wave = _at_8k(synthetic.make_scene(HITS, 2, VIDEO)[1])[:8000]
   mel = np.asarray(sonorization.log_mel(jnp.asarray(wave)[None], 8000, 100, 64))[0]
   back = sonorize.griffin_lim(mel, 8000, hop=80)

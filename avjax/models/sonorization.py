@@ -98,13 +98,16 @@ class SonorizationNet(vgg.Towers):
   sample_rate: int = 22050     # the waveform's (config.data.sample_rate)
   n_mels: int = 64             # target "log_mel"
 
+  def __post_init__(self):
+    if self.target not in TARGETS:  # at build, so that the config check catches it
+      raise ValueError(f"config.model.target: {self.target!r} is not one of {', '.join(TARGETS)}")
+    super().__post_init__()
+
   def target_features(self, waveform, steps: int):
     """The window's sound features [B, steps, D] that the network regresses."""
-    if self.target == "cochleagram":
-      return cochleagram(waveform, self.sample_rate, steps)
     if self.target == "log_mel":
       return log_mel(waveform, self.sample_rate, steps, self.n_mels)
-    raise ValueError(f"config.model.target: {self.target!r} is not one of {', '.join(TARGETS)}")
+    return cochleagram(waveform, self.sample_rate, steps)
 
   @property
   def feature_size(self) -> int:
