@@ -55,12 +55,15 @@ class Sonorizer:
 
   def stacks(self, path: str) -> Iterator[tuple[np.ndarray, int]]:
     """(uint8 frame stacks [batch, T, crop, crop, 3], real rows) of consecutive
-    windows; the last window is padded with its last frame."""
+    windows; the last window is padded with its last frame. Counts the frames read
+    (`frames_read`, final once `frames_done`)."""
     from avjax import embed
     from data_pipelines import decode
     chunk, window = [], []
+    self.frames_read, self.frames_done = 0, False
     try:
       for frame in decode.stream_frames(path, fps=self.fps, short_side=self.emb.data.resize):
+        self.frames_read += 1
         window.append(embed.centre_crop(frame, self.emb.data))
         if len(window) == self.stack:
           chunk.append(np.stack(window))
@@ -70,6 +73,7 @@ class Sonorizer:
           chunk = []
     except decode.BadMediaError as e:
       raise ValueError(f"{path}: {e}") from e
+    self.frames_done = True
     if window:
       chunk.append(np.stack(window + [window[-1]] * (self.stack - len(window))))
     if chunk:
@@ -185,10 +189,13 @@ def sonorize_file(path: str, sonorizer: Sonorizer, output: str, *, inversion: st
     local = os.path.join(tmp, "out.wav")
     with soundfile.SoundFile(local, "w", samplerate=rate, channels=1, subtype="FLOAT") as out:
       for piece in pieces:  # written as made: memory holds a batch of windows
+        if sonorizer.frames_done:  # the padded last window's sound past the video is cut
+          end = int(round(sonorizer.frames_read / sonorizer.fps * rate))
+          piece = piece[:max(0, end - samples)]
         out.write(piece)
         samples += len(piece)
     fs.put(local, output)
-  return {"windows": samples // sonorizer.emb.window_samples, "seconds": samples / rate,
+  return {"windows": -(-sonorizer.frames_read // sonorizer.stack), "seconds": samples / rate,
           "wav": output}
 
 

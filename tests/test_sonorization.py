@@ -187,6 +187,13 @@ def test_sonorization_trains_evaluates_and_sonorizes_a_video(hits_data, tmp_path
     # 2 s of video in windows of 0.2 s: ten windows' worth of sound.
     assert r["windows"] == 10 and rate == 8000 and np.isfinite(audio).all()
     assert abs(len(audio) - 2.0 * rate) <= 0.01 * rate, (inversion, len(audio))
+  # 33 frames in windows of 5: the last window padded, its sound cut where the video ends.
+  frames, wave, *_ = synthetic.make_scene(HITS, 0, VIDEO)
+  short = tmp_path / "short.mp4"
+  synthetic.write_mp4(str(short), frames[:33], wave[:int(33 / VIDEO.fps * VIDEO.sample_rate)],
+                      VIDEO)
+  r = sonorize.sonorize_file(str(short), son, str(out), inversion="parametric")
+  assert r["windows"] == 7 and len(soundfile.read(str(out))[0]) == round(33 / 25 * 8000)
   bad = tmp_path / "notes.mp4"
   bad.write_text("not a video")
   with pytest.raises(ValueError, match="notes.mp4"):
