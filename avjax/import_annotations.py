@@ -6,6 +6,7 @@
   avjax-import ave --annotations=data/testSet.txt --videos=/data/AVE --output=/data/ave_test_csv
   avjax-import ucf101 --annotations=ucfTrainTestlist --videos=/data/UCF-101 --output=/data/ucf_csv
   avjax-import hmdb51 --annotations=testTrainMulti_7030_splits --videos=/data/hmdb51 --output=...
+  avjax-import esc50 --annotations=ESC-50/meta/esc50.csv --videos=ESC-50/audio --output=/data/esc_csv
 
 Writes OUTPUT/labels.csv (where the format has classes), OUTPUT/folds.csv (the
 official splits, where it has them), OUTPUT/boxes.csv and
@@ -25,8 +26,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   p.add_argument("format", choices=annotations.FORMATS)
   p.add_argument("--annotations", required=True,
                  help="vggss: the JSON file; flickr: the folder of XML files; "
-                 "ave: Annotations.txt or a split's list; ucf101, hmdb51: the split lists' folder")
-  p.add_argument("--videos", required=True, help="the folder holding the videos (local or gs://)")
+                 "ave: Annotations.txt or a split's list; ucf101, hmdb51: the split lists' folder; "
+                 "esc50: meta/esc50.csv")
+  p.add_argument("--videos", required=True,
+                 help="the folder holding the videos, or ESC-50's sounds (local or gs://)")
   p.add_argument("--output", required=True, help="folder for labels.csv, boxes.csv, missing.txt")
   p.add_argument("--ids", default=None, help="flickr: a CSV of the clip ids to import")
   p.add_argument("--verbose", action="store_true", help="on an error, show the traceback")
@@ -45,6 +48,8 @@ def read(args: argparse.Namespace) -> annotations.Annotations:
     return annotations.read_ucf101(args.annotations, args.videos)
   if args.format == "hmdb51":
     return annotations.read_hmdb51(args.annotations, args.videos)
+  if args.format == "esc50":
+    return annotations.read_esc50(args.annotations, args.videos)
   return annotations.read_flickr(args.annotations, args.videos, args.ids)
 
 

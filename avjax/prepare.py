@@ -65,6 +65,9 @@ _SPLITS = flags.DEFINE_string("splits", None, "time splits of every input file, 
                               "of each file) or train=0:480s,test=480s:600s (seconds)")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "replace another prepare job's shards in "
                                "--output (without it such a folder is refused)")
+_AUDIO_ONLY = flags.DEFINE_bool("audio_only", False, "sound recordings without a video stream "
+                                "(ESC-50's wavs) become clips of black frames instead of being "
+                                "skipped; probe them with modalities=audio")
 flags.mark_flags_as_required(["input", "output"])
 
 # What --config decides; giving one of these beside it would say it twice.
@@ -74,7 +77,8 @@ CONFIG_DECIDES = ("fps", "sample_rate", "frame_size", "stft", "no_spectrogram")
 def settings_from_flags():
   from data_pipelines import ingest
   from data_pipelines import spectrogram as spectrogram_lib
-  common = dict(clip_seconds=_CLIP_SECONDS.value, min_seconds=_MIN_SECONDS.value)
+  common = dict(clip_seconds=_CLIP_SECONDS.value, min_seconds=_MIN_SECONDS.value,
+                audio_only=_AUDIO_ONLY.value)
   config = cli.loaded_config(_CONFIG) if _CONFIG.value is not None else None
   if config is not None:
     given = [f"--{n}" for n in CONFIG_DECIDES if flags.FLAGS[n].present]

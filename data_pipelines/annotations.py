@@ -27,6 +27,13 @@ that folder lacks (counted and named, never fatal).
   out), for `config.evals.linear_probe` with `folds_csv`, `fold_column=splitK`
   and `test_fold=test`.
 
+- ESC-50 (`meta/esc50.csv` of karolpiczak/ESC-50: filename, fold, target,
+  category, esc10, src_file, take; the wavs in `audio/`): the category is the
+  label, and folds.csv's `fold` column holds the official fold (1-5) for
+  `config.evals.linear_probe` with `folds_csv` and `fold_column=fold` (5-fold
+  cross-validation). The sounds have no pictures: prepare them with
+  `--audio_only` and probe `modalities=audio`.
+
 Boxes carry time -1: they hold for every clip of the video (both benchmarks
 annotate one frame of a short clip).
 """
@@ -39,10 +46,10 @@ import json
 import xml.etree.ElementTree as ET
 
 from data_pipelines import decode, fs
-from data_pipelines.ingest import VIDEO_EXTENSIONS  # what prepare reads as a video
+from data_pipelines.ingest import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS  # what prepare reads
 
 FLICKR_FRAME = 256
-FORMATS = ("vggss", "flickr", "ave", "ucf101", "hmdb51")
+FORMATS = ("vggss", "flickr", "ave", "ucf101", "hmdb51", "esc50")
 
 
 class AnnotationError(ValueError):
@@ -69,12 +76,13 @@ class Annotations:
     return rel
 
 
-def video_index(videos: str) -> dict[str, str]:
-  """{stem: path relative to `videos`} of the video files under it."""
+def video_index(videos: str, extensions=VIDEO_EXTENSIONS) -> dict[str, str]:
+  """{stem: path relative to `videos`} of the media files under it (videos, or
+  the `extensions` given)."""
   out = {}
   for rel in fs.walk_files(videos):
     stem, ext = rel.rsplit(".", 1) if "." in fs.basename(rel) else (rel, "")
-    if f".{ext.lower()}" in VIDEO_EXTENSIONS:
+    if f".{ext.lower()}" in extensions:
       out.setdefault(fs.basename(stem), rel)
   return out
 
@@ -221,6 +229,26 @@ def read_hmdb51(folder: str, videos: str) -> Annotations:
                               f"got {' '.join(parts)!r}")
       fold = {"1": "train", "2": "test", "0": ""}[parts[1]]
       _add_split_member(out, index, parts[0], label, f"split{split_k}", fold)
+  return out
+
+
+ESC50_COLUMNS = ("filename", "fold", "category")
+
+
+def read_esc50(meta_csv: str, audio: str) -> Annotations:
+  text = fs.read_text(meta_csv)
+  rows = list(csv.DictReader(io.StringIO(text)))
+  if not rows or set(ESC50_COLUMNS) - set(rows[0]):
+    raise AnnotationError(f"{meta_csv}: needs columns {', '.join(ESC50_COLUMNS)} and a row "
+                          "(ESC-50's meta/esc50.csv)")
+  index, out = video_index(audio, AUDIO_EXTENSIONS), Annotations()
+  for lineno, r in enumerate(rows, 2):
+    if not r["fold"].strip().isdigit():
+      raise AnnotationError(f"{meta_csv}:{lineno}: fold must be a number, got {r['fold']!r}")
+    rel = out.video(index, fs.basename(r["filename"]).rsplit(".", 1)[0])
+    if rel is not None:
+      out.labels[rel] = [r["category"].strip()]
+      out.folds[rel] = {"fold": r["fold"].strip()}
   return out
 
 

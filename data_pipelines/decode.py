@@ -294,7 +294,8 @@ class _Audio:
 
 def stream_clips(path: str, *, fps: float, sample_rate: int, short_side: int,
                  clip_seconds: float, min_seconds: float, first_frame: int = 0,
-                 end_frame: int | None = None, threads: int = 0) -> Iterator[ClipPiece]:
+                 end_frame: int | None = None, threads: int = 0,
+                 audio_only: bool = False) -> Iterator[ClipPiece]:
   """Cuts a video into clips of `clip_seconds` on the frame grid (frames at
   `fps`, shorter side `short_side`; mono audio at `sample_rate`), decoding one
   clip at a time: memory holds a clip, whatever the video's length.
@@ -307,15 +308,26 @@ def stream_clips(path: str, *, fps: float, sample_rate: int, short_side: int,
   BadMediaError (no stream, undecodable, too short, NaN audio) as it goes; a
   caller keeping a file's clips only if it completes keeps what a whole decode
   would have. `threads`: the video decoder's and the scaler's (0: FFmpeg's
-  choice, every core); the records do not depend on it.
+  choice, every core); the records do not depend on it. `audio_only`: a file
+  without a video stream (a sound recording) gives black square frames for as
+  long as its audio lasts, instead of being refused.
   """
   frames_per_clip = max(1, int(math.floor(clip_seconds * fps)))
   with _bad_media_on_decode_errors(), fs.local_copy(path) as local:
     with av.open(local) as video_container, av.open(local) as audio_container:
-      if not video_container.streams.video:
-        raise BadMediaError("no video stream")
       if not audio_container.streams.audio:
         raise BadMediaError("no audio track")
+      if not video_container.streams.video and audio_only:
+        keep_from = int(round(first_frame / fps * sample_rate))
+        chunks, start = audio_from(audio_container, audio_container.streams.audio[0],
+                                   sample_rate, keep_from)
+        audio = _Audio(chunks, keep_from=keep_from, start=start)
+        yield from _cut(blank_frames(audio, fps, sample_rate, short_side, first_frame), audio,
+                        fps=fps, sample_rate=sample_rate, frames_per_clip=frames_per_clip,
+                        min_seconds=min_seconds, first_frame=first_frame, end_frame=end_frame)
+        return
+      if not video_container.streams.video:
+        raise BadMediaError("no video stream")
       vstream = video_container.streams.video[0]
       vstream.codec_context.thread_count = threads
       t0 = None
@@ -332,6 +344,21 @@ def stream_clips(path: str, *, fps: float, sample_rate: int, short_side: int,
       yield from _cut(frames, audio, fps=fps, sample_rate=sample_rate,
                       frames_per_clip=frames_per_clip, min_seconds=min_seconds,
                       first_frame=first_frame, end_frame=end_frame)
+
+
+def blank_frames(audio: _Audio, fps: float, sample_rate: int, size: int,
+                 first_frame: int) -> Iterator[np.ndarray]:
+  """Black size x size frames from `first_frame` for as long as `audio` lasts
+  (a frame while its end is within the audio), pulling the audio as it goes."""
+  image = np.zeros((size, size, 3), np.uint8)
+  f = first_frame
+  while True:
+    while not audio.done and audio.total < (f + 1) / fps * sample_rate:
+      audio.pull()
+    if audio.total + 1e-6 < (f + 1) / fps * sample_rate:
+      return
+    yield image
+    f += 1
 
 
 def _cut(frames: Iterator[np.ndarray], audio: _Audio, *, fps, sample_rate, frames_per_clip,

@@ -40,6 +40,7 @@ class PrepareError(ValueError):
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".ogv", ".mov", ".m4v", ".mpg",
                     ".mpeg", ".flv", ".3gp", ".wmv", ".ts")
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aac", ".opus")  # --audio_only
 MANIFEST = "manifest.json"
 REPORT = "skipped.csv"
 SHARD_PREFIX = "clips"
@@ -59,6 +60,9 @@ class PrepareSettings:
   # instead of recomputing them (see data_pipelines/spectrogram.py); None stores
   # none. Default: the paper's 10 ms / 5 ms at `sample_rate`.
   spectrogram: spectrogram_lib.SpectrogramSpec | None = DEFAULT
+  # Sound recordings (no video stream) become clips of black frames instead of being
+  # skipped: audio-only benchmarks (ESC-50) through the same records and probes.
+  audio_only: bool = False
 
   def __post_init__(self):
     if self.spectrogram is DEFAULT:
@@ -71,6 +75,8 @@ class PrepareSettings:
   def to_manifest(self) -> dict:
     out = dataclasses.asdict(self)
     out["spectrogram"] = self.spectrogram and self.spectrogram.to_manifest()
+    if not self.audio_only:  # absent when off: the fingerprints of earlier jobs stand
+      del out["audio_only"]
     return out
 
 
@@ -288,7 +294,7 @@ def unit_records(root: str, unit: Unit, settings: PrepareSettings, label_map: di
       fs.join(root, unit.file), fps=settings.fps, sample_rate=settings.sample_rate,
       short_side=settings.frame_size, clip_seconds=settings.clip_seconds,
       min_seconds=settings.min_seconds, first_frame=unit.first_frame, end_frame=unit.end_frame,
-      threads=threads):
+      threads=threads, audio_only=settings.audio_only):
     yield _clip_record(clip, unit.file, settings, label_map, labels, boxes)
 
 

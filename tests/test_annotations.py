@@ -120,3 +120,51 @@ def test_ucf101_and_hmdb51_splits_become_labels_and_folds(videos, tmp_path):
   assert "imported 2 video(s)" in said and "1 annotated video(s) not in" in said
   assert (tmp_path / "h" / "folds.csv").read_text() == (
       "filename,split1\nv_ApplyEyeMakeup_g08_c01.avi,train\nv_Archery_g01_c01.avi,\n")
+
+
+def test_esc50_sounds_import_prepare_audio_only_and_probe_by_their_folds(tmp_path):
+  """ESC-50's meta/esc50.csv and audio/ folder, in their public layout: labels and
+  the official folds; the wavs prepared with --audio_only; the audio linear probe
+  cross-validated over those folds. A listed sound the folder lacks is counted."""
+  import numpy as np
+  import soundfile
+  from avjax.evaluators import runner
+  from data_pipelines import synthetic
+  from tests.conftest import FRAME_SIZE, SAMPLE_RATE, TINY_SPECTROGRAM, tiny_config
+  audio = tmp_path / "ESC-50" / "audio"
+  audio.mkdir(parents=True)
+  rows = ["filename,fold,target,category,esc10,src_file,take"]
+  rng = np.random.default_rng(0)
+  for fold in (1, 2, 3, 4):
+    for target, (category, cls) in enumerate((("dog", 0), ("rain", 3))):
+      name = f"{fold}-{100000 + 10 * fold + target}-A-{target}.wav"
+      wave = synthetic.class_sound(cls, 2 * SAMPLE_RATE, SAMPLE_RATE, rng) * 0.1
+      soundfile.write(audio / name, wave.astype(np.float32), SAMPLE_RATE)
+      rows.append(f"{name},{fold},{target},{category},True,100000,A")
+  rows.append("5-999999-A-0.wav,5,0,dog,True,999999,A")  # not in the folder
+  meta = tmp_path / "ESC-50" / "meta" / "esc50.csv"
+  meta.parent.mkdir()
+  meta.write_text("\n".join(rows) + "\n")
+  out = tmp_path / "csv"
+  said = run_import("esc50", f"--annotations={meta}", f"--videos={audio}", f"--output={out}")
+  assert "imported 8 video(s)" in said and "1 annotated video(s) not in" in said
+  assert ingest.read_labels(str(out / "labels.csv"))["1-100010-A-0.wav"] == ["dog"]
+  assert (out / "folds.csv").read_text().splitlines()[:2] == ["filename,fold",
+                                                               "1-100010-A-0.wav,1"]
+  assert (out / "missing.txt").read_text() == "5-999999-A-0\n"
+
+  ingest.prepare(str(audio), str(tmp_path / "data" / "esc"), labels_csv=str(out / "labels.csv"),
+                 settings=ingest.PrepareSettings(sample_rate=SAMPLE_RATE, frame_size=FRAME_SIZE,
+                                                 spectrogram=TINY_SPECTROGRAM, audio_only=True),
+                 files_per_shard=4, workers=1, quiet=True)
+  config = tiny_config("avenet", tmp_path / "data", train_split="esc")
+  config.evals.linear_probe.update(batch_size=8, split="esc", modalities="audio",
+                                   folds_csv=str(out / "folds.csv"), fold_column="fold")
+  m = runner.evaluate(config, str(tmp_path / "work"), evals=["linear_probe"], random_init=True,
+                      pictures=False)["metrics"]
+  accuracy = [v for k, v in m.items() if k.startswith("linear_probe_audio") and "accuracy" in k]
+  assert accuracy and all(0 <= v <= 1 for v in accuracy), m
+  (tmp_path / "bad.csv").write_text("filename,category\nx.wav,dog\n")
+  r = run_python(["-m", "avjax.import_annotations", "esc50", f"--annotations={tmp_path / 'bad.csv'}",
+                  f"--videos={audio}", f"--output={out}"], cwd=ROOT)
+  assert r.returncode != 0 and "bad.csv: needs columns filename, fold, category" in r.stderr

@@ -517,3 +517,40 @@ def test_time_splits_are_disjoint_and_recorded(tmp_path):
     assert json.load(f)["time_range"] == {"start": 3.0, "end": 6.0, "seconds": True}
   assert len(_records(tmp_path / "cli" / "train")) == 6  # 3 one-second clips of each file
   assert ingest.parse_splits("a=0:90s,b=90s:120s")["b"] == ingest.TimeRange(90, 120, True)
+
+
+def test_audio_only_recordings_become_clips_of_black_frames(tmp_path):
+  """--audio_only: a wav (and a long one, cut into clips and decoded in time ranges)
+  gives clips of black frames as long as its sound, the sound intact; without the
+  flag it is skipped as before."""
+  import soundfile
+  root = tmp_path / "sounds"
+  root.mkdir()
+  rng = np.random.default_rng(0)
+  short = (rng.normal(0, 0.1, int(2.5 * 16000))).astype(np.float32)
+  soundfile.write(root / "dog.wav", short, 16000)
+  soundfile.write(root / "rain.flac", rng.normal(0, 0.1, 16000 * 7).astype(np.float32), 16000)
+  settings = ingest.PrepareSettings(sample_rate=16000, frame_size=32, clip_seconds=3.0,
+                                    audio_only=True)
+  ingest.prepare(str(root), str(tmp_path / "out"), settings=settings, files_per_shard=4,
+                 workers=2, quiet=True, range_seconds=3.0)
+  clips = collections.defaultdict(list)
+  for r in _records(tmp_path / "out"):
+    ctx = r.context.feature
+    frames = r.feature_lists.feature_list[dmvr.FRAMES].feature
+    wav = np.array(r.feature_lists.feature_list[dmvr.WAVEFORM].feature[0].float_list.value)
+    image = tf.io.decode_jpeg(frames[0].bytes_list.value[0]).numpy()
+    assert image.shape == (32, 32, 3) and image.max() <= 2  # black (JPEG's rounding)
+    assert len(wav) == round(len(frames) / 25 * 16000)
+    clips[ctx[dmvr.FILENAME].bytes_list.value[0].decode()].append(
+        (ctx[dmvr.START_US].int64_list.value[0], len(frames), wav))
+  assert sorted(clips) == ["dog.wav", "rain.flac"]
+  (_, n, wav), = clips["dog.wav"]
+  assert n == 62  # 2.5 s at 25 fps: the frames whose span the sound covers
+  np.testing.assert_allclose(wav, short[:len(wav)], atol=1e-4)
+  assert [(s, n) for s, n, _ in sorted(clips["rain.flac"])] == [(0, 75), (3_000_000, 75),
+                                                                 (6_000_000, 25)]
+  ingest.prepare(str(root), str(tmp_path / "plain"), settings=ingest.PrepareSettings(
+      sample_rate=16000, frame_size=32), files_per_shard=4, workers=1, quiet=True)
+  with open(tmp_path / "plain" / ingest.REPORT) as f:
+    assert {r["reason"] for r in csv.DictReader(f)} == {"no video stream"}
