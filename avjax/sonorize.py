@@ -92,7 +92,9 @@ class Sonorizer:
     """Features [steps, D] -> the waveform they describe (subband noise, or
     Griffin-Lim for a log-mel model)."""
     if self.model.target == "log_mel":
-      return griffin_lim(features, self.emb.sample_rate, self.emb.window_samples // self.steps)
+      from avjax.models import sonorization
+      return griffin_lim(features, self.emb.sample_rate,
+                         sonorization.mel_framing(self.emb.window_samples, self.steps))
     return subband_inversion(features, self.rate, self.emb.sample_rate)
 
   def parametric(self, windows: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
@@ -160,13 +162,14 @@ def subband_inversion(cochleagram: np.ndarray, rate: float, sample_rate: int) ->
   return texture.subband_noise(env, sample_rate)
 
 
-def griffin_lim(log_mel: np.ndarray, sample_rate: int, hop: int) -> np.ndarray:
-  """A log-mel spectrogram [steps, mels] (models.sonorization.log_mel's framing:
-  power, Hann window of two hops) -> a waveform, by librosa's Griffin-Lim."""
+def griffin_lim(log_mel: np.ndarray, sample_rate: int, framing: tuple[int, int]) -> np.ndarray:
+  """A log-mel spectrogram [steps, mels] of power, framed (n_fft, hop) as
+  models.sonorization.mel_framing gives -> a waveform, by librosa's Griffin-Lim."""
   import librosa
   from avjax.models import sonorization
+  n_fft, hop = framing
   power = np.maximum(np.exp(log_mel.T) - sonorization.MEL_FLOOR, 0.0)
-  return librosa.feature.inverse.mel_to_audio(power, sr=sample_rate, n_fft=2 * hop,
+  return librosa.feature.inverse.mel_to_audio(power, sr=sample_rate, n_fft=n_fft,
                                               hop_length=hop, power=2.0).astype(np.float32)
 
 

@@ -317,30 +317,25 @@ def stream_clips(path: str, *, fps: float, sample_rate: int, short_side: int,
     with av.open(local) as video_container, av.open(local) as audio_container:
       if not audio_container.streams.audio:
         raise BadMediaError("no audio track")
-      if not video_container.streams.video and audio_only:
-        keep_from = int(round(first_frame / fps * sample_rate))
-        chunks, start = audio_from(audio_container, audio_container.streams.audio[0],
-                                   sample_rate, keep_from)
-        audio = _Audio(chunks, keep_from=keep_from, start=start)
-        yield from _cut(blank_frames(audio, fps, sample_rate, short_side, first_frame), audio,
-                        fps=fps, sample_rate=sample_rate, frames_per_clip=frames_per_clip,
-                        min_seconds=min_seconds, first_frame=first_frame, end_frame=end_frame)
-        return
-      if not video_container.streams.video:
+      has_video = bool(video_container.streams.video)
+      if not has_video and not audio_only:
         raise BadMediaError("no video stream")
-      vstream = video_container.streams.video[0]
-      vstream.codec_context.thread_count = threads
-      t0 = None
-      if first_frame > 0:
-        t0 = first_frame_time(video_container, vstream)
-        if t0 is None:
-          return
-      frames = _frames_at(video_container, vstream, fps, short_side, first_n=first_frame, t0=t0,
-                         threads=threads)
       keep_from = int(round(first_frame / fps * sample_rate))
       chunks, start = audio_from(audio_container, audio_container.streams.audio[0], sample_rate,
                                  keep_from)
       audio = _Audio(chunks, keep_from=keep_from, start=start)
+      if has_video:
+        vstream = video_container.streams.video[0]
+        vstream.codec_context.thread_count = threads
+        t0 = None
+        if first_frame > 0:
+          t0 = first_frame_time(video_container, vstream)
+          if t0 is None:
+            return
+        frames = _frames_at(video_container, vstream, fps, short_side, first_n=first_frame,
+                            t0=t0, threads=threads)
+      else:
+        frames = blank_frames(audio, fps, sample_rate, short_side, first_frame)
       yield from _cut(frames, audio, fps=fps, sample_rate=sample_rate,
                       frames_per_clip=frames_per_clip, min_seconds=min_seconds,
                       first_frame=first_frame, end_frame=end_frame)

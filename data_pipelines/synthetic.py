@@ -543,13 +543,11 @@ def stem_path(folder: str, video: str, k: int) -> str:
 def write_stems(folder: str, video: str, stems, sample_rate: int) -> None:
   """Each object's sound, at STEM_RATE, as 24-bit FLAC (lossless; a fraction of the size)."""
   import soundfile
-  from scipy import signal as sps
+  from data_pipelines import texture
   os.makedirs(folder, exist_ok=True)
   for k, stem in enumerate(stems):
-    g = np.gcd(STEM_RATE, sample_rate)
-    soundfile.write(stem_path(folder, video, k),
-                    sps.resample_poly(stem, STEM_RATE // g, sample_rate // g), STEM_RATE,
-                    subtype="PCM_24")
+    soundfile.write(stem_path(folder, video, k), texture.resample(stem, sample_rate, STEM_RATE),
+                    STEM_RATE, subtype="PCM_24")
 
 
 def _write_csvs(rows, out_dir: str, seconds: float) -> None:

@@ -95,7 +95,7 @@ def _filter(signal: np.ndarray, filts: np.ndarray) -> np.ndarray:
   return np.fft.irfft(ft[:, :, None] * filts[:, None, :], n=signal.shape[0], axis=0)
 
 
-def _resample(x: np.ndarray, source: int, target: int) -> np.ndarray:
+def resample(x: np.ndarray, source: int, target: int) -> np.ndarray:
   """x [n, ...] from `source` Hz to `target` Hz along its first axis (polyphase)."""
   from scipy import signal as sps
   if source == target:
@@ -113,10 +113,10 @@ def heard_bank(spec: TextureSpec, sample_rate: int) -> TextureSpec:
 def envelopes(waveform: np.ndarray, sample_rate: int, spec: TextureSpec = TextureSpec()):
   """Compressed subband envelopes [frames at env_rate, channels]."""
   from scipy import signal as sps
-  x = _resample(np.asarray(waveform, np.float64), sample_rate, spec.rate)
+  x = resample(np.asarray(waveform, np.float64), sample_rate, spec.rate)
   subbands = _filter(x, erb_filters(len(x), spec.rate, heard_bank(spec, sample_rate)))
   env = np.abs(sps.hilbert(subbands, axis=0)) ** spec.compression
-  return np.maximum(_resample(env, spec.rate, spec.env_rate), 0.0)
+  return np.maximum(resample(env, spec.rate, spec.env_rate), 0.0)
 
 
 def texture_statistics(waveform: np.ndarray, sample_rate: int,
@@ -182,7 +182,7 @@ def subband_noise(env: np.ndarray, sample_rate: int, spec: TextureSpec = COCHLEA
   rate = min(spec.rate, int(sample_rate))
   n = int(round(env.shape[0] * rate / spec.env_rate))
   uncompressed = np.maximum(env, 0.0) ** (1.0 / spec.compression)
-  target = np.maximum(_resample(uncompressed, spec.env_rate, rate)[:n], 0.0)
+  target = np.maximum(resample(uncompressed, spec.env_rate, rate)[:n], 0.0)
   filts = erb_filters(n, rate, heard_bank(spec, sample_rate))
   x = np.random.default_rng(seed).standard_normal(n)
   for _ in range(iterations):
@@ -191,7 +191,7 @@ def subband_noise(env: np.ndarray, sample_rate: int, spec: TextureSpec = COCHLEA
     # The filters' squares sum to 1: filtering each subband again and summing
     # reconstructs a signal from its subbands.
     x = _filter_each(subbands, filts).sum(axis=1)
-  return _resample(x, rate, sample_rate).astype(np.float32)
+  return resample(x, rate, sample_rate).astype(np.float32)
 
 
 def _filter_each(subbands: np.ndarray, filts: np.ndarray) -> np.ndarray:

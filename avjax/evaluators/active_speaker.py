@@ -26,7 +26,6 @@ import collections
 import csv
 import io
 
-import jax
 import numpy as np
 
 from avjax import metrics
@@ -117,16 +116,9 @@ class ActiveSpeaker(base.Evaluator):
     self.window = self.spec.spectrogram.seconds
     # Default: windows a map step apart, so that every step is seen from several.
     self.hop = self.config.window_hop or self.window / self.steps
-    path = self.config.speakers_csv or fs.join(fs.dirname(self.reader.all_files[0]),
-                                               "speakers.csv")
-    self.speakers = read_speakers(path)
-    self.path = path
-
-    @jax.jit
-    def cams(variables, batch):
-      return {"cam": self.apply(variables, batch)["cam"]}
-
-    self._cams = cams
+    self.path = self.config.speakers_csv or self.beside_shards("speakers.csv")
+    self.speakers = read_speakers(self.path)
+    self._cams = self.outputs_fn(cam="cam")
 
   def run(self, variables) -> dict:
     g = self.gather(self._cams, variables, window_hop=self.hop,

@@ -14,6 +14,7 @@ from jax.experimental import multihost_utils
 
 from avjax import input as input_lib
 from avjax import mesh as mesh_lib
+from data_pipelines import fs
 
 
 class Evaluator:
@@ -48,6 +49,19 @@ class Evaluator:
     """The model on an evaluation batch (inside jit)."""
     return self.fns.predict(variables, batch.get(self.fns.frame_input),
                             batch.get(self.fns.audio_input))
+
+  def outputs_fn(self, **names: str) -> Callable:
+    """A jitted (variables, batch) -> {name: the model's output `names[name]`}: only
+    those outputs, so that the gather fetches no more from the devices."""
+    @jax.jit
+    def outputs(variables, batch):
+      out = self.apply(variables, batch)
+      return {name: out[key] for name, key in names.items()}
+    return outputs
+
+  def beside_shards(self, name: str) -> str:
+    """A file or folder beside the split's shards (an evaluator's default truth)."""
+    return fs.join(fs.dirname(self.reader.all_files[0]), name)
 
   def run(self, variables) -> dict:
     raise NotImplementedError

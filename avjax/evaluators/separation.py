@@ -37,12 +37,7 @@ class Separation(base.Evaluator):
         or "separation_waveform" not in self.fns.output_shapes()):
       raise ValueError(f"config.evals.separation: {self.fns.name} separates no sound; it scores "
                        "separation models (configs/separation.py)")
-
-    @jax.jit
-    def separate(variables, batch):
-      return {"separated": self.apply(variables, batch)["separation_waveform"]}
-
-    self._separate = separate
+    self._separate = self.outputs_fn(separated="separation_waveform")
 
   def clips(self) -> dict:
     """Every clip's frame and waveform (all hosts'), up to config.clips."""
@@ -88,10 +83,9 @@ class Separation(base.Evaluator):
     and scored against its stem."""
     from avjax.evaluators import active_speaker
     from data_pipelines import synthetic
-    folder = fs.dirname(self.reader.all_files[0])
-    path = self.config.speakers_csv or fs.join(folder, "speakers.csv")
+    path = self.config.speakers_csv or self.beside_shards("speakers.csv")
     speakers = active_speaker.read_speakers(path)
-    stems_dir = self.config.stems_dir or fs.join(folder, synthetic.STEMS)
+    stems_dir = self.config.stems_dir or self.beside_shards(synthetic.STEMS)
     g = self.gather(lambda variables, batch: {}, None, inputs=(),
                     host_keys=(self.fns.frame_input, "waveform", "filename", "audio_start"),
                     limit=self.config.clips or None)
@@ -104,8 +98,8 @@ class Separation(base.Evaluator):
         continue
       objects = sorted(speakers[name].items())
       whole = [read_stem(synthetic.stem_path(stems_dir, name, k), rate) for k, _ in objects]
-      first = int(round(start * rate)) + stem_lag(sum(whole), wave, int(round(start * rate)),
-                                                   int(self.config.max_lag * rate))
+      first = int(round(start * rate))
+      first += stem_lag(sum(whole), wave, first, int(self.config.max_lag * rate))
       rows = []
       for (_, obj), stem in zip(objects, whole):
         box = active_speaker.box_in_centre_crop(obj["box"], self.spec.resize, self.spec.crop)
@@ -128,7 +122,6 @@ def only_in_box(frame: np.ndarray, box: np.ndarray) -> np.ndarray:
   y0, x0 = int(np.floor(box[0] * h)), int(np.floor(box[1] * w))
   y1, x1 = int(np.ceil(box[2] * h)), int(np.ceil(box[3] * w))
   out = np.broadcast_to(frame.reshape(-1, frame.shape[-1]).mean(0), frame.shape).astype(frame.dtype)
-  out = out.copy()
   out[y0:y1, x0:x1] = frame[y0:y1, x0:x1]
   return out
 
@@ -137,14 +130,13 @@ def read_stem(path: str, rate: int) -> np.ndarray:
   """The stem at `path`, resampled to `rate` Hz. Raises naming the file."""
   import io
   import soundfile
-  from scipy import signal as sps
+  from data_pipelines import texture
   try:
     with fs.open(path, "rb") as f:
       data, stem_rate = soundfile.read(io.BytesIO(f.read()), dtype="float32")
   except FileNotFoundError as e:
     raise FileNotFoundError(f"{path}: no such stem (config.evals.separation.stems_dir)") from e
-  g = np.gcd(int(rate), int(stem_rate))
-  return sps.resample_poly(data, int(rate) // g, int(stem_rate) // g).astype(np.float32)
+  return texture.resample(data, stem_rate, rate).astype(np.float32)
 
 
 def window_of(x: np.ndarray, first: int, samples: int) -> np.ndarray:

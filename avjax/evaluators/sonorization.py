@@ -23,7 +23,6 @@ its own sound) are assembled alike.
 """
 from __future__ import annotations
 
-import jax
 import numpy as np
 
 from avjax.evaluators import base
@@ -107,13 +106,8 @@ class Sonorization(base.Evaluator):
     self.window = self.spec.spectrogram.seconds
     self.hop = self.config.window_hop or self.window / 2
     self.rate = shapes["sonorization_predictions"].shape[1] / self.window  # steps per second
-
-    @jax.jit
-    def features(variables, batch):
-      out = self.apply(variables, batch)
-      return {k: out[k] for k in ("sonorization_predictions", "sonorization_targets")}
-
-    self._features = features
+    self._features = self.outputs_fn(sonorization_predictions="sonorization_predictions",
+                                     sonorization_targets="sonorization_targets")
 
   def clips(self, variables) -> dict:
     """-> {"predicted", "real": [clip] of features [T, D]; "labels" [N, C]; "video_id" [N]}."""
@@ -135,9 +129,9 @@ class Sonorization(base.Evaluator):
     for group, index in self.groups.items():
       in_group = clips["labels"][:, index]
       one = in_group.sum(1) == 1
-      if len(np.unique(in_group[one].argmax(1))) < 2:
-        continue  # nothing to tell apart
       y = in_group[one].argmax(1)
+      if len(np.unique(y)) < 2:
+        continue  # nothing to tell apart
       folds = clips["video_id"][one] % c.num_folds
       for source in ("predicted", "real"):
         x = np.stack([pooled_features(f) for f, keep in zip(clips[source], one) if keep])

@@ -9,7 +9,6 @@ seconds of it, and the chance level (the mean of 1 / offsets scored).
 """
 from __future__ import annotations
 
-import jax
 import numpy as np
 
 from avjax.evaluators import base
@@ -37,12 +36,7 @@ class SyncOffsets(base.Evaluator):
     reach = int(round(c.max_offset * fps)) // step * step
     self.offsets = tuple(range(-reach, reach + 1, step))
     self.fps = fps
-
-    @jax.jit
-    def scores(variables, batch):
-      return {"score": self.apply(variables, batch)["logits"]}
-
-    self._scores = scores
+    self._scores = self.outputs_fn(score="logits")
 
   def run(self, variables) -> dict:
     g = self.gather(self._scores, variables, host_keys=("clip_index", "audio_offset"),

@@ -75,13 +75,17 @@ def cochleagram(waveform, sample_rate: int, steps: int,
   return jnp.maximum(resample_steps(env, steps), 0.0)
 
 
+def mel_framing(samples: int, steps: int) -> tuple[int, int]:
+  """The log-mel target's (n_fft, hop) for `steps` frames over a window of `samples`:
+  a hop that puts them there, a Hann window of two hops."""
+  hop = samples // steps
+  return 2 * hop, hop
+
+
 def log_mel(waveform, sample_rate: int, steps: int, n_mels: int):
-  """[B, N] -> [B, steps, n_mels]: log of a mel spectrogram whose hop puts `steps`
-  frames over the window (Hann window of two hops)."""
+  """[B, N] -> [B, steps, n_mels]: log of a mel spectrogram framed by `mel_framing`."""
   import librosa
-  n = waveform.shape[-1]
-  hop = n // steps
-  n_fft = 2 * hop
+  n_fft, hop = mel_framing(waveform.shape[-1], steps)
   mag = jnp.abs(separation.stft(waveform, n_fft, hop))[..., :steps, :]  # [B, steps, F]
   mel = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels).astype(np.float32)
   return jnp.log(jnp.einsum("btf,mf->btm", mag ** 2, mel) + MEL_FLOOR)
