@@ -226,7 +226,8 @@ def load_variables(workdir: str, config, init_fn, *, which: str | int = "best",
 
 
 def parse_modules(value: str) -> dict[str, str]:
-  """config.init_from.modules ("vision", or "theirs:ours,...") -> {theirs: ours}."""
+  """config.init_from.modules ("vision", or "theirs:ours,...") -> {theirs: ours}
+  (warm_start also takes "*": every submodule)."""
   out = {}
   for part in filter(None, (p.strip() for p in value.split(","))):
     theirs, _, ours = part.partition(":")
@@ -249,7 +250,10 @@ def warm_start(variables: dict, init_from, *, sharding=None) -> tuple[dict, int]
   theirs, step = load_variables(init_from.workdir, theirs_config, fns.init,
                                 which=init_from.checkpoint, sharding=sharding)
   out = {k: dict(v) for k, v in variables.items()}
-  for src, dst in parse_modules(init_from.modules).items():
+  # "*": every submodule, a whole model trained elsewhere (the same architecture).
+  modules = ({m: m for m in out["params"]} if init_from.modules.strip() == "*" else
+             parse_modules(init_from.modules))
+  for src, dst in modules.items():
     if src not in theirs["params"]:
       raise ValueError(f"{where}.modules: the model in {init_from.workdir} has no submodule "
                        f"{src!r} (it has {sorted(theirs['params'])})")

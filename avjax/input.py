@@ -46,10 +46,8 @@ def reader_spec(data):
 
 
 def shortest_clip(data) -> float:
-  """Seconds a training clip must hold: the audio window, and with shifted
-  negatives the shift on either side of it."""
-  shifts = 2 * data.min_shift if data.negatives == "shifted" else 0.0
-  return data.spectrogram.seconds + shifts
+  """Seconds a training clip must hold (ReaderSpec.shortest_clip)."""
+  return reader_spec(data).shortest_clip
 
 
 def prepare_settings(data, **overrides) -> ingest.PrepareSettings:

@@ -126,7 +126,8 @@ def base_config(model: dict, losses: dict, arg: str | None) -> ml_collections.Co
   # Warm start (big_vision's model_init): at step 0, the submodules named in
   # `modules` ("vision", or "theirs:ours,...") take their weights from another
   # training workdir's checkpoint ("best", "latest" or a step), e.g. a frame tower
-  # trained audio-visually. A resumed run restores its own checkpoint instead.
+  # trained audio-visually; "*" copies every submodule (a whole model of the same
+  # shapes, e.g. one trained on other data). A resumed run restores its own checkpoint instead.
   c.init_from = ml_collections.ConfigDict(dict(workdir="", checkpoint="best", modules="vision"))
   c.evals = ml_collections.ConfigDict()
   c.evals.avc = ml_collections.ConfigDict(dict(every=5000, split="", batch_size=256))

@@ -142,6 +142,18 @@ def clip_id(filename, start_us):
   return tf.cast(tf.strings.to_hash_bucket_fast(key, 2**31 - 1), tf.int32)
 
 
+def holds_windows(clip, spec: ReaderSpec):
+  """Whether a parsed clip has room for the reader's windows: the audio window at
+  some frame and, with shifted negatives, that window plus twice
+  `min_shift` (every frame's window then has a shifted partner on one side or
+  the other). The reader leaves out clips that do not (reader.short_clips)."""
+  lo, hi = pairs.window_frame_range(clip["num_frames"], clip["num_samples"], clip["fps"],
+                                    spec.spectrogram)
+  if spec.negatives == "shifted":
+    return hi - lo >= 2 * pairs.shift_frames(clip["fps"], spec.min_shift)
+  return lo <= hi
+
+
 def clip_windows(clip: dict, index, seed, *, spec: ReaderSpec, train: bool, frame=None,
                  audio_offset=None) -> dict:
   """Chooses the frame and the audio windows of one parsed clip.

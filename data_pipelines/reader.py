@@ -161,11 +161,12 @@ def tf_readable(files: Sequence[str]) -> list[str]:
   return [f if fs.tf_reads(f) else fs.cached_copy(f) for f in files]
 
 
-def record_dataset(files, records: str = "tfrecord") -> tf.data.Dataset:
+def record_dataset(files, records: str = "tfrecord", skip: dict | None = None) -> tf.data.Dataset:
   """Serialized records of `files` in order, read by the source `records` names
-  (data_pipelines/records.py)."""
+  (data_pipelines/records.py), less the positions `skip` lists per file."""
   readable = tf_readable(files)
-  return records_lib.record_dataset(readable, records_lib.source(records, readable))
+  skip = {r: skip[f] for f, r in zip(files, readable) if f in skip} if skip else None
+  return records_lib.record_dataset(readable, records_lib.source(records, readable), skip)
 
 
 # ----------------------------------------------------------------------------
@@ -199,13 +200,45 @@ def can_use_stored_spectrogram(manifest: dict | None, spec: ReaderSpec) -> bool:
   return stored_spectrogram_mismatch(manifest, spec) is None
 
 
+def vouches_for_windows(manifest: dict | None, spec: ReaderSpec) -> bool:
+  """Whether a split's manifest vouches that every clip has room for the windows
+  without looking: prepare drops tails shorter than its min_seconds, which
+  covers one window. Shifted negatives need more, and a file's last clip is
+  shorter than the rest, so those are looked at (`short_clips`)."""
+  min_seconds = ((manifest or {}).get("settings") or {}).get("min_seconds", 0.0)
+  return spec.negatives != "shifted" and min_seconds + 1e-6 >= spec.spectrogram.seconds
+
+
+def short_clips(files: Sequence[str], spec: ReaderSpec) -> dict[str, list[int]]:
+  """Each file's record positions whose clip has no room for the windows
+  (clip_ops.holds_windows), found by parsing every record once; nothing is
+  decoded."""
+  parse = parse_fn(spec)
+  src = records_lib.source(spec.records, tf_readable(files))
+  readable = tf.constant(tf_readable(files))
+
+  def positions(i):
+    return src.items(readable[i]).enumerate().map(
+        graph_fn(lambda p, item: (i, p, clip_ops.holds_windows(parse(src.read(item)), spec))),
+        num_parallel_calls=AUTOTUNE)
+
+  rows = tf.data.Dataset.range(len(files)).interleave(
+      graph_fn(positions), cycle_length=min(len(files), 8), num_parallel_calls=AUTOTUNE,
+      deterministic=False).filter(graph_fn(lambda i, p, ok: tf.logical_not(ok)))
+  out: dict[str, list[int]] = {}
+  for i, p, _ in rows.as_numpy_iterator():
+    out.setdefault(files[int(i)], []).append(int(p))
+  return {f: sorted(ps) for f, ps in out.items()}
+
+
 @functools.cache
 def _say_once(message: str) -> None:
   log.warning(message)
 
 
 def indexed_records(files: Sequence[str], fn, *, seed: int, epoch_size: int, start: int,
-                    shuffle_buffer: int, records: str = "tfrecord") -> tf.data.Dataset:
+                    shuffle_buffer: int, records: str = "tfrecord",
+                    skip: dict | None = None) -> tf.data.Dataset:
   """Endless stream of fn(global index, serialized record), from index `start`,
   in order, computed on AUTOTUNE threads.
 
@@ -213,19 +246,23 @@ def indexed_records(files: Sequence[str], fn, *, seed: int, epoch_size: int, sta
   in a buffer seeded by (seed, e); skipping to `start` reads no record. The
   buffer holds the items of the source `records` names (records.py): records, or
   with "spans" where records lie, and `fn`'s thread then reads each record, in the
-  same order.
+  same order. Records at the positions `skip` lists per file (`short_clips`)
+  are left out before numbering: `epoch_size` counts the others.
   """
   readable = tf_readable(files)
   src = records_lib.source(records, readable)
   files_t = tf.constant(readable)
   n = len(files)
+  keys = records_lib.skip_keys(files, skip or {})
   first_epoch, offset = divmod(start, epoch_size)
 
   def epoch(e):
     order = tf.argsort(tf.random.stateless_uniform([n], tf.stack([tf.constant(seed, tf.int64), e])))
-    files_e = tf.data.Dataset.from_tensor_slices(tf.gather(files_t, order))
+    files_e = tf.data.Dataset.from_tensor_slices((tf.gather(files_t, order),
+                                                  tf.cast(order, tf.int64)))
     parallel = dict(num_parallel_calls=AUTOTUNE, deterministic=True) if src.opens_in_parallel else {}
-    items = files_e.interleave(src.items, cycle_length=min(n, 8), block_length=1, **parallel)
+    items = files_e.interleave(lambda f, i: records_lib.file_items(src, f, i, keys),
+                               cycle_length=min(n, 8), block_length=1, **parallel)
     items = items.shuffle(shuffle_buffer, seed=seed * 1_000_003 + e,
                               reshuffle_each_iteration=False)
     items = items.enumerate().map(graph_fn(lambda j, r: (e * epoch_size + j, r)))
@@ -292,9 +329,11 @@ def train_parse_fn(spec: ReaderSpec):
 
 def train_dataset(files: Sequence[str], *, spec: ReaderSpec, batch_size: int, seed: int,
                   start_example: int = 0, epoch_size: int | None = None,
-                  num_classes: int = 0) -> tf.data.Dataset:
-  """Endless, deterministic training batches, starting after `start_example` examples."""
-  epoch_size = epoch_size or count_records(files)
+                  num_classes: int = 0, skip: dict | None = None) -> tf.data.Dataset:
+  """Endless, deterministic training batches, starting after `start_example`
+  examples; the records at the positions `skip` lists per file are left out
+  (`epoch_size` then counts the others)."""
+  epoch_size = epoch_size or count_records(files) - sum(len(p) for p in (skip or {}).values())
   if epoch_size == 0:
     raise ValueError(f"no records in {list(files)[:3]}...")
   parse = train_parse_fn(spec)
@@ -302,7 +341,7 @@ def train_dataset(files: Sequence[str], *, spec: ReaderSpec, batch_size: int, se
   # More clips in flight than a batch holds: a clip never gives two pairs of one
   # batch, nor the stream negative (clip i + B's window) of its own pair.
   m = batch_size + 1 if k > 1 else 1
-  first_block, skip = divmod(start_example, m * k)
+  first_block, skip_examples = divmod(start_example, m * k)
   # Where the pairing takes one window per clip, the clip carries only it: its
   # windows are copied by the stack, the batch and the pairing, twice as many
   # bytes with both.
@@ -328,14 +367,14 @@ def train_dataset(files: Sequence[str], *, spec: ReaderSpec, batch_size: int, se
 
   records = functools.partial(indexed_records, files, seed=seed, epoch_size=epoch_size,
                               start=first_block * m, shuffle_buffer=spec.shuffle_buffer,
-                              records=spec.records)
+                              records=spec.records, skip=skip)
   if k == 1:
     first = lambda x: {key: v[0] for key, v in x.items()}
     examples = records(lambda i, r: decoded(first(clip_examples(i, r))))
   else:
     examples = records(clip_examples).interleave(tf.data.Dataset.from_tensor_slices,
                                                  cycle_length=m, block_length=1)
-    examples = examples.skip(skip).map(graph_fn(decoded), num_parallel_calls=AUTOTUNE)
+    examples = examples.skip(skip_examples).map(graph_fn(decoded), num_parallel_calls=AUTOTUNE)
   batches = examples.batch(batch_size, drop_remainder=True)
   ds = pairs.pair_batches(batches, negatives=spec.negatives,
                           negative_fraction=spec.negative_fraction)
@@ -366,16 +405,17 @@ def dataset_options(spec: ReaderSpec) -> tf.data.Options:
 
 def eval_dataset(files: Sequence[str], *, spec: ReaderSpec, batch_size: int,
                  num_classes: int, window_hop: float = 0.0,
-                 audio_offsets: Sequence[int] = ()) -> tf.data.Dataset:
+                 audio_offsets: Sequence[int] = (), skip: dict | None = None) -> tf.data.Dataset:
   """Every clip once, in file order, with a negative spectrogram from the next clip
   (the last clip's from the first; with shifted negatives, its own window
   `min_shift` later, else earlier, labelled out of sync). `window_hop` > 0:
   every window of each clip, one every `window_hop` seconds, each with its
   centre frame and its clip's `clip_index` (the probes' clip-level protocol). `audio_offsets` (frames): each
   clip's frames once per offset that fits in the clip, with the audio window moved
-  by it (`audio_offset`, seconds; the sync offset evaluator)."""
+  by it (`audio_offset`, seconds; the sync offset evaluator). Records at the
+  positions `skip` lists per file are left out."""
   parse = parse_fn(spec)
-  records = record_dataset(files, spec.records)
+  records = record_dataset(files, spec.records, skip)
 
   def example(i, clip, frame=None, offset=None):
     a = clip_ops.clip_windows(clip, i, 0, spec=spec, train=False, frame=frame,
@@ -404,8 +444,11 @@ def eval_dataset(files: Sequence[str], *, spec: ReaderSpec, batch_size: int,
     def offsets(i, record):
       clip = parse(record)
       wanted = tf.constant(list(audio_offsets), tf.int32)
+      # The middle frame, not a box's: a box near the clip's edge would leave
+      # room for few offsets, and chance would depend on where boxes fall.
+      middle = clip["num_frames"] // 2
       examples = tf.data.Dataset.from_tensor_slices(wanted).map(
-          graph_fn(lambda d: (d, example(i, clip, offset=d))))
+          graph_fn(lambda d: (d, example(i, clip, frame=middle, offset=d))))
       # An offset clipped at the clip's ends would repeat another: left out.
       return examples.filter(graph_fn(lambda d, e: tf.abs(
           e["audio_offset"] * e["fps"] - tf.cast(d, tf.float32)) < 0.5)).map(
@@ -503,17 +546,40 @@ class Reader:
     self.label_names = list(manifest["labels"]) if manifest else []
     self.num_classes = spec.num_classes or len(self.label_names)
     self._epoch_size = None
+    self.skip = {} if vouches_for_windows(manifest, spec) else short_clips(self.all_files, spec)
+    self.num_skipped = sum(len(p) for p in self.skip.values())
+    if self.num_skipped:
+      self._check_some_clips_hold_windows()
+
+  def _check_some_clips_hold_windows(self) -> None:
+    """Says how many clips are left out (in the log), and refuses a split, or
+    a host's shards, where none is left."""
+    folder = fs.dirname(self.all_files[0])
+    need = (f"{self.spec.spectrogram.seconds:g} s audio window"
+            + (f" plus twice config.data.min_shift={self.spec.min_shift:g} s"
+               if self.spec.negatives == "shifted" else ""))
+    total = count_records(self.all_files)
+    log.warning("%s: %d of %d clips are left out, too short for the %s", folder,
+                self.num_skipped, total, need)
+    for i in range(self.process_count):
+      if self.usable_records(host_files(self.all_files, i, self.process_count)) == 0:
+        raise DataError(f"{folder}: no clip{' of host %d' % i if self.process_count > 1 else ''} "
+                        f"is long enough for the {need} ({self.num_skipped} of {total} too short)")
+
+  def usable_records(self, files: Sequence[str]) -> int:
+    """Records of `files` less those left out as too short (`skip`)."""
+    return count_records(files) - sum(len(self.skip.get(f, ())) for f in files)
 
   @property
   def epoch_size(self) -> int:
     if self._epoch_size is None:
-      self._epoch_size = count_records(self.files)
+      self._epoch_size = self.usable_records(self.files)
     return self._epoch_size
 
   def train_iterator(self, start_step: int = 0) -> Iterator[dict]:
     ds = train_dataset(self.files, spec=self.spec, batch_size=self.batch_size, seed=self.seed,
                        start_example=start_step * self.batch_size, epoch_size=self.epoch_size,
-                       num_classes=self.num_classes)
+                       num_classes=self.num_classes, skip=self.skip)
     batches = self._named_errors(ds.as_numpy_iterator())
     if self.spec.sound_targets:
       targets = SoundTargets(fs.dirname(self.all_files[0]))
@@ -537,7 +603,7 @@ class Reader:
 
   def num_eval_batches(self) -> int:
     """The same on every host: hosts with fewer clips pad with masked batches."""
-    counts = [count_records(host_files(self.all_files, i, self.process_count))
+    counts = [self.usable_records(host_files(self.all_files, i, self.process_count))
               for i in range(self.process_count)]
     return max(1, math.ceil(max(counts) / self.batch_size))
 
@@ -551,6 +617,6 @@ class Reader:
                        "batch counts would differ")
     ds = eval_dataset(self.files, spec=self.spec, batch_size=self.batch_size,
                       num_classes=self.num_classes, window_hop=window_hop,
-                      audio_offsets=audio_offsets)
+                      audio_offsets=audio_offsets, skip=self.skip)
     yield from padded_batches(self._named_errors(ds.as_numpy_iterator()), self.batch_size,
                               self.num_eval_batches())

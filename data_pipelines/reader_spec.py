@@ -55,6 +55,12 @@ class ReaderSpec:
   # Where records come from: a name in data_pipelines/records.py's SOURCES.
   records: str = "tfrecord"
 
+  @property
+  def shortest_clip(self) -> float:
+    """Seconds a clip must hold: the audio window and, with shifted negatives,
+    the shift on either side of it."""
+    return self.spectrogram.seconds + (2 * self.min_shift if self.negatives == "shifted" else 0.0)
+
   def __post_init__(self):
     if self.records not in ("tfrecord", "spans"):
       raise ValueError(f"config.data.records must be 'tfrecord' or 'spans', got {self.records!r}")

@@ -84,8 +84,39 @@ def _say_once(message: str) -> None:
   logging.getLogger(__name__).warning(message)
 
 
-def record_dataset(files: Sequence[str], src: Source = TFRECORD) -> tf.data.Dataset:
-  """Serialized records of `files`, in order."""
+def skip_keys(files: Sequence[str], skip: dict) -> list[int]:
+  """`skip` (file -> record positions) as sorted keys of `file_items`: the file's
+  index in `files`, then the position."""
+  return sorted((i << 32) | p for i, f in enumerate(files) for p in skip.get(f, ()))
+
+
+def file_items(src: Source, path, file_index, keys: Sequence[int]) -> tf.data.Dataset:
+  """A shard's items in file order, less those whose key (`skip_keys`) is in
+  `keys`: records left out before anything downstream numbers them."""
+  items = src.items(path)
+  if not keys:
+    return items
+  table = tf.constant(list(keys), tf.int64)
+
+  def keep(position, item):
+    del item
+    key = tf.cast(file_index, tf.int64) * (1 << 32) + position
+    j = tf.minimum(tf.searchsorted(table, key[None])[0], len(keys) - 1)
+    return table[j] != key
+
+  return items.enumerate().filter(keep).map(lambda position, item: item)
+
+
+def record_dataset(files: Sequence[str], src: Source = TFRECORD,
+                   skip: dict | None = None) -> tf.data.Dataset:
+  """Serialized records of `files`, in order, less the positions `skip` lists
+  per file."""
+  keys = skip_keys(files, skip or {})
+  if keys:
+    paths = tf.data.Dataset.from_tensor_slices((list(files), tf.range(len(files), dtype=tf.int64)))
+    return paths.flat_map(lambda f, i: file_items(src, f, i, keys)).map(
+        lambda *item: src.read(item[0] if len(item) == 1 else item),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   if isinstance(src, TFRecordSource):
     return tf.data.TFRecordDataset(list(files))
   # An item may be a tuple (a span), which map would spread over arguments.

@@ -145,6 +145,10 @@ def test_separation_trains_scores_held_out_mixtures_and_separates_a_video(
     np.testing.assert_array_equal(a, b)
   for a, b in zip(jax.tree.leaves(warm["params"]["unet"]), jax.tree.leaves(fresh["params"]["unet"])):
     np.testing.assert_array_equal(a, b)
+  init_from.modules = "*"  # every submodule: the whole model
+  whole, _ = checkpoint_lib.warm_start(fresh, init_from)
+  for a, b in zip(jax.tree.leaves(whole["params"]), jax.tree.leaves(saved["params"])):
+    np.testing.assert_array_equal(a, b)
   init_from.modules = "unet:vision"
   with pytest.raises(ValueError, match="do not have the shapes"):
     checkpoint_lib.warm_start(fresh, init_from)

@@ -7,6 +7,7 @@ import pytest
 
 from avjax import models, predict
 from avjax.models import sync
+from data_pipelines.tfrecord import DataError
 from configs import sync as sync_config
 from tests.conftest import init_with_output, tiny_config
 
@@ -95,13 +96,53 @@ def test_every_negative_is_shifted_by_at_least_min_shift(data_dir):
   assert np.abs(b["waveform"] - b["neg_waveform"]).max() > 0
 
 
-def test_a_clip_too_short_for_the_shift_is_a_clear_error(data_dir):
+def test_a_split_with_no_clip_long_enough_for_the_shift_is_refused_in_one_line(data_dir):
   from avjax import input as input_lib
   config = sync_config_on(data_dir)
   config.data.min_shift = 0.3  # 1.4 s clips, 1 s windows: 0.4 s of room, not 0.6
-  reader = input_lib.make_reader(config.data, "train", global_batch=8, seed=0)
-  with pytest.raises(Exception, match="too short for a window shifted"):
-    next(reader.train_iterator())
+  with pytest.raises(DataError, match=r"train: no clip is long enough for the 1 s audio window "
+                     r"plus twice config.data.min_shift=0.3 s \(24 of 24 too short\)"):
+    input_lib.make_reader(config.data, "train", global_batch=8, seed=0)
+
+
+@pytest.fixture(scope="module")
+def uneven_dir(tmp_path_factory):
+  """Three 3.4 s videos prepared as 1.5 s clips: each file's last clip (0.4 s)
+  is too short for a 1 s window shifted by 0.2 s either way, as a real file's is."""
+  from data_pipelines import ingest, synthetic
+  from tests.conftest import FRAME_SIZE, SAMPLE_RATE, TINY_SPECTROGRAM
+  root = tmp_path_factory.mktemp("uneven")
+  video = synthetic.VideoSpec(size=48, seconds=3.4)
+  for i in range(3):
+    frames, wav, _, _ = synthetic.make_scene(synthetic.SplitSpec("u", 3, seed=9), i, video)
+    synthetic.write_mp4(str(root / f"long_{i}.mp4"), frames, wav, video)
+  settings = ingest.PrepareSettings(sample_rate=SAMPLE_RATE, frame_size=FRAME_SIZE,
+                                    spectrogram=TINY_SPECTROGRAM, clip_seconds=1.5,
+                                    min_seconds=0.3)
+  for split in ("train", "validation"):
+    ingest.prepare(str(root), str(root / "prepared" / split), settings=settings,
+                   files_per_shard=2, workers=2, quiet=True)
+  return root / "prepared"
+
+
+def test_clips_too_short_for_the_shift_are_skipped_and_counted(uneven_dir, tmp_path):
+  from avjax import input as input_lib
+  from avjax import train
+  config = sync_config_on(uneven_dir)
+  reader = input_lib.make_reader(config.data, "train", global_batch=4, seed=0)
+  assert reader.num_skipped == 3 and reader.epoch_size == 6
+  assert sorted(len(p) for p in reader.skip.values()) == [1, 2]  # shards of 2 files and 1
+  batches = [b for _, b in zip(range(5), reader.train_iterator())]
+  # Resuming at step 3 gives the same batches: the left-out clips are not numbered.
+  again = [b for _, b in zip(range(2), reader.train_iterator(start_step=3))]
+  for a, b in zip(batches[3:], again):
+    np.testing.assert_array_equal(a["waveform"], b["waveform"])
+  evaluation = input_lib.make_reader(config.data, "validation", global_batch=4, seed=0)
+  masks = [b["mask"] for b in evaluation.eval_iterator()]
+  assert sum(m.sum() for m in masks) == 6 and len(masks) == evaluation.num_eval_batches() == 2
+  metrics = train.train_and_evaluate(sync_config_on(uneven_dir, total_steps=2, log_every=1),
+                                     str(tmp_path))
+  assert metrics["avc_examples"] == 12  # the 6 usable validation clips, each with its shift
 
 
 def test_sync_trains_and_is_scored_on_sync_and_its_map(data_dir, tmp_path):
@@ -132,9 +173,9 @@ def test_offset_evaluation_scores_every_fitting_offset(data_dir, tmp_path):
   config.evals.sync_offsets.update(max_offset=0.4, step=0.2)
   out = runner.evaluate(config, str(tmp_path), evals=["sync_offsets"], split="validation",
                             random_init=True, pictures=False)["metrics"]
-  # 1.4 s clips: the box's frame is 18 and windows fit for frames 12-22, so of
-  # -10, -5, 0, 5, 10 frames only -5 and 0 are scored.
-  assert out["sync_offset_clips"] == 10 and out["sync_offset_chance"] == pytest.approx(0.5)
+  # 1.4 s clips: the middle frame is 17 (the box's, 18, is not taken) and windows
+  # fit for frames 12-22, so of -10, -5, 0, 5, 10 frames only -5, 0 and 5 are scored.
+  assert out["sync_offset_clips"] == 10 and out["sync_offset_chance"] == pytest.approx(1 / 3)
   assert 0.0 <= out["sync_offset_accuracy"] <= out["sync_offset_within_0.2s"] <= 1.0
 
 

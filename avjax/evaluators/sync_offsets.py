@@ -1,7 +1,7 @@
 """Synchronisation over a range of offsets: which audio offset does the model
 find in sync with the frames?
 
-Each clip's frames are scored against its audio moved by every offset of
+Each clip's frames (at its middle frame) are scored against its audio moved by every offset of
 [-max_offset, max_offset] seconds, `step` apart (in whole frames), that fits in
 the clip; the model's choice is the offset of the highest logit. Reported: the
 share of clips whose choice is 0 (`sync_offset_accuracy`), within `tolerance`

@@ -1,0 +1,96 @@
+"""Build the real-sound development set: avjax-devset (or python -m avjax.devset).
+
+  apt-get install sonic-pi-samples       # the recordings it is made from (CC0, CC BY-SA)
+  avjax-devset --config=configs/sync.py:tiny
+
+Composites Sonic Pi's samples with moving pictures into long recordings
+(data_pipelines/devset.py: a music bed, off-screen sounds, pans and cuts,
+silent motion, small sources), then prepares each recording's first 80% as
+`train`, the next 10% as `validation` and the last 10% as `test`
+(avjax-prepare --splits), at the config's settings, into the data cache. It
+prints the flags that train and evaluate on it. Built once; a second call with
+the same settings only prints them.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+
+from absl import flags
+from ml_collections import config_flags
+
+from avjax import cli
+
+SPLITS = "train=0:0.8,validation=0.8:0.9,test=0.9:1"
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "training config[:arg] whose data settings the shards must serve",
+    lock_config=True)
+_OUTPUT = flags.DEFINE_string("output", None, "folder to build in (default: the data cache's "
+                              "devsets/sonicpi/<version>)")
+_SAMPLES = flags.DEFINE_string("samples_dir", None, "Sonic Pi's samples (default: where "
+                               "Debian's sonic-pi-samples puts them)")
+_COPYRIGHT = flags.DEFINE_string("copyright", None, "their Debian copyright file (licences)")
+_CLIP_SECONDS = flags.DEFINE_float("clip_seconds", 3.0, "prepared clip length")
+_RECORDINGS = flags.DEFINE_integer("recordings", None, "recordings to make (default 12)")
+_SECONDS = flags.DEFINE_float("seconds", None, "length of each recording (default 150)")
+_WORKERS = flags.DEFINE_integer("workers", None, "processes (default: all cores)")
+
+
+def base_dir() -> str:
+  from data_pipelines import default_dataset, devset
+  return _OUTPUT.value or os.path.join(default_dataset.cache_root(), "devsets", devset.NAME,
+                                       devset.VERSION)
+
+
+def spec_from_flags():
+  from data_pipelines import devset
+  over = {k: v for k, v in (("num_recordings", _RECORDINGS.value), ("seconds", _SECONDS.value))
+          if v is not None}
+  return devset.DevSetSpec(**over)
+
+
+def build(config, base: str, spec, *, clip_seconds: float, samples_dir: str | None = None,
+          copyright_path: str | None = None, workers: int | None = None) -> str:
+  """Builds what is missing under `base` -> the prepared folder holding the
+  train, validation and test splits at `config`'s settings."""
+  from avjax import input as input_lib
+  from data_pipelines import default_dataset, devset, ingest
+  videos = os.path.join(base, "videos")
+  if not os.path.exists(os.path.join(videos, ".complete")):
+    devset.build_videos(videos, spec, samples_dir or devset.SAMPLES_DIR,
+                        copyright_path or devset.COPYRIGHT, workers=workers)
+  settings = input_lib.prepare_settings(config.data, clip_seconds=clip_seconds, min_seconds=0.5)
+  prepared = f"{default_dataset.prepared_folder(base, settings)}_{clip_seconds:g}s"
+  for time_range, name in ((r, n) for n, r in ingest.parse_splits(SPLITS).items()):
+    out = os.path.join(prepared, name)
+    if not os.path.exists(os.path.join(out, ".complete")):
+      ingest.prepare(videos, out, boxes_csv=os.path.join(videos, "boxes.csv"), settings=settings,
+                     files_per_shard=2, workers=workers, quiet=True, time_range=time_range,
+                     overwrite=True)
+      open(os.path.join(out, ".complete"), "w").close()
+  shutil.copyfile(os.path.join(videos, "LICENSES.csv"), os.path.join(prepared, "LICENSES.csv"))
+  return prepared
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise ValueError(f"unexpected arguments {argv[1:]}")
+  if _CONFIG.value is None:
+    raise ValueError("--config: which training config's settings to prepare for "
+                     "(e.g. configs/sync.py:tiny)")
+  config = cli.loaded_config(_CONFIG)
+  prepared = build(config, base_dir(), spec_from_flags(), clip_seconds=_CLIP_SECONDS.value,
+                   samples_dir=_SAMPLES.value, copyright_path=_COPYRIGHT.value,
+                   workers=_WORKERS.value)
+  print(f"--config.data.dir={prepared} --config.data.train_split=train "
+        "--config.data.eval_split=validation  (held out: test; licences: "
+        f"{os.path.join(prepared, 'LICENSES.csv')})")
+
+
+def run():
+  cli.run("avjax-devset", main)
+
+
+if __name__ == "__main__":
+  run()
