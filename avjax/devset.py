@@ -7,7 +7,10 @@ Composites Sonic Pi's samples with moving pictures into long recordings
 (data_pipelines/devset.py: a music bed, off-screen sounds, pans and cuts,
 silent motion, small sources), then prepares each recording's first 80% as
 `train`, the next 10% as `validation` and the last 10% as `test`
-(avjax-prepare --splits), at the config's settings, into the data cache. It
+(avjax-prepare --splits), at the config's settings, into the data cache, and
+the last 10% again with each sounding object's box at its onset as
+`test_boxes` (localisation; `test` has none, so that sync is scored at each
+clip's middle frame, as on footage without boxes). It
 prints the flags that train and evaluate on it. Built once; a second call with
 the same settings only prints them.
 """
@@ -62,12 +65,18 @@ def build(config, base: str, spec, *, clip_seconds: float, samples_dir: str | No
                         copyright_path or devset.COPYRIGHT, workers=workers)
   settings = input_lib.prepare_settings(config.data, clip_seconds=clip_seconds, min_seconds=0.5)
   prepared = f"{default_dataset.prepared_folder(base, settings)}_{clip_seconds:g}s"
-  for time_range, name in ((r, n) for n, r in ingest.parse_splits(SPLITS).items()):
+  ranges = ingest.parse_splits(SPLITS)
+  # `test` holds no boxes, so that sync is scored at each clip's middle frame as
+  # on footage without them; `test_boxes` (the same range) takes the frame of
+  # a sounding object's onset, for the localisation evaluator, as `validation`
+  # does (localisation can then run during training).
+  for name, time_range, boxed in (*((n, r, n == "validation") for n, r in ranges.items()),
+                                  ("test_boxes", ranges["test"], True)):
     out = os.path.join(prepared, name)
     if not os.path.exists(os.path.join(out, ".complete")):
-      ingest.prepare(videos, out, boxes_csv=os.path.join(videos, "boxes.csv"), settings=settings,
-                     files_per_shard=2, workers=workers, quiet=True, time_range=time_range,
-                     overwrite=True)
+      ingest.prepare(videos, out, boxes_csv=os.path.join(videos, "boxes.csv") if boxed else None,
+                     settings=settings, files_per_shard=2, workers=workers, quiet=True,
+                     time_range=time_range, overwrite=True)
       open(os.path.join(out, ".complete"), "w").close()
   shutil.copyfile(os.path.join(videos, "LICENSES.csv"), os.path.join(prepared, "LICENSES.csv"))
   return prepared
@@ -84,7 +93,8 @@ def main(argv):
                    samples_dir=_SAMPLES.value, copyright_path=_COPYRIGHT.value,
                    workers=_WORKERS.value)
   print(f"--config.data.dir={prepared} --config.data.train_split=train "
-        "--config.data.eval_split=validation  (held out: test; licences: "
+        "--config.data.eval_split=validation  (held out: test, and test_boxes for localisation; "
+        "licences: "
         f"{os.path.join(prepared, 'LICENSES.csv')})")
 
 

@@ -18,6 +18,10 @@ CPU-sized run on the embedded dataset's time-structured splits (3 s clips, 1 s
 windows of 8 frames, shifts of 0.4 s or more; the logit is the mean of the CAM's
 top 10% cells, not of all of them):
   python -m avjax.main --config=configs/sync.py:tiny --workdir=/tmp/sync
+Own footage, split by time (avjax-prepare --splits=train=...,validation=...), from
+that run's weights:
+  python -m avjax.main --config=configs/sync.py:tiny,init=/tmp/sync --workdir=/tmp/own \
+      --config.data.dir=/data/prepared
 """
 from configs import common
 
@@ -42,7 +46,8 @@ def get_config(arg=None):
   d.spectrogram.seconds = 4.2
   c.optimizer.update(grad_clip_norm=5.0)
   c.checkpoint.best_metric = "avc_accuracy"
-  if common.parse_arg(arg).tiny:
+  args = common.parse_arg(arg)
+  if args.tiny:
     d.update(train_split="sync_train", eval_split="sync_validation", fps=25.0, sample_rate=8000,
              frame_stack=8, min_shift=0.4)
     d.spectrogram.seconds = 1.0
@@ -55,4 +60,11 @@ def get_config(arg=None):
         # Top-k pooling of the 8x8 CAM: crowded pointing and sync accuracy rose over
         # the mean's on two seeds (docs/methods.md, synchronisation).
         pooling="topk")
+  if args.get("init"):
+    # Own footage (`:tiny,init=WORKDIR`): the whole network starts from a sync run on
+    # other data (the embedded scenes), and the data's own splits are "train" and
+    # "validation" (avjax-prepare --splits). From scratch, the tiny network stayed
+    # near chance on the real-sound development set (docs/methods.md).
+    c.init_from.update(workdir=args.init, modules="*")
+    d.update(train_split="train", eval_split="validation")
   return c

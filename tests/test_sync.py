@@ -215,3 +215,11 @@ def test_inputs_the_model_takes_are_asked_of_the_reader():
   c.data.audio = "spectrogram"
   with pytest.raises(config_check.ConfigError, match="data.audio='spectrogram': model 'sync' takes the 'waveform'"):
     config_check.check(c)
+
+
+def test_own_footage_variant_warm_starts_the_whole_network_on_train_and_validation():
+  c = sync_config.get_config("tiny,init=runs/sync_embedded")
+  assert (c.init_from.workdir, c.init_from.modules) == ("runs/sync_embedded", "*")
+  assert (c.data.train_split, c.data.eval_split) == ("train", "validation")
+  plain = sync_config.get_config("tiny")
+  assert plain.init_from.workdir == "" and plain.data.train_split == "sync_train"
