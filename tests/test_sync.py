@@ -221,5 +221,6 @@ def test_own_footage_variant_warm_starts_the_whole_network_on_train_and_validati
   c = sync_config.get_config("tiny,init=runs/sync_embedded")
   assert (c.init_from.workdir, c.init_from.modules) == ("runs/sync_embedded", "*")
   assert (c.data.train_split, c.data.eval_split) == ("train", "validation")
+  assert c.total_steps == 600
   plain = sync_config.get_config("tiny")
   assert plain.init_from.workdir == "" and plain.data.train_split == "sync_train"
