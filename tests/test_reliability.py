@@ -335,6 +335,14 @@ def test_bad_command_lines_fail_in_one_line(data_dir, tmp_path):
   assert r.returncode != 0 and "Traceback" in r.stderr
 
 
+def _as_from_a_shell():
+  """A child started from a shell gets SIGINT's default disposition, unblocked.
+  A test worker's may not be: an ignored or blocked signal is inherited across
+  exec, and the command then runs to its end and exits 0."""
+  signal.signal(signal.SIGINT, signal.SIG_DFL)
+  signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def test_ctrl_c_in_prepare_is_one_line_and_exit_130(videos_dir, tmp_path):
   """Ctrl-C reaches the terminal's whole process group, pool workers included:
   the command says it was interrupted, in one line, and exits 130."""
@@ -348,7 +356,8 @@ def test_ctrl_c_in_prepare_is_one_line_and_exit_130(videos_dir, tmp_path):
   proc = subprocess.Popen([sys.executable, "-m", "avjax.prepare", f"--input={many}",
                            f"--output={out}", "--workers=2", "--sample_rate=8000",
                            "--frame_size=40"], cwd=ROOT, env=ENV, start_new_session=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          preexec_fn=_as_from_a_shell)
   deadline = time.monotonic() + 120
   while not out.exists() and proc.poll() is None and time.monotonic() < deadline:
     time.sleep(0.2)
