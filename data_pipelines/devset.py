@@ -158,7 +158,7 @@ def _shot_objects(spec: DevSetSpec, start: float, end: float, camera, events: li
   placed = []
   for j, cls in enumerate(classes):
     d = int(rng.integers(int(spec.size * spec.size_range[0]), int(spec.size * spec.size_range[1])))
-    pos = synthetic._place(placed, spec.size, d, rng)
+    pos = synthetic.place_object(placed, spec.size, d, rng)
     if pos is None:
       continue
     placed.append(dict(d=d, y=pos[0], x=pos[1]))
@@ -166,7 +166,7 @@ def _shot_objects(spec: DevSetSpec, start: float, end: float, camera, events: li
     onsets = start + synthetic.event_onsets(end - start, rng)
     onsets = onsets[rng.uniform(size=len(onsets)) < spec.event_rate / synthetic.EVENT_RATE]
     objects.append(_Object(int(cls), d, mid_y + pos[0], mid_x + pos[1], rng.uniform(-0.35, 0.35),
-                           synthetic._object_colour(int(cls), rng), onsets,
+                           synthetic.object_colour(int(cls), rng), onsets,
                            sample=str(rng.choice(events)) if j < n_sounding else ""))
   return objects
 
@@ -210,7 +210,7 @@ def make_recording(spec: DevSetSpec, index: int, samples: dict):
       img = background[iy:iy + size, ix:ix + size].copy()
       for o in objects:
         swell = synthetic.note_envelope(t_frames[f:f + 1], o.onsets, decay=synthetic.EVENT_SWELL)[0]
-        synthetic._draw_swollen(img, o.as_drawable(), int(round(o.y - cy)), int(round(o.x - cx)),
+        synthetic.draw_swollen(img, o.as_drawable(), int(round(o.y - cy)), int(round(o.x - cx)),
                                 float(swell))
       frames[f] = np.clip(img * 255, 0, 255).astype(np.uint8)
   # Off screen: sounds with no picture, anywhere in the recording.

@@ -185,7 +185,7 @@ def shape_mask(cls: int, size: int, angle: float) -> np.ndarray:
   raise ValueError(f"unknown class {cls}")
 
 
-def _object_colour(cls: int, rng: np.random.Generator) -> np.ndarray:
+def object_colour(cls: int, rng: np.random.Generator) -> np.ndarray:
   hue = (cls / NUM_CLASSES + rng.uniform(-0.07, 0.07)) % 1.0
   return np.array(colorsys.hsv_to_rgb(hue, rng.uniform(0.45, 1.0), rng.uniform(0.55, 1.0)))
 
@@ -198,7 +198,7 @@ def _background(size: int, rng: np.random.Generator) -> np.ndarray:
   return np.broadcast_to(img, (size, size, 3)).copy()
 
 
-def _place(objects, size, diameter, rng, tries=60):
+def place_object(objects, size, diameter, rng, tries=60):
   """Random top-left corner that keeps the new object clear of the others."""
   for _ in range(tries):
     y, x = rng.integers(2, size - diameter - 2, 2)
@@ -388,7 +388,7 @@ def make_scene(split: SplitSpec, index: int, video: VideoSpec, *, with_speakers:
   objects = []
   for cls in [sounding, *silent.tolist()]:
     d = int(rng.integers(int(size * split.size_range[0]), int(size * split.size_range[1])))
-    pos = _place(objects, size, d, rng, tries=split.place_tries)
+    pos = place_object(objects, size, d, rng, tries=split.place_tries)
     if pos is None:
       if cls == sounding:
         raise RuntimeError("cannot place the sounding object")
@@ -396,7 +396,7 @@ def make_scene(split: SplitSpec, index: int, video: VideoSpec, *, with_speakers:
     angle = rng.uniform(-0.35, 0.35)
     objects.append(dict(cls=cls, name=CLASSES[cls], d=d, y=pos[0], x=pos[1], angle=angle,
                         mask=shape_mask(cls, d, angle),
-                        colour=_object_colour(cls, rng),
+                        colour=object_colour(cls, rng),
                         drift=rng.uniform(-4, 4, 2)))
   background = _background(size, rng)
   seconds = split.seconds or video.seconds
@@ -413,7 +413,7 @@ def make_scene(split: SplitSpec, index: int, video: VideoSpec, *, with_speakers:
         patch = img[y:y + o["d"], x:x + o["d"]]
         patch[o["mask"]] = o["colour"]
       else:
-        _draw_swollen(img, o, y, x, swell[j][f])
+        draw_swollen(img, o, y, x, swell[j][f])
     frames[f] = np.clip(img * 255, 0, 255).astype(np.uint8)
   s = objects[0]  # the sounding object, boxed at mid-clip (drift offset 0)
   box = (s["y"] / size, s["x"] / size, (s["y"] + s["d"]) / size, (s["x"] + s["d"]) / size)
@@ -478,7 +478,7 @@ def _swells(split: SplitSpec, index: int, objects: list, n_frames: int, fps: flo
   return out
 
 
-def _draw_swollen(img: np.ndarray, o: dict, y: int, x: int, amount: float) -> None:
+def draw_swollen(img: np.ndarray, o: dict, y: int, x: int, amount: float) -> None:
   """The object grown by up to 40% about its centre and brightened, at `amount`."""
   size = img.shape[0]
   d = int(round(o["d"] * (1 + 0.4 * amount)))

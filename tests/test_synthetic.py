@@ -28,7 +28,7 @@ def test_existing_splits_are_the_scenes_they_were():
 
 def _objects_placed(split, n):
   counts = collections.Counter()
-  place = synthetic._place
+  place = synthetic.place_object
   for i in range(n):
     placed = [0]
 
@@ -36,11 +36,11 @@ def _objects_placed(split, n):
       r = place(*a, **k)
       placed[0] += r is not None
       return r
-    synthetic._place = counting
+    synthetic.place_object = counting
     try:
       _, _, _, box = synthetic.make_scene(split, i, VIDEO)
     finally:
-      synthetic._place = place
+      synthetic.place_object = place
     counts[placed[0]] += 1
     yield placed[0], box
 
