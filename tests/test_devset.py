@@ -118,3 +118,26 @@ def test_the_build_writes_videos_licences_and_boxes(library, tmp_path):
     boxes = list(csv.DictReader(f))
   assert boxes and all(0 <= float(b["time"]) < SPEC.seconds for b in boxes)
   assert (out / ".complete").exists()
+
+
+def test_build_prepares_time_splits_with_boxes_only_where_localisation_reads_them(library, tmp_path):
+  import json
+  from avjax import devset as devset_cli
+  from avjax import input as input_lib
+  from configs import sync
+  from data_pipelines import reader
+  config = sync.get_config("tiny")
+  prepared = devset_cli.build(config, str(tmp_path / "dev"), SPEC, clip_seconds=2.0,
+                              samples_dir=library[0], copyright_path=library[1], workers=1)
+  splits = {s: json.load(open(os.path.join(prepared, s, "manifest.json")))
+            for s in ("train", "validation", "test", "test_boxes")}
+  assert splits["train"]["time_range"] == {"start": 0.0, "end": 0.8, "seconds": False}
+  assert splits["test"]["time_range"] == splits["test_boxes"]["time_range"]
+  assert splits["train"]["num_clips"] == 2 * 3  # 4.8 s of each 6 s recording: 2 + 2 + 0.8 s
+  boxes = {}
+  for s in ("test", "test_boxes"):
+    files = reader.resolve_files(prepared, s)
+    parse = reader.parse_fn(input_lib.reader_spec(config.data))
+    boxes[s] = [int(parse(r)["boxes"].shape[0]) for r in reader.record_dataset(files)]
+  assert sum(boxes["test"]) == 0 and sum(boxes["test_boxes"]) > 0
+  assert os.path.exists(os.path.join(prepared, "LICENSES.csv"))
