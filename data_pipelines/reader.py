@@ -209,6 +209,19 @@ def vouches_for_windows(manifest: dict | None, spec: ReaderSpec) -> bool:
   return spec.negatives != "shifted" and min_seconds + 1e-6 >= spec.spectrogram.seconds
 
 
+@functools.lru_cache(maxsize=16)
+def _short_clips_once(files: tuple[str, ...], spec: ReaderSpec, shards: tuple) -> dict:
+  del shards  # in the key only: a split prepared again is scanned again
+  return short_clips(files, spec)
+
+
+def short_clips_of(files: Sequence[str], spec: ReaderSpec, manifest: dict | None) -> dict:
+  """`short_clips`, once per process for the same shards: each evaluator of a
+  run builds a reader of its split."""
+  shards = tuple(sorted(((manifest or {}).get("shards") or {}).items()))
+  return _short_clips_once(tuple(files), spec, shards)
+
+
 def short_clips(files: Sequence[str], spec: ReaderSpec) -> dict[str, list[int]]:
   """Each file's record positions whose clip has no room for the windows
   (clip_ops.holds_windows), found by parsing every record once; nothing is
@@ -546,7 +559,8 @@ class Reader:
     self.label_names = list(manifest["labels"]) if manifest else []
     self.num_classes = spec.num_classes or len(self.label_names)
     self._epoch_size = None
-    self.skip = {} if vouches_for_windows(manifest, spec) else short_clips(self.all_files, spec)
+    self.skip = ({} if vouches_for_windows(manifest, spec) else
+                 short_clips_of(self.all_files, spec, manifest))
     self.num_skipped = sum(len(p) for p in self.skip.values())
     if self.num_skipped:
       self._check_some_clips_hold_windows()
