@@ -17,14 +17,11 @@ the same settings only prints them.
 from __future__ import annotations
 
 import os
-import shutil
 
 from absl import flags
 from ml_collections import config_flags
 
 from avjax import cli
-
-SPLITS = "train=0:0.8,validation=0.8:0.9,test=0.9:1"
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "training config[:arg] whose data settings the shards must serve",
@@ -53,35 +50,6 @@ def spec_from_flags():
   return devset.DevSetSpec(**over)
 
 
-def build(config, base: str, spec, *, clip_seconds: float, samples_dir: str | None = None,
-          copyright_path: str | None = None, workers: int | None = None) -> str:
-  """Builds what is missing under `base` -> the prepared folder holding the
-  train, validation and test splits at `config`'s settings."""
-  from avjax import input as input_lib
-  from data_pipelines import default_dataset, devset, ingest
-  videos = os.path.join(base, "videos")
-  if not os.path.exists(os.path.join(videos, ".complete")):
-    devset.build_videos(videos, spec, samples_dir or devset.SAMPLES_DIR,
-                        copyright_path or devset.COPYRIGHT, workers=workers)
-  settings = input_lib.prepare_settings(config.data, clip_seconds=clip_seconds, min_seconds=0.5)
-  prepared = f"{default_dataset.prepared_folder(base, settings)}_{clip_seconds:g}s"
-  ranges = ingest.parse_splits(SPLITS)
-  # `test` holds no boxes, so that sync is scored at each clip's middle frame as
-  # on footage without them; `test_boxes` (the same range) takes the frame of
-  # a sounding object's onset, for the localisation evaluator, as `validation`
-  # does (localisation can then run during training).
-  for name, time_range, boxed in (*((n, r, n == "validation") for n, r in ranges.items()),
-                                  ("test_boxes", ranges["test"], True)):
-    out = os.path.join(prepared, name)
-    if not os.path.exists(os.path.join(out, ".complete")):
-      ingest.prepare(videos, out, boxes_csv=os.path.join(videos, "boxes.csv") if boxed else None,
-                     settings=settings, files_per_shard=2, workers=workers, quiet=True,
-                     time_range=time_range, overwrite=True)
-      open(os.path.join(out, ".complete"), "w").close()
-  shutil.copyfile(os.path.join(videos, "LICENSES.csv"), os.path.join(prepared, "LICENSES.csv"))
-  return prepared
-
-
 def main(argv):
   if len(argv) > 1:
     raise ValueError(f"unexpected arguments {argv[1:]}")
@@ -89,9 +57,11 @@ def main(argv):
     raise ValueError("--config: which training config's settings to prepare for "
                      "(e.g. configs/sync.py:tiny)")
   config = cli.loaded_config(_CONFIG)
-  prepared = build(config, base_dir(), spec_from_flags(), clip_seconds=_CLIP_SECONDS.value,
-                   samples_dir=_SAMPLES.value, copyright_path=_COPYRIGHT.value,
-                   workers=_WORKERS.value)
+  from avjax import input as input_lib
+  prepared = input_lib.build_devset(config, base_dir(), spec_from_flags(),
+                                    clip_seconds=_CLIP_SECONDS.value,
+                                    samples_dir=_SAMPLES.value,
+                                    copyright_path=_COPYRIGHT.value, workers=_WORKERS.value)
   print(f"--config.data.dir={prepared} --config.data.train_split=train "
         "--config.data.eval_split=validation  (held out: test, and test_boxes for localisation; "
         "licences: "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 
 import jax
 import numpy as np
@@ -105,6 +106,41 @@ def ensure_data(config, splits=()) -> None:
   base = default_dataset.ensure(prepare_settings(d), splits=wanted)
   if d.get("sound_targets") and d.train_split in wanted:
     ensure_default_sound_targets(d, base)
+
+
+# The development set's time splits of every recording.
+DEVSET_SPLITS = "train=0:0.8,validation=0.8:0.9,test=0.9:1"
+
+
+def build_devset(config, base: str, spec, *, clip_seconds: float,
+                 samples_dir: str | None = None, copyright_path: str | None = None,
+                 workers: int | None = None) -> str:
+  """The real-sound development set (data_pipelines/devset.py, avjax-devset):
+  builds what is missing under `base` -> the prepared folder holding the train,
+  validation, test and test_boxes splits at `config`'s settings."""
+  import shutil
+  from data_pipelines import devset
+  videos = os.path.join(base, "videos")
+  if not os.path.exists(os.path.join(videos, ".complete")):
+    devset.build_videos(videos, spec, samples_dir or devset.SAMPLES_DIR,
+                        copyright_path or devset.COPYRIGHT, workers=workers)
+  settings = prepare_settings(config.data, clip_seconds=clip_seconds, min_seconds=0.5)
+  prepared = f"{default_dataset.prepared_folder(base, settings)}_{clip_seconds:g}s"
+  ranges = ingest.parse_splits(DEVSET_SPLITS)
+  # `test` holds no boxes, so that sync is scored at each clip's middle frame as
+  # on footage without them; `test_boxes` (the same range) takes the frame of
+  # a sounding object's onset, for the localisation evaluator, as `validation`
+  # does (localisation can then run during training).
+  for name, time_range, boxed in (*((n, r, n == "validation") for n, r in ranges.items()),
+                                  ("test_boxes", ranges["test"], True)):
+    out = os.path.join(prepared, name)
+    if not os.path.exists(os.path.join(out, ".complete")):
+      ingest.prepare(videos, out, boxes_csv=os.path.join(videos, "boxes.csv") if boxed else None,
+                     settings=settings, files_per_shard=2, workers=workers, quiet=True,
+                     time_range=time_range, overwrite=True)
+      open(os.path.join(out, ".complete"), "w").close()
+  shutil.copyfile(os.path.join(videos, "LICENSES.csv"), os.path.join(prepared, "LICENSES.csv"))
+  return prepared
 
 
 def data_dir(data_config, split: str) -> str:

@@ -122,13 +122,13 @@ def test_the_build_writes_videos_licences_and_boxes(library, tmp_path):
 
 def test_build_prepares_time_splits_with_boxes_only_where_localisation_reads_them(library, tmp_path):
   import json
-  from avjax import devset as devset_cli
   from avjax import input as input_lib
   from configs import sync
   from data_pipelines import reader
   config = sync.get_config("tiny")
-  prepared = devset_cli.build(config, str(tmp_path / "dev"), SPEC, clip_seconds=2.0,
-                              samples_dir=library[0], copyright_path=library[1], workers=1)
+  prepared = input_lib.build_devset(config, str(tmp_path / "dev"), SPEC, clip_seconds=2.0,
+                                    samples_dir=library[0], copyright_path=library[1],
+                                    workers=1)
   splits = {s: json.load(open(os.path.join(prepared, s, "manifest.json")))
             for s in ("train", "validation", "test", "test_boxes")}
   assert splits["train"]["time_range"] == {"start": 0.0, "end": 0.8, "seconds": False}

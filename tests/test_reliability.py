@@ -335,12 +335,15 @@ def test_bad_command_lines_fail_in_one_line(data_dir, tmp_path):
   assert r.returncode != 0 and "Traceback" in r.stderr
 
 
-def _as_from_a_shell():
-  """A child started from a shell gets SIGINT's default disposition, unblocked.
-  A test worker's may not be: an ignored or blocked signal is inherited across
-  exec, and the command then runs to its end and exits 0."""
-  signal.signal(signal.SIGINT, signal.SIG_DFL)
-  signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+# Runs module argv[1] as __main__ the way a shell starts it: SIGINT handled by
+# Python and unblocked. A test worker's disposition may differ (an ignored or
+# blocked signal is inherited across exec, and the command then runs to its end
+# and exits 0); resetting it in the child itself needs no fork-time hook, which
+# is unsafe in a threaded process.
+AS_FROM_A_SHELL = (
+    "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT}); "
+    "sys.argv = sys.argv[1:]; runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)")
 
 
 def test_ctrl_c_in_prepare_is_one_line_and_exit_130(videos_dir, tmp_path):
@@ -353,11 +356,11 @@ def test_ctrl_c_in_prepare_is_one_line_and_exit_130(videos_dir, tmp_path):
   for i in range(1000):  # enough work that the signal lands mid-job, on an idle machine too
     (many / f"{i:03d}.mp4").symlink_to(videos[i % len(videos)])
   out = tmp_path / "out"
-  proc = subprocess.Popen([sys.executable, "-m", "avjax.prepare", f"--input={many}",
-                           f"--output={out}", "--workers=2", "--sample_rate=8000",
-                           "--frame_size=40"], cwd=ROOT, env=ENV, start_new_session=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          preexec_fn=_as_from_a_shell)
+  args = [f"--input={many}", f"--output={out}", "--workers=2", "--sample_rate=8000",
+          "--frame_size=40"]
+  proc = subprocess.Popen([sys.executable, "-c", AS_FROM_A_SHELL, "avjax.prepare", *args],
+                          cwd=ROOT, env=ENV, start_new_session=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
   deadline = time.monotonic() + 120
   while not out.exists() and proc.poll() is None and time.monotonic() < deadline:
     time.sleep(0.2)
