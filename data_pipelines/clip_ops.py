@@ -142,16 +142,22 @@ def clip_id(filename, start_us):
   return tf.cast(tf.strings.to_hash_bucket_fast(key, 2**31 - 1), tf.int32)
 
 
+def has_room(lo, hi, fps, spec: ReaderSpec):
+  """Whether window frames [lo, hi] (pairs.window_frame_range) leave room for the
+  reader's windows: the audio window at some frame and, with shifted negatives,
+  that window plus twice `min_shift` (every frame's window then has a shifted
+  partner on one side or the other)."""
+  if spec.negatives == "shifted":
+    return hi - lo >= 2 * pairs.shift_frames(fps, spec.min_shift)
+  return lo <= hi
+
+
 def holds_windows(clip, spec: ReaderSpec):
-  """Whether a parsed clip has room for the reader's windows: the audio window at
-  some frame and, with shifted negatives, that window plus twice
-  `min_shift` (every frame's window then has a shifted partner on one side or
-  the other). The reader leaves out clips that do not (reader.short_clips)."""
+  """`has_room` for a parsed clip. The reader leaves out clips that do not
+  (reader.short_clips)."""
   lo, hi = pairs.window_frame_range(clip["num_frames"], clip["num_samples"], clip["fps"],
                                     spec.spectrogram)
-  if spec.negatives == "shifted":
-    return hi - lo >= 2 * pairs.shift_frames(clip["fps"], spec.min_shift)
-  return lo <= hi
+  return has_room(lo, hi, clip["fps"], spec)
 
 
 def clip_windows(clip: dict, index, seed, *, spec: ReaderSpec, train: bool, frame=None,
@@ -179,8 +185,12 @@ def clip_windows(clip: dict, index, seed, *, spec: ReaderSpec, train: bool, fram
   n_frames = clip["num_frames"]
   fps = clip["fps"]
   lo, hi = pairs.window_frame_range(n_frames, n_samples, fps, aspec)
-  long_enough = tf.debugging.assert_less_equal(
-      lo, hi, message=f"a clip is shorter than the {aspec.seconds}s audio window")
+  # The reader leaves such clips out (reader.short_clips); this guards other callers.
+  long_enough = tf.debugging.Assert(has_room(lo, hi, fps, spec), [
+      f"a clip is too short for a window shifted by config.data.min_shift={spec.min_shift}s "
+      "beside its own: it needs the window plus twice the shift"
+      if spec.negatives == "shifted" else
+      f"a clip is shorter than the {aspec.seconds}s audio window"])
   with tf.control_dependencies([long_enough]):
     lo, hi = tf.identity(lo), tf.identity(hi)
   if train:
@@ -196,14 +206,8 @@ def clip_windows(clip: dict, index, seed, *, spec: ReaderSpec, train: bool, fram
   audio_k = tf.clip_by_value(k + (0 if audio_offset is None else audio_offset), lo, hi)
   pos_start = pairs.grid_start_sample(audio_k, fps, aspec)
   if spec.negatives == "shifted":
-    # Every frame's window then has a shifted partner on one side or the other.
-    shift_ok = tf.debugging.assert_greater_equal(
-        hi - lo, 2 * pairs.shift_frames(fps, spec.min_shift),
-        message=f"a clip is too short for a window shifted by config.data.min_shift="
-                f"{spec.min_shift}s beside its own: it needs the window plus twice the shift")
-    with tf.control_dependencies([shift_ok]):
-      j = pairs.shifted_frame(seeds[1] if train else None, tf.clip_by_value(k, lo, hi), lo, hi,
-                              fps, spec.min_shift)
+    j = pairs.shifted_frame(seeds[1] if train else None, tf.clip_by_value(k, lo, hi), lo, hi,
+                            fps, spec.min_shift)
     neg_start = pairs.grid_start_sample(j, fps, aspec)
   elif train:
     neg_start = pairs.negative_start_sample(seeds[1], lo, hi, n_samples, fps, aspec,

@@ -203,15 +203,17 @@ def make_recording(spec: DevSetSpec, index: int, samples: dict):
           y, x = (o.y - cy) / size, (o.x - cx) / size
           box = tuple(float(np.clip(v, 0, 1)) for v in (y, x, y + o.d / size, x + o.d / size))
           placed.append((float(t), os.path.basename(o.sample), box))
-    shot = (t_frames >= start) & (t_frames < end)
-    for f in np.nonzero(shot)[0]:
+    shot = np.nonzero((t_frames >= start) & (t_frames < end))[0]
+    swells = [synthetic.note_envelope(t_frames[shot], o.onsets, decay=synthetic.EVENT_SWELL)
+              for o in objects]
+    drawables = [o.as_drawable() for o in objects]
+    for n_f, f in enumerate(shot):
       cy, cx = camera(t_frames[f])
       iy, ix = int(round(cy)), int(round(cx))
       img = background[iy:iy + size, ix:ix + size].copy()
-      for o in objects:
-        swell = synthetic.note_envelope(t_frames[f:f + 1], o.onsets, decay=synthetic.EVENT_SWELL)[0]
-        synthetic.draw_swollen(img, o.as_drawable(), int(round(o.y - cy)), int(round(o.x - cx)),
-                                float(swell))
+      for o, drawable, swell in zip(objects, drawables, swells):
+        synthetic.draw_swollen(img, drawable, int(round(o.y - cy)), int(round(o.x - cx)),
+                               float(swell[n_f]))
       frames[f] = np.clip(img * 255, 0, 255).astype(np.uint8)
   # Off screen: sounds with no picture, anywhere in the recording.
   for t in np.sort(rng.uniform(0, spec.seconds, rng.poisson(spec.offscreen_rate * spec.seconds))):

@@ -142,9 +142,10 @@ def host_files(files: Sequence[str], process_index: int, process_count: int) -> 
   return list(files[process_index::process_count])
 
 
-def count_records(files: Sequence[str]) -> int:
-  """Records in `files`: from the manifest when there is one, else by reading."""
-  manifest = load_manifest(files)
+def count_records(files: Sequence[str], manifest: dict | None = None) -> int:
+  """Records in `files`: from their folder's manifest (`manifest`, else read)
+  when there is one, else by reading."""
+  manifest = manifest or load_manifest(files)
   if manifest and all(fs.basename(f) in manifest["shards"] for f in files):
     return sum(manifest["shards"][fs.basename(f)] for f in files)
   return int(record_dataset(files).reduce(np.int64(0), graph_fn(lambda n, _: n + 1)))
@@ -227,8 +228,9 @@ def short_clips(files: Sequence[str], spec: ReaderSpec) -> dict[str, list[int]]:
   (clip_ops.holds_windows), found by parsing every record once; nothing is
   decoded."""
   parse = parse_fn(spec)
-  src = records_lib.source(spec.records, tf_readable(files))
-  readable = tf.constant(tf_readable(files))
+  local = tf_readable(files)
+  src = records_lib.source(spec.records, local)
+  readable = tf.constant(local)
 
   def positions(i):
     return src.items(readable[i]).enumerate().map(
@@ -559,6 +561,7 @@ class Reader:
     self.label_names = list(manifest["labels"]) if manifest else []
     self.num_classes = spec.num_classes or len(self.label_names)
     self._epoch_size = None
+    self._manifest = manifest
     self.skip = ({} if vouches_for_windows(manifest, spec) else
                  short_clips_of(self.all_files, spec, manifest))
     self.num_skipped = sum(len(p) for p in self.skip.values())
@@ -572,7 +575,7 @@ class Reader:
     need = (f"{self.spec.spectrogram.seconds:g} s audio window"
             + (f" plus twice config.data.min_shift={self.spec.min_shift:g} s"
                if self.spec.negatives == "shifted" else ""))
-    total = count_records(self.all_files)
+    total = count_records(self.all_files, self._manifest)
     log.warning("%s: %d of %d clips are left out, too short for the %s", folder,
                 self.num_skipped, total, need)
     for i in range(self.process_count):
@@ -582,7 +585,8 @@ class Reader:
 
   def usable_records(self, files: Sequence[str]) -> int:
     """Records of `files` less those left out as too short (`skip`)."""
-    return count_records(files) - sum(len(self.skip.get(f, ())) for f in files)
+    return (count_records(files, self._manifest)
+            - sum(len(self.skip.get(f, ())) for f in files))
 
   @property
   def epoch_size(self) -> int:

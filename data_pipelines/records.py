@@ -112,14 +112,10 @@ def record_dataset(files: Sequence[str], src: Source = TFRECORD,
   """Serialized records of `files`, in order, less the positions `skip` lists
   per file."""
   keys = skip_keys(files, skip or {})
-  if keys:
-    paths = tf.data.Dataset.from_tensor_slices((list(files), tf.range(len(files), dtype=tf.int64)))
-    return paths.flat_map(lambda f, i: file_items(src, f, i, keys)).map(
-        lambda *item: src.read(item[0] if len(item) == 1 else item),
-        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  if isinstance(src, TFRecordSource):
+  if isinstance(src, TFRecordSource) and not keys:
     return tf.data.TFRecordDataset(list(files))
+  paths = tf.data.Dataset.from_tensor_slices((list(files), tf.range(len(files), dtype=tf.int64)))
   # An item may be a tuple (a span), which map would spread over arguments.
-  return tf.data.Dataset.from_tensor_slices(list(files)).flat_map(src.items).map(
+  return paths.flat_map(lambda f, i: file_items(src, f, i, keys)).map(
       lambda *item: src.read(item[0] if len(item) == 1 else item),
       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
