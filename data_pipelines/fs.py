@@ -317,6 +317,25 @@ def local_copy(path: str) -> Iterator[str]:
     yield local
 
 
+def _cache_folder(url: str) -> str:
+  """The local cache folder for copies of what lies under `url`'s folder."""
+  import hashlib
+  root = os.environ.get("AVJAX_CACHE") or os.path.join(tempfile.gettempdir(),
+                                                       f"avjax-cache-{os.getuid()}")
+  return os.path.join(root, hashlib.sha1(url.encode()).hexdigest()[:16])
+
+
+def _fetch(path: str, local: str) -> None:
+  """Copy remote `path` to `local` unless a copy of the same size is there."""
+  if os.path.exists(local) and os.path.getsize(local) == getsize(path):
+    return
+  os.makedirs(os.path.dirname(local), exist_ok=True)
+  fs, p = _fs(path)
+  tmp = f"{local}.{uuid.uuid4().hex}.tmp"
+  fs.get_file(p, tmp)
+  os.replace(tmp, local)
+
+
 @_remote_errors
 def cached_copy(path: str) -> str:
   """A local copy of a remote file, kept in a cache folder ($AVJAX_CACHE, else
@@ -324,18 +343,24 @@ def cached_copy(path: str) -> str:
   readers where its filesystems cannot reach the storage."""
   if not is_url(path):
     return path
-  import hashlib
-  root = os.environ.get("AVJAX_CACHE") or os.path.join(tempfile.gettempdir(),
-                                                       f"avjax-cache-{os.getuid()}")
-  local = os.path.join(root, hashlib.sha1(dirname(path).encode()).hexdigest()[:16],
-                       basename(path))
-  size = getsize(path)
-  if not (os.path.exists(local) and os.path.getsize(local) == size):
-    os.makedirs(os.path.dirname(local), exist_ok=True)
-    fs, p = _fs(path)
-    tmp = f"{local}.{uuid.uuid4().hex}.tmp"
-    fs.get_file(p, tmp)
-    os.replace(tmp, local)
+  local = os.path.join(_cache_folder(dirname(path)), basename(path))
+  _fetch(path, local)
+  return local
+
+
+@_remote_errors
+def cached_tree(folder: str) -> str:
+  """A local copy of a remote folder, its layout kept, under the same cache as
+  `cached_copy` and reused file by file while sizes match (a local folder is
+  itself); FileNotFoundError naming the folder if it holds no file."""
+  if not is_url(folder):
+    return folder
+  files = walk_files(folder) if exists(folder) else []
+  if not files:
+    raise FileNotFoundError(f"{folder}: not found")
+  local = os.path.join(_cache_folder(folder), basename(folder.rstrip("/")))
+  for rel in files:
+    _fetch(join(folder, rel), os.path.join(local, rel))
   return local
 
 

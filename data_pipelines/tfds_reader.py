@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from typing import Iterator
 
 import numpy as np
 
+from data_pipelines import fs
 from data_pipelines import reader_spec as reader_spec_lib
 from data_pipelines import spectrogram as spectrogram_lib
 
@@ -50,9 +52,28 @@ def spec_from_config(cfg) -> TfdsSpec:
   return TfdsSpec(**{f.name: cfg[f.name] for f in dataclasses.fields(TfdsSpec) if f.name in cfg})
 
 
+def readable_data_dir(spec: TfdsSpec) -> str:
+  """`spec.data_dir` as TensorFlow can read it: itself (local, or gs:// through
+  TensorFlow's GCS client), or, where that client cannot reach the storage (a
+  local emulator: its endpoints are compiled in), a local copy of the dataset's
+  folder (`fs.cached_tree`), as the prepared reader copies its shards."""
+  if not spec.data_dir or fs.tf_reads(spec.data_dir):
+    return spec.data_dir
+  if spec.download:
+    raise TfdsError(f"tfds {spec.name!r}: download=True cannot write to {spec.data_dir}, which "
+                    "TensorFlow's GCS client cannot reach; prepare it locally and copy it there")
+  folder = fs.join(spec.data_dir, spec.name.split("/")[0].split(":")[0])
+  try:
+    return os.path.dirname(fs.cached_tree(folder))
+  except FileNotFoundError:
+    raise TfdsError(f"tfds {spec.name!r} is not prepared in {spec.data_dir}; prepare it "
+                    "(tfds build) or set download=True") from None
+
+
 def _builder(spec: TfdsSpec):
   import tensorflow_datasets as tfds
-  kwargs = {"data_dir": spec.data_dir} if spec.data_dir else {}
+  data_dir = readable_data_dir(spec)
+  kwargs = {"data_dir": data_dir} if data_dir else {}
   try:
     builder = tfds.builder(spec.name, **kwargs)
   except Exception as e:  # TFDS raises several unrelated types for an unknown name
@@ -61,8 +82,8 @@ def _builder(spec: TfdsSpec):
     config = tfds.download.DownloadConfig(manual_dir=spec.manual_dir or None)
     builder.download_and_prepare(download_config=config)
   elif not builder.is_prepared():
-    raise TfdsError(f"tfds {spec.name!r} is not prepared in {builder.data_dir}; prepare it "
-                    "(tfds build) or set download=True")
+    raise TfdsError(f"tfds {spec.name!r} is not prepared in {spec.data_dir or builder.data_dir}; "
+                    "prepare it (tfds build) or set download=True")
   return builder
 
 

@@ -224,3 +224,34 @@ def test_sonorize_reads_a_video_from_a_bucket_and_writes_its_wav_there(emulator,
   audio, rate = soundfile.read(io.BytesIO(gcs.cat(f"{BUCKET}/sonorized/out.wav")))
   # 1.4 s of video in windows of 0.2 s: seven windows' worth of sound.
   assert rate == SAMPLE_RATE and abs(len(audio) - 1.4 * rate) <= 0.01 * rate
+
+
+def test_the_probe_reads_a_tfds_dataset_prepared_in_a_bucket(emulator, gcs, data_dir, tmp_path,
+                                                             monkeypatch):
+  """`linear_probe.tfds.data_dir=gs://...`: a dataset that TFDS prepared, copied
+  into the bucket, is found by name there and probed; one that is not there is
+  named by its URL."""
+  import tensorflow_datasets as tfds
+  from avjax.evaluators import runner
+  from tests.conftest import tiny_config
+  from tests.test_tfds_probe import PER_CLASS, AvjaxTones, write_wavs
+  from data_pipelines import synthetic
+  monkeypatch.setenv("AVJAX_CACHE", str(tmp_path / "cache"))
+  write_wavs(tmp_path / "files", "train")
+  write_wavs(tmp_path / "files", "test")
+  AvjaxTones(data_dir=str(tmp_path / "tfds")).download_and_prepare(
+      download_config=tfds.download.DownloadConfig(manual_dir=str(tmp_path / "files")))
+  gcs.put(str(tmp_path / "tfds" / "avjax_tones"), f"{BUCKET}/tfds/avjax_tones", recursive=True)
+  config = tiny_config("avenet", data_dir, total_steps=1)
+  config.evals.linear_probe.update(batch_size=16, max_iter=200)
+  config.evals.linear_probe.tfds.update(name="avjax_tones", split="test", train_split="train",
+                                        data_dir=f"gs://{BUCKET}/tfds")
+  out = runner.evaluate(config, str(tmp_path / "w"), evals=["linear_probe"], random_init=True,
+                        pictures=False)["metrics"]
+  assert out["linear_probe_examples"] == len(synthetic.CLASSES) * PER_CLASS["test"]
+  # Random 1-D conv features separate these timbres (test_tfds_probe.py).
+  assert out["linear_probe_random_init_audio_accuracy_mean"] > 3 / len(synthetic.CLASSES)
+  config.evals.linear_probe.tfds.data_dir = f"gs://{BUCKET}/no-tfds"
+  with pytest.raises(ValueError, match=f"tfds 'avjax_tones' is not prepared in gs://{BUCKET}/no-tfds;"):
+    runner.evaluate(config, str(tmp_path / "w"), evals=["linear_probe"], random_init=True,
+                    pictures=False)

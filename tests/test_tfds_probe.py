@@ -64,9 +64,12 @@ def tones(tmp_path_factory):
 
 def test_linear_probe_reads_a_tfds_dataset_by_name(data_dir, tones, tmp_path):
   from avjax import train
-  config = tiny_config("avenet", data_dir, total_steps=150, log_every=150)
+  config = tiny_config("avenet", data_dir, total_steps=600, log_every=600)
+  # The tiny config's own widths: at tiny_config's (4, 8, 8, 8) training does
+  # not move the audio probe past random init's on these clips.
+  config.model.vision_widths = config.model.audio_widths = (16, 32, 64, 128)
   config.evals.avc.every = 0
-  config.checkpoint.update(every=150, async_save=False)
+  config.checkpoint.update(every=600, async_save=False)
   train.train_and_evaluate(config, str(tmp_path))
   probe = config.evals.linear_probe
   probe.update(batch_size=16, max_iter=200)
@@ -75,14 +78,15 @@ def test_linear_probe_reads_a_tfds_dataset_by_name(data_dir, tones, tmp_path):
   record = runner.evaluate(config, str(tmp_path), evals=["linear_probe"], checkpoint="latest",
                            pictures=False)
   out = record["metrics"]
-  assert record["step"] == 150
+  assert record["step"] == 600
   chance = 1 / len(synthetic.CLASSES)
   assert out["linear_probe_examples"] == len(synthetic.CLASSES) * PER_CLASS["test"]
   assert out["linear_probe_folds"] == 1 and "linear_probe_frame_accuracy_mean" not in out
-  # Both well above chance: random 1-D conv features already separate these
-  # timbres (as they do the embedded dataset's), so random init is no floor here.
-  assert out["linear_probe_audio_accuracy_mean"] > 3 * chance
+  # Random conv features already separate these timbres well above chance (as
+  # they do the embedded dataset's sounds: SoundNet's row in the README), so the
+  # probe must read what training added: seeds 0-2 gave 4-6 points over it.
   assert out["linear_probe_random_init_audio_accuracy_mean"] > 3 * chance
+  assert out["linear_probe_audio_accuracy_mean"] > out["linear_probe_random_init_audio_accuracy_mean"]
 
 
 def test_an_unprepared_tfds_dataset_is_named_without_downloading(data_dir, tmp_path):
