@@ -3,6 +3,7 @@ scenes and wav files, built with TFDS's own download_and_prepare into a local
 data_dir, probed with their official train/test splits by a briefly trained tiny
 AVE-Net and by the same network at random initialisation; an unprepared dataset
 is named, and nothing is downloaded."""
+import io
 import wave
 
 import numpy as np
@@ -46,8 +47,8 @@ class AvjaxTones(tfds.core.GeneratorBasedBuilder):
     return {s: self._generate_examples(dl_manager.manual_dir / s) for s in PER_CLASS}
 
   def _generate_examples(self, folder):
-    for path in sorted(folder.glob("*.wav")):
-      with wave.open(str(path)) as w:
+    for path in sorted(folder.glob("*.wav")):  # an epath: local, or gs:// (test_cloud_storage)
+      with wave.open(io.BytesIO(path.read_bytes())) as w:
         samples = np.frombuffer(w.readframes(w.getnframes()), np.int16)
       yield path.name, {"audio": samples, "label": path.name.rsplit("_", 1)[0]}
 
