@@ -251,40 +251,40 @@ def test_sonorize_reads_a_video_from_a_bucket_and_writes_its_wav_there(emulator,
   assert rate == SAMPLE_RATE and abs(len(audio) - 1.4 * rate) <= 0.01 * rate
 
 
-def test_the_probe_reads_a_tfds_dataset_prepared_in_a_bucket(emulator, gcs, data_dir, tmp_path,
-                                                             monkeypatch):
+def test_the_probe_reads_a_tfds_dataset_prepared_in_a_bucket(emulator, gcs, data_dir, tmp_path):
   """`linear_probe.tfds.data_dir=gs://...`: a dataset that TFDS prepared, copied
   into the bucket, is found by name there and probed; one that is not there is
   named by its URL. `manual_dir=gs://...`: TFDS prepares it from files in the
-  bucket."""
+  bucket. Each probe runs in a process of its own (tests/scripts/tfds_probe.py)."""
+  import json
   import tensorflow_datasets as tfds
-  from avjax.evaluators import runner
-  from tests.conftest import tiny_config
-  from tests.test_tfds_probe import PER_CLASS, AvjaxTones, write_wavs
   from data_pipelines import synthetic
-  monkeypatch.setenv("AVJAX_CACHE", str(tmp_path / "cache"))
-  write_wavs(tmp_path / "files", "train")
-  write_wavs(tmp_path / "files", "test")
+  from tests.tfds_builders import PER_CLASS, AvjaxTones, write_wavs
+  for split in PER_CLASS:
+    write_wavs(tmp_path / "files", split)
   AvjaxTones(data_dir=str(tmp_path / "tfds")).download_and_prepare(
       download_config=tfds.download.DownloadConfig(manual_dir=str(tmp_path / "files")))
   gcs.put(str(tmp_path / "tfds" / "avjax_tones"), f"{BUCKET}/tfds/avjax_tones", recursive=True)
-  config = tiny_config("avenet", data_dir, total_steps=1)
-  config.evals.linear_probe.update(batch_size=16, max_iter=200)
-  config.evals.linear_probe.tfds.update(name="avjax_tones", split="test", train_split="train",
-                                        data_dir=f"gs://{BUCKET}/tfds")
-  out = runner.evaluate(config, str(tmp_path / "w"), evals=["linear_probe"], random_init=True,
-                        pictures=False)["metrics"]
+  gcs.put(str(tmp_path / "files"), f"{BUCKET}/tones_files", recursive=True)
+  script = os.path.join(ROOT, "tests", "scripts", "tfds_probe.py")
+  cache = {"AVJAX_CACHE": str(tmp_path / "cache")}
+
+  def probe(**tfds_keys):
+    keys = dict(name="avjax_tones", split="test", train_split="train", **tfds_keys)
+    return _cli([script, str(data_dir), str(tmp_path / "w"), json.dumps(keys)],
+                env_overrides=cache)
+
+  r = probe(data_dir=f"gs://{BUCKET}/tfds")
+  assert r.returncode == 0, r.stderr[-3000:]
+  out = json.loads(r.stdout.strip().splitlines()[-1])
   assert out["linear_probe_examples"] == len(synthetic.CLASSES) * PER_CLASS["test"]
   # Random 1-D conv features separate these timbres (test_tfds_probe.py).
   assert out["linear_probe_random_init_audio_accuracy_mean"] > 3 / len(synthetic.CLASSES)
-  gcs.put(str(tmp_path / "files"), f"{BUCKET}/tones_files", recursive=True)
-  config.evals.linear_probe.tfds.update(data_dir=str(tmp_path / "tfds_from_bucket"),
-                                        manual_dir=f"gs://{BUCKET}/tones_files", download=True)
-  again = runner.evaluate(config, str(tmp_path / "w"), evals=["linear_probe"], random_init=True,
-                          pictures=False)["metrics"]
-  assert again == out  # the same examples, read from the bucket
-  config.evals.linear_probe.tfds.update(data_dir=f"gs://{BUCKET}/no-tfds", download=False,
-                                        manual_dir="")
-  with pytest.raises(ValueError, match=f"tfds 'avjax_tones' is not prepared in gs://{BUCKET}/no-tfds;"):
-    runner.evaluate(config, str(tmp_path / "w"), evals=["linear_probe"], random_init=True,
-                    pictures=False)
+  r = probe(data_dir=str(tmp_path / "tfds_from_bucket"), download=True,
+            manual_dir=f"gs://{BUCKET}/tones_files")
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert json.loads(r.stdout.strip().splitlines()[-1]) == out  # the same examples
+  r = probe(data_dir=f"gs://{BUCKET}/no-tfds")
+  assert r.returncode != 0
+  assert _last_line(r) == (f"tfds_probe: tfds 'avjax_tones' is not prepared in gs://{BUCKET}/"
+                           "no-tfds; prepare it (tfds build) or set download=True")

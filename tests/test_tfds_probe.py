@@ -3,9 +3,6 @@ scenes and wav files, built with TFDS's own download_and_prepare into a local
 data_dir, probed with their official train/test splits by a briefly trained tiny
 AVE-Net and by the same network at random initialisation; an unprepared dataset
 is named, and nothing is downloaded."""
-import io
-import wave
-
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
@@ -13,55 +10,9 @@ import tensorflow_datasets as tfds
 from avjax.evaluators import runner
 from data_pipelines import synthetic
 from tests.conftest import tiny_config
+from tests.tfds_builders import RATE
 
 pytestmark = pytest.mark.xdist_group("test_tfds_probe")
-
-RATE = 16000  # the files' rate; the tiny model's is 8 kHz, so the reader resamples
-PER_CLASS = {"train": 8, "test": 4}
-
-
-def write_wavs(root, split: str) -> None:
-  rng = np.random.default_rng(0 if split == "train" else 1)
-  (root / split).mkdir(parents=True)
-  for cls, name in enumerate(synthetic.CLASSES):
-    for i in range(PER_CLASS[split]):
-      x = 0.3 * synthetic.class_sound(cls, int(1.5 * RATE), RATE, rng)
-      with wave.open(str(root / split / f"{name}_{i}.wav"), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(RATE)
-        w.writeframes((np.clip(x, -1, 1) * 32767).astype(np.int16).tobytes())
-
-
-class AvjaxTones(tfds.core.GeneratorBasedBuilder):
-  """Each embedded-dataset class's timbre, at random pitches, as wav files."""
-  VERSION = tfds.core.Version("1.0.0")
-  MANUAL_DOWNLOAD_INSTRUCTIONS = "Written by tests/test_tfds_probe.py."
-
-  def _info(self):
-    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
-        "audio": tfds.features.Audio(sample_rate=RATE, dtype=np.int16),
-        "label": tfds.features.ClassLabel(names=list(synthetic.CLASSES))}))
-
-  def _split_generators(self, dl_manager):
-    return {s: self._generate_examples(dl_manager.manual_dir / s) for s in PER_CLASS}
-
-  def _generate_examples(self, folder):
-    for path in sorted(folder.glob("*.wav")):  # an epath: local, or gs:// (test_cloud_storage)
-      with wave.open(io.BytesIO(path.read_bytes())) as w:
-        samples = np.frombuffer(w.readframes(w.getnframes()), np.int16)
-      yield path.name, {"audio": samples, "label": path.name.rsplit("_", 1)[0]}
-
-
-@pytest.fixture(scope="module")
-def tones(tmp_path_factory):
-  root = tmp_path_factory.mktemp("tfds")
-  for split in PER_CLASS:
-    write_wavs(root / "files", split)
-  AvjaxTones(data_dir=str(root / "data")).download_and_prepare(
-      download_config=tfds.download.DownloadConfig(manual_dir=str(root / "files")))
-  return root
-
 
 SCENES = {"train": synthetic.SplitSpec("train", 240, seed=71, silent_probs=(1.0,)),
           "test": synthetic.SplitSpec("test", 120, seed=72, silent_probs=(1.0,))}
