@@ -261,12 +261,20 @@ def window_frames(clip: dict, *, spec: ReaderSpec, hop_seconds: float):
   return tf.range(lo, tf.maximum(hi, lo) + 1, hop)
 
 
+TIE = 1e-6  # frames: far above float64's error here, far below any real offset
+
+
 def stack_frames(start_sample, num_frames, fps, aspec, n: int):
   """Indices of the frames nearest the centres of n equal segments of the audio
-  window starting at `start_sample` (frame k shows time k / fps)."""
-  centres = (tf.cast(start_sample, tf.float32) / aspec.sample_rate
-             + (tf.range(n, dtype=tf.float32) + 0.5) * (aspec.seconds / n))
-  return tf.clip_by_value(tf.cast(tf.round(centres * fps), tf.int32), 0, num_frames - 1)
+  window starting at `start_sample` (frame k shows time k / fps), halves rounded
+  up: a window on the frame grid with one segment per frame puts every centre
+  half-way between two frames, where rounding half to even took every other
+  frame twice. TIE lifts float error off those halves, so that all go one way."""
+  centres = (tf.cast(start_sample, tf.float64) / aspec.sample_rate
+             + (tf.range(n, dtype=tf.float64) + 0.5) * (aspec.seconds / n))
+  nearest = tf.floor(centres * tf.cast(fps, tf.float64) + 0.5 + TIE)
+  return tf.clip_by_value(tf.cast(nearest, tf.int32), 0, num_frames - 1)
+
 
 
 def decode_for_batch(clip: dict, *, spec: ReaderSpec, train: bool) -> dict:

@@ -1,5 +1,7 @@
 """Real batches and model outputs against the contracts (data_pipelines/contract.py,
 avjax/models/__init__.py)."""
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
@@ -63,8 +65,13 @@ def test_stack_frames_sit_under_their_segments():
                                       n_fft=256, seconds=2.0)
   # A 2 s window from 0.5 s in 4 segments: centres 0.75, 1.25, 1.75, 2.25 s at 10 fps.
   got = clip_ops.stack_frames(tf.constant(4000), 100, 10.0, aspec, 4).numpy()
-  np.testing.assert_array_equal(got, [8, 12, 18, 22])  # rounded half to even
+  np.testing.assert_array_equal(got, [8, 13, 18, 23])  # halves rounded up: evenly spaced
   assert clip_ops.stack_frames(tf.constant(4000), 20, 10.0, aspec, 4).numpy().max() == 19
+  # One segment per frame, from a frame's time (the tiny video configs' 8 frames
+  # in 0.32 s at 25 fps): 8 consecutive frames, none twice.
+  aspec = dataclasses.replace(aspec, seconds=0.32)
+  got = clip_ops.stack_frames(tf.constant(8000 * 7 // 25), 100, 25.0, aspec, 8).numpy()
+  np.testing.assert_array_equal(got, np.arange(8, 16))
 
 
 def test_violations_are_found():
