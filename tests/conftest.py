@@ -29,6 +29,21 @@ TINY_SPECTROGRAM = spectrogram.SpectrogramSpec(sample_rate=SAMPLE_RATE, win_leng
                                                hop_length=160, n_fft=256)
 
 
+# prepare's settings for the fixtures' splits: as the tiny configs read them (8 kHz,
+# 40 px frames, and their |STFT| framing, so that their readers slice stored |STFT|).
+FIXTURE_SETTINGS = ingest.PrepareSettings(sample_rate=SAMPLE_RATE, frame_size=FRAME_SIZE,
+                                          spectrogram=TINY_SPECTROGRAM)
+
+
+def generate_and_prepare(split: synthetic.SplitSpec, videos, prepared, *,
+                         files_per_shard: int = 6) -> None:
+  """`split`'s clips generated into folder `videos`, prepared into `prepared`."""
+  synthetic.generate_split(split, str(videos), workers=2)
+  ingest.prepare(str(videos), str(prepared), labels_csv=str(videos / "labels.csv"),
+                 settings=FIXTURE_SETTINGS, files_per_shard=files_per_shard, workers=2,
+                 quiet=True)
+
+
 @pytest.fixture(scope="session")
 def videos_dir(tmp_path_factory):
   out = tmp_path_factory.mktemp("videos")
@@ -44,12 +59,8 @@ def data_dir(videos_dir, tmp_path_factory):
   for split in (TRAIN, VAL):
     src = videos_dir / split.name
     ingest.prepare(str(src), str(out / split.name), labels_csv=str(src / "labels.csv"),
-                    boxes_csv=str(src / "boxes.csv"),
-                    settings=ingest.PrepareSettings(
-                        sample_rate=SAMPLE_RATE, frame_size=FRAME_SIZE,
-                        # the tiny configs' framing, so their readers slice stored |STFT|
-                        spectrogram=TINY_SPECTROGRAM),
-                    files_per_shard=6, workers=2, quiet=True)
+                   boxes_csv=str(src / "boxes.csv"), settings=FIXTURE_SETTINGS,
+                   files_per_shard=6, workers=2, quiet=True)
   return out
 
 

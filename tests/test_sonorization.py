@@ -147,15 +147,9 @@ def test_speech_variant_regresses_log_mel_and_griffin_lim_inverts_it():
 
 @pytest.fixture(scope="module")
 def hits_data(tmp_path_factory):
-  from data_pipelines import ingest
-  from tests.conftest import FRAME_SIZE, SAMPLE_RATE, TINY_SPECTROGRAM
+  from tests.conftest import generate_and_prepare
   root = tmp_path_factory.mktemp("hits")
-  synthetic.generate_split(HITS, str(root / "videos"), workers=2)
-  ingest.prepare(str(root / "videos"), str(root / "data" / "hits"),
-                 labels_csv=str(root / "videos" / "labels.csv"),
-                 settings=ingest.PrepareSettings(sample_rate=SAMPLE_RATE, frame_size=FRAME_SIZE,
-                                                 spectrogram=TINY_SPECTROGRAM),
-                 files_per_shard=6, workers=2, quiet=True)
+  generate_and_prepare(HITS, root / "videos", root / "data" / "hits")
   return root
 
 

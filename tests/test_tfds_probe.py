@@ -44,16 +44,10 @@ class AvjaxScenes(tfds.core.GeneratorBasedBuilder):
 def more_clips(tmp_path_factory):
   """Prepared training clips, 10x the session fixture's: enough for the frame
   tower to learn the objects' classes in a minute."""
-  from data_pipelines import ingest
-  from tests.conftest import FRAME_SIZE, SAMPLE_RATE, TINY_SPECTROGRAM
+  from tests.conftest import generate_and_prepare
   root = tmp_path_factory.mktemp("more_clips")
-  split = synthetic.SplitSpec("train", 240, seed=81)
-  synthetic.generate_split(split, str(root / "videos"), workers=2)
-  ingest.prepare(str(root / "videos"), str(root / "prepared" / "train"),
-                 labels_csv=str(root / "videos" / "labels.csv"),
-                 settings=ingest.PrepareSettings(sample_rate=SAMPLE_RATE, frame_size=FRAME_SIZE,
-                                                 spectrogram=TINY_SPECTROGRAM),
-                 files_per_shard=24, workers=2, quiet=True)
+  generate_and_prepare(synthetic.SplitSpec("train", 240, seed=81), root / "videos",
+                       root / "prepared" / "train", files_per_shard=24)
   return root / "prepared"
 
 
