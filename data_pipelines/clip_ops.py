@@ -276,7 +276,6 @@ def stack_frames(start_sample, num_frames, fps, aspec, n: int):
   return tf.clip_by_value(tf.cast(nearest, tf.int32), 0, num_frames - 1)
 
 
-
 def decode_for_batch(clip: dict, *, spec: ReaderSpec, train: bool) -> dict:
   """The chosen frame as a uint8 crop, plus (training) its augmentation draws."""
   params = frame_augment_params(clip["frame_seed"], spec=spec)
