@@ -2,8 +2,9 @@
 
   python benchmarks/hear_checkpoint.py WORKDIR [--steps 30]
 
-It generates a few embedded-style clips, prepares them at the tiny config's
-settings under WORKDIR/data, and trains configs/avenet.py:tiny on them into
+It generates a few embedded-style clips and prepares them at the tiny config's
+settings under WORKDIR/data (default_dataset.ensure, with splits of its own),
+and trains configs/avenet.py:tiny on them into
 WORKDIR. The validator checks shapes, rates and timestamps, not quality, so a
 minute of data and training stands in for the README's run (which builds the
 whole embedded dataset first).
@@ -18,7 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from avjax import input as input_lib  # noqa: E402
 from avjax import train  # noqa: E402
 from configs import avenet  # noqa: E402
-from data_pipelines import ingest, synthetic  # noqa: E402
+from data_pipelines import default_dataset, synthetic  # noqa: E402
 
 SPLITS = (synthetic.SplitSpec("train", 24, seed=11), synthetic.SplitSpec("validation", 8, seed=12))
 
@@ -30,13 +31,8 @@ def main() -> None:
   args = p.parse_args()
   t0 = time.time()
   config = avenet.get_config("tiny")
-  config.data.dir = os.path.join(args.workdir, "data")
-  for split in SPLITS:
-    videos = os.path.join(args.workdir, "videos", split.name)
-    synthetic.generate_split(split, videos, workers=2)
-    ingest.prepare(videos, os.path.join(config.data.dir, split.name),
-                   labels_csv=os.path.join(videos, "labels.csv"),
-                   settings=input_lib.prepare_settings(config.data), workers=2, quiet=True)
+  config.data.dir = default_dataset.ensure(input_lib.prepare_settings(config.data), SPLITS,
+                                           root=os.path.join(args.workdir, "data"), quiet=True)
   config.update(total_steps=args.steps, log_every=args.steps, progress_bar=False)
   config.checkpoint.update(every=args.steps, async_save=False)
   for name in config.evals:

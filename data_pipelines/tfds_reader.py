@@ -52,6 +52,11 @@ def spec_from_config(cfg) -> TfdsSpec:
   return TfdsSpec(**{f.name: cfg[f.name] for f in dataclasses.fields(TfdsSpec) if f.name in cfg})
 
 
+def _not_prepared(spec: TfdsSpec, where: str) -> TfdsError:
+  return TfdsError(f"tfds {spec.name!r} is not prepared in {where}; prepare it (tfds build) or "
+                   "set download=True")
+
+
 def readable_data_dir(spec: TfdsSpec) -> str:
   """`spec.data_dir` as TensorFlow can read it: itself (local, or gs:// through
   TensorFlow's GCS client), or, where that client cannot reach the storage (a
@@ -66,8 +71,7 @@ def readable_data_dir(spec: TfdsSpec) -> str:
   try:
     return os.path.dirname(fs.cached_tree(folder))
   except FileNotFoundError:
-    raise TfdsError(f"tfds {spec.name!r} is not prepared in {spec.data_dir}; prepare it "
-                    "(tfds build) or set download=True") from None
+    raise _not_prepared(spec, spec.data_dir) from None
 
 
 def _builder(spec: TfdsSpec):
@@ -82,8 +86,7 @@ def _builder(spec: TfdsSpec):
     config = tfds.download.DownloadConfig(manual_dir=spec.manual_dir or None)
     builder.download_and_prepare(download_config=config)
   elif not builder.is_prepared():
-    raise TfdsError(f"tfds {spec.name!r} is not prepared in {spec.data_dir or builder.data_dir}; "
-                    "prepare it (tfds build) or set download=True")
+    raise _not_prepared(spec, spec.data_dir or builder.data_dir)
   return builder
 
 
