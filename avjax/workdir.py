@@ -30,7 +30,7 @@ CONFIG = "config.json"
 log = logging.getLogger("avjax")
 
 
-class WorkdirError(Exception):
+class WorkdirError(ValueError):
   """The workdir is another job's, or holds another config."""
 
 
@@ -198,10 +198,6 @@ def check_config(workdir: str, config_json: str, *, changes_ok: bool) -> None:
     if changes:
       log.warning("%s: continuing with a changed config: %s", workdir, "; ".join(changes))
   fs.write_text(path, config_json)
-
-
-class WorkdirError(ValueError):
-  pass
 
 
 def make_writable(workdir: str) -> None:

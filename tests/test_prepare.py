@@ -3,7 +3,6 @@ import collections
 import csv
 import json
 import os
-import shutil
 
 import av
 import numpy as np

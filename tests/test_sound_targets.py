@@ -1,7 +1,6 @@
 """Ambient-sound targets: fitted on the training split only, deterministic, joined
 into training batches by clip id, and a frame-only network trained on them."""
 import json
-import os
 import shutil
 
 import numpy as np

@@ -85,7 +85,7 @@ def test_glyph_scenes_are_upright_letters_whose_colour_tells_nothing():
   that differs between classes (its colour is drawn apart from it), and it is
   upright: a glyph turned by a quarter or half turn is not the same picture."""
   split = SPLITS["glyphs_train"]
-  classes, colours = collections.defaultdict(list), []
+  classes = collections.defaultdict(list)
   for i in range(120):
     frames, wave, cls, box = synthetic.make_scene(split, i, VIDEO)
     assert frames.shape == (35, VIDEO.size, VIDEO.size, 3) and wave.ndim == 1

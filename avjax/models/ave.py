@@ -9,10 +9,8 @@ from __future__ import annotations
 from typing import ClassVar
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
-from avjax import maths
 from avjax.models import vgg
 
 
