@@ -86,6 +86,8 @@ def check_evals(config, names=None) -> None:
 def check_training(config, model) -> None:
   _require(config.batch_size > 0, "batch_size", config.batch_size, "must be positive")
   _require(config.total_steps > 0, "total_steps", config.total_steps, "must be positive")
+  _require(not config.data.both_examples or config.batch_size % 2 == 0, "batch_size",
+           config.batch_size, "must be even with data.both_examples (each clip is two examples)")
   _require(config.log_every > 0, "log_every", config.log_every, "must be positive")
   profile = config.get("profile") or {}
   if profile and profile.num_steps:

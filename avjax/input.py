@@ -33,6 +33,7 @@ def reader_spec(data):
   return ReaderSpec(
       spectrogram=spectrogram_spec(data), fps=data.fps, resize=data.resize, crop=data.crop,
       negative_fraction=data.negative_fraction, negatives=data.negatives, min_shift=data.min_shift,
+      both_examples=data.both_examples,
       negatives_on_grid=data.negatives_on_grid, shuffle_buffer=data.shuffle_buffer,
       flip=data.flip, colour_jitter=data.colour_jitter, zoom_out=data.zoom_out,
       gain_db=data.gain_db,
@@ -244,7 +245,8 @@ def train_batch_shapes(config, batch: int, *, num_classes: int = 0) -> dict:
     if (not key.device or (key.optional and not wanted.get(name, False))
         or (key.audio and key.audio != d.audio)):
       continue
-    shape = (batch, *(sizes[s] if isinstance(s, str) else s for s in key.shape))
+    rows = batch // 2 if d.both_examples and name in contract.FRAME_KEYS else batch
+    shape = (rows, *(sizes[s] if isinstance(s, str) else s for s in key.shape))
     out[name] = jax.ShapeDtypeStruct(shape, np.dtype(key.dtype))
   teachers = config.get("teachers") or {}
   if teachers:

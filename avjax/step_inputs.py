@@ -25,10 +25,13 @@ def log_spectrogram(magnitude, gain, spec: spectrogram_lib.SpectrogramSpec):
                                                  xp=jnp)[..., None]
 
 
-def model_inputs(batch: dict, spec: spectrogram_lib.SpectrogramSpec) -> dict:
+def model_inputs(batch: dict, spec: spectrogram_lib.SpectrogramSpec, *,
+                 both_examples: bool = False) -> dict:
   """A reader batch (inside jit) -> the same batch with `frames` (and a
   `frame_stack`) as the models take them, `spectrogram` from `stft_magnitude`,
-  and the augmentation draws consumed. `spec` gives the log's offset."""
+  and the augmentation draws consumed. `spec` gives the log's offset.
+  `both_examples` (config.data.both_examples): the frames come one row per clip
+  and serve the examples at rows 2i and 2i + 1 (data_pipelines.pairs.pair_both)."""
   augment = {k: batch[k] for k in contract.AUGMENT_KEYS if k in batch}
   out = {k: v for k, v in batch.items() if k not in contract.AUGMENT_KEYS}
   frame_draws = {k: v for k, v in augment.items() if not contract.KEYS[k].audio}
@@ -36,6 +39,10 @@ def model_inputs(batch: dict, spec: spectrogram_lib.SpectrogramSpec) -> dict:
     out["frames"] = frames_lib.to_model_frames(out["frames"], frame_draws)
   if "frame_stack" in out:
     out["frame_stack"] = frames_lib.stack_to_model_frames(out["frame_stack"], frame_draws)
+  if both_examples:
+    for key in ("frames", "frame_stack"):
+      if key in out:
+        out[key] = jnp.repeat(out[key], 2, axis=0)
   if "stft_magnitude" in out:
     gain = augment.get("aug_gain", jnp.ones(out["stft_magnitude"].shape[:1], jnp.float32))
     out["spectrogram"] = log_spectrogram(out.pop("stft_magnitude"), gain, spec)

@@ -115,7 +115,7 @@ def make_update_fn(model, tx, schedule, config):
 
   def update(state: TrainState, batch: dict):
     # uint8 crops, |STFT| and their draws -> augmented float frames, log-spectrograms
-    batch = step_inputs.model_inputs(batch, spectrogram)
+    batch = step_inputs.model_inputs(batch, spectrogram, both_examples=config.data.both_examples)
     rng = jax.random.fold_in(state.rng, state.step)
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
     (loss, (batch_stats, loss_metrics)), grads = grad_fn(
@@ -250,8 +250,12 @@ def _train(config, workdir: str, lock, step_hook) -> dict:
   # --- Mesh ------------------------------------------------------------------
   mesh = mesh_lib.make_mesh(config)
   data_sharding = mesh_lib.batch_sharding(mesh)
-  if config.batch_size % mesh.size:
-    raise ValueError(f"config.batch_size={config.batch_size} is not divisible by "
+  # With both_examples a batch's frames are one row per clip: half its examples.
+  rows = config.batch_size // 2 if config.data.both_examples else config.batch_size
+  if rows % mesh.size:
+    what = (f"its {rows} clips (data.both_examples: two examples each) are"
+            if config.data.both_examples else "it is")
+    raise ValueError(f"config.batch_size={config.batch_size}: {what} not divisible by "
                      f"{mesh.size} devices")
 
   # --- Input -----------------------------------------------------------------

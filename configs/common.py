@@ -42,6 +42,7 @@ def data_config(tiny: bool) -> ml_collections.ConfigDict:
   d.negative_fraction = 0.5
   d.negatives = "stream"         # or "in_batch", or "shifted" (synchronisation)
   d.min_shift = 0.0              # shifted negatives: seconds from the aligned window
+  d.both_examples = False        # shifted negatives: each clip as both its examples
   d.negatives_on_grid = True     # False: the offset shortcut, for ablations
   # How records are read (data_pipelines/records.py): "tfrecord" (TFRecordDataset;
   # the shuffle buffer holds records: a prepared 10 s paper-scale clip is several

@@ -4,7 +4,9 @@ The reader (data_pipelines/reader.py) produces host batches of these keys;
 avjax/input.py ships the device keys to the mesh, avjax/step_inputs.py turns a
 training batch's uint8 crops, |STFT| windows and augmentation draws into the
 models' inputs inside the jitted step, and models and losses read the rest.
-Shapes are per example (the batch axis comes first); names in them are sizes
+Shapes are per example (the batch axis comes first; with config.data.both_examples
+a training batch's FRAME_KEYS hold one row per clip, B / 2, for the examples at
+rows 2i and 2i + 1, and the step repeats them); names in them are sizes
 fixed by the reader's spec: `crop` (frame side), `bins` and `frames` (the
 log-spectrogram's), `classes` (the manifest's labels).
 
@@ -117,7 +119,8 @@ AUDIO_KEYS = {kind: tuple(n for n, k in KEYS.items() if k.audio == kind)
 
 def violations(batch: Mapping[str, np.ndarray], mode: str, sizes: Mapping[str, int]) -> list[str]:
   """What in a host batch breaks the contract (empty: nothing); `sizes` gives
-  the named sizes, and `batch` its batch size as `sizes["batch"]`."""
+  the named sizes, `batch` its batch size as `sizes["batch"]`, and where the
+  frame keys hold fewer rows (both_examples) their count as `sizes["frame_rows"]`."""
   wanted = keys(mode)
   audio = "waveform" if "waveform" in batch else "spectrogram"
   absent_audio = {k for kind, names in AUDIO_KEYS.items() if kind != audio for k in names}
@@ -129,7 +132,8 @@ def violations(batch: Mapping[str, np.ndarray], mode: str, sizes: Mapping[str, i
     if name not in batch:
       continue
     v = np.asarray(batch[name])
-    shape = (sizes["batch"], *(sizes[d] if isinstance(d, str) else d for d in k.shape))
+    rows = sizes.get("frame_rows", sizes["batch"]) if name in FRAME_KEYS else sizes["batch"]
+    shape = (rows, *(sizes[d] if isinstance(d, str) else d for d in k.shape))
     if v.shape != shape:
       out.append(f"{name!r}: shape {v.shape}, expected {shape}")
     kind_ok = v.dtype.kind in "SO" if k.dtype == "string" else v.dtype == np.dtype(k.dtype)

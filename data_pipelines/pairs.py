@@ -178,10 +178,38 @@ def pair_shifted(batch: dict, *, negative_fraction: float) -> dict:
   return out
 
 
-def pair_batches(batches: tf.data.Dataset, *, negatives: str,
-                 negative_fraction: float) -> tf.data.Dataset:
+def interleave_rows(a, b):
+  """[n, ...] and [n, ...] -> [2n, ...]: a[0], b[0], a[1], b[1], ..."""
+  return tf.reshape(tf.stack([a, b], axis=1), tf.concat([[-1], tf.shape(a)[1:]], 0))
+
+
+def pair_both(batch: dict) -> dict:
+  """Synchronisation with both examples of each clip (config.data.both_examples):
+  B / 2 clips -> B examples, each clip's at rows 2i (its own window, label 1) and
+  2i + 1 (its shifted window, label 0). The frame keys keep one row per clip:
+  the jitted step repeats them (avjax.step_inputs), so the host neither copies
+  nor ships a frame stack twice. A device's share of the rows then holds both
+  examples of the clips whose frames it holds."""
+  twice = lambda v: interleave_rows(v, v)
+  n = tf.shape(batch["index"])[0]
+  out = {k: batch[k] for k in contract.FRAME_KEYS if k in batch}
+  out.update({k: twice(batch[k]) for k in ("labels", "clip_id", "video_id", "fps") if k in batch})
+  out.update(
+      audio=interleave_rows(batch["pos_audio"], batch["neg_audio"]),
+      gain=interleave_rows(batch["pos_gain"], batch["neg_gain"]),
+      label=interleave_rows(tf.ones([n], tf.int32), tf.zeros([n], tf.int32)),
+      audio_video_id=twice(batch["video_id"]),
+      audio_start=interleave_rows(batch["pos_start"], batch["neg_start"]))
+  out["audio_shift"] = out["audio_start"] - twice(batch["pos_start"])
+  return out
+
+
+def pair_batches(batches: tf.data.Dataset, *, negatives: str, negative_fraction: float,
+                 both_examples: bool = False) -> tf.data.Dataset:
   """Batches of clips -> batches of pairs, by `negatives` ("stream", "in_batch"
-  or "shifted")."""
+  or "shifted"); `both_examples`: each clip as both its examples (`pair_both`)."""
+  if both_examples:
+    return batches.map(graph_fn(pair_both), num_parallel_calls=tf.data.AUTOTUNE)
   if negatives == "stream":
     return pair_with_next_batch(batches, negative_fraction=negative_fraction)
   if negatives == "shifted":

@@ -352,6 +352,11 @@ def train_dataset(files: Sequence[str], *, spec: ReaderSpec, batch_size: int, se
   if epoch_size == 0:
     raise ValueError(f"no records in {list(files)[:3]}...")
   parse = train_parse_fn(spec)
+  if spec.both_examples:  # B examples are B / 2 clips, each given twice (pairs.pair_both)
+    if batch_size % 2:
+      raise ValueError(f"config.data.both_examples: a host's batch of {batch_size} examples is "
+                       "not a whole number of clips given twice")
+    batch_size, start_example = batch_size // 2, start_example // 2
   k = spec.examples_per_clip
   # More clips in flight than a batch holds: a clip never gives two pairs of one
   # batch, nor the stream negative (clip i + B's window) of its own pair.
@@ -360,7 +365,8 @@ def train_dataset(files: Sequence[str], *, spec: ReaderSpec, batch_size: int, se
   # Where the pairing takes one window per clip, the clip carries only it: its
   # windows are copied by the stack, the batch and the pairing, twice as many
   # bytes with both.
-  one = pairs.gives_one_window(spec.negatives, batch_size, spec.negative_fraction)
+  one = (not spec.both_examples
+         and pairs.gives_one_window(spec.negatives, batch_size, spec.negative_fraction))
   window_keys, clip_keys = WINDOW_KEYS, TRAIN_CLIP_KEYS
   if one:
     window_keys, clip_keys = (tuple(k for k in keys if k not in ("pos_audio", "neg_audio"))
@@ -392,7 +398,8 @@ def train_dataset(files: Sequence[str], *, spec: ReaderSpec, batch_size: int, se
     examples = examples.skip(skip_examples).map(graph_fn(decoded), num_parallel_calls=AUTOTUNE)
   batches = examples.batch(batch_size, drop_remainder=True)
   ds = pairs.pair_batches(batches, negatives=spec.negatives,
-                          negative_fraction=spec.negative_fraction)
+                          negative_fraction=spec.negative_fraction,
+                          both_examples=spec.both_examples)
   ds = ds.map(graph_fn(lambda b: clip_ops.add_spectrograms(b, spec, log_on_device=True)),
               num_parallel_calls=AUTOTUNE)
   return ds.with_options(dataset_options(spec)).prefetch(AUTOTUNE)

@@ -20,6 +20,10 @@ class ReaderSpec:
   # window at least `min_shift` seconds away: synchronisation; label 0 = out of sync).
   negatives: str = "stream"
   min_shift: float = 0.0
+  # Shifted negatives: each clip read gives both its examples, in sync and shifted,
+  # one after the other in the batch (the paper's both_examples): half the clips
+  # decoded per example, the costly part of a frame stack's reader.
+  both_examples: bool = False
   negatives_on_grid: bool = True
   shuffle_buffer: int = 1024
   flip: bool = True
@@ -76,6 +80,10 @@ class ReaderSpec:
                        f"{self.negatives!r}")
     if self.negatives == "shifted" and not self.min_shift > 0:
       raise ValueError(f"config.data.min_shift must be > 0 with shifted negatives, got {self.min_shift}")
+    if self.both_examples and (self.negatives != "shifted" or self.negative_fraction != 0.5):
+      raise ValueError("config.data.both_examples pairs each clip with its own window and its "
+                       "shifted one: it needs negatives='shifted' and negative_fraction=0.5, got "
+                       f"{self.negatives!r} and {self.negative_fraction}")
     if not 0.0 <= self.zoom_out < 1.0:
       raise ValueError(f"config.data.zoom_out must be in [0, 1), got {self.zoom_out}")
     if not 0.0 <= self.negative_fraction < 1.0:

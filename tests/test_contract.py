@@ -32,6 +32,23 @@ def test_training_batches_keep_the_contract(data_dir, negatives, per_clip):
     assert contract.violations(next(it), contract.TRAIN, sizes(config, reader, 8)) == []
 
 
+def test_sync_batches_with_both_examples_keep_the_contract(data_dir):
+  """Shifted negatives, each clip as both its examples: the frame keys one row per
+  clip; a batch that ships them once per example breaks the contract."""
+  from tests.test_sync import sync_config_on
+  config = sync_config_on(data_dir)
+  config.data.both_examples = True
+  reader = input_lib.make_reader(config.data, "train", global_batch=8, seed=0)
+  batch = next(reader.train_iterator())
+  want = {**sizes(config, reader, 8), "frame_rows": 4}
+  assert contract.violations(batch, contract.TRAIN, want) == []
+  assert "'frame_stack': shape (4, 8, 32, 32, 3), expected (8, 8, 32, 32, 3)" in (
+      contract.violations(batch, contract.TRAIN, sizes(config, reader, 8)))
+  # What the update is compiled for (exports, memory plans) is what the reader ships.
+  shapes = input_lib.train_batch_shapes(config, 8, num_classes=reader.num_classes)
+  assert {name: batch[name].shape for name in shapes} == {n: s.shape for n, s in shapes.items()}
+
+
 def test_evaluation_batches_keep_the_contract(data_dir):
   config = tiny_config("avenet", data_dir)
   reader = input_lib.make_reader(config.data, "validation", global_batch=8, seed=0)

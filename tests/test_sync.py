@@ -182,7 +182,8 @@ def test_offset_evaluation_scores_every_fitting_offset(data_dir, tmp_path):
 @pytest.mark.slow
 def test_one_paper_scale_update_step_on_small_inputs():
   """The paper's network and audio window (4.2 s at 21 kHz), on 8 frames of 48 px:
-  one update is finite and moves the weights."""
+  one update of one clip as both its examples (the paper's both_examples) is
+  finite and moves the weights."""
   from avjax import train
   c = sync_config.get_config()
   model = models.build(c.model)
@@ -196,7 +197,8 @@ def test_one_paper_scale_update_step_on_small_inputs():
                            opt_state=tx.init(variables["params"]), rng=jax.random.PRNGKey(1),
                            nonfinite_step=-jnp.ones((), jnp.int32))
   r = np.random.default_rng(0)
-  batch = {"frame_stack": r.integers(0, 255, (2, 8, 48, 48, 3), dtype=np.uint8),
+  assert c.data.both_examples
+  batch = {"frame_stack": r.integers(0, 255, (1, 8, 48, 48, 3), dtype=np.uint8),
            "waveform": r.normal(0, 0.1, (2, 88200)).astype(np.float32),
            "label": np.array([1, 0], np.int32)}
   new, metrics = jax.jit(train.make_update_fn(model, tx, schedule, c))(state, batch)
@@ -224,3 +226,59 @@ def test_own_footage_variant_warm_starts_the_whole_network_on_train_and_validati
   assert c.total_steps == 600
   plain = sync_config.get_config("tiny")
   assert plain.init_from.workdir == "" and plain.data.train_split == "sync_train"
+
+
+def test_both_examples_give_each_clip_in_sync_then_shifted(data_dir):
+  """config.data.both_examples: a batch of 8 is 4 clips, each at two rows in a
+  row, first with its own window (label 1, no shift), then with its shifted one
+  (label 0, at least min_shift away), its frames and their draws once; no clip
+  twice in the first 12; restored at step 2, the stream goes on as it ran."""
+  from avjax import input as input_lib
+  from data_pipelines import contract
+  config = sync_config_on(data_dir)
+  config.data.both_examples = True
+  make = lambda: input_lib.make_reader(config.data, "train", global_batch=8, seed=0)
+  it = make().train_iterator()
+  batches = [next(it) for _ in range(3)]
+  for b in batches:
+    np.testing.assert_array_equal(b["label"], [1, 0] * 4)
+    assert b["frame_stack"].shape == (4, 8, 32, 32, 3) and b["waveform"].shape == (8, 8000)
+    assert all(b[key].shape[0] == 4 for key in contract.FRAME_KEYS if key in b)
+    for key in ("clip_id", "video_id"):
+      np.testing.assert_array_equal(b[key][0::2], b[key][1::2], err_msg=key)
+    assert np.all(b["audio_shift"][0::2] == 0)
+    assert np.all(np.abs(b["audio_shift"][1::2]) >= config.data.min_shift - 1e-6)
+    assert np.all(np.abs(b["waveform"][0::2] - b["waveform"][1::2]).max(axis=1) > 0)
+  assert len({int(c) for b in batches for c in b["clip_id"][0::2]}) == 12
+  restored = next(make().train_iterator(start_step=2))
+  for key in batches[2]:
+    np.testing.assert_array_equal(restored[key], batches[2][key], err_msg=key)
+  with pytest.raises(ValueError, match="a host's batch of 7 examples"):
+    next(input_lib.make_reader(config.data, "train", global_batch=7, seed=0).train_iterator())
+  from avjax import config_check
+  config.batch_size = 7
+  with pytest.raises(ValueError, match=r"config.batch_size=7: must be even with data.both_examples"):
+    config_check.check(config)
+  config.data.negatives = "stream"
+  with pytest.raises(ValueError, match="both_examples .* needs negatives='shifted'"):
+    input_lib.reader_spec(config.data)
+
+
+def test_both_examples_repeat_frames_in_the_step_as_shipping_them_twice_would(data_dir):
+  """The step repeats each clip's frames for its two examples: the update equals
+  the update of the same batch with the frames and draws repeated on the host."""
+  import jax
+  from avjax import input as input_lib
+  from data_pipelines import contract
+  from tests.conftest import one_update
+  config = sync_config_on(data_dir)
+  config.data.both_examples = True
+  batch = input_lib.plausible_train_batch(config, 8)
+  assert batch["frame_stack"].shape[0] == 4 and batch["label"].shape == (8,)
+  _, shared, shared_metrics = one_update(config, batch)
+  twice = {k: np.repeat(v, 2, axis=0) if k in contract.FRAME_KEYS else v for k, v in batch.items()}
+  config.data.both_examples = False
+  _, shipped, shipped_metrics = one_update(config, twice)
+  np.testing.assert_allclose(shared_metrics["loss"], shipped_metrics["loss"], rtol=1e-5)
+  for a, b in zip(jax.tree.leaves(shared.params), jax.tree.leaves(shipped.params)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
