@@ -159,13 +159,23 @@ def natural_jpegs(shape, quality: int, n: int = 16) -> list[bytes]:
   return out
 
 
-def decode_cost(jpegs: list[bytes], spec) -> float:
-  """Seconds per frame of the reader's decode + crop, on one tf.data thread."""
+def decode_cost(jpegs: list[bytes], spec, per_element: int = 25) -> float:
+  """Seconds per frame of the reader's decode + crop, on one tf.data thread; frames
+  timed `per_element` to an element, so that the iterator's own cost per element
+  (tens of microseconds) does not swamp the difference between two such costs."""
   import tensorflow as tf
   from data_pipelines import clip_ops
   ds = tf.data.Dataset.from_tensor_slices(jpegs).repeat().map(
       lambda j: clip_ops.decode_crop(j, tf.constant([1, 2], tf.int64), spec=spec, train=True))
-  return pipeline.one_thread_cost(ds, 400)
+  return pipeline.one_thread_cost(ds.batch(per_element), 32) / per_element
+
+
+def extra_decode_cost(stored: list[bytes], natural: list[bytes], spec, repeats: int = 7) -> float:
+  """Seconds more per frame that natural frames take to decode than the stored
+  ones: the median over `repeats` alternating timings of both, since one pair of
+  timings on a shared 2-vCPU host differs by a third from run to run."""
+  diffs = [decode_cost(natural, spec) - decode_cost(stored, spec) for _ in range(repeats)]
+  return max(0.0, float(np.median(diffs)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,6 +184,20 @@ class ReaderRate:
   natural_per_core: float  # the same with natural-statistics frames' decode cost
   cpu_us: float            # CPU per example, generated frames
   frame_bytes: tuple[float, float]  # mean JPEG size: generated, natural
+
+
+def timed_span(examples_per_clip: int, batch: int, at_least: int) -> tuple[int, int]:
+  """(warm-up batches, timed batches) of the training reader. With k > 1 examples
+  per record read it reads B + 1 records, then gives their examples in turn
+  (reader.train_dataset): reading comes in blocks of (B + 1) k examples. Both
+  spans are whole blocks and whole batches, so the timed one reads records as
+  often as a long run does (a span inside one block reads none); at least
+  `at_least` timed batches."""
+  if examples_per_clip == 1:
+    return 3, at_least
+  block = (batch + 1) * examples_per_clip
+  period = math.lcm(block, batch) // batch
+  return period, period * math.ceil(at_least / period)
 
 
 def reader_rate(config, batch: int, batches: int) -> ReaderRate:
@@ -186,15 +210,16 @@ def reader_rate(config, batch: int, batches: int) -> ReaderRate:
   files = reader_lib.resolve_files(root, split.name)
   spec = reader_lib.Reader(files, spec=input_lib.reader_spec(config.data), batch_size=batch,
                            seed=0).spec
+  warmup, timed = timed_span(spec.examples_per_clip, batch, batches)
   r = pipeline.rate(reader_lib.train_dataset(files, spec=spec, batch_size=batch, seed=0),
-                    batches, batch)
+                    timed, batch, warmup=warmup)
   cores = os.cpu_count() or 1
   record = next(iter(tf.data.TFRecordDataset(files[:1])))
   stored = [j.numpy() for j in dmvr.parse(record, default_fps=config.data.fps,
                                           default_sample_rate=config.data.sample_rate)
             ["jpeg_frames"][:16]]
   natural = natural_jpegs(tf.io.extract_jpeg_shape(stored[0]).numpy()[:2], settings.jpeg_quality)
-  extra = max(0.0, decode_cost(natural, spec) - decode_cost(stored, spec))
+  extra = extra_decode_cost(stored, natural, spec)
   per_core = r.examples_per_s / cores
   natural_per_core = 1.0 / (1.0 / per_core + frames_per_example(config) * extra)
   return ReaderRate(per_core, natural_per_core, r.cpu_us_per_example,
@@ -245,7 +270,7 @@ def main() -> None:
   p.add_argument("--configs", default=",".join(CONFIGS))
   p.add_argument("--batches", default="2,4", help="two per-device batch sizes for the slope")
   p.add_argument("--parts", default="memory,reader", help="memory, reader or both")
-  p.add_argument("--reader_batches", type=int, default=12, help="batches timed per reader")
+  p.add_argument("--reader_batches", type=int, default=12, help="batches timed per reader, at least (in whole blocks of records; timed_span)")
   args = p.parse_args()
   batches = tuple(int(b) for b in args.batches.split(","))
   if len(batches) != 2 or batches[0] >= batches[1]:

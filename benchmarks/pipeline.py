@@ -53,9 +53,9 @@ class Rate:
   cores_busy: float
 
 
-def rate(ds, batches: int, batch_size: int) -> Rate:
+def rate(ds, batches: int, batch_size: int, warmup: int = 3) -> Rate:
   it = iter(ds)
-  for _ in range(3):  # warm up: thread pools, autotune, file cache
+  for _ in range(warmup):  # thread pools, autotune, file cache
     next(it)
   t, cpu = time.perf_counter(), time.process_time()
   for _ in range(batches):

@@ -308,3 +308,15 @@ def test_stream_negatives_come_from_the_next_batch(data_dir):
     assert neg.any()
     np.testing.assert_array_equal(cur["audio_video_id"][neg], nxt["video_id"][neg])
     assert not np.isin(cur["audio_video_id"][neg], cur["video_id"]).all()
+
+
+def test_the_reader_benchmark_times_whole_blocks_of_records():
+  """benchmarks/accelerator_plan.py times the reader over whole blocks of the
+  (B + 1) k examples that one read of B + 1 records gives, from a block's start,
+  so the timed span reads records as often as a long run does."""
+  from benchmarks.accelerator_plan import timed_span
+  for k, b in ((16, 32), (32, 32), (3, 8), (16, 8)):
+    warmup, timed = timed_span(k, b, 12)
+    block = (b + 1) * k
+    assert timed >= 12 and warmup * b % block == 0 and timed * b % block == 0, (k, b)
+  assert timed_span(1, 8, 12) == (3, 12)  # a record per example: no blocks
