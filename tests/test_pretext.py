@@ -309,3 +309,24 @@ def test_exemplar_net_classifies_its_banks_exemplars():
   assert out["exemplar_logits"].shape == (4, 6)
   assert int(out["exemplar_ids"].max()) < 4  # drawn from the filled rows only
   assert np.isfinite(float(losses.exemplar_xent(outputs=out, batch={})))
+
+
+PRETEXT = ("rotation", "relative_position", "colourization", "exemplar", "simclr", "mae",
+           "arrow_of_time", "shuffle_and_learn", "odd_one_out")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", PRETEXT)
+def test_one_paper_scale_update_step(name):
+  """Each pretext config at paper scale (its network, its 224 px crops, frame stacks
+  and settings): one update of a batch of 2 is finite and moves the weights."""
+  import importlib
+  from avjax import input as input_lib
+  from tests.conftest import one_update
+  config = importlib.import_module(f"configs.{name}").get_config()
+  assert config.data.crop == 224
+  state, new, metrics = one_update(config, input_lib.plausible_train_batch(config, 2))
+  assert np.isfinite(float(metrics["loss"])), metrics
+  moved = [float(jnp.abs(a - b).max()) for a, b in zip(jax.tree.leaves(new.params),
+                                                        jax.tree.leaves(state.params))]
+  assert max(moved) > 0
