@@ -282,3 +282,16 @@ def test_both_examples_repeat_frames_in_the_step_as_shipping_them_twice_would(da
   np.testing.assert_allclose(shared_metrics["loss"], shipped_metrics["loss"], rtol=1e-5)
   for a, b in zip(jax.tree.leaves(shared.params), jax.tree.leaves(shipped.params)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_both_examples_on_two_devices_add_no_communication():
+  """Split over 2 devices, the step's repeat of each clip's frames stays on the
+  device that holds the clip: the same loss as the frames shipped twice, and the
+  same collective ops in the compiled update."""
+  import json
+  from tests.conftest import ROOT, run_python
+  r = run_python(["tests/scripts/both_examples_mesh.py"], cwd=ROOT)
+  assert r.returncode == 0, r.stderr[-2000:]
+  out = json.loads(r.stdout.strip().splitlines()[-1])
+  np.testing.assert_allclose(out["shared"]["loss"], out["twice"]["loss"], rtol=1e-5)
+  assert out["shared"]["collectives"] == out["twice"]["collectives"]
