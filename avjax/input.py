@@ -245,7 +245,7 @@ def train_batch_shapes(config, batch: int, *, num_classes: int = 0) -> dict:
     if (not key.device or (key.optional and not wanted.get(name, False))
         or (key.audio and key.audio != d.audio)):
       continue
-    rows = batch // 2 if d.both_examples and name in contract.FRAME_KEYS else batch
+    rows = contract.frame_rows(batch, d.both_examples) if name in contract.FRAME_KEYS else batch
     shape = (rows, *(sizes[s] if isinstance(s, str) else s for s in key.shape))
     out[name] = jax.ShapeDtypeStruct(shape, np.dtype(key.dtype))
   teachers = config.get("teachers") or {}

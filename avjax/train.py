@@ -33,6 +33,7 @@ from avjax import step_inputs
 from avjax import summaries
 from avjax import tracing
 from avjax import workdir as workdir_lib
+from data_pipelines import contract
 from data_pipelines import fs
 
 log = logging.getLogger("avjax")
@@ -250,8 +251,7 @@ def _train(config, workdir: str, lock, step_hook) -> dict:
   # --- Mesh ------------------------------------------------------------------
   mesh = mesh_lib.make_mesh(config)
   data_sharding = mesh_lib.batch_sharding(mesh)
-  # With both_examples a batch's frames are one row per clip: half its examples.
-  rows = config.batch_size // 2 if config.data.both_examples else config.batch_size
+  rows = contract.frame_rows(config.batch_size, config.data.both_examples)
   if rows % mesh.size:
     what = (f"its {rows} clips (data.both_examples: two examples each) are"
             if config.data.both_examples else "it is")

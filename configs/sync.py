@@ -42,7 +42,7 @@ def get_config(arg=None):
     del c.model[key]
   d = c.data
   # both_examples: each 125-frame stack decoded serves its in-sync and its shifted
-  # example, as in the paper's reader (shift_params.py); a batch of 32 holds 16 clips.
+  # example, as in the paper's reader (shift_params.py); a batch of B holds B / 2 clips.
   d.update(audio="waveform", negatives="shifted", min_shift=2.2, negative_fraction=0.5,
            fps=29.97, sample_rate=21000, frame_stack=125, examples_per_clip=1,
            both_examples=True)

@@ -117,6 +117,12 @@ AUDIO_KEYS = {kind: tuple(n for n, k in KEYS.items() if k.audio == kind)
               for kind in ("spectrogram", "waveform")}
 
 
+def frame_rows(batch: int, both_examples: bool) -> int:
+  """Rows of a training batch's FRAME_KEYS: one per clip, half the examples where
+  each clip gives both its examples (config.data.both_examples)."""
+  return batch // 2 if both_examples else batch
+
+
 def violations(batch: Mapping[str, np.ndarray], mode: str, sizes: Mapping[str, int]) -> list[str]:
   """What in a host batch breaks the contract (empty: nothing); `sizes` gives
   the named sizes, `batch` its batch size as `sizes["batch"]`, and where the

@@ -190,7 +190,7 @@ def pair_both(batch: dict) -> dict:
   the jitted step repeats them (avjax.step_inputs), so the host neither copies
   nor ships a frame stack twice. A device's share of the rows then holds both
   examples of the clips whose frames it holds."""
-  twice = lambda v: interleave_rows(v, v)
+  twice = lambda v: tf.repeat(v, 2, axis=0)
   n = tf.shape(batch["index"])[0]
   out = {k: batch[k] for k in contract.FRAME_KEYS if k in batch}
   out.update({k: twice(batch[k]) for k in ("labels", "clip_id", "video_id", "fps") if k in batch})
