@@ -82,7 +82,8 @@ def test_overrides_reach_the_config_and_unknown_keys_name_the_point():
 def test_every_ablation_config_builds_its_points():
   from avjax import config_check
   import importlib
-  for name in ("shortcut", "architecture", "objective", "negatives", "embedding", "localisation"):
+  for name in ("shortcut", "architecture", "objective", "negatives", "embedding", "localisation",
+               "supervision"):
     path = os.path.join(ROOT, "configs", "ablations", f"{name}.py")
     module = importlib.import_module(f"configs.ablations.{name}")
     sweep = hyper.load_sweep(f"{path}:tiny")
@@ -92,6 +93,18 @@ def test_every_ablation_config_builds_its_points():
       config = hyper.run_config(module.get_config("tiny"), sweep, f"{p.name}/seed1")
       assert config.seed == 1
       config_check.check(config)
+
+
+def test_supervision_points_see_the_same_examples_and_probe_only_at_the_end():
+  from configs.ablations import supervision
+  sweep = supervision.get_sweep("tiny")
+  base = supervision.get_config("tiny")
+  for p in sweep.points:
+    config = hyper.run_config(base, sweep, f"{p.name}/seed0")
+    assert (config.batch_size, config.total_steps) == (supervision.BATCH, base.total_steps), p.name
+    assert all(e.every == 0 for e in config.evals.values()), p.name
+  for ev in sweep.evaluations:  # random init is the sweep's own run, not the probe's
+    assert ev.overrides["evals.linear_probe.random_init"] is False
 
 
 # ----------------------------------------------------------------------------

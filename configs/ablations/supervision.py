@@ -52,11 +52,16 @@ def method_overrides(module, arg) -> dict:
   out["batch_size"] = BATCH
   out["total_steps"] = base["total_steps"]  # the same examples for every method
   out["checkpoint.every"] = base["checkpoint"]["every"]
+  # The sweep probes the last checkpoint on test itself; periodic validation
+  # probes would only add to every run's time, not to its result.
+  out.update({f"evals.{name}.every": 0 for name in base["evals"]})
   return out
 
 
+# The sweep evaluates random init as a run of its own, so the probe need not
+# fit a second one beside the trained weights.
 FRAME_PROBES = {"evals.linear_probe.modalities": "frame", "evals.clustering.modalities": "frame",
-                "evals.retrieval.features": "features"}
+                "evals.retrieval.features": "features", "evals.linear_probe.random_init": False}
 
 
 def _test_splits(arg) -> list[tuple[str, str]]:
