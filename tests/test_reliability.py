@@ -248,7 +248,10 @@ def bad_command_lines(data_dir, work, ckpt_workdir):
       "config typo": ([*train(), tiny, "--config.optimizer.lrr=1"], 'Did you mean "lr"'),
       "empty split": ([*train(), tiny, *small_overrides(data_dir), "--config.data.train_split=nosuch"],
                       "no TFRecord shards match"),
-      "glob without dir": ([*train(), tiny, "--config.data.train_split=/nonexistent/*.tfrecord"],
+      # Both splits globs: an eval split left to the embedded dataset would first
+      # generate it where the cache lacks it (a fresh machine), a line of its own.
+      "glob without dir": ([*train(), tiny, "--config.data.train_split=/nonexistent/*.tfrecord",
+                            "--config.data.eval_split=/nonexistent/*.tfrecord"],
                            "no TFRecord shards match '/nonexistent/*.tfrecord'"),
       "evaluate, no checkpoints": ([*ev, f"--workdir={work}/none"], "checkpoints: not found; train first"),
       "evaluate, bad split": ([*ev, f"--workdir={ckpt_workdir}", "--split=nosuch"],
