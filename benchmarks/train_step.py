@@ -1,4 +1,4 @@
-"""Training-step throughput of AVE-Net (and friends) on this machine's devices.
+"""Training-step throughput of AVE-Net (or any config) on this machine's devices.
 
   python benchmarks/train_step.py [--model avenet] [--batch 16] [--steps 5] [--tiny]
 
@@ -24,6 +24,7 @@ JAX's and glibc's defaults for every row.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import time
@@ -34,9 +35,11 @@ import numpy as np
 from avjax import mesh as mesh_lib
 from avjax import input as input_lib
 from avjax import predict, step_inputs, train
-from configs import avenet, avolnet, l3
 
-CONFIGS = {"avenet": avenet, "avolnet": avolnet, "l3": l3}
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+# Every experiment config (configs/<name>.py), e.g. avenet, sync, odd_one_out.
+CONFIGS = sorted(f[:-3] for f in os.listdir(CONFIG_DIR)
+                 if f.endswith(".py") and f not in ("__init__.py", "common.py"))
 
 
 def synthetic_batch(config, batch: int, sharding) -> dict:
@@ -157,15 +160,19 @@ def bench_forward(config, batch, steps, mesh) -> float:
   fns = train.make_train_functions(config, mesh)
   state = fns.init(jax.random.PRNGKey(0))
   data = synthetic_batch(config, batch, mesh_lib.batch_sharding(mesh))
-  apply = jax.jit(lambda v, f, s: fns.model_fns.predict(v, f, s)["logits"])
-  spectrogram = jax.jit(step_inputs.log_spectrogram, static_argnums=2)(
-      data["stft_magnitude"], data["aug_gain"], input_lib.spectrogram_spec(config.data))
-  return time_fn(lambda: apply(train.variables_of(state), data["frames"], spectrogram), steps)
+  fn = fns.model_fns
+  if fn.audio_input == "spectrogram":
+    audio = jax.jit(step_inputs.log_spectrogram, static_argnums=2)(
+        data["stft_magnitude"], data["aug_gain"], input_lib.spectrogram_spec(config.data))
+  else:
+    audio = data[fn.audio_input]
+  apply = jax.jit(fn.predict)  # every output the evaluators read
+  return time_fn(lambda: apply(train.variables_of(state), data[fn.frame_input], audio), steps)
 
 
 def main():
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--model", choices=sorted(CONFIGS), default="avenet")
+  p.add_argument("--model", choices=CONFIGS, default="avenet")
   p.add_argument("--batch", type=int, default=16)
   p.add_argument("--steps", type=int, default=5)
   p.add_argument("--tiny", action="store_true", help="the CPU-sized config instead")
@@ -182,7 +189,8 @@ def main():
   if not (args.process_defaults or args.no_cpu_kernels):
     from avjax_cpu import process
     settings = process.configure()  # before JAX creates its backends, as the trainer does
-  config = CONFIGS[args.model].get_config("tiny" if args.tiny else None)
+  config = importlib.import_module(f"configs.{args.model}").get_config(
+      "tiny" if args.tiny else None)
   mesh = mesh_lib.make_mesh(config)
   spec = config.data
   device = jax.devices()[0]

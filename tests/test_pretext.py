@@ -137,6 +137,18 @@ def test_odd_one_out_marks_the_one_shuffled_sub_sequence():
   assert all(len(set(s)) == 4 for s in seqs.reshape(-1, 4))  # distinct frames
 
 
+def test_odd_one_out_encodes_a_sub_sequence_by_its_ends():
+  """The paper's sum of consecutive feature differences, from the two ends alone."""
+  from avjax.models import pretext_video
+  seqs, _ = pretext_video.odd_one_out_indices(jax.random.PRNGKey(3), 8, 10, 6, 4)
+  ends = np.asarray(pretext_video.sequence_ends(seqs))
+  np.testing.assert_array_equal(ends, np.asarray(seqs)[..., [0, 3]])
+  f = np.random.default_rng(0).normal(size=(8, 6, 4, 5)).astype(np.float32)  # [B, N, L, C]
+  want = np.sum(f[:, :, 1:] - f[:, :, :-1], axis=2)
+  got = pretext_video.sum_of_differences(jnp.asarray(f[:, :, [0, 3]]))
+  np.testing.assert_allclose(got, want, atol=1e-5)
+
+
 @pytest.mark.parametrize("task", ["arrow_of_time", "shuffle_and_learn", "odd_one_out"])
 def test_frame_order_net_trains_and_probes_the_middle_frame(task):
   from avjax.models import pretext_video

@@ -12,7 +12,8 @@ frame tower (`vision_widths`) applied to each frame of the reader's frame stacks
   more motion (frame differences) than its median count in the loss.
 - Odd-One-Out (Fernando et al., CVPR 2017): N sub-sequences of L frames of a
   stack, one with its frames out of order; each is encoded by the sum of its
-  consecutive frames' feature differences, and the N encodings, concatenated,
+  consecutive frames' feature differences (its last frame's features less its
+  first's, so only those two are computed), and the N encodings, concatenated,
   through two layers say which one is odd (an N-way softmax).
 
 Their draws come from the step's "dropout" key. Evaluation (train=False) runs
@@ -84,6 +85,19 @@ def odd_one_out_indices(key, batch: int, length: int, clips: int, clip_length: i
   return seqs, odd
 
 
+def sequence_ends(indices):
+  """[..., L] frame indices of sub-sequences -> [..., 2]: each one's first and last."""
+  return jnp.stack([indices[..., 0], indices[..., -1]], axis=-1)
+
+
+def sum_of_differences(ends):
+  """[..., 2, C] features of a sub-sequence's first and last frames -> [..., C]: the
+  sum of its consecutive frames' feature differences, which telescopes to the last
+  less the first. Only the two ends go through the tower: the middle frames' features
+  would cancel (a third of the tower's work at L = 3, half at the paper's L = 4)."""
+  return ends[..., 1, :] - ends[..., 0, :]
+
+
 def gather_frames(stacks, indices):
   """stacks [B, T, ...], indices [B, ...] -> frames [B, ..., H, W, C]."""
   return jax.vmap(lambda s, i: s[i])(stacks, indices)
@@ -131,8 +145,8 @@ class FrameOrderNet(vgg.Towers):
       weights = above_median(motion(stacks))
     else:
       indices, labels = odd_one_out_indices(key, b, t, self.clips, self.clip_length)
-      f = features(gather_frames(stacks, indices))            # [B, N, L, C]
-      x = jnp.sum(f[:, :, 1:] - f[:, :, :-1], axis=2).reshape(b, -1)  # sum of differences
+      x = sum_of_differences(features(gather_frames(stacks, sequence_ends(indices))))
+      x = x.reshape(b, -1)
     logits = fc2(nn.relu(fc1(x)))
     return {"order_logits": logits.astype(jnp.float32), "order_labels": labels,
             "order_weights": weights}
