@@ -46,13 +46,16 @@ def faults_per_call(mode: str) -> tuple[float, str]:
 def test_configure_lets_xla_reuse_its_temporaries():
   """With JAX's defaults, the program's temporaries are mapped afresh on every
   call; after process.configure they are reused from the heap.
-  In some runs calls still fault in one activation-sized buffer allocated
-  outside the main heap, so the bound is a quarter of the defaults', not zero."""
+  Some runs' calls still fault in one or two activation-sized buffers allocated
+  outside the main heap (seen beside another test process), so the bound is two
+  and a half activations' pages and half the defaults', not zero."""
   default, default_async = faults_per_call("defaults")
   configured, configured_async = faults_per_call("configure")
   assert (default_async, configured_async) == ("True", "False")
   assert default > 40_000, default
-  assert configured < default / 4, (configured, default)
+  import resource  # POSIX only, as the skip says
+  activation_pages = 16 * 128 * 128 * 64 * 4 / resource.getpagesize()
+  assert configured < min(2.5 * activation_pages, default / 2), (configured, default)
 
 
 def test_configure_after_backends_exist_says_so(caplog):
